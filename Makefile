@@ -1,0 +1,53 @@
+# segment-connector: `make run` starts the local stack, `make test` runs every check.
+SHELL := /bin/bash
+export PYENV_VERSION ?= 3.13.0
+export SAM_CLI_TELEMETRY := 0
+
+# Python 3.13 (the Lambda runtime): pyenv's when present, else python3.13 on PATH.
+PYTHON ?= $(shell pyenv which python 2>/dev/null || command -v python3.13 || command -v python3)
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+
+.PHONY: help venv tools run test unit lint build bench replay clean
+
+help:
+	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
+	@echo "make test    unit/integration tests, sam validate --lint and sam build"
+	@echo "make bench   benchmarks (cold start, DynamoDB requests per message)"
+	@echo "make replay  send dead-lettered outbound messages again (local stack or deployed stack)"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+tools: $(TOOLS)/.installed
+$(TOOLS)/.installed: requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $@
+
+run: venv
+	$(PY) -m local_stack
+
+test: unit lint build
+
+unit: venv
+	$(PY) -m pytest
+
+lint: tools
+	$(TOOLS)/bin/sam validate --lint
+
+build: tools
+	PATH="$(dir $(PYTHON)):$$PATH" $(TOOLS)/bin/sam build
+
+bench: venv
+	$(PY) -m bench
+
+replay: venv
+	$(PY) -m local_stack.replay
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache
