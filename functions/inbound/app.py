@@ -1,0 +1,120 @@
+"""InboundFunction: Segment deliveries, the Tracking API and the Profile API (thin routes)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from segment_connector import config, inbound, profiles
+from segment_connector.auth import authenticate
+from segment_connector.errors import ConnectorError, http_answer
+from segment_connector.storage import ProfileStore
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+ROUTES = {
+    re.compile(r"^/segment$"): "POST",
+    re.compile(r"^/v1/(identify|track|page|screen|group|alias|batch)$"): "POST",
+    re.compile(r"^/v1/users/[^/]+(/events)?$"): "GET",
+    re.compile(r"^/v1/accounts/[^/]+$"): "GET",
+    re.compile(r"^/health$"): "GET",
+}
+_store: ProfileStore | None = None
+
+
+def store() -> ProfileStore:
+    global _store
+    if _store is None:
+        _store = ProfileStore(config.table_name())
+    return _store
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def _deliver(source: str, call: str | None = None) -> Response:
+    event = app.current_event
+    raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode()
+    delivery = inbound.Delivery(raw_body=raw, headers=event.headers or {}, source=source, call=call)  # type: ignore[arg-type]
+    secrets = inbound.Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
+    result = inbound.receive(delivery, config.load_settings(), secrets, store())
+    for outcome, count in {**result.counts, "rejected": len(result.rejected)}.items():
+        if count:
+            metrics.add_metric(name=f"Messages{outcome.capitalize()}", unit=MetricUnit.Count, value=count)
+    return _json(200, result.body())
+
+
+def _authorize_read() -> None:
+    event = app.current_event
+    secrets = inbound.Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
+    authenticate(event.headers or {}, b"", None, api_key=secrets.api_key,
+                         shared_secret=secrets.shared_secret, allow_write_key=False)
+
+
+@app.get("/health")
+def health() -> Response:
+    return _json(200, {"status": "ok"})
+
+
+@app.post("/segment")
+def segment_destination() -> Response:
+    return _deliver("segment")
+
+
+@app.post("/v1/<call>")
+def tracking_api(call: str) -> Response:
+    if call not in inbound.TRACKING_CALLS:
+        return not_found(None)
+    return _deliver("api", call)
+
+
+@app.get("/v1/users/<reference>")
+def get_user(reference: str) -> Response:
+    _authorize_read()
+    return _json(200, profiles.user_view(store(), config.load_settings(), reference))
+
+
+@app.get("/v1/users/<reference>/events")
+def get_user_events(reference: str) -> Response:
+    _authorize_read()
+    limit = app.current_event.get_query_string_value("limit")
+    return _json(200, profiles.user_events(store(), reference, limit))
+
+
+@app.get("/v1/accounts/<group_id>")
+def get_account(group_id: str) -> Response:
+    _authorize_read()
+    return _json(200, profiles.account_view(store(), config.load_settings(), group_id))
+
+
+@app.exception_handler(ConnectorError)
+def connector_error(error: ConnectorError) -> Response:
+    status, body, headers = http_answer(error)
+    if status >= 500:
+        logger.warning("request failed", extra={"status": status, "error": error.message})
+    return _json(status, body, headers)
+
+
+@app.not_found
+def not_found(_: Exception | None) -> Response:
+    path = app.current_event.path
+    allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
+    if allowed:
+        return _json(405, {"error": f"method not allowed; use {allowed[0]}", "code": "method_not_allowed"},
+                     {"Allow": allowed[0]})
+    return _json(404, {"error": f"no route {path}", "code": "not_found"})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

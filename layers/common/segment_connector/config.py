@@ -1,0 +1,68 @@
+"""Run-time configuration: environment (read at call time), settings and secrets from SSM."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from aws_lambda_powertools.utilities import parameters
+from pydantic import ValidationError
+
+from segment_connector.errors import SettingsInvalid
+from segment_connector.models.settings import ConnectorSettings
+
+SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
+SECRET_MAX_AGE = 300
+
+_absent: dict[str, float] = {}
+_parsed: tuple[str, ConnectorSettings] | None = None
+
+
+def table_name() -> str:
+    return os.environ["TABLE_NAME"]
+
+
+def parameter_name(suffix: str) -> str:
+    return f"{os.environ.get('PARAMETER_PREFIX', '/segment-connector').rstrip('/')}/{suffix}"
+
+
+def load_settings() -> ConnectorSettings:
+    global _parsed
+    raw = parameters.get_parameter(parameter_name("settings"), max_age=SETTINGS_MAX_AGE)
+    if _parsed is None or _parsed[0] != raw:
+        try:
+            _parsed = (raw, ConnectorSettings.model_validate_json(raw or "{}"))
+        except ValidationError as error:
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(document)", "error": e["msg"]}
+                for e in error.errors(include_url=False)
+            ]
+            raise SettingsInvalid(f"connector settings {parameter_name('settings')} are invalid", details) from None
+    return _parsed[1]
+
+
+def get_secret(suffix: str) -> str | None:
+    """A SecureString under the prefix, or None when it does not exist (absence cached too)."""
+    name = parameter_name(suffix)
+    if _absent.get(name, 0) > time.monotonic():
+        return None
+    try:
+        value = parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE)
+    except parameters.exceptions.GetParameterError as error:
+        if "ParameterNotFound" not in repr(error.__cause__ or error):
+            raise
+        _absent[name] = time.monotonic() + SECRET_MAX_AGE
+        return None
+    return value or None
+
+
+def segment_api_url(settings: ConnectorSettings) -> str:
+    """SEGMENT_API_URL (local stack, tests) overrides the settings' segment_api_url."""
+    return os.environ.get("SEGMENT_API_URL", "").rstrip("/") or settings.api_url
+
+
+def clear_caches() -> None:
+    global _parsed
+    parameters.clear_caches()
+    _absent.clear()
+    _parsed = None

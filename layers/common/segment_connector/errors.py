@@ -1,0 +1,71 @@
+"""Exceptions of the connector and the one place that maps them to HTTP answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConnectorError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(ConnectorError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ConnectorError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ConnectorError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ConnectorError):
+    status = 413
+    code = "payload_too_large"
+
+
+class SettingsInvalid(ConnectorError):
+    """The operator's settings document is broken: 500 so that Segment retries after the fix."""
+
+    status = 500
+    code = "settings_invalid"
+
+
+class StoreUnavailable(ConnectorError):
+    """DynamoDB throttled or unreachable: 503 + Retry-After; dedup makes Segment's retry safe."""
+
+    status = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "storage is busy or unavailable, retry later", details: Any = None):
+        super().__init__(message, details, headers={"Retry-After": "2"})
+
+
+class VersionConflict(Exception):
+    """A guarded write lost a race; the caller reads again and retries."""
+
+
+class DuplicateMessage(Exception):
+    """The messageId was stored before."""
+
+
+def http_answer(error: ConnectorError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return error.status, error.body(), error.headers

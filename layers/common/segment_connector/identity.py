@@ -1,0 +1,185 @@
+"""resolve_identity: find (or start) the one profile a message's identities belong to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from segment_connector.models.items import (
+    IdentityAlias,
+    IdentityType,
+    UserProfile,
+    identity_pk,
+)
+from segment_connector.storage import ProfileChange, ProfileStore
+
+MAX_ALIAS_HOPS = 5
+
+
+@dataclass
+class Claims:
+    """The identities a message names, best first."""
+
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    email: str | None = None
+
+    def pks(self) -> list[tuple[IdentityType, str]]:
+        pairs: list[tuple[IdentityType, str | None]] = [
+            ("user_id", self.user_id), ("anonymous_id", self.anonymous_id), ("email", self.email)
+        ]
+        return [(kind, identity_pk(kind, value)) for kind, value in pairs if value]
+
+    def __bool__(self) -> bool:
+        return bool(self.user_id or self.anonymous_id or self.email)
+
+
+@dataclass
+class Resolution:
+    """The profile to write, the version it was read at (None: new at its pk) and side effects."""
+
+    profile: UserProfile
+    expected: int | None
+    retired: list[tuple[IdentityAlias, int]] = field(default_factory=list)
+    aliases: list[IdentityAlias] = field(default_factory=list)
+    before: dict | None = None
+
+    def changed(self) -> bool:
+        return bool(self.retired or self.aliases) or self.profile.model_dump(exclude={"updated_at"}) != self.before
+
+    def to_change(self, message_id: str | None, now: str) -> ProfileChange:
+        self.profile.updated_at = now
+        return ProfileChange(
+            message_id=message_id,
+            profiles=[(self.profile, self.expected)],
+            retired=self.retired,
+            aliases=self.aliases,
+        )
+
+
+class _Lookup:
+    """Identity items read so far, with alias chains followed to their profile."""
+
+    def __init__(self, store: ProfileStore, pks: list[str]):
+        self.store = store
+        self.items = store.identity_items(pks)
+        for _ in range(MAX_ALIAS_HOPS):
+            missing = {
+                item.profile_pk for item in self.items.values()
+                if isinstance(item, IdentityAlias) and item.profile_pk not in self.items
+            }
+            if not missing:
+                break
+            self.items.update(store.identity_items(missing))
+
+    def profile_at(self, pk: str) -> UserProfile | None:
+        for _ in range(MAX_ALIAS_HOPS + 1):
+            item = self.items.get(pk)
+            if item is None or isinstance(item, UserProfile):
+                return item
+            pk = item.profile_pk
+        return None
+
+
+def resolve_identity(
+    store: ProfileStore, claims: Claims, now: str, force_merge: tuple[str, ...] = ()
+) -> Resolution:
+    """Resolve claims (user_id, then anonymous_id, then email) to one profile.
+
+    Profiles found through other claims are merged in when they carry no other user_id (the
+    anonymous-then-known case); `force_merge` pks (alias calls) are merged in regardless.
+    A claim owned by a different known user is left alone: a shared device never fuses two users.
+    """
+    claimed = claims.pks()
+    lookup = _Lookup(store, [pk for _, pk in claimed] + list(force_merge))
+    found = {pk: lookup.profile_at(pk) for _, pk in claimed}
+    forced = [p for p in (lookup.profile_at(pk) for pk in force_merge) if p is not None]
+
+    def mergeable(profile: UserProfile | None) -> bool:
+        return profile is not None and (not claims.user_id or profile.user_id in (None, claims.user_id))
+
+    candidates = [found[pk] for _, pk in claimed]
+    if claims.user_id:
+        target = found[claimed[0][1]]
+        if target is None:
+            target = next((p for p in candidates[1:] if mergeable(p)), None)
+    else:
+        target = next((p for p in candidates if p is not None), None)
+    if target is None and forced:
+        target = forced[0]
+
+    if target is None:
+        profile = UserProfile(pk=claimed[0][1], created_at=now, updated_at=now)
+        resolution = Resolution(profile=profile, expected=None)
+    else:
+        profile = target.model_copy(deep=True)
+        resolution = Resolution(profile=profile, expected=target.version, before=target.model_dump(exclude={"updated_at"}))
+
+    absorbed = {id(target)}
+    sources = [p for p in candidates if mergeable(p)] + forced
+    for source in sources:
+        if source is not None and id(source) not in absorbed and source.pk != profile.pk:
+            absorbed.add(id(source))
+            _absorb(profile, source)
+            resolution.retired.append((IdentityAlias(pk=source.pk, profile_pk=""), source.version))
+
+    _claim(profile, claims, lookup, absorbed, resolution)
+    _place(profile, resolution)
+    return resolution
+
+
+def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[int], resolution: Resolution) -> None:
+    for kind, pk in claims.pks():
+        owner = lookup.profile_at(pk)
+        if owner is not None and id(owner) not in absorbed and owner.pk != profile.pk:
+            continue  # belongs to another known user
+        if owner is None and pk not in lookup.items:
+            resolution.aliases.append(IdentityAlias(pk=pk, profile_pk=""))
+        if pk not in profile.identities:
+            profile.identities.append(pk)
+        if kind == "user_id" and not profile.user_id:
+            profile.user_id = claims.user_id
+        elif kind == "anonymous_id":
+            if claims.anonymous_id in profile.anonymous_ids:
+                profile.anonymous_ids.remove(claims.anonymous_id)
+            profile.anonymous_ids.append(claims.anonymous_id)  # the most recent one last
+        elif kind == "email":
+            profile.email = claims.email
+
+
+def _absorb(profile: UserProfile, source: UserProfile) -> None:
+    for key, value in source.traits.items():
+        at = source.trait_times.get(key, source.updated_at)
+        if profile.trait_times.get(key, "") <= at or key not in profile.traits:
+            profile.traits[key] = value
+            profile.trait_times[key] = at
+    for anonymous_id in source.anonymous_ids:
+        if anonymous_id not in profile.anonymous_ids:
+            profile.anonymous_ids.insert(0, anonymous_id)
+    profile.email = profile.email or source.email
+    if source.user_id and source.user_id != profile.user_id:
+        pk = identity_pk("user_id", source.user_id)
+        if pk not in profile.identities:
+            profile.identities.append(pk)
+    for pk in source.identities:
+        if pk not in profile.identities:
+            profile.identities.append(pk)
+    if source.account_id and (source.account_linked_at or "") > (profile.account_linked_at or ""):
+        profile.account_id, profile.account_linked_at = source.account_id, source.account_linked_at
+    profile.created_at = min(profile.created_at, source.created_at)
+
+
+def _place(profile: UserProfile, resolution: Resolution) -> None:
+    """Move the profile to its best identity pk; whatever it leaves becomes an alias to it."""
+    best = profile.best_pk()
+    if best != profile.pk and resolution.expected is not None:
+        resolution.retired.append((IdentityAlias(pk=profile.pk, profile_pk=""), resolution.expected))
+        resolution.expected = None
+    profile.pk = best
+    if best not in profile.identities:
+        profile.identities.insert(0, best)
+    resolution.aliases = [a for a in resolution.aliases if a.pk != best]
+    resolution.retired = [(a, v) for a, v in resolution.retired if a.pk != best]
+    for alias in resolution.aliases:
+        alias.profile_pk = best
+    for alias, _ in resolution.retired:
+        alias.profile_pk = best

@@ -1,0 +1,294 @@
+"""Inbound: a delivery from Segment (or a Tracking API call) -> validated, deduplicated writes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal, Mapping
+
+from pydantic import ValidationError
+
+from segment_connector.auth import authenticate
+from segment_connector.errors import BadRequest, DuplicateMessage, PayloadTooLarge, StoreUnavailable, VersionConflict
+from segment_connector.identity import Claims, resolve_identity
+from segment_connector.models.items import Account, StoredEvent, account_pk, identity_pk
+from segment_connector.models.messages import (
+    MESSAGE_ADAPTER,
+    AliasMessage,
+    DeleteMessage,
+    GroupMessage,
+    IdentifyMessage,
+    PageMessage,
+    ScreenMessage,
+    TrackMessage,
+    content_message_id,
+    format_time,
+)
+from segment_connector.models.settings import ConnectorSettings
+from segment_connector.storage import ProfileChange, ProfileStore
+from segment_connector.traits import merge_traits, normalize_traits, valid_email
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BODY_BYTES = 512 * 1024
+MAX_WRITE_ATTEMPTS = 5
+TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
+Outcome = Literal["stored", "duplicate", "ignored"]
+
+
+@dataclass
+class Delivery:
+    """One HTTP request carrying Segment messages."""
+
+    raw_body: bytes
+    headers: Mapping[str, str]  # lower-case names
+    source: Literal["segment", "api"]
+    call: str | None = None  # /v1/<call>; None for /segment
+
+
+@dataclass
+class Secrets:
+    api_key: str | None
+    shared_secret: str | None
+
+
+@dataclass
+class IngestResult:
+    counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0, "ignored": 0})
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": True, **self.counts}
+        if self.rejected:
+            body["rejected"] = self.rejected
+        return body
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _field_errors(error: ValidationError) -> list[dict[str, str]]:
+    details = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"]]
+        if location and location[0] in TRACKING_CALLS[:-1] + ("delete",):
+            location = location[1:]  # drop the discriminator tag pydantic puts first
+        details.append({"field": ".".join(location) or "(message)", "error": item["msg"]})
+    return details
+
+
+def split_messages(body: Any, call: str | None) -> tuple[list[Any], bool]:
+    """The messages a body carries, and whether it was a single message (not a batch)."""
+    if call not in (None, "batch"):
+        if not isinstance(body, dict):
+            raise BadRequest(f"/v1/{call} takes one JSON object")
+        return [{**body, "type": call}], True
+    if isinstance(body, list):
+        messages = body
+    elif isinstance(body, dict) and "batch" in body:
+        if not isinstance(body["batch"], list):
+            raise BadRequest("`batch` must be a list of messages")
+        shared_context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        shared_integrations = body.get("integrations") if isinstance(body.get("integrations"), dict) else {}
+        messages = [_with_shared(m, shared_context, shared_integrations) for m in body["batch"]]
+    elif isinstance(body, dict) and call is None:
+        return [body], True
+    else:
+        raise BadRequest("body must be a Segment message, a JSON array of messages or {\"batch\": [...]}")
+    if not messages:
+        raise BadRequest("the body holds no messages")
+    return messages, False
+
+
+def _with_shared(message: Any, context: dict, integrations: dict) -> Any:
+    """Top-level batch context/integrations apply to every item (Segment's batch semantics)."""
+    if not isinstance(message, dict) or not (context or integrations):
+        return message
+    merged = dict(message)
+    if context:
+        merged["context"] = {**context, **(message.get("context") or {})}
+    if integrations:
+        merged["integrations"] = {**integrations, **(message.get("integrations") or {})}
+    return merged
+
+
+class Ingestor:
+    """Applies validated messages to the store, one at a time, each idempotently."""
+
+    def __init__(self, store: ProfileStore, settings: ConnectorSettings, source: str,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.store = store
+        self.settings = settings
+        self.source = source
+        self.clock = clock
+
+    def apply(self, message: Any) -> Outcome:
+        if message.is_ignored():
+            return "ignored"
+        if not message.message_id:
+            message.message_id = content_message_id(message.model_dump(mode="json"))
+        now = self.clock()
+        at = format_time(message.event_time(now))
+        handler = {
+            "identify": self._identify, "track": self._event, "page": self._event, "screen": self._event,
+            "group": self._group, "alias": self._alias, "delete": self._delete,
+        }[message.type]
+        return handler(message, at, format_time(now))
+
+    def _user_id(self, message: Any) -> str | None:
+        return None if self.settings.ignore_segment_userId else message.user_id
+
+    def _identify(self, message: IdentifyMessage, at: str, now: str) -> Outcome:
+        traits = normalize_traits(message.traits)
+        claims = Claims(self._user_id(message), message.anonymous_id, valid_email(traits.get("email")))
+        if not claims:
+            return "ignored"
+
+        def change() -> ProfileChange | None:
+            resolution = resolve_identity(self.store, claims, now)
+            profile = resolution.profile
+            merge_traits(profile.traits, profile.trait_times, traits, at)
+            return resolution.to_change(message.message_id, now) if resolution.changed() else None
+
+        return self._commit(change)
+
+    def _event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str, now: str) -> Outcome:
+        if (message.type == "page" and not self.settings.handle_pages) or (
+            message.type == "screen" and not self.settings.handle_screens
+        ):
+            return "ignored"
+        user_id = self._user_id(message)
+        if user_id:
+            partition = identity_pk("user_id", user_id)
+        elif message.anonymous_id:
+            partition = identity_pk("anonymous_id", message.anonymous_id)
+        else:
+            return "ignored"
+        if isinstance(message, TrackMessage):
+            name, properties = message.event, message.properties
+        else:
+            name = message.name or message.type
+            properties = {**message.properties}
+            if message.category and "category" not in properties:
+                properties["category"] = message.category
+        event = StoredEvent.build(
+            partition, message.message_id, at, type=message.type, event=name, properties=properties,
+            context=message.context, source=self.source, user_id=user_id, anonymous_id=message.anonymous_id,
+        )
+        return "stored" if self.store.put_event(event) else "duplicate"
+
+    def _group(self, message: GroupMessage, at: str, now: str) -> Outcome:
+        if not self.settings.handle_accounts:
+            return "ignored"
+        claims = Claims(self._user_id(message), message.anonymous_id)
+        if not claims:
+            return "ignored"
+        traits = normalize_traits(message.traits)
+
+        def change() -> ProfileChange | None:
+            resolution = resolve_identity(self.store, claims, now)
+            profile = resolution.profile
+            existing = self.store.accounts([message.group_id]).get(message.group_id)
+            account = existing.model_copy(deep=True) if existing else Account(
+                pk=account_pk(message.group_id), group_id=message.group_id, created_at=now, updated_at=now)
+            account_changed = merge_traits(account.traits, account.trait_times, traits, at) or existing is None
+            if (profile.account_linked_at or "") <= at and profile.account_id != message.group_id:
+                profile.account_id, profile.account_linked_at = message.group_id, at
+            result = resolution.to_change(message.message_id, now) if resolution.changed() else ProfileChange(
+                message_id=message.message_id)
+            if account_changed:
+                account.updated_at = now
+                result.accounts.append((account, existing.version if existing else None))
+            return None if result.is_empty() else result
+
+        return self._commit(change)
+
+    def _alias(self, message: AliasMessage, at: str, now: str) -> Outcome:
+        if self.settings.ignore_segment_userId or message.previous_id == message.user_id:
+            return "ignored"
+        previous = (identity_pk("user_id", message.previous_id), identity_pk("anonymous_id", message.previous_id))
+
+        def change() -> ProfileChange | None:
+            resolution = resolve_identity(self.store, Claims(user_id=message.user_id), now, force_merge=previous)
+            if not any(pk in resolution.profile.identities for pk in previous):
+                # previousId was never seen: remember it as an anonymous id of the user
+                resolution = resolve_identity(
+                    self.store, Claims(user_id=message.user_id, anonymous_id=message.previous_id), now)
+            return resolution.to_change(message.message_id, now) if resolution.changed() else None
+
+        return self._commit(change)
+
+    def _delete(self, message: DeleteMessage, at: str, now: str) -> Outcome:
+        claims = Claims(message.user_id, message.anonymous_id)
+        resolution = resolve_identity(self.store, claims, now)
+        profile = resolution.profile
+        claimed = [pk for _, pk in claims.pks()]
+        if resolution.expected is None and not resolution.retired:
+            # no stored profile: still erase events kept under the given ids
+            self.store.delete_user([], [], claimed)
+            return "stored"
+        profile_pks = [profile.pk] + [alias.pk for alias, _ in resolution.retired]
+        self.store.delete_user(profile_pks, profile.identities, profile.event_partitions() + claimed)
+        return "stored"
+
+    def _commit(self, build: Callable[[], ProfileChange | None]) -> Outcome:
+        """Read-modify-write under optimistic locking: on a lost race, read again and retry."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            change = build()
+            if change is None:
+                return "duplicate"
+            try:
+                self.store.commit(change)
+                return "stored"
+            except DuplicateMessage:
+                return "duplicate"
+            except VersionConflict:
+                continue
+        raise StoreUnavailable("too many concurrent updates of one profile, retry later")
+
+
+def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, store: ProfileStore) -> IngestResult:
+    """Authenticate, validate and store a delivery. Raises ConnectorError subclasses for the HTTP answer."""
+    if delivery.call is not None and delivery.call not in TRACKING_CALLS:
+        raise BadRequest(f"unknown call /v1/{delivery.call}")
+    if len(delivery.raw_body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY_BYTES // 1024} KB")
+    try:
+        body: Any = json.loads(delivery.raw_body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+        parse_failed = True
+    else:
+        parse_failed = False
+    authenticate(delivery.headers, delivery.raw_body, body, api_key=secrets.api_key,
+                 shared_secret=secrets.shared_secret, allow_write_key=delivery.source == "api")
+    if parse_failed:
+        raise BadRequest("body is not valid JSON")
+    raw_messages, single = split_messages(body, delivery.call)
+
+    ingestor = Ingestor(store, settings, delivery.source)
+    result = IngestResult()
+    for index, raw in enumerate(raw_messages):
+        message_id = raw.get("messageId") or raw.get("message_id") if isinstance(raw, dict) else None
+        try:
+            message = _validate(raw)
+        except (BadRequest, PayloadTooLarge) as error:
+            if single:
+                raise
+            result.rejected.append({"index": index, "messageId": message_id, "error": error.message,
+                                    **({"details": error.details} if error.details else {})})
+            continue
+        result.counts[ingestor.apply(message)] += 1
+    return result
+
+
+def _validate(raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise BadRequest("a message must be a JSON object")
+    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(f"message exceeds {MAX_MESSAGE_BYTES // 1024} KB")
+    try:
+        return MESSAGE_ADAPTER.validate_python(raw)
+    except ValidationError as error:
+        raise BadRequest("invalid message", _field_errors(error)) from None

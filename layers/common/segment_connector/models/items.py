@@ -1,0 +1,115 @@
+"""What the table stores: user profiles, identity aliases, events and accounts (see docs/design.md)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IdentityType = Literal["user_id", "anonymous_id", "email"]
+PROFILE_SK = "identity"
+ACCOUNT_SK = "account"
+EVENT_SK_PREFIX = "event#"
+IDENTITY_ORDER: tuple[IdentityType, ...] = ("user_id", "anonymous_id", "email")
+
+
+def identity_pk(kind: IdentityType, value: str) -> str:
+    return f"id#{kind}#{value}"
+
+
+def split_identity_pk(pk: str) -> tuple[IdentityType, str]:
+    _, kind, value = pk.split("#", 2)
+    return kind, value  # type: ignore[return-value]
+
+
+def account_pk(group_id: str) -> str:
+    return f"account#{group_id}"
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def to_item(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class UserProfile(_Item):
+    """A user; stored at the pk of its best identity (user_id, else anonymous_id, else email)."""
+
+    pk: str
+    sk: str = PROFILE_SK
+    kind: Literal["user"] = "user"
+    uid: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    user_id: str | None = None
+    anonymous_ids: list[str] = Field(default_factory=list)
+    email: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    trait_times: dict[str, str] = Field(default_factory=dict)
+    account_id: str | None = None
+    account_linked_at: str | None = None
+    identities: list[str] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    version: int = 0
+
+    def best_pk(self) -> str:
+        if self.user_id:
+            return identity_pk("user_id", self.user_id)
+        if self.anonymous_ids:
+            return identity_pk("anonymous_id", self.anonymous_ids[0])
+        return identity_pk("email", self.email or "")
+
+    def event_partitions(self) -> list[str]:
+        """Identity pks under which this user's events are stored (events never arrive by email)."""
+        return [pk for pk in self.identities if not pk.startswith("id#email#")]
+
+
+class IdentityAlias(_Item):
+    """Another identity of a user: points at the pk of the user's profile."""
+
+    pk: str
+    sk: str = PROFILE_SK
+    kind: Literal["alias"] = "alias"
+    profile_pk: str
+
+
+class StoredEvent(_Item):
+    """A track/page/screen event, keyed by the identity it arrived with and its messageId."""
+
+    pk: str
+    sk: str
+    kind: Literal["event"] = "event"
+    message_id: str
+    type: Literal["track", "page", "screen"]
+    event: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    timestamp: str
+    event_time: str
+    source: Literal["segment", "api", "connector"]
+    user_id: str | None = None
+    anonymous_id: str | None = None
+
+    @classmethod
+    def build(cls, partition_pk: str, message_id: str, timestamp: str, **fields: Any) -> StoredEvent:
+        return cls(
+            pk=partition_pk,
+            sk=f"{EVENT_SK_PREFIX}{message_id}",
+            message_id=message_id,
+            timestamp=timestamp,
+            event_time=f"{timestamp}#{message_id}",
+            **fields,
+        )
+
+
+class Account(_Item):
+    pk: str
+    sk: str = ACCOUNT_SK
+    kind: Literal["account"] = "account"
+    group_id: str
+    traits: dict[str, Any] = Field(default_factory=dict)
+    trait_times: dict[str, str] = Field(default_factory=dict)
+    created_at: str
+    updated_at: str
+    version: int = 0

@@ -1,0 +1,185 @@
+"""Inbound Segment calls (request models), one per call type, discriminated by `type`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+LOOP_GUARD_LIBRARY = "segment-connector"
+IGNORED_INTEGRATION_KEYS = ("Hull", "segment-connector")
+
+
+def _alias(camel: str, snake: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(camel, snake))
+
+
+def _id_string(value: Any) -> Any:
+    """Segment ids are strings, but some libraries send numbers; empty means absent."""
+    if isinstance(value, bool):
+        raise ValueError("must be a string")
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """Sortable UTC ISO-8601 with milliseconds, the one format stored everywhere."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=False)
+
+    message_id: str | None = _alias("messageId", "message_id")
+    user_id: str | None = _alias("userId", "user_id")
+    anonymous_id: str | None = _alias("anonymousId", "anonymous_id")
+    timestamp: str | None = None
+    original_timestamp: str | None = _alias("originalTimestamp", "original_timestamp")
+    received_at: str | None = _alias("receivedAt", "received_at")
+    sent_at: str | None = _alias("sentAt", "sent_at")
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("message_id", "user_id", "anonymous_id", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> Any:
+        return _id_string(value)
+
+    @field_validator("context", "integrations", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("timestamp", "original_timestamp", "received_at", "sent_at")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_time(value)
+            except ValueError:
+                raise ValueError("must be an ISO-8601 date-time") from None
+        return value or None
+
+    @field_validator("message_id")
+    @classmethod
+    def _message_id_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > 200:
+            raise ValueError("must be at most 200 characters")
+        return value
+
+    def event_time(self, now: datetime) -> datetime:
+        """When it happened: timestamp, else originalTimestamp, else receivedAt, else now."""
+        for value in (self.timestamp, self.original_timestamp, self.received_at):
+            if value:
+                return parse_time(value)
+        return now
+
+    def is_ignored(self) -> bool:
+        """Opted out of this connector, or sent by this connector itself (loop guard)."""
+        if any(self.integrations.get(key) is False for key in IGNORED_INTEGRATION_KEYS):
+            return True
+        library = self.context.get("library")
+        return isinstance(library, dict) and library.get("name") == LOOP_GUARD_LIBRARY
+
+
+class _UserMessage(_Message):
+    @model_validator(mode="after")
+    def _needs_identity(self) -> _UserMessage:
+        if not self.user_id and not self.anonymous_id:
+            raise ValueError("userId or anonymousId is required")
+        return self
+
+
+class IdentifyMessage(_UserMessage):
+    type: Literal["identify"]
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("traits", mode="before")
+    @classmethod
+    def _traits(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class TrackMessage(_UserMessage):
+    type: Literal["track"]
+    event: str = Field(min_length=1)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _properties(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class PageMessage(_UserMessage):
+    type: Literal["page"]
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _properties(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class ScreenMessage(PageMessage):
+    type: Literal["screen"]  # type: ignore[assignment]
+
+
+class GroupMessage(_UserMessage):
+    type: Literal["group"]
+    group_id: str = Field(validation_alias=AliasChoices("groupId", "group_id"))
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("group_id", mode="before")
+    @classmethod
+    def _group_id(cls, value: Any) -> Any:
+        return _id_string(value)
+
+    @field_validator("traits", mode="before")
+    @classmethod
+    def _traits(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class AliasMessage(_Message):
+    type: Literal["alias"]
+    previous_id: str = Field(validation_alias=AliasChoices("previousId", "previous_id"))
+    user_id: str = Field(validation_alias=AliasChoices("userId", "user_id"))
+
+    @field_validator("previous_id", mode="before")
+    @classmethod
+    def _previous_id(cls, value: Any) -> Any:
+        return _id_string(value)
+
+
+class DeleteMessage(_UserMessage):
+    type: Literal["delete"]
+
+
+SegmentMessage = Annotated[
+    Union[IdentifyMessage, TrackMessage, PageMessage, ScreenMessage, GroupMessage, AliasMessage, DeleteMessage],
+    Field(discriminator="type"),
+]
+EventMessage = TrackMessage | PageMessage | ScreenMessage
+MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage)
+
+
+def content_message_id(raw: dict[str, Any]) -> str:
+    """A stable id for a message that came without messageId, so its redelivery still dedups."""
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    return f"content-{digest[:40]}"

@@ -1,0 +1,87 @@
+"""Profile API: users, their events and accounts as stored, with their current segments."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from segment_connector.errors import BadRequest, NotFound
+from segment_connector.models.items import IDENTITY_ORDER, UserProfile, identity_pk
+from segment_connector.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.models.settings import ConnectorSettings
+from segment_connector.storage import ProfileStore
+from segment_connector.identity import Claims, _Lookup  # noqa: PLC2701 - shared alias-chain walk
+
+DEFAULT_EVENT_LIMIT = 50
+MAX_EVENT_LIMIT = 500
+
+
+def parse_reference(reference: str) -> str:
+    """`user_id:<v>`, `anonymous_id:<v>` or `email:<v>` (URL-encoded) -> identity pk."""
+    kind, sep, value = unquote(reference).partition(":")
+    if not sep or kind not in IDENTITY_ORDER or not value:
+        raise BadRequest("user reference must be user_id:<id>, anonymous_id:<id> or email:<address>",
+                         [{"field": "id", "error": f"got {reference!r}"}])
+    return identity_pk(kind, value.strip().lower() if kind == "email" else value)  # type: ignore[arg-type]
+
+
+def find_user(store: ProfileStore, reference: str) -> UserProfile:
+    pk = parse_reference(reference)
+    profile = _Lookup(store, [pk]).profile_at(pk)
+    if profile is not None:
+        return profile
+    if not pk.startswith("id#email#") and store.has_events(pk):
+        # Seen only through events so far (e.g. an anonymous visitor): a profile without traits.
+        _, kind, value = pk.split("#", 2)
+        return UserProfile(
+            pk=pk, uid=f"{kind}:{value}", identities=[pk], created_at="", updated_at="",
+            user_id=value if kind == "user_id" else None,
+            anonymous_ids=[value] if kind == "anonymous_id" else [],
+        )
+    raise NotFound(f"no user {unquote(reference)}")
+
+
+def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) -> dict[str, Any]:
+    profile = find_user(store, reference)
+    account_traits = None
+    if profile.account_id:
+        account = store.accounts([profile.account_id]).get(profile.account_id)
+        account_traits = account.traits if account else None
+    segments = user_segment_names(settings.segments, traits=profile.traits, email=profile.email,
+                                  user_id=profile.user_id, account_traits=account_traits)
+    return {
+        "id": profile.uid,
+        "user_id": profile.user_id,
+        "anonymous_ids": profile.anonymous_ids,
+        "email": profile.email,
+        "traits": profile.traits,
+        "segments": segments,
+        "account_id": profile.account_id,
+        "created_at": profile.created_at or None,
+        "updated_at": profile.updated_at or None,
+    }
+
+
+def user_events(store: ProfileStore, reference: str, limit: str | None) -> list[dict[str, Any]]:
+    try:
+        count = DEFAULT_EVENT_LIMIT if limit in (None, "") else int(limit)
+    except ValueError:
+        count = -1
+    if not 1 <= count <= MAX_EVENT_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_EVENT_LIMIT}",
+                         [{"field": "limit", "error": f"got {limit!r}"}])
+    profile = find_user(store, reference)
+    return [
+        {"message_id": e.message_id, "type": e.type, "event": e.event, "properties": e.properties,
+         "context": e.context, "timestamp": e.timestamp, "source": e.source}
+        for e in store.recent_events(profile.event_partitions(), count)
+    ]
+
+
+def account_view(store: ProfileStore, settings: ConnectorSettings, group_id: str) -> dict[str, Any]:
+    group_id = unquote(group_id)
+    account = store.accounts([group_id]).get(group_id)
+    if account is None:
+        raise NotFound(f"no account {group_id}")
+    return {"id": account.group_id, "traits": account.traits,
+            "segments": account_segment_names(settings.account_segments, traits=account.traits)}

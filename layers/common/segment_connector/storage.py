@@ -1,0 +1,323 @@
+"""ProfileStore: the data-access layer, and the only module that talks to DynamoDB."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from segment_connector.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
+from segment_connector.models.items import (
+    ACCOUNT_SK,
+    EVENT_SK_PREFIX,
+    PROFILE_SK,
+    Account,
+    IdentityAlias,
+    StoredEvent,
+    UserProfile,
+    account_pk,
+)
+
+DEDUP_DAYS = 8
+_UNAVAILABLE = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+}
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_dynamo(value: Any) -> Any:
+    """JSON-like value -> what TypeSerializer accepts (floats become Decimals)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: to_dynamo(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo(item) for item in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    """Stored value -> plain JSON types (Decimals become int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: from_dynamo(item) for key, item in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [from_dynamo(item) for item in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(to_dynamo(value)) for key, value in item.items()}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return from_dynamo({key: _deserializer.deserialize(value) for key, value in item.items()})
+
+
+def _identity_item(raw: dict[str, Any]) -> UserProfile | IdentityAlias | None:
+    kind = raw.get("kind")
+    if kind == "user":
+        return UserProfile.model_validate(raw)
+    if kind == "alias":
+        return IdentityAlias.model_validate(raw)
+    return None
+
+
+@dataclass
+class ProfileChange:
+    """Everything one message changes, written in one transaction.
+
+    `profiles`/`accounts` pair the new state with the version read (None: must not exist yet).
+    `retired` profiles become aliases of the profile that absorbed them.
+    """
+
+    message_id: str | None = None
+    profiles: list[tuple[UserProfile, int | None]] = field(default_factory=list)
+    retired: list[tuple[IdentityAlias, int]] = field(default_factory=list)
+    aliases: list[IdentityAlias] = field(default_factory=list)
+    accounts: list[tuple[Account, int | None]] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.profiles or self.retired or self.aliases or self.accounts)
+
+
+class ProfileStore:
+    def __init__(self, table_name: str, client: Any = None):
+        self.table = table_name
+        self.client = client or boto3.client(
+            "dynamodb",
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=4),
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def identity_items(self, pks: Iterable[str]) -> dict[str, UserProfile | IdentityAlias]:
+        """Profiles and aliases stored at these identity pks (one strongly consistent BatchGet)."""
+        keys = [{"pk": {"S": pk}, "sk": {"S": PROFILE_SK}} for pk in dict.fromkeys(pks)]
+        found: dict[str, UserProfile | IdentityAlias] = {}
+        for raw in self._batch_get(keys):
+            item = _identity_item(raw)
+            if item is not None:
+                found[item.pk] = item
+        return found
+
+    def accounts(self, group_ids: Iterable[str]) -> dict[str, Account]:
+        keys = [{"pk": {"S": account_pk(g)}, "sk": {"S": ACCOUNT_SK}} for g in dict.fromkeys(group_ids)]
+        return {raw["group_id"]: Account.model_validate(raw) for raw in self._batch_get(keys)}
+
+    def recent_events(self, partitions: Iterable[str], limit: int) -> list[StoredEvent]:
+        """Newest first across the partitions (LSI `by_time`)."""
+        events: list[StoredEvent] = []
+        for pk in dict.fromkeys(partitions):
+            response = self._call(
+                "query",
+                TableName=self.table,
+                IndexName="by_time",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+            events.extend(StoredEvent.model_validate(deserialize(raw)) for raw in response.get("Items", []))
+        events.sort(key=lambda event: event.event_time, reverse=True)
+        return events[:limit]
+
+    def has_events(self, partition: str) -> bool:
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
+            Limit=1,
+        )
+        return bool(response.get("Items"))
+
+    def users_of_account(self, group_id: str) -> list[str]:
+        """pks of the profiles linked to an account (GSI `users_by_account`)."""
+        pks: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "users_by_account",
+            "KeyConditionExpression": "account_id = :gid",
+            "ExpressionAttributeValues": {":gid": {"S": group_id}},
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            pks.extend(raw["pk"]["S"] for raw in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return pks
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put_event(self, event: StoredEvent) -> bool:
+        """Store an event once: False when its messageId is already stored in that partition."""
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=serialize(event.to_item()),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def commit(self, change: ProfileChange) -> None:
+        """Write a ProfileChange atomically.
+
+        Raises DuplicateMessage when the messageId was applied before, VersionConflict when
+        another writer got there first (the caller reads again and retries).
+        """
+        actions: list[dict[str, Any]] = []
+        if change.message_id:
+            marker = {"pk": f"msg#{change.message_id}", "sk": "msg", "kind": "dedup",
+                      "expires_at": int(time.time()) + DEDUP_DAYS * 86400}
+            actions.append(self._put(marker, "attribute_not_exists(pk)"))
+        for profile, expected in change.profiles:
+            actions.append(self._versioned_put(profile.to_item(), expected))
+        for alias, expected in change.retired:
+            actions.append(self._put(alias.to_item(), "version = :v", {":v": {"N": str(expected)}}))
+        for alias in change.aliases:
+            actions.append(self._put(alias.to_item(), "attribute_not_exists(pk) OR kind = :alias",
+                                     {":alias": {"S": "alias"}}))
+        for account, expected in change.accounts:
+            actions.append(self._versioned_put(account.to_item(), expected))
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            if change.message_id and reasons and reasons[0] == "ConditionalCheckFailed":
+                raise DuplicateMessage(change.message_id) from None
+            if any(code in _UNAVAILABLE or code == "ThrottlingError" for code in reasons):
+                raise StoreUnavailable() from None
+            raise VersionConflict(str(reasons)) from None
+
+    def delete_user(self, profile_pks: Iterable[str], identity_pks: Iterable[str], partitions: Iterable[str]) -> int:
+        """Remove profiles, their identity items and every event in their partitions (GDPR)."""
+        keys = [(pk, PROFILE_SK) for pk in dict.fromkeys([*profile_pks, *identity_pks])]
+        for partition in dict.fromkeys(partitions):
+            keys.extend((partition, sk) for sk in self._event_keys(partition))
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for pk, sk in keys[start:start + 25]]
+            self._batch_write(requests)
+        return len(keys)
+
+    # -- dead letters (outbound) ---------------------------------------------------------------
+
+    def count_attempt(self, key: str, ttl_seconds: int = 2 * 86400) -> int:
+        response = self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"pk": {"S": f"retry#{key}"}, "sk": {"S": "retry"}},
+            UpdateExpression="ADD attempts :one SET kind = :kind, expires_at = :exp",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":kind": {"S": "retry"},
+                                       ":exp": {"N": str(int(time.time()) + ttl_seconds)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["attempts"]["N"])
+
+    def put_dead_letter(self, message_id: str, payload: dict[str, Any], reason: str, at: str) -> None:
+        item = {"pk": "deadletter", "sk": f"{at}#{message_id}", "kind": "deadletter",
+                "message_id": message_id, "payload": json.dumps(payload, default=str), "reason": reason}
+        self._call("put_item", TableName=self.table, Item=serialize(item))
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "deadletter"}},
+            Limit=limit,
+        )
+        letters = [deserialize(raw) for raw in response.get("Items", [])]
+        for letter in letters:
+            letter["payload"] = json.loads(letter["payload"])
+        return letters
+
+    def delete_dead_letter(self, sk: str) -> None:
+        self._call("delete_item", TableName=self.table, Key={"pk": {"S": "deadletter"}, "sk": {"S": sk}})
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table, "Item": serialize(item), "ConditionExpression": condition}
+        if values:
+            put["ExpressionAttributeValues"] = values
+        return {"Put": put}
+
+    def _versioned_put(self, item: dict[str, Any], expected: int | None) -> dict[str, Any]:
+        if expected is None:
+            return self._put({**item, "version": 1}, "attribute_not_exists(pk)")
+        return self._put({**item, "version": expected + 1}, "version = :v", {":v": {"N": str(expected)}})
+
+    def _event_keys(self, partition: str) -> list[str]:
+        keys: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
+            "ProjectionExpression": "sk",
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            keys.extend(raw["sk"]["S"] for raw in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return keys
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+            for _ in range(5):
+                response = self._call("batch_get_item", RequestItems=pending)
+                items.extend(deserialize(raw) for raw in response.get("Responses", {}).get(self.table, []))
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05)
+            else:
+                raise StoreUnavailable()
+        return items
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table: requests}
+        for _ in range(5):
+            response = self._call("batch_write_item", RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(0.05)
+        raise StoreUnavailable()
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code in _UNAVAILABLE:
+                raise StoreUnavailable() from error
+            if code == "ValidationException":
+                raise BadRequest(f"the data cannot be stored: {error.response['Error'].get('Message', '')}") from error
+            raise
+        except BotoCoreError as error:
+            raise StoreUnavailable() from error

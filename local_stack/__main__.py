@@ -1,0 +1,177 @@
+"""`make run`: the whole connector on 127.0.0.1, without Docker.
+
+moto (DynamoDB + stream + SSM) -> the real handlers in-process -> a local Segment sink that
+prints what would be sent. Stops cleanly on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from local_stack import aws
+from local_stack.api import ApiServer
+from local_stack.config import STATE_PATH, ConfigError, LocalConfig, load_config, remove_state, write_state
+from local_stack.lambda_runtime import TABLE_NAME, function_environment, load_function
+from local_stack.stream import MappingSettings, StreamWorker
+from local_stack.template import ROOT, load_template
+
+HOST = "127.0.0.1"
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def main(handler_files: Mapping[str, Path] | None = None) -> int:
+    """Run until SIGINT/SIGTERM; `handler_files` ({logical id: file}) is for tests of this module."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    template = load_template()
+    try:
+        config = load_config(template)
+    except ConfigError as error:
+        print(f"local stack: {error}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    cleanups: list[Callable[[], Any]] = []
+    try:
+        return _run(template, config, stop, cleanups, handler_files or {})
+    finally:
+        for cleanup in reversed(cleanups):
+            try:
+                cleanup()
+            except Exception as error:  # noqa: BLE001 - stop the rest anyway
+                print(f"local stack: error while stopping: {error!r}", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    template: dict[str, Any],
+    config: LocalConfig,
+    stop: threading.Event,
+    cleanups: list[Callable[[], Any]],
+    handler_files: Mapping[str, Path],
+) -> int:
+    # Bind the API port first: a busy port is the most likely failure, so fail before the rest.
+    try:
+        api = ApiServer(HOST, config.port, _unavailable)
+    except OSError as error:
+        print(f"local stack: cannot listen on {HOST}:{config.port}: {error.strerror} (set PORT)", file=sys.stderr)
+        return 1
+    cleanups.append(api.server_close)
+
+    moto = aws.MotoServer(HOST)
+    endpoint = moto.start()
+    cleanups.append(moto.stop)
+    resources = aws.create_table(template, endpoint, TABLE_NAME)
+    aws.put_parameters(
+        endpoint,
+        aws.connector_parameters(
+            config.prefix, config.api_key, config.write_key, config.settings, config.shared_secret
+        ),
+    )
+
+    segment_url = config.segment_api_url
+    if segment_url is None:
+        from local_stack.segment_sink import SegmentSink
+
+        sink = SegmentSink(host=HOST, out=sys.stdout).start()
+        cleanups.append(sink.stop)
+        segment_url = sink.url
+
+    # The functions' environment goes into os.environ before their modules are imported.
+    envs = {
+        logical_id: function_environment(template, logical_id, resources.table_name, endpoint, segment_url)
+        for logical_id in ("InboundFunction", "OutboundFunction")
+    }
+    inbound, outbound = (
+        load_function(template, logical_id, envs[logical_id], handler_files.get(logical_id))
+        for logical_id in ("InboundFunction", "OutboundFunction")
+    )
+
+    worker = StreamWorker(
+        aws.client("dynamodbstreams", endpoint),
+        resources.stream_arn,
+        MappingSettings.from_template(template, "OutboundFunction"),
+        outbound.invoke,
+    )
+    worker.start()
+    cleanups.append(lambda: worker.stop(timeout=30))
+
+    api.invoke = inbound.invoke
+    api.start()
+    cleanups.append(api.shutdown)  # runs before server_close (cleanups run in reverse)
+
+    pid = os.getpid()
+    write_state(
+        {
+            "pid": pid,
+            "api_url": api.url,
+            "aws_endpoint_url": endpoint,
+            "region": "us-east-1",
+            "table_name": resources.table_name,
+            "stream_arn": resources.stream_arn,
+            "parameter_prefix": config.prefix,
+            "segment_api_url": segment_url,
+        }
+    )
+    cleanups.append(lambda: remove_state(pid))
+
+    _banner(config, api.url, endpoint, resources.table_name, segment_url)
+    say(f"local stack ready on {api.url} (Ctrl-C to stop)")
+
+    while not stop.wait(0.5):
+        pass
+    say("local stack: stopping")
+    return 0
+
+
+def _unavailable(event: dict[str, Any]) -> Any:
+    return {"statusCode": 503, "body": '{"message": "Service Unavailable"}'}
+
+
+def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_url: str) -> None:
+    shared = "set (SHARED_SECRET)" if config.shared_secret else "not set"
+    if config.segment_api_url:
+        target = f"{segment_url} (SEGMENT_API_URL)"
+    else:
+        target = f"{segment_url} (local sink: outbound calls are printed below as `segment <- ...`)"
+    write_key = "local-write-key (default)" if config.write_key_is_default else "(from WRITE_KEY)"
+    api_key = f"{config.api_key}" + (" (default)" if config.api_key_is_default else " (API_KEY)")
+    key = _shell_quote(f"{config.api_key}:")
+    say("segment-connector local stack")
+    say(f"  URL:            {url}")
+    say(f"  API key:        {api_key}")
+    say(f"  shared secret:  {shared}")
+    say(f"  settings:       {config.settings_source}")
+    say(f"  Segment target: {target}")
+    say(f"  write key:      {write_key}")
+    say(f"  AWS emulator:   {endpoint} (table {table}, parameters under {config.prefix}/)")
+    say(f"  state file:     {STATE_PATH.relative_to(ROOT)}")
+    say("")
+    say("Try it (copy and paste):")
+    body = _shell_quote('{"type":"identify","userId":"u1","traits":{"email":"a@example.com"}}')
+    say(f"  curl -s -u {key} -H 'Content-Type: application/json' -d {body} {url}/segment")
+    say(f"  curl -s -u {key} {url}/v1/users/user_id:u1")
+    say(f"  curl -s -u {key} {url}/v1/users/user_id:u1/events")
+    say(f"  curl -s {url}/health")
+    say("")
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The AWS emulator (moto server on loopback) and the resources template.yaml would create."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from local_stack.lambda_runtime import REGION, local_aws_environment
+from local_stack.template import table_definition, ttl_attribute
+
+
+class MotoServer:
+    """moto's ThreadedMotoServer on 127.0.0.1 and a free port, without its request log."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.endpoint_url = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def client(service: str, endpoint_url: str) -> Any:
+    env = local_aws_environment(endpoint_url)
+    return boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
+        region_name=REGION,
+    ).client(service, endpoint_url=endpoint_url, config=Config(retries={"max_attempts": 2, "mode": "standard"}))
+
+
+@dataclass(frozen=True)
+class Resources:
+    table_name: str
+    stream_arn: str
+
+
+def create_table(template: Mapping[str, Any], endpoint_url: str, table_name: str) -> Resources:
+    """The DynamoDB table as template.yaml defines it (keys, indexes, stream), plus its TTL."""
+    dynamodb = client("dynamodb", endpoint_url)
+    description = dynamodb.create_table(**table_definition(dict(template), table_name))["TableDescription"]
+    dynamodb.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50})
+    attribute = ttl_attribute(dict(template))
+    if attribute:
+        dynamodb.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+        )
+    stream_arn = description.get("LatestStreamArn") or dynamodb.describe_table(TableName=table_name)["Table"][
+        "LatestStreamArn"
+    ]
+    return Resources(table_name=table_name, stream_arn=stream_arn)
+
+
+def put_parameters(endpoint_url: str, parameters: Mapping[str, tuple[str, str]]) -> None:
+    """{name: (type, value)} into SSM Parameter Store (SecureString values are encrypted by moto)."""
+    ssm = client("ssm", endpoint_url)
+    for name, (kind, value) in parameters.items():
+        ssm.put_parameter(Name=name, Type=kind, Value=value, Overwrite=True)
+
+
+def connector_parameters(
+    prefix: str, api_key: str, write_key: str, settings: str, shared_secret: str | None
+) -> dict[str, tuple[str, str]]:
+    parameters = {
+        f"{prefix}/api-key": ("SecureString", api_key),
+        f"{prefix}/write-key": ("SecureString", write_key),
+        f"{prefix}/settings": ("String", settings),
+    }
+    if shared_secret:
+        parameters[f"{prefix}/shared-secret"] = ("SecureString", shared_secret)
+    return parameters

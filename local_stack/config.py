@@ -1,0 +1,107 @@
+"""The local stack's settings: environment variables, template defaults, the state file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local_stack.template import ROOT, parameter_default
+
+DEFAULT_PORT = 3000
+DEFAULT_API_KEY = "local-api-key"
+DEFAULT_WRITE_KEY = "local-write-key"
+STATE_PATH = ROOT / ".local-stack" / "state.json"
+
+
+class ConfigError(Exception):
+    """A setting the local stack cannot start with (message is for the user)."""
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    port: int
+    api_key: str
+    write_key: str
+    shared_secret: str | None
+    settings: str
+    settings_source: str
+    segment_api_url: str | None
+    prefix: str
+
+    @property
+    def api_key_is_default(self) -> bool:
+        return self.api_key == DEFAULT_API_KEY
+
+    @property
+    def write_key_is_default(self) -> bool:
+        return self.write_key == DEFAULT_WRITE_KEY
+
+
+def load_config(template: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> LocalConfig:
+    raw_port = environ.get("PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(raw_port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"PORT must be a port number, got {raw_port!r}") from None
+    settings, source = settings_document(template, environ.get("CONNECTOR_SETTINGS") or None)
+    return LocalConfig(
+        port=port,
+        api_key=environ.get("API_KEY") or DEFAULT_API_KEY,
+        write_key=environ.get("WRITE_KEY") or DEFAULT_WRITE_KEY,
+        shared_secret=environ.get("SHARED_SECRET") or None,
+        settings=settings,
+        settings_source=source,
+        segment_api_url=environ.get("SEGMENT_API_URL") or None,
+        prefix=parameter_default(dict(template), "ParameterPrefix"),
+    )
+
+
+def settings_document(template: Mapping[str, Any], path: str | None) -> tuple[str, str]:
+    """(settings JSON, where it came from): the file `path`, else SettingsParameter's Value."""
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"CONNECTOR_SETTINGS: cannot read {path}: {exc.strerror}") from None
+        source = f"{path} (CONNECTOR_SETTINGS)"
+    else:
+        text = str(template["Resources"]["SettingsParameter"]["Properties"]["Value"]).strip()
+        source = "template.yaml SettingsParameter (default)"
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"settings from {source} are not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"settings from {source} must be a JSON object")
+    return text, source
+
+
+def write_state(state: Mapping[str, Any], path: Path = STATE_PATH) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def read_state(path: Path = STATE_PATH) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def remove_state(pid: int, path: Path = STATE_PATH) -> None:
+    """Remove the state file if it is still this process's (another stack may have taken over)."""
+    state = read_state(path)
+    if state is not None and state.get("pid") != pid:
+        return
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,212 @@
+"""Stream worker: what Lambda's DynamoDB event source mapping does, against the emulated stream.
+
+Reads the table's stream from TRIM_HORIZON, drops records that no FilterCriteria pattern
+matches, invokes the function with batches of at most BatchSize records, and honours
+ReportBatchItemFailures: a batch is retried from its lowest failed sequence number (records
+before it are done) with exponential backoff, at most MaximumRetryAttempts times; then it is
+given up (on AWS its metadata would go to the on-failure destination). A handler exception fails
+the whole batch. Not emulated: MaximumBatchingWindowInSeconds (records are handed on as soon as
+they are read), BisectBatchOnFunctionError, MaximumRecordAgeInSeconds, ParallelizationFactor.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from local_stack import event_filter
+from local_stack.lambda_runtime import REGION
+
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class MappingSettings:
+    batch_size: int = 100
+    maximum_retry_attempts: int = -1  # -1: until the record expires (Lambda's default)
+    patterns: tuple[dict[str, Any], ...] = ()
+    report_batch_item_failures: bool = False
+
+    @classmethod
+    def from_template(cls, template: Mapping[str, Any], logical_id: str) -> MappingSettings:
+        """Settings of the function's (only) DynamoDB event, as template.yaml declares them."""
+        events = template["Resources"][logical_id]["Properties"].get("Events", {})
+        streams = [event["Properties"] for event in events.values() if event.get("Type") == "DynamoDB"]
+        if len(streams) != 1:
+            raise ValueError(f"{logical_id} must have exactly one DynamoDB event, found {len(streams)}")
+        props = streams[0]
+        return cls(
+            batch_size=int(props.get("BatchSize", 100)),
+            maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+            patterns=tuple(event_filter.compile_filters(props.get("FilterCriteria"))),
+            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+        )
+
+
+def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A GetRecords record (as boto3 returns it) in the shape Lambda passes to the function."""
+    shaped = _jsonable(dict(record))
+    shaped["eventSource"] = "aws:dynamodb"
+    shaped["eventSourceARN"] = stream_arn
+    shaped.setdefault("awsRegion", REGION)
+    shaped.setdefault("eventVersion", "1.1")
+    return shaped
+
+
+def _jsonable(value: Any) -> Any:
+    # boto3 turns B/BS values into bytes and ApproximateCreationDateTime into a datetime;
+    # Lambda's JSON has base64 strings and epoch seconds.
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return value
+
+
+def sequence_number(record: Mapping[str, Any]) -> int:
+    return int(record["dynamodb"]["SequenceNumber"])
+
+
+def failed_from(records: list[dict[str, Any]], result: Any) -> int | None:
+    """Index of the first record to retry given the handler's result; None when all succeeded.
+
+    Like Lambda: no response, an empty one or an empty/null `batchItemFailures` is success;
+    a malformed response or an empty or unknown itemIdentifier fails the whole batch; otherwise
+    the batch is checkpointed before the lowest failed sequence number.
+    """
+    if result is None:
+        return None
+    if not isinstance(result, Mapping):
+        return 0
+    failures = result.get("batchItemFailures")
+    if not failures:
+        return None
+    if not isinstance(failures, list):
+        return 0
+    positions = {record["dynamodb"]["SequenceNumber"]: index for index, record in enumerate(records)}
+    lowest = len(records)
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, Mapping) else None
+        if not isinstance(identifier, str) or identifier not in positions:
+            return 0
+        lowest = min(lowest, positions[identifier])
+    return lowest
+
+
+class StreamWorker(threading.Thread):
+    """Polls the stream every POLL_SECONDS and invokes `invoke({"Records": batch})`."""
+
+    def __init__(
+        self,
+        streams_client: Any,
+        stream_arn: str,
+        settings: MappingSettings,
+        invoke: Callable[[dict[str, Any]], Any],
+        log: Callable[[str], None] | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        backoff_seconds: tuple[float, float] = (0.5, 8.0),
+    ):
+        super().__init__(name="stream-worker", daemon=True)
+        self._streams = streams_client
+        self._stream_arn = stream_arn
+        self._settings = settings
+        self._invoke = invoke
+        self._log = log or (lambda line: print(line, flush=True))
+        self._poll = poll_seconds
+        self._backoff = backoff_seconds
+        self._stop_event = threading.Event()
+        self._iterators: dict[str, str] = {}
+        self._pending: list[dict[str, Any]] = []
+        self.delivered = 0
+        self.given_up = 0
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self._read()
+                if self._pending:
+                    batch = self._pending[: self._settings.batch_size]
+                    del self._pending[: len(batch)]
+                    self._process(batch)
+                    continue
+            except Exception:  # noqa: BLE001 - keep polling whatever went wrong
+                self._log("stream worker: error while reading the stream (retrying):")
+                traceback.print_exc()
+                sys.stderr.flush()
+            self._stop_event.wait(self._poll)
+
+    def _read(self) -> None:
+        """Move new stream records that pass the filters into the pending list."""
+        if len(self._pending) >= self._settings.batch_size:
+            return
+        if not self._iterators:
+            description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+            for shard in description.get("Shards", []):
+                self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
+                    StreamArn=self._stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+        for shard_id, iterator in list(self._iterators.items()):
+            while iterator and len(self._pending) < self._settings.batch_size:
+                response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = response.get("NextShardIterator")
+                records = response.get("Records", [])
+                for record in records:
+                    shaped = lambda_record(record, self._stream_arn)
+                    if event_filter.passes(self._settings.patterns, shaped):
+                        self._pending.append(shaped)
+                if not records:
+                    break
+            if iterator:
+                self._iterators[shard_id] = iterator
+            else:
+                del self._iterators[shard_id]
+
+    def _process(self, batch: list[dict[str, Any]]) -> None:
+        retries = 0
+        while batch and not self._stop_event.is_set():
+            try:
+                result = self._invoke({"Records": batch})
+                index = failed_from(batch, result) if self._settings.report_batch_item_failures else None
+                error = None if index is None else f"{len(batch) - index} record(s) reported as failed"
+            except Exception as exc:  # noqa: BLE001 - a function error fails the whole batch
+                traceback.print_exc()
+                sys.stderr.flush()
+                index, error = 0, f"function error: {type(exc).__name__}: {exc}"
+            done = len(batch) if index is None else index
+            self.delivered += done
+            if index is None:
+                return
+            batch = batch[index:]
+            limit = self._settings.maximum_retry_attempts
+            if 0 <= limit <= retries:
+                self.given_up += len(batch)
+                self._log(
+                    f"stream worker: gave up a batch of {len(batch)} record(s) after {retries} retries "
+                    f"({error}); sequence numbers {batch[0]['dynamodb']['SequenceNumber']}.."
+                    f"{batch[-1]['dynamodb']['SequenceNumber']} would go to the on-failure destination"
+                )
+                return
+            retries += 1
+            delay = min(self._backoff[0] * 2 ** (retries - 1), self._backoff[1])
+            of = f" of {limit}" if limit >= 0 else ""
+            self._log(
+                f"stream worker: {error}; retry {retries}{of} in {delay:g} s "
+                f"from sequence number {batch[0]['dynamodb']['SequenceNumber']}"
+            )
+            self._stop_event.wait(delay)
+
