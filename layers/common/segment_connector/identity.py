@@ -183,3 +183,9 @@ def _place(profile: UserProfile, resolution: Resolution) -> None:
         alias.profile_pk = best
     for alias, _ in resolution.retired:
         alias.profile_pk = best
+
+
+def profiles_at(store: ProfileStore, pks: list[str]) -> dict[str, UserProfile | None]:
+    """The profile each identity pk belongs to (aliases followed), None where there is none."""
+    lookup = _Lookup(store, pks)
+    return {pk: lookup.profile_at(pk) for pk in pks}

@@ -237,7 +237,7 @@ class Ingestor:
         for _ in range(MAX_WRITE_ATTEMPTS):
             change = build()
             if change is None:
-                return "duplicate"
+                return "stored"  # already reflected in the stored state: nothing to write
             try:
                 self.store.commit(change)
                 return "stored"

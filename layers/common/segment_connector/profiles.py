@@ -10,7 +10,7 @@ from segment_connector.models.items import IDENTITY_ORDER, UserProfile, identity
 from segment_connector.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.models.settings import ConnectorSettings
 from segment_connector.storage import ProfileStore
-from segment_connector.identity import Claims, _Lookup  # noqa: PLC2701 - shared alias-chain walk
+from segment_connector.identity import profiles_at
 
 DEFAULT_EVENT_LIMIT = 50
 MAX_EVENT_LIMIT = 500
@@ -27,7 +27,7 @@ def parse_reference(reference: str) -> str:
 
 def find_user(store: ProfileStore, reference: str) -> UserProfile:
     pk = parse_reference(reference)
-    profile = _Lookup(store, [pk]).profile_at(pk)
+    profile = profiles_at(store, [pk])[pk]
     if profile is not None:
         return profile
     if not pk.startswith("id#email#") and store.has_events(pk):

@@ -266,7 +266,9 @@ class ProfileStore:
 
     def _versioned_put(self, item: dict[str, Any], expected: int | None) -> dict[str, Any]:
         if expected is None:
-            return self._put({**item, "version": 1}, "attribute_not_exists(pk)")
+            # New at this pk; a profile moved here keeps counting (version > 1 tells the stream so).
+            return self._put({**item, "version": item.get("version", 0) + 1},
+                             "attribute_not_exists(pk) OR kind = :alias", {":alias": {"S": "alias"}})
         return self._put({**item, "version": expected + 1}, "version = :v", {":v": {"N": str(expected)}})
 
     def _event_keys(self, partition: str) -> list[str]:

@@ -1,0 +1,190 @@
+"""Inbound HTTP contract: auth, routes and the errors table."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import API_KEY, basic
+
+
+def test_health_needs_no_credentials(api):
+    # Given no credentials / When GET /health / Then 200 ok
+    assert api.get("/health", auth=None) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("auth", [None, basic("wrong"), "Bearer " + API_KEY, "Basic !!notbase64"])
+def test_bad_or_missing_credentials_get_401_and_nothing_is_written(api, aws, message, auth):
+    # Given a valid message / When sent with bad credentials
+    status, body = api.post("/segment", message("identify", userId="u1", traits={"a": 1}), auth=auth)
+    # Then 401 with a JSON error, and the table stays empty
+    assert status == 401
+    assert "credentials" in body["error"]
+    assert aws.items() == []
+
+
+def test_basic_auth_trims_spaces_ignores_password_and_accepts_hulls_form(api, message):
+    # Given the key with surrounding spaces and a password, and Hull's base64(key) without colon
+    padded = "Basic " + base64.b64encode(f"  {API_KEY} :secret".encode()).decode()
+    hull_form = "Basic " + base64.b64encode(API_KEY.encode()).decode()
+    # When / Then both are accepted
+    assert api.post("/segment", message("track", userId="u1", event="A"), auth=padded)[0] == 200
+    assert api.post("/segment", message("track", userId="u1", event="B"), auth=hull_form)[0] == 200
+
+
+def test_x_signature_with_shared_secret(api, aws, message):
+    # Given a shared secret configured
+    aws.set_secret("shared-secret", "s3cret")
+    raw = json.dumps(message("track", userId="u1", event="Signed")).encode()
+    good = hmac.new(b"s3cret", raw, hashlib.sha1).hexdigest()
+    # When signed correctly (no Authorization header) / Then stored
+    assert api.post("/segment", raw=raw, auth=None, headers={"x-signature": good})[0] == 200
+    # When the signature does not match the body / Then 401
+    assert api.post("/segment", raw=raw + b" ", auth=None, headers={"x-signature": good})[0] == 401
+
+
+def test_signature_is_refused_without_a_configured_secret(api, message):
+    raw = json.dumps(message("track", userId="u1", event="X")).encode()
+    sig = hmac.new(b"", raw, hashlib.sha1).hexdigest()
+    assert api.post("/segment", raw=raw, auth=None, headers={"x-signature": sig})[0] == 401
+
+
+def test_write_key_in_body_is_accepted_on_v1_routes_only(api, message):
+    body = {**message("track", userId="u1", event="Bought"), "writeKey": API_KEY}
+    assert api.post("/v1/track", body, auth=None)[0] == 200
+    assert api.post("/segment", body, auth=None)[0] == 401
+
+
+def test_body_not_json_is_400(api):
+    status, body = api.post("/segment", raw=b"{not json")
+    assert status == 400 and body["error"] == "body is not valid JSON"
+
+
+def test_nan_is_not_json(api):
+    raw = b'{"type": "track", "userId": "u1", "event": "x", "properties": {"v": NaN}}'
+    assert api.post("/segment", raw=raw)[0] == 400
+
+
+@pytest.mark.parametrize("body", [[], "text", 42, {"batch": "nope"}])
+def test_wrong_content_is_400(api, body):
+    status, payload = api.post("/segment", body)
+    assert status == 400 and payload["error"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"type": "bogus", "userId": "u1"}, "(message)"),
+        ({"type": "track", "userId": "u1"}, "event"),
+        ({"type": "track", "event": "x"}, "(message)"),
+        ({"type": "group", "userId": "u1"}, "groupId"),
+        ({"type": "identify", "userId": "u1", "traits": ["not", "object"]}, "traits"),
+        ({"type": "identify", "userId": "u1", "timestamp": "yesterday"}, "timestamp"),
+        ({"type": "alias", "userId": "u1"}, "previousId"),
+    ],
+)
+def test_single_invalid_message_is_400_with_field_details(api, aws, fields, field):
+    # Given one invalid message / When posted / Then 400 naming the field, nothing stored
+    status, body = api.post("/segment", {"messageId": "m1", **fields})
+    assert status == 400
+    assert body["error"] == "invalid message"
+    assert any(detail["field"] == field for detail in body["details"]), body
+    assert aws.items() == []
+
+
+def test_batch_with_invalid_messages_stores_the_valid_ones_and_lists_the_rejected(api, aws, message):
+    # Given a Webhooks (Actions) array with two invalid messages
+    batch = [
+        message("track", userId="u1", event="Ok 1"),
+        {"type": "track", "userId": "u1", "messageId": "bad-1"},
+        message("track", userId="u1", event="Ok 2"),
+        "not an object",
+    ]
+    # When posted / Then 200, valid ones stored, rejected listed with index + messageId + error
+    status, body = api.post("/segment", batch)
+    assert status == 200
+    assert body["stored"] == 2
+    assert [(r["index"], r["messageId"]) for r in body["rejected"]] == [(1, "bad-1"), (3, None)]
+    assert body["rejected"][0]["details"][0]["field"] == "event"
+    assert len(aws.items_of_kind("event")) == 2
+
+
+def test_batch_object_shares_context_and_integrations(api, aws, message):
+    body = {"batch": [message("track", userId="u1", event="A")], "context": {"ip": "1.2.3.4"}}
+    assert api.post("/v1/batch", body)[0] == 200
+    assert aws.items_of_kind("event")[0]["context"] == {"ip": "1.2.3.4"}
+
+
+def test_message_over_32_kb_is_413(api, aws, message):
+    big = message("track", userId="u1", event="Big", properties={"blob": "x" * 33_000})
+    status, body = api.post("/segment", big)
+    assert status == 413 and "32 KB" in body["error"]
+    assert aws.items() == []
+
+
+def test_oversized_message_in_a_batch_is_rejected_alone(api, aws, message):
+    batch = [message("track", userId="u1", event="Big", properties={"blob": "x" * 33_000}),
+             message("track", userId="u1", event="Small")]
+    status, body = api.post("/segment", batch)
+    assert status == 200 and body["stored"] == 1 and "32 KB" in body["rejected"][0]["error"]
+
+
+def test_body_over_512_kb_is_413(api, aws, message):
+    batch = [message("track", userId="u1", event="E", properties={"p": "x" * 20_000}) for _ in range(30)]
+    status, body = api.post("/segment", batch)
+    assert status == 413 and "512 KB" in body["error"]
+    assert aws.items() == []
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
+                                  "InternalServerError"])
+def test_dynamodb_throttling_is_503_with_retry_after(api, message, code):
+    # Given DynamoDB refusing writes
+    client = api.module.store().client
+    original = client.put_item
+
+    def throttled(**kwargs):
+        raise ClientError({"Error": {"Code": code, "Message": "slow down"}}, "PutItem")
+
+    client.put_item = throttled
+    try:
+        # When a track arrives
+        status, body, headers = api.request("POST", "/segment", message("track", userId="u1", event="E"))
+    finally:
+        client.put_item = original
+    # Then 503 + Retry-After so Segment retries; and the retry is stored once
+    assert status == 503 and headers["Retry-After"] and body["error"]
+    assert api.post("/segment", message("track", userId="u1", event="E", messageId="m-1"))[1]["stored"] == 1
+
+
+def test_unknown_route_is_404_and_wrong_method_405(api):
+    assert api.get("/nope")[0] == 404
+    assert api.post("/v1/unknown", {"userId": "u1"})[0] == 404
+    status, body, headers = api.request("GET", "/segment")
+    assert status == 405 and headers["Allow"] == "POST" and body["error"]
+    assert api.request("DELETE", "/v1/users/user_id:u1")[0] == 405
+
+
+def test_v1_calls_take_their_type_from_the_path(api, aws):
+    status, body = api.post("/v1/track", {"userId": "u1", "event": "Clicked", "messageId": "t1"})
+    assert status == 200 and body["stored"] == 1
+    assert aws.items_of_kind("event")[0]["source"] == "api"
+
+
+def test_invalid_settings_answer_500_so_segment_retries(api, aws, message):
+    aws.set_settings(handle_pages="maybe")
+    status, body = api.post("/segment", message("track", userId="u1", event="E"))
+    assert status == 500 and body["code"] == "settings_invalid"
+    assert body["details"][0]["field"] == "handle_pages"
+    assert aws.items() == []
+
+
+def test_unknown_settings_keys_are_rejected(api, aws, message):
+    aws.set_settings(handle_pagez=True)
+    status, body = api.post("/segment", message("track", userId="u1", event="E"))
+    assert status == 500 and body["details"][0]["field"] == "handle_pagez"

@@ -1,0 +1,522 @@
+"""The local stack: its pure pieces (unit) and `make run` end to end (e2e, subprocess)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+
+from local_stack import event_filter
+from local_stack.api import build_event, http_response
+from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document
+from local_stack.lambda_runtime import LambdaContext, function_environment, load_function
+from local_stack.stream import MappingSettings, StreamWorker, failed_from, lambda_record
+from local_stack.template import ROOT, load_template, parameter_default, table_definition
+
+TEMPLATE = load_template()
+PATTERNS = MappingSettings.from_template(TEMPLATE, "OutboundFunction").patterns
+READY_SECONDS = 120  # bound on start-up (first run may install the venv)
+WAIT_SECONDS = 30  # bound on any other wait; never a timing assertion
+
+
+def stream_record(event_name: str, new: dict[str, Any] | None, seq: str = "100") -> dict[str, Any]:
+    dynamodb: dict[str, Any] = {"Keys": {"pk": {"S": "k"}, "sk": {"S": "s"}}, "SequenceNumber": seq}
+    if new is not None:
+        dynamodb["NewImage"] = new
+    return {"eventName": event_name, "eventSource": "aws:dynamodb", "dynamodb": dynamodb}
+
+
+# -- FilterCriteria ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_name", "kind", "passes"),
+    [
+        ("INSERT", "user", True),
+        ("MODIFY", "user", True),
+        ("MODIFY", "account", True),
+        ("INSERT", "event", True),
+        ("MODIFY", "event", False),
+        ("INSERT", "alias", False),
+        ("INSERT", "dedup", False),
+        ("INSERT", "deadletter", False),
+        ("MODIFY", "retry", False),
+    ],
+)
+def test_template_filters_pass_only_users_accounts_and_new_events(event_name: str, kind: str, passes: bool) -> None:
+    record = stream_record(event_name, {"pk": {"S": "k"}, "kind": {"S": kind}})
+    assert event_filter.passes(PATTERNS, record) is passes
+
+
+def test_template_filters_drop_removes_without_new_image() -> None:
+    assert not event_filter.passes(PATTERNS, stream_record("REMOVE", None))
+
+
+def test_filter_language_subset() -> None:
+    event = {"a": {"b": "hello", "n": 5, "flag": True, "tags": ["x", "y"], "none": None}}
+    match = event_filter.matches
+    assert match({"a": {"b": ["hello", "bye"]}}, event)
+    assert not match({"a": {"b": ["bye"]}}, event)
+    assert match({"a": {"tags": ["y"]}}, event)  # an array matches if any element does
+    assert match({"a": {"n": [5]}}, event) and match({"a": {"n": [5.0]}}, event)
+    assert not match({"a": {"n": ["5"]}}, event)  # types must agree
+    assert match({"a": {"flag": [True]}}, event) and not match({"a": {"flag": [1]}}, event)
+    assert match({"a": {"none": [None]}}, event)
+    assert match({"a": {"b": [{"prefix": "he"}]}}, event)
+    assert match({"a": {"b": [{"suffix": "llo"}]}}, event)
+    assert match({"a": {"b": [{"prefix": {"equals-ignore-case": "HE"}}]}}, event)
+    assert match({"a": {"b": [{"equals-ignore-case": "HELLO"}]}}, event)
+    assert match({"a": {"b": [{"wildcard": "h*o"}]}}, event)
+    assert match({"a": {"b": [{"anything-but": ["bye"]}]}}, event)
+    assert not match({"a": {"b": [{"anything-but": "hello"}]}}, event)
+    assert not match({"a": {"b": [{"anything-but": {"prefix": "h"}}]}}, event)
+    assert match({"a": {"n": [{"numeric": [">", 1, "<=", 5]}]}}, event)
+    assert not match({"a": {"n": [{"numeric": ["<", 5]}]}}, event)
+    assert match({"a": {"b": [{"exists": True}], "missing": [{"exists": False}]}}, event)
+    assert not match({"a": {"missing": [{"exists": True}]}}, event)
+    assert not match({"a": {"missing": ["x"]}}, event)
+    assert not match({"a": {"b": {"nested": ["x"]}}}, event)  # an object pattern needs an object
+    assert match({"$or": [{"a": {"b": ["no"]}}, {"a": {"n": [5]}}]}, event)
+    assert event_filter.passes([], event)  # no FilterCriteria: everything passes
+    with pytest.raises(ValueError):
+        match({"a": "not-a-list"}, event)
+
+
+# -- API Gateway event and response ----------------------------------------------------------------
+
+
+def test_build_event_is_an_http_api_v2_event() -> None:
+    headers = [
+        ("Host", "127.0.0.1:3000"),
+        ("Content-Type", "application/json"),
+        ("User-Agent", "curl/8"),
+        ("X-Dup", "a"),
+        ("x-dup", "b"),
+        ("Cookie", "c1=1; c2=2"),
+        ("Authorization", "Basic eDo="),
+    ]
+    event = build_event(
+        "post", "/v1/users/email:a%40example.com?limit=5&x=1&x=2&e=%20", headers, b'{"a": 1}',
+        source_ip="127.0.0.9", now=1_700_000_000.123, request_id="rid",
+    )
+    assert event["version"] == "2.0" and event["routeKey"] == "$default"
+    assert event["rawPath"] == "/v1/users/email:a@example.com"  # HTTP APIs deliver the path decoded
+    assert event["rawQueryString"] == "limit=5&x=1&x=2&e=%20"
+    assert event["queryStringParameters"] == {"limit": "5", "x": "1,2", "e": " "}
+    assert event["headers"]["x-dup"] == "a,b"
+    assert event["headers"]["content-type"] == "application/json"
+    assert event["headers"]["authorization"] == "Basic eDo="
+    assert all(name == name.lower() for name in event["headers"])
+    assert "cookie" not in event["headers"] and event["cookies"] == ["c1=1", "c2=2"]
+    assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "POST", "path": "/v1/users/email:a@example.com", "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.9", "userAgent": "curl/8",
+    }
+    assert context["requestId"] == "rid" and context["stage"] == "$default"
+    assert context["timeEpoch"] == 1_700_000_000_123
+    assert context["time"] == "14/Nov/2023:22:13:20 +0000"
+    assert context["domainName"] == "127.0.0.1" and context["accountId"] and context["apiId"]
+
+
+def test_build_event_base64_encodes_binary_bodies_and_omits_empty_ones() -> None:
+    gzipped = build_event("POST", "/segment", [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+                          b"\x1f\x8b\x00")
+    assert gzipped["isBase64Encoded"] is True and base64.b64decode(gzipped["body"]) == b"\x1f\x8b\x00"
+    octets = build_event("POST", "/x", [("Content-Type", "application/octet-stream")], b"abc")
+    assert octets["isBase64Encoded"] is True and base64.b64decode(octets["body"]) == b"abc"
+    plain = build_event("POST", "/x", [("Content-Type", "text/plain; charset=utf-8")], "é".encode())
+    assert plain["body"] == "é" and plain["isBase64Encoded"] is False
+    empty = build_event("GET", "/health", [], b"")
+    assert "body" not in empty and empty["isBase64Encoded"] is False
+    assert "queryStringParameters" not in empty and "cookies" not in empty and empty["rawQueryString"] == ""
+
+
+def test_http_response_follows_api_gateway_rules() -> None:
+    status, headers, body = http_response(
+        {"statusCode": 201, "headers": {"X-A": "1"}, "cookies": ["s=1", "t=2"], "body": "{}"}
+    )
+    assert (status, body) == (201, b"{}")
+    assert ("X-A", "1") in headers and ("Set-Cookie", "s=1") in headers and ("Set-Cookie", "t=2") in headers
+    assert ("Content-Type", "application/json") in headers
+    assert http_response({"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True})[
+        2] == b"\x00"
+    assert http_response({"ok": True}) == (200, [("Content-Type", "application/json")], b'{"ok": true}')
+    with pytest.raises(ValueError):
+        http_response({"statusCode": "nope"})
+
+
+# -- stream worker pieces ----------------------------------------------------------------------------
+
+
+def test_mapping_settings_come_from_the_template() -> None:
+    props = TEMPLATE["Resources"]["OutboundFunction"]["Properties"]["Events"]["TableStream"]["Properties"]
+    settings = MappingSettings.from_template(TEMPLATE, "OutboundFunction")
+    assert settings.batch_size == props["BatchSize"]
+    assert settings.maximum_retry_attempts == props["MaximumRetryAttempts"]
+    assert settings.report_batch_item_failures
+    assert len(settings.patterns) == len(props["FilterCriteria"]["Filters"])
+
+
+def test_lambda_record_has_lambda_shape() -> None:
+    raw = {
+        "eventID": "e", "eventName": "INSERT", "eventVersion": "1.0", "eventSource": "aws:dynamodb",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
+            "Keys": {"pk": {"S": "k"}}, "NewImage": {"b": {"B": b"\x01"}, "bs": {"BS": [b"\x02"]}},
+            "SequenceNumber": "7", "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    record = lambda_record(raw, "arn:stream")
+    assert record["eventSourceARN"] == "arn:stream" and record["eventSource"] == "aws:dynamodb"
+    assert record["awsRegion"] == "us-east-1"
+    assert record["dynamodb"]["ApproximateCreationDateTime"] == 1767225600
+    assert record["dynamodb"]["NewImage"] == {"b": {"B": "AQ=="}, "bs": {"BS": ["Ag=="]}}
+    json.dumps(record)  # JSON-serialisable like the real event
+
+
+def test_failed_from_follows_report_batch_item_failures() -> None:
+    records = [stream_record("INSERT", {}, seq) for seq in ("1", "2", "3")]
+    assert failed_from(records, None) is None
+    assert failed_from(records, {}) is None
+    assert failed_from(records, {"batchItemFailures": []}) is None
+    assert failed_from(records, {"batchItemFailures": [{"itemIdentifier": "3"}, {"itemIdentifier": "2"}]}) == 1
+    assert failed_from(records, {"batchItemFailures": [{"itemIdentifier": "9"}]}) == 0  # unknown: whole batch
+    assert failed_from(records, {"batchItemFailures": [{"itemIdentifier": ""}]}) == 0
+    assert failed_from(records, {"batchItemFailures": "x"}) == 0
+    assert failed_from(records, "not an object") == 0
+
+
+@pytest.fixture
+def streamed_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        table = dynamodb.create_table(**table_definition(TEMPLATE, "stream-test"))["TableDescription"]
+        # botocore would pick an account-based streams endpoint that moto's mock does not route.
+        streams = boto3.client("dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com")
+        yield dynamodb, streams, table["LatestStreamArn"]
+
+
+class Recorder:
+    """An outbound handler stand-in: records batches, answers from a script, signals each call."""
+
+    def __init__(self, answers: list[Any]):
+        self.answers = answers
+        self.batches: list[list[str]] = []
+        self.called = threading.Condition()
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        with self.called:
+            self.batches.append([r["dynamodb"]["NewImage"]["pk"]["S"] for r in event["Records"]])
+            self.called.notify_all()
+            answer = self.answers.pop(0) if self.answers else None
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(event) if callable(answer) else answer
+
+    def wait_for_calls(self, count: int) -> None:
+        with self.called:
+            assert self.called.wait_for(lambda: len(self.batches) >= count, WAIT_SECONDS), self.batches
+
+
+def put(dynamodb: Any, pk: str, kind: str) -> None:
+    dynamodb.put_item(TableName="stream-test", Item={"pk": {"S": pk}, "sk": {"S": "s"}, "kind": {"S": kind}})
+
+
+def fail_item(pk: str) -> Any:
+    def answer(event: dict[str, Any]) -> dict[str, Any]:
+        failed = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]
+                  if r["dynamodb"]["NewImage"]["pk"]["S"] == pk]
+        return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}
+
+    return answer
+
+
+@contextmanager
+def running_worker(streams: Any, arn: str, recorder: Recorder, batch_size: int, retries: int,
+                   lines: list[str]) -> Iterator[StreamWorker]:
+    settings = MappingSettings(batch_size=batch_size, maximum_retry_attempts=retries, patterns=PATTERNS,
+                               report_batch_item_failures=True)
+    worker = StreamWorker(streams, arn, settings, recorder, log=lines.append, poll_seconds=0.01,
+                          backoff_seconds=(0.0, 0.0))
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=WAIT_SECONDS)
+    assert not worker.is_alive()
+
+
+def test_worker_filters_batches_and_retries_from_the_lowest_failure(streamed_table: tuple[Any, Any, str]) -> None:
+    dynamodb, streams, arn = streamed_table
+    for pk, kind in [("u1", "user"), ("alias", "alias"), ("e1", "event"), ("e2", "event"), ("u2", "user")]:
+        put(dynamodb, pk, kind)
+    recorder = Recorder([fail_item("e2"), None, None])
+    lines: list[str] = []
+    with running_worker(streams, arn, recorder, batch_size=3, retries=2, lines=lines) as worker:
+        recorder.wait_for_calls(3)
+    # aliases are filtered out; batches of at most 3; the retry starts at the failed record.
+    assert recorder.batches == [["u1", "e1", "e2"], ["e2"], ["u2"]]
+    assert worker.delivered == 4 and worker.given_up == 0
+    assert any("retry 1 of 2" in line for line in lines)
+
+
+def test_worker_gives_up_after_maximum_retry_attempts(streamed_table: tuple[Any, Any, str]) -> None:
+    dynamodb, streams, arn = streamed_table
+    put(dynamodb, "e1", "event")
+    put(dynamodb, "e2", "event")
+    # a function error fails the whole batch; so does a failure reported for its first record.
+    recorder = Recorder([RuntimeError("boom"), fail_item("e1"), fail_item("e1"), None])
+    lines: list[str] = []
+    with running_worker(streams, arn, recorder, batch_size=10, retries=2, lines=lines) as worker:
+        recorder.wait_for_calls(3)
+        put(dynamodb, "e3", "event")  # after giving up, the worker moves on to new records
+        recorder.wait_for_calls(4)
+    assert recorder.batches == [["e1", "e2"], ["e1", "e2"], ["e1", "e2"], ["e3"]]
+    assert worker.given_up == 2 and worker.delivered == 1
+    assert any("gave up a batch of 2 record(s) after 2 retries" in line for line in lines)
+
+
+# -- configuration and the Lambda runtime ------------------------------------------------------------
+
+
+def test_config_defaults_and_settings_source(tmp_path: Path) -> None:
+    config = load_config(TEMPLATE, {})
+    assert (config.port, config.api_key, config.write_key, config.shared_secret) == (
+        3000, "local-api-key", "local-write-key", None)
+    assert config.segment_api_url is None
+    assert config.prefix == parameter_default(TEMPLATE, "ParameterPrefix")
+    assert json.loads(config.settings) == json.loads(TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"])
+    custom = tmp_path / "settings.json"
+    custom.write_text('{"handle_pages": false}')
+    assert settings_document(TEMPLATE, str(custom))[0] == '{"handle_pages": false}'
+    custom.write_text("{nope")
+    with pytest.raises(ConfigError):
+        load_config(TEMPLATE, {"CONNECTOR_SETTINGS": str(custom)})
+    with pytest.raises(ConfigError):
+        load_config(TEMPLATE, {"PORT": "http"})
+
+
+@pytest.fixture
+def restore_process_state() -> Iterator[None]:
+    environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name.startswith("local_stack_"):
+            del sys.modules[name]
+
+
+def test_function_environment_and_loader(tmp_path: Path, restore_process_state: None) -> None:
+    env = function_environment(TEMPLATE, "OutboundFunction", "tbl", "http://127.0.0.1:1", "http://127.0.0.1:2")
+    assert env["TABLE_NAME"] == "tbl" and env["PARAMETER_PREFIX"] == parameter_default(TEMPLATE, "ParameterPrefix")
+    assert env["POWERTOOLS_LOG_LEVEL"] == parameter_default(TEMPLATE, "LogLevel")
+    assert env["POWERTOOLS_SERVICE_NAME"] == "outbound" and env["DEAD_LETTER_AFTER_ATTEMPTS"]
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1" and env["SEGMENT_API_URL"] == "http://127.0.0.1:2"
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1" and env["AWS_ACCESS_KEY_ID"]
+
+    handlers = {}
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "app.py"  # both called app.py, like the real ones
+        path.write_text(
+            "import os\nSEEN = os.environ.get('POWERTOOLS_SERVICE_NAME')\n"
+            f"def lambda_handler(event, context):\n    return ({name!r}, SEEN, context)\n"
+        )
+        handlers[name] = path
+    first = load_function(TEMPLATE, "InboundFunction", {"POWERTOOLS_SERVICE_NAME": "inbound"}, handlers["one"])
+    second = load_function(TEMPLATE, "OutboundFunction", {"POWERTOOLS_SERVICE_NAME": "outbound"}, handlers["two"])
+    assert first.invoke({})[:2] == ("one", "inbound")  # env was set before the import
+    name, _, context = second.invoke({})
+    assert name == "two"
+    assert second.timeout_s == TEMPLATE["Resources"]["OutboundFunction"]["Properties"]["Timeout"]
+    assert context.function_name and context.memory_limit_in_mb == second.memory_mb
+    assert context.invoked_function_arn.startswith("arn:aws:lambda:us-east-1:")
+    assert 0 < context.get_remaining_time_in_millis() <= second.timeout_s * 1000
+    assert first.invoke({})[2].aws_request_id != first.invoke({})[2].aws_request_id
+    assert str(ROOT / "layers" / "common") in sys.path
+
+
+def test_lambda_context_counts_down_to_zero() -> None:
+    assert LambdaContext("f", 128, 0).get_remaining_time_in_millis() == 0
+
+
+def test_replay_without_a_running_stack_says_so() -> None:
+    if STATE_PATH.exists():
+        pytest.skip("a local stack is running in this tree")
+    result = subprocess.run([sys.executable, "-m", "local_stack.replay"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=WAIT_SECONDS)
+    assert result.returncode == 1
+    assert "make run" in result.stderr
+
+
+# -- end to end: `make run` ---------------------------------------------------------------------------
+
+HANDLERS_PRESENT = all((ROOT / "functions" / name / "app.py").exists() for name in ("inbound", "outbound"))
+needs_handlers = pytest.mark.skipif(not HANDLERS_PRESENT, reason="functions/*/app.py not written yet")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Stack:
+    """A local stack subprocess whose merged stdout/stderr is collected line by line."""
+
+    def __init__(self, command: list[str], port: int, extra_env: dict[str, str] | None = None):
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "SEGMENT_API_URL", "API_KEY", "SHARED_SECRET", "WRITE_KEY", "CONNECTOR_SETTINGS",
+            "AWS_ENDPOINT_URL", "TABLE_NAME", "PARAMETER_PREFIX")}
+        env.update({"PORT": str(port), **(extra_env or {})})
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            text=True, start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(self, predicate: Any, timeout: float) -> str | None:
+        def found() -> str | None:
+            return next((line for line in self.lines if predicate(line)), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None or self.process.poll() is not None, timeout)
+            return found()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self) -> None:
+        line = self.wait_for_line(lambda text: "ready" in text, READY_SECONDS)
+        assert line is not None, f"no ready line; output:\n{self.output}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(WAIT_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if not HANDLERS_PRESENT:
+        pytest.skip("functions/*/app.py not written yet")
+    running = Stack(["make", "run"], free_port())
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.kill()
+
+
+@pytest.mark.e2e
+@needs_handlers
+def test_startup_prints_settings_and_one_ready_line(stack: Stack) -> None:
+    output = stack.output
+    assert stack.url in output and "local-api-key" in output
+    assert "shared secret:  not set" in output and "SettingsParameter" in output
+    assert f"curl -s -u local-api-key: {stack.url}/v1/users/user_id:u1" in output
+    assert sum("ready" in line for line in stack.lines) == 1
+    state = json.loads(STATE_PATH.read_text())
+    assert state["aws_endpoint_url"].startswith("http://127.0.0.1:")
+    assert state["segment_api_url"].startswith("http://127.0.0.1:") and state["segment_api_url"] in output
+
+
+@pytest.mark.e2e
+@needs_handlers
+def test_round_trip_through_the_local_stack(stack: Stack) -> None:
+    from segment.analytics.client import Client
+
+    assert requests.get(f"{stack.url}/health", timeout=WAIT_SECONDS).json() == {"status": "ok"}
+
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    client = Client(write_key="local-api-key", host=stack.url, sync_mode=True)  # raises on a non-2xx answer
+    client.identify(user, {"email": f"{user}@example.com", "plan": "pro"})
+    client.track(user, "Signed Up", {"source": "e2e"})
+
+    webhook = {"type": "track", "userId": user, "event": "Webhook Event", "messageId": f"m-{uuid.uuid4()}",
+               "timestamp": datetime.now(timezone.utc).isoformat()}
+    answer = requests.post(f"{stack.url}/segment", json=webhook, auth=("local-api-key", ""), timeout=WAIT_SECONDS)
+    assert answer.status_code == 200, answer.text
+
+    profile = requests.get(f"{stack.url}/v1/users/user_id:{user}", auth=("local-api-key", ""), timeout=WAIT_SECONDS)
+    assert profile.status_code == 200, profile.text
+    assert f"{user}@example.com" in profile.text
+    events = requests.get(f"{stack.url}/v1/users/user_id:{user}/events", auth=("local-api-key", ""),
+                          timeout=WAIT_SECONDS)
+    assert events.status_code == 200, events.text
+    assert "Signed Up" in events.text and "Webhook Event" in events.text
+
+    unauthorized = requests.get(f"{stack.url}/v1/users/user_id:{user}", timeout=WAIT_SECONDS)
+    assert unauthorized.status_code == 401
+
+    # The stream worker delivers the new events to the local Segment sink, which prints them.
+    printed = stack.wait_for_line(lambda line: line.startswith("segment <- track") and "Signed Up" in line,
+                                  WAIT_SECONDS)
+    assert printed is not None, stack.output
+
+
+@pytest.mark.e2e
+@needs_handlers
+def test_sigterm_stops_make_run_cleanly(stack: Stack) -> None:
+    # make itself dies of a SIGTERM sent to its process group (GNU make re-raises it), so this
+    # signals the stack's process: make then reports the stack's own exit status.
+    state = json.loads(STATE_PATH.read_text())
+    os.kill(state["pid"], signal.SIGTERM)
+    assert stack.process.wait(WAIT_SECONDS) == 0, stack.output
+    assert not STATE_PATH.exists()
+    assert "stopping" in stack.output
+
+
+@pytest.mark.e2e
+@needs_handlers
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_the_process_group_exits_zero(sig: signal.Signals) -> None:
+    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"], free_port(),
+                    {"SHARED_SECRET": "local-shared-secret"})
+    try:
+        running.wait_ready()
+        assert "shared secret:  set" in running.output and "local-shared-secret" not in running.output
+        assert requests.get(f"{running.url}/health", timeout=WAIT_SECONDS).status_code == 200
+        os.killpg(running.process.pid, sig)
+        assert running.process.wait(WAIT_SECONDS) == 0, running.output
+        assert not STATE_PATH.exists()
+    finally:
+        running.kill()
