@@ -33,7 +33,7 @@ MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BODY_BYTES = 512 * 1024
 MAX_WRITE_ATTEMPTS = 5
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
-Outcome = Literal["stored", "duplicate", "ignored"]
+Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Secrets:
 
 @dataclass
 class IngestResult:
-    counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0, "ignored": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0, "unchanged": 0, "ignored": 0})
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
@@ -237,7 +237,7 @@ class Ingestor:
         for _ in range(MAX_WRITE_ATTEMPTS):
             change = build()
             if change is None:
-                return "stored"  # already reflected in the stored state: nothing to write
+                return "unchanged"  # the stored state already reflects it: nothing to write
             try:
                 self.store.commit(change)
                 return "stored"
