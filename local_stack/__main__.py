@@ -45,13 +45,15 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
     try:
         return _run(template, config, stop, cleanups, handler_files or {})
     finally:
+        # A second Ctrl-C while stopping interrupts the clean-up; a second SIGTERM does not
+        # (make forwards the SIGTERM its process group got, so the stack gets it twice).
+        signal.signal(signal.SIGINT, previous[signal.SIGINT])
         for cleanup in reversed(cleanups):
             try:
                 cleanup()
             except Exception as error:  # noqa: BLE001 - stop the rest anyway
                 print(f"local stack: error while stopping: {error!r}", file=sys.stderr)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
 
 
 def _run(
@@ -103,9 +105,10 @@ def _run(
         resources.stream_arn,
         MappingSettings.from_template(template, "OutboundFunction"),
         outbound.invoke,
+        forget_iterators=aws.forget_stream_iterators,
     )
     worker.start()
-    cleanups.append(lambda: worker.stop(timeout=30))
+    cleanups.append(lambda: worker.stop(timeout=10))
 
     api.invoke = inbound.invoke
     api.start()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from local_stack.lambda_runtime import REGION, local_aws_environment
+from local_stack.lambda_runtime import ACCOUNT_ID, REGION, local_aws_environment
 from local_stack.template import table_definition, ttl_attribute
 
 
@@ -84,3 +84,15 @@ def connector_parameters(
     if shared_secret:
         parameters[f"{prefix}/shared-secret"] = ("SecureString", shared_secret)
     return parameters
+
+
+def forget_stream_iterators(keep: Collection[str]) -> None:
+    """Drop the shard iterators the in-process moto server holds, except those in `keep`.
+
+    moto stores every iterator it hands out (GetRecords returns a new one each call) and never
+    expires them: polling four times a second would grow memory by tens of MB an hour.
+    """
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    backend = dynamodbstreams_backends[ACCOUNT_ID][REGION]
+    backend.shard_iterators = {arn: it for arn, it in list(backend.shard_iterators.items()) if arn in keep}

@@ -24,6 +24,7 @@ from local_stack import event_filter
 from local_stack.lambda_runtime import REGION
 
 POLL_SECONDS = 0.25
+HOUSEKEEPING_POLLS = 240  # about once a minute when idle
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class StreamWorker(threading.Thread):
         log: Callable[[str], None] | None = None,
         poll_seconds: float = POLL_SECONDS,
         backoff_seconds: tuple[float, float] = (0.5, 8.0),
+        forget_iterators: Callable[[list[str]], None] | None = None,
     ):
         super().__init__(name="stream-worker", daemon=True)
         self._streams = streams_client
@@ -124,6 +126,8 @@ class StreamWorker(threading.Thread):
         self._log = log or (lambda line: print(line, flush=True))
         self._poll = poll_seconds
         self._backoff = backoff_seconds
+        self._forget_iterators = forget_iterators
+        self._polls = 0
         self._stop_event = threading.Event()
         self._iterators: dict[str, str] = {}
         self._pending: list[dict[str, Any]] = []
@@ -139,6 +143,7 @@ class StreamWorker(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self._read()
+                self._housekeeping()
                 if self._pending:
                     batch = self._pending[: self._settings.batch_size]
                     del self._pending[: len(batch)]
@@ -161,20 +166,26 @@ class StreamWorker(threading.Thread):
                     StreamArn=self._stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
                 )["ShardIterator"]
         for shard_id, iterator in list(self._iterators.items()):
-            while iterator and len(self._pending) < self._settings.batch_size:
+            while len(self._pending) < self._settings.batch_size:
                 response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-                iterator = response.get("NextShardIterator")
                 records = response.get("Records", [])
                 for record in records:
                     shaped = lambda_record(record, self._stream_arn)
                     if event_filter.passes(self._settings.patterns, shaped):
                         self._pending.append(shaped)
+                iterator = response.get("NextShardIterator")
+                if not iterator:  # closed shard, fully read
+                    del self._iterators[shard_id]
+                    break
+                self._iterators[shard_id] = iterator
                 if not records:
                     break
-            if iterator:
-                self._iterators[shard_id] = iterator
-            else:
-                del self._iterators[shard_id]
+
+    def _housekeeping(self) -> None:
+        """Every HOUSEKEEPING_POLLS polls, let the emulator forget the iterators no longer used."""
+        self._polls += 1
+        if self._forget_iterators is not None and self._polls % HOUSEKEEPING_POLLS == 0:
+            self._forget_iterators(list(self._iterators.values()))
 
     def _process(self, batch: list[dict[str, Any]]) -> None:
         retries = 0

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 
 import pytest
 from botocore.exceptions import ClientError
@@ -188,3 +189,43 @@ def test_unknown_settings_keys_are_rejected(api, aws, message):
     aws.set_settings(handle_pagez=True)
     status, body = api.post("/segment", message("track", userId="u1", event="E"))
     assert status == 500 and body["details"][0]["field"] == "handle_pagez"
+
+
+class SerializedClient:
+    """moto's in-process DynamoDB is not thread-safe; real DynamoDB is. Serialize the emulator only."""
+
+    def __init__(self, client):
+        self._client, self._lock = client, threading.Lock()
+        self.threads: set[int] = set()
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(**kwargs):
+            with self._lock:
+                self.threads.add(threading.get_ident())
+                return method(**kwargs)
+
+        return call
+
+
+def test_large_batch_of_many_users_is_stored_in_order_per_user(api, aws, message, monkeypatch):
+    # Given parallel writers, and 60 messages over 20 users, each user's identify before its tracks
+    monkeypatch.setenv("INBOUND_WRITERS", "4")
+    store = api.module.store()
+    serialized = SerializedClient(store.client)
+    monkeypatch.setattr(store, "client", serialized)
+    batch = []
+    for n in range(20):
+        batch.append(message("identify", userId=f"u{n}", anonymousId=f"a{n}", traits={"n": n}))
+        batch.append(message("track", anonymousId=f"a{n}", event="first"))
+        batch.append(message("identify", userId=f"u{n}", traits={"n": n + 100}, timestamp="2026-01-02T00:00:00Z"))
+    batch.insert(30, {"type": "track", "userId": "u1"})
+    # When posted as one delivery
+    status, body = api.post("/segment", batch)
+    # Then every valid message is stored, the invalid one is listed by its index
+    assert status == 200 and body["stored"] == 60 and [r["index"] for r in body["rejected"]] == [30]
+    assert len(serialized.threads) > 1  # written side by side
+    for n in (0, 7, 19):
+        profile = api.get(f"/v1/users/anonymous_id:a{n}")[1]
+        assert profile["user_id"] == f"u{n}" and profile["traits"] == {"n": n + 100}

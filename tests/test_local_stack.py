@@ -298,6 +298,23 @@ def test_worker_gives_up_after_maximum_retry_attempts(streamed_table: tuple[Any,
     assert any("gave up a batch of 2 record(s) after 2 retries" in line for line in lines)
 
 
+def test_forgetting_old_shard_iterators_keeps_the_current_one(streamed_table: tuple[Any, Any, str]) -> None:
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from local_stack.aws import forget_stream_iterators
+
+    dynamodb, streams, arn = streamed_table
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"]
+    for _ in range(3):
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    forget_stream_iterators([iterator])
+    assert list(dynamodbstreams_backends["123456789012"]["us-east-1"].shard_iterators) == [iterator]
+    put(dynamodb, "e1", "event")
+    assert len(streams.get_records(ShardIterator=iterator)["Records"]) == 1
+
+
 # -- configuration and the Lambda runtime ------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ def _deliver(source: str, call: str | None = None) -> Response:
     raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode()
     delivery = inbound.Delivery(raw_body=raw, headers=event.headers or {}, source=source, call=call)  # type: ignore[arg-type]
     secrets = inbound.Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
-    result = inbound.receive(delivery, config.load_settings(), secrets, store())
+    result = inbound.receive(delivery, config.load_settings(), secrets, store(), config.inbound_writers())
     for outcome, count in {**result.counts, "rejected": len(result.rejected)}.items():
         if count:
             metrics.add_metric(name=f"Messages{outcome.capitalize()}", unit=MetricUnit.Count, value=count)

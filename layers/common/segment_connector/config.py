@@ -22,6 +22,11 @@ def table_name() -> str:
     return os.environ["TABLE_NAME"]
 
 
+def inbound_writers() -> int:
+    """How many users' messages of one delivery are written side by side (template: 16)."""
+    return max(1, int(os.environ.get("INBOUND_WRITERS", "1")))
+
+
 def parameter_name(suffix: str) -> str:
     return f"{os.environ.get('PARAMETER_PREFIX', '/segment-connector').rstrip('/')}/{suffix}"
 

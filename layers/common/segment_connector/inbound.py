@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal, Mapping
@@ -32,6 +33,7 @@ from segment_connector.traits import merge_traits, normalize_traits, valid_email
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BODY_BYTES = 512 * 1024
 MAX_WRITE_ATTEMPTS = 5
+PARALLEL_FROM = 8  # messages in one delivery before users are written in parallel
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
 Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
 
@@ -56,6 +58,13 @@ class Secrets:
 class IngestResult:
     counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0, "unchanged": 0, "ignored": 0})
     rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, index: int, raw: Any, error: BadRequest | PayloadTooLarge) -> None:
+        message_id = (raw.get("messageId") or raw.get("message_id")) if isinstance(raw, dict) else None
+        entry: dict[str, Any] = {"index": index, "messageId": message_id, "error": error.message}
+        if error.details:
+            entry["details"] = error.details
+        self.rejected.append(entry)
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"success": True, **self.counts}
@@ -248,7 +257,8 @@ class Ingestor:
         raise StoreUnavailable("too many concurrent updates of one profile, retry later")
 
 
-def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, store: ProfileStore) -> IngestResult:
+def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, store: ProfileStore,
+            writers: int = 1) -> IngestResult:
     """Authenticate, validate and store a delivery. Raises ConnectorError subclasses for the HTTP answer."""
     if delivery.call is not None and delivery.call not in TRACKING_CALLS:
         raise BadRequest(f"unknown call /v1/{delivery.call}")
@@ -269,17 +279,41 @@ def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, s
 
     ingestor = Ingestor(store, settings, delivery.source)
     result = IngestResult()
+    by_user: dict[str, list[tuple[int, Any]]] = {}
     for index, raw in enumerate(raw_messages):
-        message_id = raw.get("messageId") or raw.get("message_id") if isinstance(raw, dict) else None
         try:
             message = _validate(raw)
         except (BadRequest, PayloadTooLarge) as error:
             if single:
                 raise
-            result.rejected.append({"index": index, "messageId": message_id, "error": error.message,
-                                    **({"details": error.details} if error.details else {})})
+            result.reject(index, raw, error)
             continue
-        result.counts[ingestor.apply(message)] += 1
+        by_user.setdefault(message.user_id or message.anonymous_id or "", []).append((index, message))
+
+    def apply_in_order(messages: list[tuple[int, Any]]) -> list[tuple[int, Any, BadRequest | None]]:
+        applied = []
+        for index, message in messages:
+            try:
+                applied.append((index, ingestor.apply(message), None))
+            except BadRequest as error:
+                if single:
+                    raise
+                applied.append((index, message, error))
+        return applied
+
+    # One user's messages stay in order; different users are written side by side, so that a
+    # batch of thousands fits in Segment's 10 s timeout.
+    groups = list(by_user.values())
+    if writers > 1 and len(groups) > 1 and len(raw_messages) > PARALLEL_FROM:
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            outcomes = [item for applied in pool.map(apply_in_order, groups) for item in applied]
+    else:
+        outcomes = [item for group in groups for item in apply_in_order(group)]
+    for index, outcome, error in sorted(outcomes, key=lambda item: item[0]):
+        if error is None:
+            result.counts[outcome] += 1
+        else:
+            result.reject(index, raw_messages[index], error)
     return result
 
 
