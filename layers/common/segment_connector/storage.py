@@ -253,6 +253,24 @@ class ProfileStore:
             letter["payload"] = json.loads(letter["payload"])
         return letters
 
+    def all_dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter, oldest first (all pages)."""
+        letters: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "deadletter"}},
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            letters.extend(deserialize(raw) for raw in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for letter in letters:
+            letter["payload"] = json.loads(letter["payload"])
+        return letters
+
     def delete_dead_letter(self, sk: str) -> None:
         self._call("delete_item", TableName=self.table, Key={"pk": {"S": "deadletter"}, "sk": {"S": sk}})
 

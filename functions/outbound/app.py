@@ -1,0 +1,34 @@
+"""OutboundFunction: the table's stream -> Segment (and {"action": "replay"} for dead letters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from segment_connector import config, outbound
+from segment_connector.delivery import ClientPool
+from segment_connector.storage import ProfileStore
+
+logger = Logger()
+metrics = Metrics()
+clients = ClientPool()  # one SegmentClient (one HTTP session) per warm container
+_store: ProfileStore | None = None
+
+
+def store() -> ProfileStore:
+    global _store
+    if _store is None:
+        _store = ProfileStore(config.table_name())
+    return _store
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = outbound.handle(event, context, store(), clients)
+    for name, value in result.metrics.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    return result.response

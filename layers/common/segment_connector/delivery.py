@@ -1,0 +1,282 @@
+"""Delivery of planned Segment calls: per-user order, the retry budget, dead letters and replay.
+
+`outbound.py` turns stream records into `RecordPlan`s; this module sends their messages with one
+`SegmentClient` per warm container, decides which records Lambda must retry, keeps what cannot be
+delivered as dead letters, and sends dead letters again on request (replay).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import requests
+
+from segment_connector.models.items import StoredEvent
+from segment_connector.segment_client import SegmentClient
+from segment_connector.storage import ProfileStore
+
+log = logging.getLogger(__name__)
+
+SAFETY_MARGIN = 10.0  # seconds kept between the delivery deadline and the Lambda's end
+DEFAULT_BUDGET = 60.0  # seconds of delivery when there is no Lambda context
+DEFAULT_ATTEMPTS = 4
+DEFAULT_AGE_SECONDS = 3000
+BATCH_OVERHEAD = 64  # bytes of {"batch":[...],"sentAt":"..."} around the messages
+HELD_BACK = "held back: an earlier message of the same user was not delivered"
+
+
+def dead_letter_after_attempts() -> int:
+    return _env_int("DEAD_LETTER_AFTER_ATTEMPTS", DEFAULT_ATTEMPTS)
+
+
+def dead_letter_after_age() -> int:
+    return _env_int("DEAD_LETTER_AFTER_AGE_SECONDS", DEFAULT_AGE_SECONDS)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        log.warning("%s is not a whole number; using %d", name, default)
+        return default
+
+
+class ClientPool:
+    """The SegmentClient of a warm container: one requests.Session, renewed when key or URL change.
+
+    `sleep`/`clock` go to the client (tests inject fakes so that retries never wait); the
+    delivery deadline is computed on the same clock. `client_options` are SegmentClient options
+    (e.g. max_batch_messages). Also remembers that a missing write key was reported already.
+    """
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        session_factory: Callable[[], requests.Session] | None = None,
+        safety_margin: float = SAFETY_MARGIN,
+        **client_options: Any,
+    ) -> None:
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+        self.safety_margin = safety_margin
+        self._session_factory = session_factory or requests.Session
+        self._options = client_options
+        self._client: SegmentClient | None = None
+        self._session: requests.Session | None = None
+        self._target: tuple[str, str] | None = None
+        self.missing_write_key_reported = False
+
+    def client(self, write_key: str, api_url: str) -> SegmentClient:
+        if self._client is None or self._target != (write_key, api_url):
+            if self._session is not None:
+                self._session.close()
+            self._session = self._session_factory()
+            self._client = SegmentClient(write_key, api_url, session=self._session, sleep=self.sleep,
+                                         clock=self.clock, **self._options)
+            self._target = (write_key, api_url)
+        return self._client
+
+    def deadline(self, context: Any) -> float:
+        """Now + the Lambda's remaining time - a safety margin (at most half of what remains)."""
+        remaining = DEFAULT_BUDGET
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            remaining = context.get_remaining_time_in_millis() / 1000
+        return self.clock() + max(0.0, remaining - min(self.safety_margin, remaining / 2))
+
+
+# -- what the planner hands over ------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One Segment call of a record, with the user whose order it must keep."""
+
+    message_id: str
+    user: str
+    payload: dict[str, Any]
+    hold: str | None = None  # set: not sent (the record could not be completed)
+
+
+@dataclass
+class RecordPlan:
+    """What one stream record leads to: calls to send and Entered/Left events to record."""
+
+    seq: str
+    created: float | None  # ApproximateCreationDateTime, epoch seconds
+    raw: dict[str, Any]
+    entries: list[Entry] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
+    error: str | None = None  # the record could not be planned or its events not recorded
+
+    def fail(self, reason: str) -> None:
+        self.error = reason
+        for entry in self.entries:
+            entry.hold = entry.hold or reason
+
+
+@dataclass
+class Outcome:
+    delivered: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)  # transient or held back
+    rejected: dict[str, str] = field(default_factory=dict)  # permanent (4xx, too large)
+    requests: int = 0
+
+
+@dataclass
+class Settlement:
+    failed: dict[str, str] = field(default_factory=dict)  # sequence number -> reason
+    dead_lettered: int = 0
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+
+def deliver(entries: list[Entry], client: SegmentClient, deadline: float) -> Outcome:
+    """Send in request-sized chunks, in order; once a user's message is not delivered, that
+    user's later messages are held back (not sent) so that Segment never sees them first."""
+    outcome = Outcome()
+    blocked: set[str] = set()
+    sizes = {entry.message_id: _size(entry.payload) for entry in entries}
+    pending = list(entries)
+    while pending:
+        chunk: list[Entry] = []
+        size = BATCH_OVERHEAD
+        rest: list[Entry] = []
+        for index, entry in enumerate(pending):
+            if entry.hold or entry.user in blocked:
+                outcome.failed[entry.message_id] = entry.hold or HELD_BACK
+                blocked.add(entry.user)
+                continue
+            weight = sizes[entry.message_id] if sizes[entry.message_id] <= client.max_message_bytes else 0
+            if chunk and (len(chunk) >= client.max_batch_messages or size + weight + 1 > client.max_batch_bytes):
+                rest = pending[index:]
+                break
+            chunk.append(entry)
+            size += weight + 1
+        pending = rest
+        if not chunk:
+            continue
+        report = client.send([entry.payload for entry in chunk], deadline=deadline)
+        outcome.requests += report.requests
+        outcome.delivered.update(report.delivered)
+        outcome.rejected.update(report.rejected)
+        for entry in chunk:
+            if entry.message_id in report.failed:
+                outcome.failed[entry.message_id] = report.failed[entry.message_id]
+                blocked.add(entry.user)
+    return outcome
+
+
+def _size(payload: dict[str, Any]) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), default=str).encode())
+
+
+# -- retry budget and dead letters ----------------------------------------------------------------
+
+
+def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: datetime) -> Settlement:
+    """Decide, per record, between success, failure (Lambda retries it) and dead letters.
+
+    A record whose messages were all delivered (or rejected for good) succeeds; its rejected
+    messages become dead letters. A record with a message not delivered fails, unless it failed
+    DEAD_LETTER_AFTER_ATTEMPTS times or is older than DEAD_LETTER_AFTER_AGE_SECONDS: then every
+    undelivered message is kept as a dead letter and the record succeeds.
+    """
+    settlement = Settlement()
+    letters = _Letters(store, now)
+    max_attempts, max_age = dead_letter_after_attempts(), dead_letter_after_age()
+    for plan in plans:
+        failing = [(e, outcome.failed[e.message_id]) for e in plan.entries if e.message_id in outcome.failed]
+        rejected = [(e, outcome.rejected[e.message_id]) for e in plan.entries if e.message_id in outcome.rejected]
+        try:
+            if not plan.error and not failing:
+                settlement.dead_lettered += letters.keep(rejected)
+                continue
+            reason = plan.error or failing[0][1]
+            attempts = store.count_attempt(plan.seq)
+            age = now.timestamp() - plan.created if plan.created is not None else 0.0
+            if attempts < max_attempts and age <= max_age:
+                settlement.failed[plan.seq] = reason
+                continue
+            log.error(
+                "outbound: record %s keeps failing (%d attempts, %.0f s old): keeping %d message(s) as dead "
+                "letters; last reason: %s", plan.seq, attempts, age, len(failing) + len(rejected), reason,
+            )
+            kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
+            settlement.dead_lettered += letters.keep(kept)
+            if plan.error:
+                settlement.dead_lettered += letters.keep_record(plan, reason)
+        except Exception as error:  # noqa: BLE001 - the store failed: let Lambda retry the record
+            log.warning("outbound: could not settle record %s: %r", plan.seq, error)
+            settlement.failed[plan.seq] = f"could not settle the record: {error!r}"
+    return settlement
+
+
+class _Letters:
+    """Dead letters written by one invocation, in planning order (sk = time with a µs counter)."""
+
+    def __init__(self, store: ProfileStore, now: datetime) -> None:
+        self.store = store
+        self.now = now.astimezone(timezone.utc)
+        self.count = 0
+
+    def _at(self) -> str:
+        self.count += 1
+        return (self.now + timedelta(microseconds=self.count)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def keep(self, entries: list[tuple[Entry, str]]) -> int:
+        for entry, reason in entries:
+            self.store.put_dead_letter(entry.message_id, entry.payload, reason, self._at())
+        return len(entries)
+
+    def keep_record(self, plan: RecordPlan, reason: str) -> int:
+        """A record that could not be turned into calls: kept whole for the operator (not replayable)."""
+        self.store.put_dead_letter(f"record-{plan.seq}", {"stream_record": plan.raw}, reason, self._at())
+        return 1
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def replay(store: ProfileStore, client: SegmentClient | None, deadline: float) -> dict[str, int]:
+    """Send every dead letter again with its messageId; delete the delivered ones, keep the others
+    with their new reason. Without a client (no write key) nothing is sent and all are kept."""
+    letters = store.all_dead_letters()
+    sendable = [letter for letter in letters if _is_message(letter.get("payload"))]
+    delivered: set[str] = set()
+    reasons: dict[str, str] = {}
+    if client is not None and sendable:
+        report = client.send([letter["payload"] for letter in sendable], deadline=deadline)
+        delivered = set(report.delivered)
+        reasons = {**report.failed, **report.rejected}
+    replayed = 0
+    for letter in sendable:
+        message_id = letter["payload"]["messageId"]
+        if message_id in delivered:
+            store.delete_dead_letter(letter["sk"])
+            replayed += 1
+        elif message_id in reasons:
+            at = _letter_time(letter)
+            store.put_dead_letter(letter["message_id"], letter["payload"], f"replay: {reasons[message_id]}", at)
+    failed = len(letters) - replayed
+    return {"replayed": replayed, "failed": failed, "remaining": failed}
+
+
+def _is_message(payload: Any) -> bool:
+    return isinstance(payload, dict) and isinstance(payload.get("messageId"), str) and "type" in payload
+
+
+def _letter_time(letter: dict[str, Any]) -> str:
+    """The `<time>` part of sk `<time>#<messageId>`: rewriting there keeps the letter's place."""
+    sk, message_id = letter["sk"], letter["message_id"]
+    suffix = f"#{message_id}"
+    return sk[: -len(suffix)] if sk.endswith(suffix) else sk.partition("#")[0]

@@ -1,0 +1,460 @@
+"""Outbound: DynamoDB stream records -> Segment calls (filter, whitelists, change detection).
+
+`handle()` is the one entry point of OutboundFunction. A stream batch is processed in three
+steps: plan every record (reads shared by the whole batch: one profiles_at, one accounts read),
+record the Entered/Left Segment events, then deliver (delivery.py) and report the records that
+Lambda must retry (ReportBatchItemFailures). `{"action": "replay"}` sends the dead letters again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+from segment_connector import config
+from segment_connector.delivery import ClientPool, Entry, Outcome, RecordPlan, deliver, replay, settle
+from segment_connector.errors import SettingsInvalid
+from segment_connector.identity import profiles_at
+from segment_connector.models.items import Account, StoredEvent, UserProfile
+from segment_connector.models.outbound import (
+    GroupCall,
+    IdentifyCall,
+    OutboundContext,
+    Page,
+    PageCall,
+    ScreenCall,
+    TrackCall,
+)
+from segment_connector.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.models.settings import ConnectorSettings
+from segment_connector.storage import ProfileStore, deserialize
+
+log = logging.getLogger(__name__)
+
+MESSAGE_ID_PREFIX = "sc-"  # inbound ids are the sender's (uuid, ajs-...) or "content-...": never this
+ENTERED, LEFT = "Entered Segment", "Left Segment"
+SEGMENTS_TRAIT = "hull_segments"
+CONTEXT_KEYS = ("ip", "userAgent", "locale", "timezone")
+PAGE_KEYS = ("url", "referrer", "path", "title", "search")
+
+
+class RecordFailed(Exception):
+    """Raised for a record that Lambda must deliver again (reported in batchItemFailures)."""
+
+
+@dataclass
+class Result:
+    response: dict[str, Any]
+    metrics: dict[str, int]
+
+
+def message_id(pk: str, sequence_number: str, purpose: str) -> str:
+    """Stable for one change: a retry of the same stream record reuses it; 43 characters."""
+    digest = hashlib.sha256(f"{pk}\n{sequence_number}\n{purpose}".encode()).hexdigest()
+    return f"{MESSAGE_ID_PREFIX}{digest[:40]}"
+
+
+def handle(
+    event: Any, context: Any, store: ProfileStore, clients: ClientPool, now: datetime | None = None
+) -> Result:
+    """OutboundFunction: a DynamoDB stream batch, or {"action": "replay"}."""
+    now = now or datetime.now(timezone.utc)
+    if isinstance(event, Mapping) and event.get("action") == "replay":
+        return _replay(store, clients, context)
+    records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
+    if not records:
+        return Result({"batchItemFailures": []}, {})
+    metrics: Counter[str] = Counter()
+    try:
+        settings = config.load_settings()
+    except SettingsInvalid as error:
+        log.error("outbound: %s; all %d records are reported failed until the settings are fixed: %s",
+                  error.message, len(records), error.details)
+        failed = {_sequence_number(record): "settings invalid" for record in records}
+    else:
+        failed = _process(records, settings, store, clients, context, now, metrics)
+    metrics["RecordsFailed"] += len(failed)
+    return Result(_respond(event, context, failed), {name: value for name, value in metrics.items() if value})
+
+
+def _process(
+    records: list[dict[str, Any]], settings: ConnectorSettings, store: ProfileStore, clients: ClientPool,
+    context: Any, now: datetime, metrics: Counter[str],
+) -> dict[str, str]:
+    try:
+        write_key = config.get_secret("write-key")
+        plans = Planner(settings, store).plan(records)
+    except Exception as error:  # noqa: BLE001 - never crash mid-batch: Lambda retries the records
+        log.exception("outbound: the batch could not be planned; all %d records are reported failed", len(records))
+        return {_sequence_number(record): f"batch not planned: {error!r}" for record in records}
+    metrics["SegmentEventsRecorded"] += _record_segment_events(store, plans)
+    entries = [entry for plan in plans for entry in plan.entries]
+    outcome = Outcome()
+    if entries and not write_key:
+        if not clients.missing_write_key_reported:
+            clients.missing_write_key_reported = True
+            log.warning("outbound: no write key (SecureString %s): nothing is sent to Segment",
+                        config.parameter_name("write-key"))
+    elif entries:
+        client = clients.client(write_key, config.segment_api_url(settings))
+        outcome = deliver(entries, client, clients.deadline(context))
+    settlement = settle(plans, outcome, store, now)
+    metrics["MessagesSent"] += len(outcome.delivered)
+    metrics["MessagesDeadLettered"] += settlement.dead_lettered
+    if settlement.failed:
+        log.warning("outbound: %d of %d records failed and will be retried; first reason: %s",
+                    len(settlement.failed), len(records), next(iter(settlement.failed.values())))
+    return settlement.failed
+
+
+def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
+    recorded = 0
+    for plan in plans:
+        try:
+            recorded += sum(store.put_event(event) for event in plan.events)
+        except Exception as error:  # noqa: BLE001 - the record is retried (put_event is idempotent)
+            log.warning("outbound: could not record segment events of record %s: %r", plan.seq, error)
+            plan.fail(f"could not record Entered/Left Segment events: {error!r}")
+    return recorded
+
+
+def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+
+    def record_handler(record: DynamoDBRecord) -> None:
+        reason = failed.get(record.dynamodb.sequence_number if record.dynamodb else "")
+        if reason:
+            raise RecordFailed(reason)
+
+    return dict(process_partial_response(event=dict(event), record_handler=record_handler, processor=processor,
+                                         context=context))
+
+
+def _replay(store: ProfileStore, clients: ClientPool, context: Any) -> Result:
+    settings = config.load_settings()
+    write_key = config.get_secret("write-key")
+    if not write_key:
+        log.warning("outbound replay: no write key (SecureString %s): nothing is sent",
+                    config.parameter_name("write-key"))
+    client = clients.client(write_key, config.segment_api_url(settings)) if write_key else None
+    result = replay(store, client, clients.deadline(context))
+    log.info("outbound replay: %s", result)
+    return Result(result, {"DeadLettersReplayed": result["replayed"]} if result["replayed"] else {})
+
+
+def _sequence_number(record: Any) -> str:
+    dynamodb = record.get("dynamodb") if isinstance(record, Mapping) else None
+    return str((dynamodb or {}).get("SequenceNumber", ""))
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Change:
+    """A stream record with its images read into items."""
+
+    plan: RecordPlan
+    pk: str
+    kind: str
+    event_name: str
+    new: UserProfile | Account | StoredEvent | None = None
+    old: UserProfile | Account | None = None
+
+    @property
+    def seq(self) -> str:
+        return self.plan.seq
+
+
+def _parse(raw: dict[str, Any]) -> _Change:
+    dynamodb = raw.get("dynamodb") or {}
+    created = dynamodb.get("ApproximateCreationDateTime")
+    plan = RecordPlan(seq=_sequence_number(raw), created=float(created) if created is not None else None, raw=raw)
+    new_image = deserialize(dynamodb["NewImage"]) if dynamodb.get("NewImage") else {}
+    old_image = deserialize(dynamodb["OldImage"]) if dynamodb.get("OldImage") else {}
+    kind = str(new_image.get("kind", ""))
+    change = _Change(plan, str(new_image.get("pk", "")), kind, str(raw.get("eventName", "")))
+    if kind == "user":
+        change.new = UserProfile.model_validate(new_image)
+        change.old = UserProfile.model_validate(old_image) if old_image.get("kind") == "user" else None
+    elif kind == "account":
+        change.new = Account.model_validate(new_image)
+        change.old = Account.model_validate(old_image) if old_image.get("kind") == "account" else None
+    elif kind == "event" and change.event_name == "INSERT":
+        change.new = StoredEvent.model_validate(new_image)
+    return change
+
+
+class Rules:
+    """The settings' segment rules, filter and whitelists applied to users and accounts."""
+
+    def __init__(self, settings: ConnectorSettings):
+        self.settings = settings
+        self.uses_account_traits = any(
+            (leaf.trait or "").startswith("account.")
+            for definition in settings.segments for _, leaf in definition.rule.leaves()
+        )
+
+    def user_segments(self, profile: UserProfile, account: Account | None) -> list[str]:
+        return user_segment_names(self.settings.segments, traits=profile.traits, email=profile.email,
+                                  user_id=profile.user_id, account_traits=account.traits if account else None)
+
+    def in_filter(self, segments: list[str]) -> bool:
+        return self.settings.sends_all_users() or any(name in self.settings.synchronized_segments for name in segments)
+
+    def identify_traits(self, profile: UserProfile, segments: list[str]) -> dict[str, Any]:
+        return {**_pick(profile.traits, self.settings.synchronized_properties), SEGMENTS_TRAIT: segments}
+
+    def group_traits(self, account: Account | None) -> dict[str, Any]:
+        traits = account.traits if account else {}
+        segments = account_segment_names(self.settings.account_segments, traits=traits)
+        return {**_pick(traits, self.settings.synchronized_account_properties), SEGMENTS_TRAIT: segments}
+
+
+def _pick(traits: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """Whitelisted traits under their (possibly dotted) names: "address.city" -> traits["address"]["city"]."""
+    picked: dict[str, Any] = {}
+    for path in paths:
+        value: Any = traits.get(path)
+        if value is None and "." in path:
+            value = traits
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None:
+            picked[path] = value
+    return picked
+
+
+def _ids(profile: UserProfile) -> tuple[str | None, str | None]:
+    return profile.user_id, profile.anonymous_ids[-1] if profile.anonymous_ids else None
+
+
+class Planner:
+    """Turns one batch of stream records into RecordPlans (reads shared by the whole batch)."""
+
+    def __init__(self, settings: ConnectorSettings, store: ProfileStore):
+        self.settings = settings
+        self.store = store
+        self.rules = Rules(settings)
+        self.profiles: dict[str, UserProfile | None] = {}
+        self.accounts: dict[str, Account] = {}
+        self.account_users: dict[str, list[str]] = {}
+        self.linked: set[tuple[str, str]] = set()  # (profile uid, group id) linked by a user record here
+
+    def plan(self, records: list[dict[str, Any]]) -> list[RecordPlan]:
+        changes: list[_Change] = []
+        plans: list[RecordPlan] = []
+        for raw in records:
+            try:
+                change = _parse(raw)
+            except Exception as error:  # noqa: BLE001 - one bad record must not stop the others
+                log.exception("outbound: record %s cannot be read", _sequence_number(raw))
+                plan = RecordPlan(seq=_sequence_number(raw), created=None, raw=raw)
+                plan.fail(f"record cannot be read: {error!r}")
+                plans.append(plan)
+                continue
+            changes.append(change)
+            plans.append(change.plan)
+        self._read(changes)
+        for change in changes:
+            try:
+                if isinstance(change.new, UserProfile):
+                    self._plan_user(change)
+                elif isinstance(change.new, Account):
+                    self._plan_account(change)
+                elif isinstance(change.new, StoredEvent):
+                    self._plan_event(change)
+            except Exception as error:  # noqa: BLE001
+                log.exception("outbound: record %s cannot be planned", change.seq)
+                change.plan.fail(f"record cannot be planned: {error!r}")
+        return plans
+
+    # -- the batch's reads ------------------------------------------------------------------------
+
+    def _read(self, changes: list[_Change]) -> None:
+        """One users_of_account per changed account, one profiles_at, one accounts read."""
+        images: dict[str, Account] = {}
+        for change in changes:
+            if isinstance(change.new, Account):
+                images[change.new.group_id] = change.new  # the latest image in the batch wins
+            elif isinstance(change.new, UserProfile) and change.new.account_id and self._links(change):
+                self.linked.add((change.new.uid, change.new.account_id))
+        for change in changes:
+            if isinstance(change.new, Account) and any(self._account_work(change)):
+                gid = change.new.group_id
+                if gid not in self.account_users:
+                    self.account_users[gid] = self.store.users_of_account(gid)
+        pks = [c.new.pk for c in changes if isinstance(c.new, StoredEvent)]
+        pks += [pk for users in self.account_users.values() for pk in users]
+        if pks:
+            self.profiles = profiles_at(self.store, list(dict.fromkeys(pks)))
+        needed: set[str] = set()
+        if self.settings.handle_accounts or self.rules.uses_account_traits:
+            for change in changes:
+                if isinstance(change.new, UserProfile):
+                    needed.update(p.account_id for p in (change.new, change.old) if p and p.account_id)
+        if self.rules.uses_account_traits:
+            needed.update(p.account_id for p in self.profiles.values() if p and p.account_id)
+        missing = needed - images.keys()
+        self.accounts = {**(self.store.accounts(sorted(missing)) if missing else {}), **images}
+
+    def _links(self, change: _Change) -> bool:
+        """Whether a user record links its user to a(nother) account."""
+        new, old = change.new, change.old
+        assert isinstance(new, UserProfile)
+        if old is None:
+            return not _moved(change)
+        assert isinstance(old, UserProfile)
+        return old.account_id != new.account_id
+
+    def _account_work(self, change: _Change) -> tuple[bool, bool]:
+        """(group traits changed, user segments may change) for an account record."""
+        new, old = change.new, change.old
+        if old is None:  # INSERT: the users linked with it send their group call themselves
+            return False, False
+        assert isinstance(new, Account) and isinstance(old, Account)
+        group_changed = self.settings.handle_accounts and self.rules.group_traits(old) != self.rules.group_traits(new)
+        segments_may_change = self.rules.uses_account_traits and old.traits != new.traits
+        return group_changed, segments_may_change
+
+    def _account(self, group_id: str | None) -> Account | None:
+        return self.accounts.get(group_id) if group_id else None
+
+    # -- users ------------------------------------------------------------------------------------
+
+    def _plan_user(self, change: _Change) -> None:
+        new, old = change.new, change.old
+        assert isinstance(new, UserProfile)
+        moved = _moved(change)
+        new_segments = self.rules.user_segments(new, self._account(new.account_id))
+        if moved:
+            old_segments = new_segments  # its old item is now an alias: no image of it here
+        elif old is None:
+            old_segments = []
+        else:
+            assert isinstance(old, UserProfile)
+            old_segments = self.rules.user_segments(old, self._account(old.account_id))
+        change.plan.events += _segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments,
+                                              new_segments)
+        is_in = self.rules.in_filter(new_segments)
+        was_in = is_in if moved else old is not None and self.rules.in_filter(old_segments)
+        if not any(_ids(new)):
+            return
+        if is_in or was_in:
+            traits = self.rules.identify_traits(new, new_segments)
+            unchanged = (
+                not moved and is_in and was_in and isinstance(old, UserProfile)
+                and (_ids(old), self.rules.identify_traits(old, old_segments)) == (_ids(new), traits)
+            )
+            if not unchanged:
+                self._identify(change, new, traits, new.updated_at, "identify")
+        if self.settings.handle_accounts and is_in and new.account_id and (self._links(change) or not was_in):
+            self._group(change, new, new.account_id, new.updated_at, "group")
+
+    def _identify(self, change: _Change, user: UserProfile, traits: dict[str, Any], at: str, purpose: str) -> None:
+        user_id, anonymous_id = _ids(user)
+        call = IdentifyCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
+                            anonymous_id=anonymous_id, timestamp=at, traits=traits)
+        change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
+
+    def _group(self, change: _Change, user: UserProfile, group_id: str, at: str, purpose: str) -> None:
+        user_id, anonymous_id = _ids(user)
+        call = GroupCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
+                         anonymous_id=anonymous_id, timestamp=at, group_id=group_id,
+                         traits=self.rules.group_traits(self._account(group_id)))
+        change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
+
+    # -- accounts ---------------------------------------------------------------------------------
+
+    def _plan_account(self, change: _Change) -> None:
+        group_changed, segments_may_change = self._account_work(change)
+        if not (group_changed or segments_may_change):
+            return
+        new, old = change.new, change.old
+        assert isinstance(new, Account) and isinstance(old, Account)
+        for pk in self.account_users.get(new.group_id, []):
+            user = self.profiles.get(pk)
+            if user is None or user.account_id != new.group_id or (user.uid, new.group_id) in self.linked:
+                continue
+            new_segments = self.rules.user_segments(user, new)
+            old_segments = self.rules.user_segments(user, old) if segments_may_change else new_segments
+            change.plan.events += _segment_events(user, new.updated_at, change.pk, change.seq, f"{user.uid}:",
+                                                  old_segments, new_segments)
+            is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
+            if not any(_ids(user)):
+                continue
+            if (is_in or was_in) and old_segments != new_segments:
+                self._identify(change, user, self.rules.identify_traits(user, new_segments), new.updated_at,
+                               f"{user.uid}:identify")
+            if self.settings.handle_accounts and is_in and (group_changed or not was_in):
+                self._group(change, user, new.group_id, new.updated_at, f"{user.uid}:group")
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _plan_event(self, change: _Change) -> None:
+        event = change.new
+        assert isinstance(event, StoredEvent)
+        if event.source == "segment" and not self.settings.forward_events:
+            return
+        if not self.settings.sends_event(event.event if event.type == "track" else event.type):
+            return
+        user = self.profiles.get(event.pk) or UserProfile(
+            pk=event.pk, uid=event.pk, user_id=event.user_id, created_at="", updated_at="",
+            anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
+        )
+        if not self.rules.in_filter(self.rules.user_segments(user, self._account(user.account_id))):
+            return
+        user_id, anonymous_id = _ids(user)
+        common: dict[str, Any] = {
+            "message_id": message_id(change.pk, change.seq, "event"),
+            "user_id": user_id or event.user_id,
+            "anonymous_id": event.anonymous_id or anonymous_id,
+            "timestamp": event.timestamp,
+            "context": _context(event.context),
+            "properties": event.properties,
+        }
+        if not (common["user_id"] or common["anonymous_id"]):
+            return
+        if event.type == "track":
+            call: TrackCall | PageCall | ScreenCall = TrackCall(event=event.event, **common)
+        else:
+            name = None if event.event == event.type else event.event  # a page stored without name
+            call = (PageCall if event.type == "page" else ScreenCall)(name=name, **common)
+        change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
+
+
+def _moved(change: _Change) -> bool:
+    """A profile re-written at a better key (anonymous -> user_id): new here, but not a new user."""
+    return change.old is None and isinstance(change.new, UserProfile) and change.new.version > 1
+
+
+def _segment_events(
+    user: UserProfile, at: str, pk: str, seq: str, scope: str, old: list[str], new: list[str]
+) -> list[StoredEvent]:
+    """Entered/Left Segment events on the user's profile; ids derived from the change (retry-safe)."""
+    user_id, anonymous_id = _ids(user)
+    changes = [(LEFT, name) for name in old if name not in new] + [(ENTERED, name) for name in new if name not in old]
+    return [
+        StoredEvent.build(
+            user.pk, message_id(pk, seq, f"{scope}{'entered' if kind == ENTERED else 'left'}:{name}"), at,
+            type="track", event=kind, properties={"segment": name}, source="connector",
+            user_id=user_id, anonymous_id=anonymous_id,
+        )
+        for kind, name in changes
+    ]
+
+
+def _context(stored: dict[str, Any]) -> OutboundContext:
+    """The useful part of the event's context (strings only); the library is always ours."""
+    picked = {key: stored[key] for key in CONTEXT_KEYS if isinstance(stored.get(key), str)}
+    page = stored.get("page") if isinstance(stored.get("page"), Mapping) else {}
+    page_fields = {key: page[key] for key in PAGE_KEYS if isinstance(page.get(key), str)}
+    return OutboundContext.model_validate({**picked, **({"page": Page(**page_fields)} if page_fields else {})})
