@@ -72,7 +72,7 @@ def handle(
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
     if not records:
         return Result({"batchItemFailures": []}, {})
-    metrics: Counter[str] = Counter()
+    metrics: Counter[str] = Counter(RecordsProcessed=len(records))
     try:
         settings = config.load_settings()
     except SettingsInvalid as error:
@@ -147,7 +147,7 @@ def _replay(store: ProfileStore, clients: ClientPool, context: Any) -> Result:
     client = clients.client(write_key, config.segment_api_url(settings)) if write_key else None
     result = replay(store, client, clients.deadline(context))
     log.info("outbound replay: %s", result)
-    return Result(result, {"DeadLettersReplayed": result["replayed"]} if result["replayed"] else {})
+    return Result(result, {"DeadLettersReplayed": result["replayed"]})
 
 
 def _sequence_number(record: Any) -> str:
