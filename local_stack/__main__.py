@@ -7,6 +7,7 @@ prints what would be sent. Stops cleanly on Ctrl-C / SIGTERM.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -171,8 +172,6 @@ def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_ur
 
 
 def _shell_quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 

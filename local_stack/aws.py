@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,23 +16,44 @@ from local_stack.template import table_definition, ttl_attribute
 
 
 class MotoServer:
-    """moto's ThreadedMotoServer on 127.0.0.1 and a free port, without its request log."""
+    """moto's server app on 127.0.0.1 and a free port, one request at a time.
+
+    moto's in-memory backends are not thread-safe (a transaction deep-copies the table while
+    another request writes to it), and here two functions and the API call it at once; real
+    DynamoDB needs no such care. Its werkzeug request log is silenced.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.host, self.port = host, port
         self.endpoint_url = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ: Any, start_response: Any) -> Any:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(self.host, self.port, one_at_a_time, threaded=True,
+                                   request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         return self.endpoint_url
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def client(service: str, endpoint_url: str) -> Any:

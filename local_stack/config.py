@@ -15,6 +15,7 @@ DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-api-key"
 DEFAULT_WRITE_KEY = "local-write-key"
 STATE_PATH = ROOT / ".local-stack" / "state.json"
+LOCAL_OVERRIDES = {"synchronized_segments": ["ALL"]}
 
 
 class ConfigError(Exception):
@@ -71,8 +72,11 @@ def settings_document(template: Mapping[str, Any], path: str | None) -> tuple[st
             raise ConfigError(f"CONNECTOR_SETTINGS: cannot read {path}: {exc.strerror}") from None
         source = f"{path} (CONNECTOR_SETTINGS)"
     else:
-        text = str(template["Resources"]["SettingsParameter"]["Properties"]["Value"]).strip()
-        source = "template.yaml SettingsParameter (default)"
+        # The deployed default sends nobody (an empty User Filter); locally every user goes to
+        # the sink, so a newcomer sees the whole round trip.
+        defaults = json.loads(str(template["Resources"]["SettingsParameter"]["Properties"]["Value"]))
+        text = json.dumps({**defaults, **LOCAL_OVERRIDES})
+        source = "template.yaml SettingsParameter, with synchronized_segments [\"ALL\"] for the local sink"
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

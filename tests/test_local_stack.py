@@ -324,7 +324,10 @@ def test_config_defaults_and_settings_source(tmp_path: Path) -> None:
         3000, "local-api-key", "local-write-key", None)
     assert config.segment_api_url is None
     assert config.prefix == parameter_default(TEMPLATE, "ParameterPrefix")
-    assert json.loads(config.settings) == json.loads(TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"])
+    assert json.loads(config.settings) == {
+        **json.loads(TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"]),
+        "synchronized_segments": ["ALL"],
+    }
     custom = tmp_path / "settings.json"
     custom.write_text('{"handle_pages": false}')
     assert settings_document(TEMPLATE, str(custom))[0] == '{"handle_pages": false}'
@@ -451,11 +454,17 @@ class Stack:
             self.process.wait(WAIT_SECONDS)
 
 
+# Every user is synchronized, so the outbound side has something to send to the sink.
+E2E_SETTINGS = {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not HANDLERS_PRESENT:
         pytest.skip("functions/*/app.py not written yet")
-    running = Stack(["make", "run"], free_port())
+    settings = tmp_path_factory.mktemp("settings") / "settings.json"
+    settings.write_text(json.dumps(E2E_SETTINGS))
+    running = Stack(["make", "run"], free_port(), {"CONNECTOR_SETTINGS": str(settings)})
     try:
         running.wait_ready()
         yield running
@@ -468,7 +477,7 @@ def stack() -> Iterator[Stack]:
 def test_startup_prints_settings_and_one_ready_line(stack: Stack) -> None:
     output = stack.output
     assert stack.url in output and "local-api-key" in output
-    assert "shared secret:  not set" in output and "SettingsParameter" in output
+    assert "shared secret:  not set" in output and "(CONNECTOR_SETTINGS)" in output
     assert f"curl -s -u local-api-key: {stack.url}/v1/users/user_id:u1" in output
     assert sum("ready" in line for line in stack.lines) == 1
     state = json.loads(STATE_PATH.read_text())
@@ -504,10 +513,15 @@ def test_round_trip_through_the_local_stack(stack: Stack) -> None:
     unauthorized = requests.get(f"{stack.url}/v1/users/user_id:{user}", timeout=WAIT_SECONDS)
     assert unauthorized.status_code == 401
 
-    # The stream worker delivers the new events to the local Segment sink, which prints them.
-    printed = stack.wait_for_line(lambda line: line.startswith("segment <- track") and "Signed Up" in line,
-                                  WAIT_SECONDS)
-    assert printed is not None, stack.output
+    # The stream worker hands the changes to the outbound handler, which sends them to the local
+    # Segment sink, which prints them.
+    identify = stack.wait_for_line(
+        lambda line: line.startswith(f"segment <- identify userId={user} ") and f"{user}@example.com" in line,
+        WAIT_SECONDS)
+    assert identify is not None, stack.output
+    track = stack.wait_for_line(
+        lambda line: line.startswith(f"segment <- track userId={user} ") and "Signed Up" in line, WAIT_SECONDS)
+    assert track is not None, stack.output
 
 
 @pytest.mark.e2e
@@ -531,7 +545,15 @@ def test_signal_to_the_process_group_exits_zero(sig: signal.Signals) -> None:
     try:
         running.wait_ready()
         assert "shared secret:  set" in running.output and "local-shared-secret" not in running.output
+        assert "SettingsParameter" in running.output
         assert requests.get(f"{running.url}/health", timeout=WAIT_SECONDS).status_code == 200
+        # With the default local settings every user reaches the sink.
+        identify = {"type": "identify", "userId": "u-default", "traits": {"plan": "pro"}, "messageId": "m-default"}
+        answer = requests.post(f"{running.url}/segment", json=identify, auth=("local-api-key", ""),
+                               timeout=WAIT_SECONDS)
+        assert answer.status_code == 200, answer.text
+        assert running.wait_for_line(lambda line: line.startswith("segment <- identify userId=u-default"),
+                                     WAIT_SECONDS), running.output
         os.killpg(running.process.pid, sig)
         assert running.process.wait(WAIT_SECONDS) == 0, running.output
         assert not STATE_PATH.exists()
