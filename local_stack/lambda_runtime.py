@@ -97,6 +97,8 @@ def function_environment(
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function_properties(template, logical_id, "MemorySize") or
                                                DEFAULT_MEMORY),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        # CloudWatch EMF lines would drown the sink's output; there is no CloudWatch here.
+        "POWERTOOLS_METRICS_DISABLED": "true",
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -17,6 +18,8 @@ from segment_connector.errors import ConnectorError, http_answer
 from segment_connector.storage import ProfileStore
 
 logger = Logger()
+# Routes like /health publish no metric; that is expected, not worth a warning per request.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 

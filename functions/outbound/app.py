@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +14,8 @@ from segment_connector.delivery import ClientPool
 from segment_connector.storage import ProfileStore
 
 logger = Logger()
+# Routes like /health publish no metric; that is expected, not worth a warning per request.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = Metrics()
 clients = ClientPool()  # one SegmentClient (one HTTP session) per warm container
 _store: ProfileStore | None = None
