@@ -87,6 +87,21 @@ class Aws:
         return [item for item in self.items() if item.get("kind") == kind]
 
 
+class FakeTime:
+    """clock() starts at 0 and only moves when the client sleeps: waits are recorded, never taken."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 def basic(key: str = API_KEY) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 

@@ -15,7 +15,7 @@ import boto3
 import pytest
 import requests
 
-from conftest import TABLE, Api, Aws, load_handler_module
+from conftest import TABLE, Api, Aws, FakeTime, load_handler_module
 from local_stack import event_filter
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.segment_sink import SegmentSink
@@ -98,21 +98,6 @@ def failed_sequence_numbers(response: Any) -> list[str]:
 
 
 # -- fixtures for the outbound tests (import them into a test module to use them) ---------------
-
-class FakeTime:
-    """clock() starts at 0 and only moves when the client sleeps: waits are recorded, never taken."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
 
 def _loopback_session() -> requests.Session:
     session = requests.Session()

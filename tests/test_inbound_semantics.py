@@ -255,3 +255,11 @@ def test_a_visitor_seen_only_through_events_has_a_profile(api, message):
     api.post("/segment", message("track", anonymousId="visitor", event="Viewed"))
     profile = user(api, "anonymous_id:visitor")
     assert profile["anonymous_ids"] == ["visitor"] and profile["traits"] == {}
+
+
+def test_blank_ids_count_as_absent_and_numeric_ids_as_text(api, message):
+    _, body = api.post("/segment", message("track", userId="  ", anonymousId="a1", event="E"))
+    assert body["stored"] == 1
+    api.post("/segment", message("identify", userId=42, traits={"n": 1}))
+    assert user(api, "user_id:42")["user_id"] == "42"
+    assert user(api, "anonymous_id:a1")["user_id"] is None

@@ -10,26 +10,12 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from conftest import FakeTime
 from local_stack.segment_sink import SegmentSink
 from segment_connector.segment_client import SegmentClient
 
 WRITE_KEY = "wk_test_123"
 DEADLINE = 120.0
-
-
-class FakeTime:
-    """clock() starts at 0 and only moves when the client sleeps: waits are recorded, never taken."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

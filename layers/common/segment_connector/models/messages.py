@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 LOOP_GUARD_LIBRARY = "segment-connector"
 IGNORED_INTEGRATION_KEYS = ("Hull", "segment-connector")
@@ -28,6 +28,13 @@ def _id_string(value: Any) -> Any:
     return value
 
 
+# A Segment id: a string (numbers are accepted and kept as text); blank means absent.
+Id = Annotated[str, BeforeValidator(_id_string)]
+OptionalId = Annotated[str | None, BeforeValidator(_id_string)]
+# An object field that may also arrive as null (then empty).
+JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: {} if value is None else value)]
+
+
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -43,25 +50,15 @@ def format_time(value: datetime) -> str:
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=False)
 
-    message_id: str | None = _alias("messageId", "message_id")
-    user_id: str | None = _alias("userId", "user_id")
-    anonymous_id: str | None = _alias("anonymousId", "anonymous_id")
+    message_id: OptionalId = _alias("messageId", "message_id")
+    user_id: OptionalId = _alias("userId", "user_id")
+    anonymous_id: OptionalId = _alias("anonymousId", "anonymous_id")
     timestamp: str | None = None
     original_timestamp: str | None = _alias("originalTimestamp", "original_timestamp")
     received_at: str | None = _alias("receivedAt", "received_at")
     sent_at: str | None = _alias("sentAt", "sent_at")
-    context: dict[str, Any] = Field(default_factory=dict)
-    integrations: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("message_id", "user_id", "anonymous_id", mode="before")
-    @classmethod
-    def _ids(cls, value: Any) -> Any:
-        return _id_string(value)
-
-    @field_validator("context", "integrations", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
+    context: JsonObject = Field(default_factory=dict)
+    integrations: JsonObject = Field(default_factory=dict)
 
     @field_validator("timestamp", "original_timestamp", "received_at", "sent_at")
     @classmethod
@@ -105,35 +102,20 @@ class _UserMessage(_Message):
 
 class IdentifyMessage(_UserMessage):
     type: Literal["identify"]
-    traits: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("traits", mode="before")
-    @classmethod
-    def _traits(cls, value: Any) -> Any:
-        return {} if value is None else value
+    traits: JsonObject = Field(default_factory=dict)
 
 
 class TrackMessage(_UserMessage):
     type: Literal["track"]
     event: str = Field(min_length=1)
-    properties: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("properties", mode="before")
-    @classmethod
-    def _properties(cls, value: Any) -> Any:
-        return {} if value is None else value
+    properties: JsonObject = Field(default_factory=dict)
 
 
 class PageMessage(_UserMessage):
     type: Literal["page"]
     name: str | None = None
     category: str | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("properties", mode="before")
-    @classmethod
-    def _properties(cls, value: Any) -> Any:
-        return {} if value is None else value
+    properties: JsonObject = Field(default_factory=dict)
 
 
 class ScreenMessage(PageMessage):
@@ -142,29 +124,14 @@ class ScreenMessage(PageMessage):
 
 class GroupMessage(_UserMessage):
     type: Literal["group"]
-    group_id: str = Field(validation_alias=AliasChoices("groupId", "group_id"))
-    traits: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("group_id", mode="before")
-    @classmethod
-    def _group_id(cls, value: Any) -> Any:
-        return _id_string(value)
-
-    @field_validator("traits", mode="before")
-    @classmethod
-    def _traits(cls, value: Any) -> Any:
-        return {} if value is None else value
+    group_id: Id = Field(validation_alias=AliasChoices("groupId", "group_id"))
+    traits: JsonObject = Field(default_factory=dict)
 
 
 class AliasMessage(_Message):
     type: Literal["alias"]
-    previous_id: str = Field(validation_alias=AliasChoices("previousId", "previous_id"))
-    user_id: str = Field(validation_alias=AliasChoices("userId", "user_id"))
-
-    @field_validator("previous_id", mode="before")
-    @classmethod
-    def _previous_id(cls, value: Any) -> Any:
-        return _id_string(value)
+    previous_id: Id = Field(validation_alias=AliasChoices("previousId", "previous_id"))
+    user_id: Id = Field(validation_alias=AliasChoices("userId", "user_id"))
 
 
 class DeleteMessage(_UserMessage):
