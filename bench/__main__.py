@@ -25,8 +25,20 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 {init}
 """
+# What the stack the handlers are built on costs by itself (Powertools Logger, Metrics, an event
+# handler and parameters, and pydantic's first model): the floor under both handlers.
+FLOOR = BASELINE + """
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.utilities import parameters
+import pydantic
+Logger(); Metrics(); APIGatewayHttpResolver()
+class Probe(pydantic.BaseModel):
+    x: int = 1
+"""
 CASES = {
     "baseline (boto3 + dynamodb client)": BASELINE,
+    "floor (powertools + pydantic)": FLOOR,
     "InboundFunction": HANDLER.format(layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/inbound/app.py"),
                                       init="module.store()"),
     "OutboundFunction": HANDLER.format(layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/outbound/app.py"),
@@ -47,7 +59,7 @@ def sample(code: str) -> float:
 
 
 def main() -> int:
-    for name in [n for n in CASES if n.endswith("Function")]:
+    for name in [n for n in list(CASES) if n.endswith("Function")]:
         if not (ROOT / "functions" / name.removesuffix("Function").lower() / "app.py").exists():
             del CASES[name]
     for code in CASES.values():  # warm the OS file cache and .pyc files once
@@ -62,8 +74,9 @@ def main() -> int:
     failed = False
     for name, median in medians.items():
         ratio = median / baseline
-        failed |= ratio > GOAL
-        print(f"  {name:18} {median * 1000:6.0f} ms  {ratio:4.2f}x baseline  {'ok' if ratio <= GOAL else 'OVER GOAL'}")
+        verdict = "" if name.startswith("floor") else ("ok" if ratio <= GOAL else "OVER GOAL")
+        failed |= verdict == "OVER GOAL"
+        print(f"  {name:30} {median * 1000:6.0f} ms  {ratio:4.2f}x baseline  {verdict}")
     return 1 if failed else 0
 
 

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 
 from segment_connector.models.items import StoredEvent
 from segment_connector.segment_client import SegmentClient
 from segment_connector.storage import ProfileStore
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def _new_session() -> requests.Session:
+    import requests  # only when there is something to send: not on every cold start
+
+    return requests.Session()
+
+
 class ClientPool:
     """The SegmentClient of a warm container: one requests.Session, renewed when key or URL change.
 
@@ -68,7 +76,7 @@ class ClientPool:
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
         self.safety_margin = safety_margin
-        self._session_factory = session_factory or requests.Session
+        self._session_factory = session_factory
         self._options = client_options
         self._client: SegmentClient | None = None
         self._session: requests.Session | None = None
@@ -79,7 +87,7 @@ class ClientPool:
         if self._client is None or self._target != (write_key, api_url):
             if self._session is not None:
                 self._session.close()
-            self._session = self._session_factory()
+            self._session = self._session_factory() if self._session_factory else _new_session()
             self._client = SegmentClient(write_key, api_url, session=self._session, sleep=self.sleep,
                                          clock=self.clock, **self._options)
             self._target = (write_key, api_url)

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import requests
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # requests is imported when a client is made: no cost for invocations that send nothing
+    import requests
 
 USER_AGENT = "segment-connector/1.0 (+python-requests)"
 BACKOFF_BASE = 0.2  # seconds; doubles per attempt
@@ -65,6 +67,8 @@ class SegmentClient:
             raise ValueError("write_key is required")
         self._write_key = write_key
         self._url = api_url.rstrip("/") + "/v1/batch"
+        import requests
+
         self._session = session if session is not None else requests.Session()
         self._timeouts = (connect_timeout, read_timeout)
         self._sleep = sleep
@@ -145,6 +149,8 @@ class SegmentClient:
             self._sleep(wait)
 
     def _attempt(self, body: bytes, timeout: tuple[float, ...]) -> _Outcome:
+        import requests
+
         try:
             response = self._session.post(
                 self._url,

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-LOOP_GUARD_LIBRARY = "segment-connector"
-IGNORED_INTEGRATION_KEYS = ("Hull", "segment-connector")
+from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
+
 
 
 def _alias(camel: str, snake: str) -> Any:
@@ -86,10 +86,10 @@ class _Message(BaseModel):
 
     def is_ignored(self) -> bool:
         """Opted out of this connector, or sent by this connector itself (loop guard)."""
-        if any(self.integrations.get(key) is False for key in IGNORED_INTEGRATION_KEYS):
+        if any(self.integrations.get(key) is False for key in OPT_OUT_INTEGRATIONS):
             return True
         library = self.context.get("library")
-        return isinstance(library, dict) and library.get("name") == LOOP_GUARD_LIBRARY
+        return isinstance(library, dict) and library.get("name") == LIBRARY_NAME
 
 
 class _UserMessage(_Message):

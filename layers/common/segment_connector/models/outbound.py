@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
 from segment_connector import __version__
-from segment_connector.models.messages import IGNORED_INTEGRATION_KEYS, LOOP_GUARD_LIBRARY
+from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
 
 MAX_MESSAGE_ID_LENGTH = 99
 
@@ -23,7 +23,7 @@ class _Camel(BaseModel):
 
 
 class Library(_Camel):
-    name: str = LOOP_GUARD_LIBRARY
+    name: str = LIBRARY_NAME
     version: str = __version__
 
 
@@ -45,7 +45,7 @@ class OutboundContext(_Camel):
 
 
 def _opted_out() -> dict[str, bool]:
-    return dict.fromkeys(IGNORED_INTEGRATION_KEYS, False)
+    return dict.fromkeys(OPT_OUT_INTEGRATIONS, False)
 
 
 class _Call(_Camel):
