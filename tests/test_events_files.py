@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from local_stack.lambda_runtime import LambdaContext
+from stream_helpers import connector, fake_time, sink  # noqa: F401 - fixtures
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 ORDER = ["identify", "page", "track", "screen", "group", "alias", "profile", "delete"]
@@ -19,6 +20,7 @@ def invoke(api, name):
 
 def test_every_events_file_is_covered_and_wraps_its_message():
     assert sorted(p.stem for p in (EVENTS / "apigw").glob("*.json")) == sorted(ORDER)
+    assert sorted(p.stem for p in (EVENTS / "stream").glob("*.json")) == ["event-insert", "user-insert"]
     for path in (EVENTS / "messages").glob("*.json"):
         wrapped = json.loads((EVENTS / "apigw" / path.name).read_text())
         assert json.loads(wrapped["body"]) == json.loads(path.read_text())
@@ -43,3 +45,17 @@ def test_events_files_store_what_they_describe(api, aws):
     # And delete erases the user
     assert invoke(api, "delete")[0] == 200
     assert invoke(api, "profile")[0] == 404
+
+
+def test_stream_event_files_drive_the_outbound_handler(connector):
+    # Given every user synchronized with its email
+    connector.settings(synchronized_segments=["ALL"], synchronized_properties=["email"])
+    # When OutboundFunction gets the stream events sam local invoke would hand it
+    for name in ("user-insert", "event-insert"):
+        response = connector.handler(json.loads((EVENTS / "stream" / f"{name}.json").read_text()))
+        assert response == {"batchItemFailures": []}
+    # Then Segment receives the user's identify and the track
+    identify, track = connector.sent("identify")[0], connector.sent("track")[0]
+    assert identify["userId"] == "user-1042"
+    assert identify["traits"] == {"hull_segments": [], "email": "Jane.Doe@Example.com"}
+    assert (track["event"], track["properties"]["order_id"]) == ("Order Completed", "ord-5521")
