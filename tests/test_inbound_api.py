@@ -11,7 +11,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import API_KEY, basic
+from conftest import API_KEY, PREFIX, basic
 
 
 def test_health_needs_no_credentials(api):
@@ -229,3 +229,15 @@ def test_large_batch_of_many_users_is_stored_in_order_per_user(api, aws, message
     for n in (0, 7, 19):
         profile = api.get(f"/v1/users/anonymous_id:a{n}")[1]
         assert profile["user_id"] == f"u{n}" and profile["traits"] == {"n": n + 100}
+
+
+def test_missing_api_key_parameter_is_500_so_nothing_is_dropped(api, aws, message):
+    # Given the operator has not created <prefix>/api-key (and no shared secret)
+    aws.ssm.delete_parameter(Name=f"{PREFIX}/api-key")
+    from segment_connector import config
+
+    config.clear_caches()
+    # When Segment delivers / Then 500 naming the missing parameter (Segment retries 5xx)
+    status, body = api.post("/segment", message("track", userId="u1", event="E"))
+    assert status == 500 and body["code"] == "not_configured" and "api-key" in body["error"]
+    assert aws.items() == []

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from typing import Any, Mapping
 
-from segment_connector.errors import Unauthorized
+from segment_connector.errors import NotConfigured, Unauthorized
 
 
 def _same(given: str, expected: str) -> bool:
@@ -45,7 +45,13 @@ def authenticate(
     shared_secret: str | None,
     allow_write_key: bool,
 ) -> None:
-    """Raise Unauthorized unless one of the accepted credentials is valid. Keys are never logged."""
+    """Raise Unauthorized unless one of the accepted credentials is valid. Keys are never logged.
+
+    With neither an API key nor a shared secret configured nobody can be let in, but answering
+    401 would make Segment drop the data: that is the operator's mistake, so answer 500 (retried).
+    """
+    if not api_key and not shared_secret:
+        raise NotConfigured("the connector has no API key: create the SecureString parameter <prefix>/api-key")
     if api_key:
         key = basic_auth_key(headers.get("authorization"))
         if key is not None and _same(key, api_key):

@@ -49,6 +49,13 @@ class SettingsInvalid(ConnectorError):
     code = "settings_invalid"
 
 
+class NotConfigured(ConnectorError):
+    """A required parameter is missing: 500 so that Segment retries once the operator adds it."""
+
+    status = 500
+    code = "not_configured"
+
+
 class StoreUnavailable(ConnectorError):
     """DynamoDB throttled or unreachable: 503 + Retry-After; dedup makes Segment's retry safe."""
 
