@@ -104,6 +104,39 @@ def failed_from(records: list[dict[str, Any]], result: Any) -> int | None:
     return lowest
 
 
+class StreamReader:
+    """Reads a stream's new records, asking for a fresh iterator after the last one read each time.
+
+    moto replaces a table's stream shard when it rolls back a failed transaction (a deduplicated
+    identify is one), so an iterator held across reads would go on reading a dead shard and see
+    nothing ever again.
+    """
+
+    def __init__(self, streams_client: Any, stream_arn: str):
+        self._streams = streams_client
+        self._arn = stream_arn
+        self._last: dict[str, str] = {}  # shard id -> last sequence number read
+
+    def read(self, limit: int) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        shards = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"].get("Shards", [])
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last[shard_id]}
+                        if shard_id in self._last else {"ShardIteratorType": "TRIM_HORIZON"})
+            iterator = self._streams.get_shard_iterator(StreamArn=self._arn, ShardId=shard_id, **position)[
+                "ShardIterator"]
+            while iterator and len(records) < limit:
+                response = self._streams.get_records(ShardIterator=iterator, Limit=min(1000, limit - len(records)))
+                batch = response.get("Records", [])
+                if not batch:
+                    break
+                self._last[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
+                records.extend(batch)
+                iterator = response.get("NextShardIterator")
+        return records
+
+
 class StreamWorker(threading.Thread):
     """Polls the stream every POLL_SECONDS and invokes `invoke({"Records": batch})`."""
 
@@ -129,7 +162,7 @@ class StreamWorker(threading.Thread):
         self._forget_iterators = forget_iterators
         self._polls = 0
         self._stop_event = threading.Event()
-        self._iterators: dict[str, str] = {}
+        self._reader = StreamReader(streams_client, stream_arn)
         self._pending: list[dict[str, Any]] = []
         self.delivered = 0
         self.given_up = 0
@@ -157,35 +190,20 @@ class StreamWorker(threading.Thread):
 
     def _read(self) -> None:
         """Move new stream records that pass the filters into the pending list."""
-        if len(self._pending) >= self._settings.batch_size:
-            return
-        if not self._iterators:
-            description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
-            for shard in description.get("Shards", []):
-                self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
-                    StreamArn=self._stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-        for shard_id, iterator in list(self._iterators.items()):
-            while len(self._pending) < self._settings.batch_size:
-                response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-                records = response.get("Records", [])
-                for record in records:
-                    shaped = lambda_record(record, self._stream_arn)
-                    if event_filter.passes(self._settings.patterns, shaped):
-                        self._pending.append(shaped)
-                iterator = response.get("NextShardIterator")
-                if not iterator:  # closed shard, fully read
-                    del self._iterators[shard_id]
-                    break
-                self._iterators[shard_id] = iterator
-                if not records:
-                    break
+        while (room := self._settings.batch_size - len(self._pending)) > 0:
+            records = self._reader.read(room)
+            if not records:
+                return
+            for record in records:
+                shaped = lambda_record(record, self._stream_arn)
+                if event_filter.passes(self._settings.patterns, shaped):  # filtered records don't count
+                    self._pending.append(shaped)
 
     def _housekeeping(self) -> None:
-        """Every HOUSEKEEPING_POLLS polls, let the emulator forget the iterators no longer used."""
+        """Every HOUSEKEEPING_POLLS polls, let the emulator forget the iterators it handed out."""
         self._polls += 1
         if self._forget_iterators is not None and self._polls % HOUSEKEEPING_POLLS == 0:
-            self._forget_iterators(list(self._iterators.values()))
+            self._forget_iterators([])  # the reader holds no iterator between reads
 
     def _process(self, batch: list[dict[str, Any]]) -> None:
         retries = 0

@@ -19,7 +19,7 @@ from conftest import TABLE, Api, Aws, FakeTime, load_handler_module
 from local_stack import event_filter
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.segment_sink import SegmentSink
-from local_stack.stream import MappingSettings, failed_from, lambda_record
+from local_stack.stream import MappingSettings, StreamReader, failed_from, lambda_record
 from local_stack.template import load_template
 from segment_connector.delivery import ClientPool
 
@@ -41,27 +41,16 @@ class TableStream:
     def __init__(self, table_name: str):
         self.arn = boto3.client("dynamodb").describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
         self.client = boto3.client("dynamodbstreams", endpoint_url=STREAMS_ENDPOINT)
-        self._iterators: dict[str, str] = {}
+        self.reader = StreamReader(self.client, self.arn)
         self.pending: list[dict[str, Any]] = []  # read, passed the filters, not yet done
         self.responses: list[Any] = []
 
     def read(self) -> list[dict[str, Any]]:
         """Move records written since the last read into `pending`; returns `pending`."""
-        shards = self.client.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            iterator = self._iterators.get(shard["ShardId"]) or self.client.get_shard_iterator(
-                StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            while True:
-                response = self.client.get_records(ShardIterator=iterator, Limit=1000)
-                iterator = response.get("NextShardIterator") or iterator
-                records = response.get("Records", [])
-                for record in records:
-                    shaped = lambda_record(record, self.arn)
-                    if event_filter.passes(MAPPING.patterns, shaped):
-                        self.pending.append(shaped)
-                if not records:
-                    break
-            self._iterators[shard["ShardId"]] = iterator
+        for record in self.reader.read(limit=100_000):
+            shaped = lambda_record(record, self.arn)
+            if event_filter.passes(MAPPING.patterns, shaped):
+                self.pending.append(shaped)
         return self.pending
 
     def skip(self) -> None:

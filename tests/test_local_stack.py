@@ -526,6 +526,25 @@ def test_round_trip_through_the_local_stack(stack: Stack) -> None:
 
 @pytest.mark.e2e
 @needs_handlers
+def test_outbound_goes_on_after_a_redelivered_identify(stack: Stack) -> None:
+    # Given Segment redelivering an identify (a deduplicated, rolled-back write in the emulator)
+    user = f"dup-{uuid.uuid4().hex[:8]}"
+    redelivered = {"type": "identify", "userId": user, "traits": {"n": 1}, "messageId": f"m-{user}"}
+    for _ in range(2):
+        answer = requests.post(f"{stack.url}/segment", json=redelivered, auth=("local-api-key", ""),
+                               timeout=WAIT_SECONDS)
+        assert answer.status_code == 200, answer.text
+    # When another user arrives afterwards
+    later = {"type": "identify", "userId": f"{user}-later", "traits": {"n": 2}}
+    assert requests.post(f"{stack.url}/segment", json=later, auth=("local-api-key", ""),
+                         timeout=WAIT_SECONDS).status_code == 200
+    # Then the stream worker still hands it to the outbound side, which sends it to the sink
+    assert stack.wait_for_line(lambda line: line.startswith(f"segment <- identify userId={user}-later "),
+                               WAIT_SECONDS), stack.output
+
+
+@pytest.mark.e2e
+@needs_handlers
 def test_sigterm_stops_make_run_cleanly(stack: Stack) -> None:
     # make itself dies of a SIGTERM sent to its process group (GNU make re-raises it), so this
     # signals the stack's process: make then reports the stack's own exit status.

@@ -114,6 +114,22 @@ def test_an_identical_identify_or_an_unsynchronized_trait_change_sends_nothing(c
     assert [m["traits"]["plan"] for m in connector.sent("identify")] == ["pro", "team"]
 
 
+def test_changes_after_a_redelivered_identify_are_still_sent(connector, message):
+    # Given a user sent once, and Segment redelivering the same identify (a deduplicated write)
+    connector.settings(segments=[PRO], synchronized_segments=["ALL"], synchronized_properties=["plan"])
+    first = {**identify(message, plan="free"), "timestamp": None}  # time of arrival: the retry differs
+    connector.post(first)
+    connector.post(first)
+    connector.drain()
+    # When the user changes afterwards, and another user arrives
+    connector.post({**identify(message, plan="pro"), "timestamp": None})
+    connector.post({**identify(message, "u2", plan="pro"), "timestamp": None})
+    connector.drain()
+    # Then the change still reaches Segment
+    assert [(m["userId"], m["traits"]["plan"]) for m in connector.sent("identify")] == [
+        ("u1", "free"), ("u1", "pro"), ("u2", "pro")]
+
+
 def test_an_anonymous_user_that_gets_a_user_id_is_identified_again_without_new_segment_events(connector, message):
     # Given an anonymous pro user already sent
     connector.settings(segments=[PRO], synchronized_segments=["ALL"])
