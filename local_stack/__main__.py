@@ -17,7 +17,15 @@ from typing import Any
 
 from local_stack import aws
 from local_stack.api import ApiServer
-from local_stack.config import STATE_PATH, ConfigError, LocalConfig, load_config, remove_state, write_state
+from local_stack.config import (
+    STATE_PATH,
+    ConfigError,
+    LocalConfig,
+    load_config,
+    remove_state,
+    settings_problems,
+    write_state,
+)
 from local_stack.lambda_runtime import TABLE_NAME, function_environment, load_function
 from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
@@ -39,6 +47,12 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
     except ConfigError as error:
         print(f"local stack: {error}", file=sys.stderr)
         return 2
+    problems = settings_problems(config.settings)
+    if problems:
+        say(f"WARNING: the settings from {config.settings_source} are invalid; calls will be answered")
+        say("500 settings_invalid (and outbound records retried) until they are fixed:")
+        for problem in problems:
+            say(f"  {problem}")
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,20 @@ def remove_state(pid: int, path: Path = STATE_PATH) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def settings_problems(document: str) -> list[str]:
+    """What the connector will reject in this settings document (empty when it is valid)."""
+    layer = str(ROOT / "layers" / "common")
+    if layer not in sys.path:
+        sys.path.insert(0, layer)
+    from pydantic import ValidationError
+
+    from segment_connector.models.settings import ConnectorSettings
+
+    try:
+        ConnectorSettings.model_validate_json(document)
+    except ValidationError as error:
+        return [f"{'.'.join(str(part) for part in item['loc']) or '(document)'}: {item['msg']}"
+                for item in error.errors(include_url=False)]
+    return []

@@ -263,3 +263,39 @@ def test_blank_ids_count_as_absent_and_numeric_ids_as_text(api, message):
     api.post("/segment", message("identify", userId=42, traits={"n": 1}))
     assert user(api, "user_id:42")["user_id"] == "42"
     assert user(api, "anonymous_id:a1")["user_id"] is None
+
+
+def test_calls_without_message_id_are_each_stored(api, message):
+    # Given two identical tracks without messageId (nothing identifies a redelivery)
+    track = {"type": "track", "userId": "u1", "event": "Click"}
+    # When both arrive / Then both are stored
+    assert api.post("/segment", track)[1]["stored"] == 1
+    assert api.post("/segment", track)[1]["stored"] == 1
+    assert len(events(api, "user_id:u1")) == 2
+
+
+def test_a_track_with_a_new_anonymous_id_links_it_to_the_user(api, message):
+    # Given a known user with one anonymous id, and a visitor with events of its own
+    api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"n": 1}))
+    api.post("/segment", message("page", anonymousId="a2", name="Landing", timestamp="2026-01-01T00:00:01Z"))
+    # When a track carries the userId and the visitor's anonymousId
+    assert api.post("/segment", message("track", userId="u1", anonymousId="a2", event="Bought",
+                                        timestamp="2026-01-01T00:00:02Z"))[1]["stored"] == 1
+    # Then the visitor is the user, with both anonymous ids and all events
+    profile = user(api, "anonymous_id:a2")
+    assert profile["user_id"] == "u1" and profile["anonymous_ids"] == ["a1", "a2"]
+    assert [e["event"] for e in events(api, "user_id:u1")] == ["Bought", "Landing"]
+
+
+def test_a_track_does_not_take_another_users_anonymous_id(api, message):
+    api.post("/segment", message("identify", userId="u1", anonymousId="shared"))
+    api.post("/segment", message("track", userId="u2", anonymousId="shared", event="E"))
+    assert user(api, "anonymous_id:shared")["user_id"] == "u1"
+    assert [e["event"] for e in events(api, "user_id:u2")] == ["E"]
+
+
+def test_nested_traits_are_merged_not_replaced(api, message):
+    api.post("/segment", message("identify", userId="u1", traits={"address": {"city": "Paris", "country": "FR"}}))
+    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-02T00:00:00Z",
+                                 traits={"address": {"zip": "75001", "country": None}}))
+    assert user(api, "user_id:u1")["traits"]["address"] == {"city": "Paris", "country": "FR", "zip": "75001"}

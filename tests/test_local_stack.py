@@ -24,7 +24,7 @@ from moto import mock_aws
 
 from local_stack import event_filter
 from local_stack.api import build_event, http_response
-from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document
+from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document, settings_problems
 from local_stack.lambda_runtime import LambdaContext, function_environment, load_function
 from local_stack.stream import MappingSettings, StreamWorker, failed_from, lambda_record
 from local_stack.template import ROOT, load_template, parameter_default, table_definition
@@ -578,3 +578,10 @@ def test_signal_to_the_process_group_exits_zero(sig: signal.Signals) -> None:
         assert not STATE_PATH.exists()
     finally:
         running.kill()
+
+
+def test_settings_problems_name_the_bad_fields() -> None:
+    assert settings_problems('{"handle_pages": true}') == []
+    problems = settings_problems('{"bogus": 1, "segments": [{"name": "A", "rule": {"trait": "x", "op": "zz"}}]}')
+    assert any(p.startswith("bogus:") for p in problems)
+    assert any(p.startswith("segments.0.rule") for p in problems)

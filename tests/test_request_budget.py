@@ -36,3 +36,10 @@ def test_known_users_identify_costs_at_most_two_requests(api, message, requests_
     api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"a": 2},
                                  timestamp="2026-01-02T00:00:00Z"))
     assert requests_made == ["BatchGetItem", "TransactWriteItems"]
+
+
+def test_known_users_track_with_a_known_anonymous_id_costs_one_request(api, message, requests_made):
+    api.post("/segment", message("identify", userId="u1", anonymousId="a1"))
+    requests_made.clear()
+    api.post("/segment", message("track", userId="u1", anonymousId="a1", event="E"))
+    assert requests_made == ["TransactWriteItems"]

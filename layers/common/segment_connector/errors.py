@@ -16,7 +16,8 @@ class ConnectorError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message, "code": self.code}
+        # `message` too: Segment's libraries read `code` and `message` from an error answer.
+        body: dict[str, Any] = {"error": self.message, "code": self.code, "message": self.message}
         if self.details is not None:
             body["details"] = self.details
         return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,6 @@ from segment_connector.models.messages import (
     PageMessage,
     ScreenMessage,
     TrackMessage,
-    content_message_id,
     format_time,
 )
 from segment_connector.models.settings import ConnectorSettings
@@ -33,6 +33,7 @@ from segment_connector.traits import merge_traits, normalize_traits, valid_email
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BODY_BYTES = 512 * 1024
 MAX_WRITE_ATTEMPTS = 5
+GENERATED_ID_PREFIX = "generated-"
 PARALLEL_FROM = 8  # messages in one delivery before users are written in parallel
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
 Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
@@ -136,7 +137,8 @@ class Ingestor:
         if message.is_ignored():
             return "ignored"
         if not message.message_id:
-            message.message_id = content_message_id(message.model_dump(mode="json"))
+            # Without a messageId there is nothing to recognise a redelivery by: each call is new.
+            message.message_id = f"{GENERATED_ID_PREFIX}{uuid.uuid4().hex}"
         now = self.clock()
         at = format_time(message.event_time(now))
         handler = {
@@ -185,7 +187,23 @@ class Ingestor:
             partition, message.message_id, at, type=message.type, event=name, properties=properties,
             context=message.context, source=self.source, user_id=user_id, anonymous_id=message.anonymous_id,
         )
-        return "stored" if self.store.put_event(event) else "duplicate"
+        if user_id and message.anonymous_id:
+            # Both ids: the anonymous id joins the user (as identify would) the first time it is seen.
+            anonymous = identity_pk("anonymous_id", message.anonymous_id)
+            stored = self.store.put_event_of_linked(event, anonymous)
+            if stored is None:
+                self._link(Claims(user_id, message.anonymous_id), now)
+                stored = self.store.put_event(event)
+        else:
+            stored = self.store.put_event(event)
+        return "stored" if stored else "duplicate"
+
+    def _link(self, claims: Claims, now: str) -> None:
+        def change() -> ProfileChange | None:
+            resolution = resolve_identity(self.store, claims, now)
+            return resolution.to_change(None, now) if resolution.changed() else None
+
+        self._commit(change)
 
     def _group(self, message: GroupMessage, at: str, now: str) -> Outcome:
         if not self.settings.handle_accounts:

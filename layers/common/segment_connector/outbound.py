@@ -39,7 +39,7 @@ from segment_connector.storage import ProfileStore, deserialize
 
 log = logging.getLogger(__name__)
 
-MESSAGE_ID_PREFIX = "sc-"  # inbound ids are the sender's (uuid, ajs-...) or "content-...": never this
+MESSAGE_ID_PREFIX = "sc-"  # inbound ids are the sender's (uuid, ajs-...) or "generated-...": never this
 ENTERED, LEFT = "Entered Segment", "Left Segment"
 SEGMENTS_TRAIT = "hull_segments"
 CONTEXT_KEYS = ("ip", "userAgent", "locale", "timezone")

@@ -179,6 +179,31 @@ class ProfileStore:
             raise
         return True
 
+    def put_event_of_linked(self, event: StoredEvent, identity: str) -> bool | None:
+        """put_event, in one request with a check that `identity` already points at a profile.
+
+        None when it does not (nothing written): the caller links that identity first.
+        """
+        check = {"ConditionCheck": {
+            "TableName": self.table,
+            "Key": {"pk": {"S": identity}, "sk": {"S": PROFILE_SK}},
+            "ConditionExpression": "kind = :alias",
+            "ExpressionAttributeValues": {":alias": {"S": "alias"}},
+        }}
+        try:
+            self._call("transact_write_items", TransactItems=[
+                self._put(event.to_item(), "attribute_not_exists(pk)"), check])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return False
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                return None
+            raise StoreUnavailable() from None
+        return True
+
     def commit(self, change: ProfileChange) -> None:
         """Write a ProfileChange atomically.
 

@@ -19,8 +19,12 @@ def normalize_traits(traits: dict[str, Any]) -> dict[str, Any]:
     for key, value in traits.items():
         if value is None or key in DROPPED:
             continue
-        normalized[RENAMED.get(key.lower(), key)] = value
+        normalized[RENAMED.get(key.lower(), key)] = _without_nulls(value) if isinstance(value, dict) else value
     return normalized
+
+
+def _without_nulls(traits: dict[str, Any]) -> dict[str, Any]:
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in traits.items() if v is not None}
 
 
 def valid_email(value: Any) -> str | None:
@@ -40,9 +44,20 @@ def merge_traits(
     for key, value in incoming.items():
         if trait_times.get(key, "") > at:
             continue
+        if isinstance(value, dict) and isinstance(traits.get(key), dict):
+            value = _deep_merge(traits[key], value)
         if traits.get(key) != value:
             traits[key] = value
             changed = True
         if trait_times.get(key) != at:
             trait_times[key] = at
     return changed
+
+
+def _deep_merge(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """Nested traits merge too: {"address": {"zip": ...}} keeps the address's city."""
+    merged = dict(current)
+    for key, value in incoming.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged

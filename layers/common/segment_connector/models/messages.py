@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -144,9 +142,3 @@ SegmentMessage = Annotated[
 ]
 EventMessage = TrackMessage | PageMessage | ScreenMessage
 MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage)
-
-
-def content_message_id(raw: dict[str, Any]) -> str:
-    """A stable id for a message that came without messageId, so its redelivery still dedups."""
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
-    return f"content-{digest[:40]}"
