@@ -32,7 +32,7 @@ $(TOOLS)/.installed: requirements-tools.txt constraints-tools.txt
 run: venv
 	$(PY) -m local_stack
 
-test: unit lint build
+test: lint build unit  # pytest last: its summary closes the output
 
 unit: venv
 	$(PY) -m pytest
