@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local_stack import moto_patches
 from local_stack.lambda_runtime import ACCOUNT_ID, REGION, local_aws_environment
 from local_stack.template import table_definition, ttl_attribute
 
@@ -34,6 +35,7 @@ class MotoServer:
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_patches.apply()
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 

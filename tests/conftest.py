@@ -13,11 +13,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local_stack import moto_patches
 from local_stack.api import build_event
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import ROOT, load_template, parameter_default, table_definition, ttl_attribute
 
 TEMPLATE = load_template()
+moto_patches.apply()  # the same emulator as the local stack
 TABLE = "connector-test"
 PREFIX = parameter_default(TEMPLATE, "ParameterPrefix")
 API_KEY = "test-api-key"
