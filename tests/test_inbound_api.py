@@ -164,7 +164,7 @@ def test_dynamodb_throttling_is_503_with_retry_after(api, message, code):
 
 
 def test_unknown_route_is_404_and_wrong_method_405(api):
-    assert api.get("/nope")[0] == 404
+    assert api.get("/nope") == (404, {"error": "no route /nope", "code": "not_found", "message": "no route /nope"})
     assert api.post("/v1/unknown", {"userId": "u1"})[0] == 404
     status, body, headers = api.request("GET", "/segment")
     assert status == 405 and headers["Allow"] == "POST" and body["error"]

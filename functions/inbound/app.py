@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
-from segment_connector.errors import ConnectorError, http_answer
+from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, http_answer
 from segment_connector.storage import ProfileStore
 
 logger = Logger()
@@ -112,9 +112,11 @@ def not_found(_: Exception | None) -> Response:
     path = app.current_event.path
     allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
     if allowed:
-        return _json(405, {"error": f"method not allowed; use {allowed[0]}", "code": "method_not_allowed"},
-                     {"Allow": allowed[0]})
-    return _json(404, {"error": f"no route {path}", "code": "not_found"})
+        error: ConnectorError = MethodNotAllowed(f"method not allowed; use {allowed[0]}",
+                                                 headers={"Allow": allowed[0]})
+    else:
+        error = NotFound(f"no route {path}")
+    return connector_error(error)
 
 
 @logger.inject_lambda_context(clear_state=True)

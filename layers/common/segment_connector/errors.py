@@ -38,6 +38,11 @@ class NotFound(ConnectorError):
     code = "not_found"
 
 
+class MethodNotAllowed(ConnectorError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(ConnectorError):
     status = 413
     code = "payload_too_large"
