@@ -16,6 +16,7 @@ from moto import mock_aws
 from local_stack import moto_patches
 from local_stack.api import build_event
 from local_stack.lambda_runtime import LambdaContext
+from local_stack.segment_sink import SegmentSink
 from local_stack.template import ROOT, load_template, parameter_default, table_definition, ttl_attribute
 
 TEMPLATE = load_template()
@@ -47,9 +48,10 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("SEGMENT_API_URL", raising=False)
-    from segment_connector import config
+    from segment_connector import config, storage
 
     config.clear_caches()
+    storage.forget_shared_store()  # its boto3 client belongs to the previous test's mock
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(**table_definition(TEMPLATE, TABLE))
@@ -102,6 +104,18 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.now += seconds
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def sink():
+    """Given a Segment stand-in on 127.0.0.1."""
+    with SegmentSink() as running:
+        yield running
 
 
 def basic(key: str = API_KEY) -> str:

@@ -136,17 +136,6 @@ class Connector:
 
 
 @pytest.fixture
-def sink():
-    with SegmentSink() as running:
-        yield running
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
 def connector(aws: Aws, api: Api, sink: SegmentSink, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> Connector:
     """Given the deployed pieces with a write key and SEGMENT_API_URL pointing at the sink."""
     aws.set_secret("write-key", WRITE_KEY)

@@ -12,7 +12,7 @@ import pytest
 from segment_connector import __version__
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
-from stream_helpers import connector, fake_time, sink  # noqa: F401 - fixtures
+from stream_helpers import connector  # noqa: F401 - fixture
 
 PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
 VIP = {"name": "VIP", "rule": {"trait": "spent", "op": "gte", "value": 1000}}

@@ -13,13 +13,7 @@ from conftest import PREFIX, load_handler_module
 from segment_connector import config
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
-from stream_helpers import (  # noqa: F401 - fixtures
-    connector,
-    emitted_metrics,
-    failed_sequence_numbers,
-    fake_time,
-    sink,
-)
+from stream_helpers import connector, emitted_metrics, failed_sequence_numbers  # noqa: F401 - fixture
 
 EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})

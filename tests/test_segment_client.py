@@ -19,17 +19,6 @@ DEADLINE = 120.0
 
 
 @pytest.fixture
-def sink():
-    with SegmentSink() as running:
-        yield running
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
 def make_client(fake_time):
     session = requests.Session()
     session.trust_env = False  # no proxy between the client and the loopback sink

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
 from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, http_answer
-from segment_connector.storage import ProfileStore
+from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger()
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
@@ -30,14 +30,10 @@ ROUTES = {
     re.compile(r"^/v1/accounts/[^/]+$"): "GET",
     re.compile(r"^/health$"): "GET",
 }
-_store: ProfileStore | None = None
 
 
 def store() -> ProfileStore:
-    global _store
-    if _store is None:
-        _store = ProfileStore(config.table_name())
-    return _store
+    return shared_store(config.table_name())
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

@@ -11,21 +11,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector import config, outbound
 from segment_connector.delivery import ClientPool
-from segment_connector.storage import ProfileStore
+from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger()
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = Metrics()
 clients = ClientPool()  # one SegmentClient (one HTTP session) per warm container
-_store: ProfileStore | None = None
 
 
 def store() -> ProfileStore:
-    global _store
-    if _store is None:
-        _store = ProfileStore(config.table_name())
-    return _store
+    return shared_store(config.table_name())
 
 
 @logger.inject_lambda_context(clear_state=True)

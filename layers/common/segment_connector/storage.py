@@ -366,3 +366,19 @@ class ProfileStore:
             raise
         except BotoCoreError as error:
             raise StoreUnavailable() from error
+
+
+_shared: ProfileStore | None = None
+
+
+def shared_store(table_name: str) -> ProfileStore:
+    """One store, so one boto3 client, per warm container (made on first use, not at import)."""
+    global _shared
+    if _shared is None or _shared.table != table_name:
+        _shared = ProfileStore(table_name)
+    return _shared
+
+
+def forget_shared_store() -> None:
+    global _shared
+    _shared = None
