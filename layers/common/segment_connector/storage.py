@@ -148,19 +148,9 @@ class ProfileStore:
 
     def users_of_account(self, group_id: str) -> list[str]:
         """pks of the profiles linked to an account (GSI `users_by_account`)."""
-        pks: list[str] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": "users_by_account",
-            "KeyConditionExpression": "account_id = :gid",
-            "ExpressionAttributeValues": {":gid": {"S": group_id}},
-        }
-        while True:
-            response = self._call("query", **kwargs)
-            pks.extend(raw["pk"]["S"] for raw in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return pks
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = self._query_all(IndexName="users_by_account", KeyConditionExpression="account_id = :gid",
+                                ExpressionAttributeValues={":gid": {"S": group_id}})
+        return [raw["pk"]["S"] for raw in items]
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -265,33 +255,10 @@ class ProfileStore:
                 "message_id": message_id, "payload": json.dumps(payload, default=str), "reason": reason}
         self._call("put_item", TableName=self.table, Item=serialize(item))
 
-    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
-        response = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": "deadletter"}},
-            Limit=limit,
-        )
-        letters = [deserialize(raw) for raw in response.get("Items", [])]
-        for letter in letters:
-            letter["payload"] = json.loads(letter["payload"])
-        return letters
-
     def all_dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, oldest first (all pages)."""
-        letters: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "deadletter"}},
-        }
-        while True:
-            response = self._call("query", **kwargs)
-            letters.extend(deserialize(raw) for raw in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        letters = [deserialize(raw) for raw in self._query_all(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "deadletter"}})]
         for letter in letters:
             letter["payload"] = json.loads(letter["payload"])
         return letters
@@ -315,18 +282,21 @@ class ProfileStore:
         return self._put({**item, "version": expected + 1}, "version = :v", {":v": {"N": str(expected)}})
 
     def _event_keys(self, partition: str) -> list[str]:
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
-            "ProjectionExpression": "sk",
-        }
+        items = self._query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
+            ProjectionExpression="sk",
+        )
+        return [raw["sk"]["S"] for raw in items]
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every page of a query on the table (raw items)."""
+        items: list[dict[str, Any]] = []
         while True:
-            response = self._call("query", **kwargs)
-            keys.extend(raw["sk"]["S"] for raw in response.get("Items", []))
+            response = self._call("query", TableName=self.table, **kwargs)
+            items.extend(response.get("Items", []))
             if "LastEvaluatedKey" not in response:
-                return keys
+                return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,11 +18,6 @@ def identity_pk(kind: IdentityType, value: str) -> str:
     return f"id#{kind}#{value}"
 
 
-def split_identity_pk(pk: str) -> tuple[IdentityType, str]:
-    _, kind, value = pk.split("#", 2)
-    return kind, value  # type: ignore[return-value]
-
-
 def account_pk(group_id: str) -> str:
     return f"account#{group_id}"
 

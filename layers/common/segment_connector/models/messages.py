@@ -140,5 +140,4 @@ SegmentMessage = Annotated[
     Union[IdentifyMessage, TrackMessage, PageMessage, ScreenMessage, GroupMessage, AliasMessage, DeleteMessage],
     Field(discriminator="type"),
 ]
-EventMessage = TrackMessage | PageMessage | ScreenMessage
 MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage)
