@@ -155,14 +155,7 @@ class Ingestor:
         claims = Claims(self._user_id(message), message.anonymous_id, valid_email(traits.get("email")))
         if not claims:
             return "ignored"
-
-        def change() -> ProfileChange | None:
-            resolution = resolve_identity(self.store, claims, now)
-            profile = resolution.profile
-            merge_traits(profile.traits, profile.trait_times, traits, at)
-            return resolution.to_change(message.message_id, now) if resolution.changed() else None
-
-        return self._commit(change)
+        return self._resolve(claims, now, message.message_id, traits, at)
 
     def _event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str, now: str) -> Outcome:
         if (message.type == "page" and not self.settings.handle_pages) or (
@@ -192,18 +185,23 @@ class Ingestor:
             anonymous = identity_pk("anonymous_id", message.anonymous_id)
             stored = self.store.put_event_of_linked(event, anonymous)
             if stored is None:
-                self._link(Claims(user_id, message.anonymous_id), now)
+                self._resolve(Claims(user_id, message.anonymous_id), now)
                 stored = self.store.put_event(event)
         else:
             stored = self.store.put_event(event)
         return "stored" if stored else "duplicate"
 
-    def _link(self, claims: Claims, now: str) -> None:
+    def _resolve(self, claims: Claims, now: str, message_id: str | None = None,
+                 traits: dict[str, Any] | None = None, at: str = "") -> Outcome:
+        """Link the claimed identities to one profile (and merge `traits` observed at `at`)."""
+
         def change() -> ProfileChange | None:
             resolution = resolve_identity(self.store, claims, now)
-            return resolution.to_change(None, now) if resolution.changed() else None
+            if traits:
+                merge_traits(resolution.profile.traits, resolution.profile.trait_times, traits, at)
+            return resolution.to_change(message_id, now) if resolution.changed() else None
 
-        self._commit(change)
+        return self._commit(change)
 
     def _group(self, message: GroupMessage, at: str, now: str) -> Outcome:
         if not self.settings.handle_accounts:
