@@ -12,7 +12,7 @@ import requests
 
 from conftest import FakeTime
 from local_stack.segment_sink import SegmentSink
-from segment_connector.segment_client import SegmentClient
+from segment_connector.segment_client import HELD_BACK, SegmentClient
 
 WRITE_KEY = "wk_test_123"
 DEADLINE = 120.0
@@ -197,3 +197,17 @@ def test_400_is_bisected_down_to_the_bad_message(sink, make_client, fake_time):
     # [m1 m2 bad m4] -> [m1 m2] ok, [bad m4] -> [bad] 400, [m4] ok
     assert report.requests == len(sink.requests) == 5
     assert fake_time.waits == []  # permanent errors are not retried
+
+
+def test_order_holds_back_later_messages_of_a_user_whose_message_failed(sink, make_client):
+    # Given one message per request, and Segment failing every request that carries m1
+    sink.responder = lambda path, body: (
+        (503, {}, {"error": "unavailable"}) if any(m["messageId"] == "m1" for m in body["batch"]) else None)
+    messages = [track("m1"), track("m2"), track("m3")]
+    order = {"m1": "ann", "m2": "bob", "m3": "ann"}
+    # When sent with per-user order
+    report = make_client(sink.url, max_batch_messages=1).send(messages, deadline=5.0, order=order)
+    # Then bob's message goes, ann's later one is not sent at all
+    assert report.delivered == ["m2"]
+    assert report.failed["m3"] == HELD_BACK and report.failed["m1"].startswith("HTTP 503")
+    assert "m3" not in [m["messageId"] for m in sink.messages]

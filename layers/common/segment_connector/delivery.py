@@ -7,7 +7,6 @@ delivered as dead letters, and sends dead letters again on request (replay).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from segment_connector.models.items import StoredEvent
-from segment_connector.segment_client import SegmentClient
+from segment_connector.segment_client import HELD_BACK, SegmentClient
 from segment_connector.storage import ProfileStore
 
 if TYPE_CHECKING:
@@ -30,8 +29,6 @@ SAFETY_MARGIN = 10.0  # seconds kept between the delivery deadline and the Lambd
 DEFAULT_BUDGET = 60.0  # seconds of delivery when there is no Lambda context
 DEFAULT_ATTEMPTS = 4
 DEFAULT_AGE_SECONDS = 3000
-BATCH_OVERHEAD = 64  # bytes of {"batch":[...],"sentAt":"..."} around the messages
-HELD_BACK = "held back: an earlier message of the same user was not delivered"
 
 
 def dead_letter_after_attempts() -> int:
@@ -149,43 +146,25 @@ class Settlement:
 
 
 def deliver(entries: list[Entry], client: SegmentClient, deadline: float) -> Outcome:
-    """Send in request-sized chunks, in order; once a user's message is not delivered, that
-    user's later messages are held back (not sent) so that Segment never sees them first."""
+    """Send the entries in order; once a user's message is held or not delivered, that user's
+    later messages are held back (not sent) so that Segment never sees them first."""
     outcome = Outcome()
     blocked: set[str] = set()
-    sizes = {entry.message_id: _size(entry.payload) for entry in entries}
-    pending = list(entries)
-    while pending:
-        chunk: list[Entry] = []
-        size = BATCH_OVERHEAD
-        rest: list[Entry] = []
-        for index, entry in enumerate(pending):
-            if entry.hold or entry.user in blocked:
-                outcome.failed[entry.message_id] = entry.hold or HELD_BACK
-                blocked.add(entry.user)
-                continue
-            weight = sizes[entry.message_id] if sizes[entry.message_id] <= client.max_message_bytes else 0
-            if chunk and (len(chunk) >= client.max_batch_messages or size + weight + 1 > client.max_batch_bytes):
-                rest = pending[index:]
-                break
-            chunk.append(entry)
-            size += weight + 1
-        pending = rest
-        if not chunk:
-            continue
-        report = client.send([entry.payload for entry in chunk], deadline=deadline)
-        outcome.requests += report.requests
+    sendable: list[Entry] = []
+    for entry in entries:
+        if entry.hold or entry.user in blocked:
+            outcome.failed[entry.message_id] = entry.hold or HELD_BACK
+            blocked.add(entry.user)
+        else:
+            sendable.append(entry)
+    if sendable:
+        report = client.send([entry.payload for entry in sendable], deadline=deadline,
+                             order={entry.message_id: entry.user for entry in sendable})
+        outcome.requests = report.requests
         outcome.delivered.update(report.delivered)
         outcome.rejected.update(report.rejected)
-        for entry in chunk:
-            if entry.message_id in report.failed:
-                outcome.failed[entry.message_id] = report.failed[entry.message_id]
-                blocked.add(entry.user)
+        outcome.failed.update(report.failed)
     return outcome
-
-
-def _size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, separators=(",", ":"), default=str).encode())
 
 
 # -- retry budget and dead letters ----------------------------------------------------------------

@@ -8,7 +8,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 if TYPE_CHECKING:  # requests is imported when a client is made: no cost for invocations that send nothing
     import requests
 
+HELD_BACK = "held back: an earlier message of the same user was not delivered"
 USER_AGENT = "segment-connector/1.0 (+python-requests)"
 BACKOFF_BASE = 0.2  # seconds; doubles per attempt
 BACKOFF_CAP = 5.0
@@ -80,7 +81,14 @@ class SegmentClient:
     def __repr__(self) -> str:  # no write key
         return f"SegmentClient(url={self._url!r})"
 
-    def send(self, messages: list[dict[str, Any]], *, deadline: float) -> DeliveryReport:
+    def send(
+        self, messages: list[dict[str, Any]], *, deadline: float, order: Mapping[str, str] | None = None
+    ) -> DeliveryReport:
+        """Send in as few requests as possible, in order.
+
+        `order` maps messageIds to a key (a user) whose order must hold: once a message of that
+        key is not delivered, its later messages are not sent but reported failed (HELD_BACK).
+        """
         items = [_encode(message) for message in messages]  # raises before any request is made
         report = DeliveryReport()
         sendable = []
@@ -89,8 +97,16 @@ class SegmentClient:
                 report.rejected[message_id] = f"message exceeds {self.max_message_bytes // 1000} KB"
             else:
                 sendable.append((message_id, raw))
+        blocked: set[str] = set()
         for batch in self._pack(sendable):
-            self._deliver(batch, deadline, report)
+            if order is not None:
+                held = [message_id for message_id, _ in batch if order.get(message_id) in blocked]
+                report.failed.update(dict.fromkeys(held, HELD_BACK))
+                batch = [item for item in batch if item[0] not in held]
+            if batch:
+                self._deliver(batch, deadline, report)
+            if order is not None:
+                blocked.update(order.get(message_id) for message_id in report.failed)
         if report.failed or report.rejected:
             logger.warning(
                 "segment: %d delivered, %d failed, %d rejected in %d requests",
