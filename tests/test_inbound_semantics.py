@@ -299,3 +299,17 @@ def test_nested_traits_are_merged_not_replaced(api, message):
     api.post("/segment", message("identify", userId="u1", timestamp="2026-01-02T00:00:00Z",
                                  traits={"address": {"zip": "75001", "country": None}}))
     assert user(api, "user_id:u1")["traits"]["address"] == {"city": "Paris", "country": "FR", "zip": "75001"}
+
+
+def test_profile_segments_follow_the_users_and_the_accounts_traits(api, aws, message):
+    # Given segments on a user trait and on the linked account's traits
+    aws.set_settings(handle_accounts=True, segments=[
+        {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}},
+        {"name": "Big", "rule": {"trait": "account.employees", "op": "gte", "value": 100}}],
+        account_segments=[{"name": "Large", "rule": {"trait": "employees", "op": "gt", "value": 50}}])
+    api.post("/segment", message("identify", userId="u1", traits={"plan": "pro"}))
+    assert user(api, "user_id:u1")["segments"] == ["Pro"]
+    # When the user joins a big account / Then both segments show, and the account's own
+    api.post("/segment", message("group", userId="u1", groupId="g1", traits={"employees": 250}))
+    assert user(api, "user_id:u1")["segments"] == ["Pro", "Big"]
+    assert api.get("/v1/accounts/g1")[1]["segments"] == ["Large"]

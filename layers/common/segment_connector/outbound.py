@@ -198,10 +198,7 @@ class Rules:
 
     def __init__(self, settings: ConnectorSettings):
         self.settings = settings
-        self.uses_account_traits = any(
-            (leaf.trait or "").startswith("account.")
-            for definition in settings.segments for _, leaf in definition.rule.leaves()
-        )
+        self.uses_account_traits = settings.segments_use_account_traits()
 
     def user_segments(self, profile: UserProfile, account: Account | None) -> list[str]:
         return user_segment_names(self.settings.segments, traits=profile.traits, email=profile.email,

@@ -44,7 +44,7 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
 def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) -> dict[str, Any]:
     profile = find_user(store, reference)
     account_traits = None
-    if profile.account_id:
+    if profile.account_id and settings.segments_use_account_traits():
         account = store.accounts([profile.account_id]).get(profile.account_id)
         account_traits = account.traits if account else None
     segments = user_segment_names(settings.segments, traits=profile.traits, email=profile.email,

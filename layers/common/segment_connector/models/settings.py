@@ -52,3 +52,8 @@ class ConnectorSettings(BaseModel):
 
     def sends_event(self, name: str) -> bool:
         return ALL in self.send_events or name in self.send_events
+
+    def segments_use_account_traits(self) -> bool:
+        """Whether any user segment reads the linked account's traits (`account.<trait>`)."""
+        return any((leaf.trait or "").startswith("account.")
+                   for definition in self.segments for _, leaf in definition.rule.leaves())
