@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,27 @@ TABLE = "connector-test"
 PREFIX = parameter_default(TEMPLATE, "ParameterPrefix")
 API_KEY = "test-api-key"
 SETTINGS_DEFAULT = TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"]
+INBOUND_ENVIRONMENT = TEMPLATE["Resources"]["InboundFunction"]["Properties"]["Environment"]["Variables"]
+
+
+class SerializedClient:
+    """A boto3 client shared by threads the way the local stack shares moto: one call at a time
+    (moto's backends are not thread-safe; DynamoDB itself serves the calls side by side)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
 
 
 def load_handler_module(function: str) -> Any:
@@ -44,6 +66,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "TABLE_NAME": TABLE, "PARAMETER_PREFIX": PREFIX,
         "POWERTOOLS_METRICS_NAMESPACE": "SegmentConnectorTest", "POWERTOOLS_SERVICE_NAME": "test",
+        "INBOUND_WRITERS": str(INBOUND_ENVIRONMENT["INBOUND_WRITERS"]),
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -54,6 +77,8 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     storage.forget_shared_store()  # its boto3 client belongs to the previous test's mock
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
+        # The handlers write with the template's parallel writers; moto takes one call at a time.
+        storage._shared = storage.ProfileStore(TABLE, SerializedClient(dynamodb))
         dynamodb.create_table(**table_definition(TEMPLATE, TABLE))
         dynamodb.update_time_to_live(
             TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(TEMPLATE)})
@@ -85,7 +110,8 @@ class Aws:
     def items(self) -> list[dict[str, Any]]:
         from segment_connector.storage import deserialize
 
-        return [deserialize(item) for item in self.dynamodb.scan(TableName=TABLE)["Items"]]
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
+        return [deserialize(item) for page in pages for item in page["Items"]]
 
     def items_of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [item for item in self.items() if item.get("kind") == kind]

@@ -135,10 +135,14 @@ def test_oversized_message_in_a_batch_is_rejected_alone(api, aws, message):
     assert status == 200 and body["stored"] == 1 and "32 KB" in body["rejected"][0]["error"]
 
 
-def test_body_over_512_kb_is_413(api, aws, message):
-    batch = [message("track", userId="u1", event="E", properties={"p": "x" * 20_000}) for _ in range(30)]
-    status, body = api.post("/segment", batch)
-    assert status == 413 and "512 KB" in body["error"]
+def test_body_over_5_mib_is_413_and_nothing_is_written(api, aws, message):
+    # Given a batch of 5,242,881 bytes and more
+    batch = [message("track", userId="u1", event="E", properties={"p": "x" * 30_000}) for _ in range(176)]
+    raw = json.dumps(batch).encode()
+    assert len(raw) > 5 * 1024 * 1024
+    # When it is delivered, Then it is refused whole
+    status, body = api.post("/segment", raw=raw)
+    assert status == 413 and "5242880 bytes" in body["error"] and body["code"] == "payload_too_large"
     assert aws.items() == []
 
 
@@ -167,7 +171,7 @@ def test_unknown_route_is_404_and_wrong_method_405(api):
     assert api.get("/nope") == (404, {"error": "no route /nope", "code": "not_found", "message": "no route /nope"})
     assert api.post("/v1/unknown", {"userId": "u1"})[0] == 404
     status, body, headers = api.request("GET", "/segment")
-    assert status == 405 and headers["Allow"] == "POST" and body["error"]
+    assert status == 405 and headers["Allow"] == "POST, PUT, PATCH" and body["error"]
     assert api.request("DELETE", "/v1/users/user_id:u1")[0] == 405
 
 

@@ -43,7 +43,7 @@ def test_a_user_entering_the_filter_is_identified_with_segments_and_whitelisted_
     # Then one identify carries its ids, segments and only the whitelisted traits
     (sent,) = connector.sent("identify")
     assert sent["userId"] == "u1" and sent["anonymousId"] == "a1"
-    assert sent["traits"] == {"hull_segments": ["Pro"], "email": "Ann@Example.com", "address.city": "Paris"}
+    assert sent["traits"] == {"hull_segments": ["Pro"], "email": "Ann@Example.com", "address": {"city": "Paris"}}
     # and every message is marked as the connector's own
     assert sent["context"]["library"] == {"name": "segment-connector", "version": __version__}
     assert sent["integrations"] == {"Hull": False, "segment-connector": False}
@@ -89,6 +89,59 @@ def test_leaving_the_filter_sends_one_last_identify_then_silence(connector, mess
     # Then nothing more is sent about it
     assert len(connector.sent("identify")) == 2
     assert [event for event, _ in connector.tracks()] == ["Entered Segment"]
+
+
+# -- whitelisted dotted paths --------------------------------------------------------------------
+
+ADDRESS = {"city": "Paris", "zip": "75001", "street": "1 rue de Rivoli"}
+
+
+@pytest.mark.parametrize(("whitelist", "expected"), [
+    pytest.param(["address.city"], {"address": {"city": "Paris"}}, id="one-sub-path"),
+    pytest.param(["address.city", "address.zip"], {"address": {"city": "Paris", "zip": "75001"}}, id="merged"),
+    pytest.param(["address.city", "address"], {"address": ADDRESS}, id="whole-object-wins"),
+    pytest.param(["address.country", "phone", "address.city.name"], {}, id="missing-not-sent"),
+])
+def test_whitelisted_dotted_paths_are_sent_nested(connector, message, whitelist, expected):
+    # Given every user synchronized with these whitelisted paths
+    connector.settings(synchronized_segments=["ALL"], synchronized_properties=whitelist)
+    # When a user with a nested address is identified
+    connector.post(identify(message, plan="pro", address=ADDRESS))
+    connector.drain()
+    # Then its identify carries the whitelisted values nested as they are stored
+    (sent,) = connector.sent("identify")
+    assert sent["traits"] == {"hull_segments": [], **expected}
+
+
+def test_a_trait_stored_under_a_dotted_name_is_sent_flat_unless_a_nested_value_exists(connector, message):
+    # Given "a.b" whitelisted
+    connector.settings(synchronized_segments=["ALL"], synchronized_properties=["a.b"])
+    # When one user has a trait literally named "a.b", another also a nested a.b
+    connector.post(identify(message, "u1", **{"a.b": "flat"}),
+                   identify(message, "u2", **{"a.b": "flat", "a": {"b": "nested"}}))
+    connector.drain()
+    # Then the first is sent under its flat name, the second nested (the nested value wins)
+    assert [(m["userId"], m["traits"]) for m in connector.sent("identify")] == [
+        ("u1", {"hull_segments": [], "a.b": "flat"}),
+        ("u2", {"hull_segments": [], "a": {"b": "nested"}}),
+    ]
+
+
+def test_only_a_change_of_a_whitelisted_sub_trait_sends_an_identify(connector, message):
+    # Given a user already sent with address.city whitelisted
+    connector.settings(synchronized_segments=["ALL"], synchronized_properties=["address.city"])
+    connector.post(identify(message, address=ADDRESS))
+    connector.drain()
+    # When another part of its address changes
+    connector.post({**identify(message, address={"street": "2 rue de Rivoli"}),
+                    "timestamp": "2026-01-02T00:00:00.000Z"})
+    connector.drain()
+    # Then nothing is sent
+    assert len(connector.sent("identify")) == 1
+    # When its city changes / Then the new city is sent, nested
+    connector.post({**identify(message, address={"city": "Lyon"}), "timestamp": "2026-01-03T00:00:00.000Z"})
+    connector.drain()
+    assert [m["traits"]["address"] for m in connector.sent("identify")] == [{"city": "Paris"}, {"city": "Lyon"}]
 
 
 # -- change detection -----------------------------------------------------------------------------
@@ -363,6 +416,18 @@ def test_linking_a_user_to_an_account_sends_one_group_call(connector, message):
     assert (sent["groupId"], sent["userId"]) == ("g1", "u1")
     assert sent["traits"] == {"hull_segments": ["Big"], "name": "Acme"}
     assert sent["context"]["library"]["name"] == "segment-connector"
+
+
+def test_whitelisted_dotted_account_paths_are_sent_nested_in_group_calls(connector, message):
+    # Given accounts handled, with two sub-paths of the account's hq and its name whitelisted
+    connector.settings(handle_accounts=True, synchronized_segments=["ALL"],
+                       synchronized_account_properties=["name", "hq.city", "hq.country"])
+    # When a user is linked to an account with a nested hq
+    connector.post(group(message, name="Acme", hq={"city": "Paris", "country": "FR", "floor": 3}))
+    connector.drain()
+    # Then the group call carries them nested and merged
+    (sent,) = connector.sent("group")
+    assert sent["traits"] == {"hull_segments": [], "name": "Acme", "hq": {"city": "Paris", "country": "FR"}}
 
 
 def test_an_account_change_sends_group_calls_for_its_users_only_when_it_matters(connector, message):

@@ -4,16 +4,18 @@ invalid settings and a missing write key. Waits are injected (FakeTime): no test
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 import pytest
+import requests
 
-from conftest import PREFIX, load_handler_module
+from conftest import PREFIX
 from segment_connector import config
+from segment_connector.delivery import ClientPool
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
 from stream_helpers import connector, emitted_metrics, failed_sequence_numbers  # noqa: F401 - fixture
+from test_logs import function_log  # noqa: F401 - fixture
 
 EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})
@@ -96,6 +98,73 @@ def test_a_message_over_32_kb_is_not_sent_but_kept_as_a_dead_letter(connector):
     assert json.loads(letter["payload"])["event"] == "big" and "32 KB" in letter["reason"]
 
 
+# -- UTF-8 ------------------------------------------------------------------------------------------
+
+BIO = "éèàçô" * 2_000  # 10,000 characters: 20 KB in UTF-8, 60 KB as \uXXXX escapes
+
+
+def record_bodies(connector) -> list[bytes]:
+    """The raw bodies of the requests the client sends from now on."""
+    bodies: list[bytes] = []
+
+    def session() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.hooks["response"].append(lambda response, *args, **kwargs: bodies.append(response.request.body))
+        return session
+
+    connector.module.clients = ClientPool(sleep=connector.time.sleep, clock=connector.time.clock,
+                                          session_factory=session)
+    return bodies
+
+
+def test_a_long_non_ascii_trait_is_sent_as_utf8_without_escapes(connector, message):
+    # Given a whitelisted bio of 10,000 accented characters (under 32 KB in UTF-8 only)
+    connector.settings(**EVERYONE, synchronized_properties=["bio"])
+    bodies = record_bodies(connector)
+    connector.post(message("identify", userId="u1", traits={"bio": BIO}))
+    # When the user is sent
+    (response,) = connector.drain()
+    # Then Segment receives it, the characters written as UTF-8 in the body
+    assert response == {"batchItemFailures": []}
+    (sent,) = connector.sent("identify")
+    assert sent["traits"]["bio"] == BIO
+    (body,) = bodies
+    assert BIO.encode() in body and b"\\u00e9" not in body
+    assert connector.dead_letters() == []
+
+
+def test_a_message_over_32_kb_in_utf8_is_kept_as_a_dead_letter(connector):
+    # Given an event whose text is 32,002 bytes in UTF-8 (16,001 characters)
+    connector.settings(**EVERYONE)
+    ProfileStore("connector-test").put_event(StoredEvent.build(
+        "id#user_id#u1", "big", "2026-01-01T00:00:00.000Z", type="track", event="big",
+        properties={"text": "é" * 16_001}, source="api", user_id="u1"))
+    # When it is handled / Then it is not sent but kept
+    (response,) = connector.drain()
+    assert response == {"batchItemFailures": []}
+    assert connector.sink.requests == []
+    (letter,) = connector.dead_letters()
+    assert "32 KB" in letter["reason"]
+
+
+def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message):
+    # Given a track with non-ASCII text that Segment rejected once
+    text = "Crème brûlée à Besançon — 東京 ✓ 🎉"
+    connector.settings(**EVERYONE)
+    connector.sink.script((400, {}, {"error": "invalid event"}))
+    connector.post(message("track", userId="u1", event="Commandé", properties={"note": text}))
+    connector.drain()
+    (letter,) = connector.dead_letters()
+    assert json.loads(letter["payload"])["properties"] == {"note": text}
+    # When it is replayed
+    bodies = record_bodies(connector)
+    assert connector.handler({"action": "replay"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+    # Then Segment gets the same text, in UTF-8
+    assert connector.tracks() == [("Commandé", {"note": text})]
+    assert text.encode() in bodies[0]
+
+
 def test_a_transient_failure_fails_the_record_then_becomes_a_dead_letter_after_the_attempts(
         connector, message, monkeypatch):
     # Given records are dead-lettered after 2 attempts, and Segment is unavailable
@@ -158,8 +227,10 @@ def test_after_a_failure_later_messages_of_the_same_user_wait_and_others_go_on(c
     assert len({m["messageId"] for m in connector.sent("track")}) == 3
 
 
-def test_invalid_settings_report_every_record_failed_without_crashing(connector, message, caplog):
+def test_invalid_settings_report_every_record_failed_without_crashing(connector, message, function_log):
     # Given records in the stream, then settings broken by the operator
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
     connector.settings(**EVERYONE)
     connector.post(message("track", userId="u1", event="A"), message("track", userId="u2", event="B"))
     records = list(connector.stream.read())
@@ -167,42 +238,32 @@ def test_invalid_settings_report_every_record_failed_without_crashing(connector,
                                     Type="String", Overwrite=True)
     config.clear_caches()
     # When the batch is handled
-    with caplog.at_level(logging.ERROR):
-        response = connector.invoke()
+    response = connector.invoke()
     # Then every record is reported failed, nothing is sent, and the error is logged
     assert failed_sequence_numbers(response) == sequence_numbers(records)
     assert connector.sink.requests == []
-    assert any("invalid" in record.getMessage() for record in caplog.records)
+    (line,) = function_log.find("records are reported failed until the settings are fixed")
+    assert line["level"] == "ERROR" and "invalid" in line["message"]
     # When the operator fixes them / Then Lambda's retry delivers
     connector.settings(**EVERYONE)
     assert failed_sequence_numbers(connector.invoke()) == []
     assert [event for event, _ in connector.tracks()] == ["A", "B"]
 
 
-def test_without_a_write_key_nothing_is_sent_and_it_is_logged_once_per_cold_start(
-        connector, message, aws, caplog):
-    # Given no write key
+def test_without_a_write_key_nothing_is_sent_and_no_record_fails(connector, message, aws):
+    # Given no write key (that it is logged once per cold start: test_logs.py)
     aws.ssm.delete_parameter(Name=f"{PREFIX}/write-key")
     config.clear_caches()
     connector.settings(**EVERYONE)
-    # When two batches are handled by the same warm container
-    with caplog.at_level(logging.WARNING):
-        connector.post(message("track", userId="u1", event="A"))
-        first = connector.drain()
-        connector.post(message("track", userId="u1", event="B"), message("track", userId="u2", event="C"))
-        second = connector.drain()
-    # Then nothing was sent, no record failed, and the missing key was logged once
+    # When two batches are handled
+    connector.post(message("track", userId="u1", event="A"))
+    first = connector.drain()
+    connector.post(message("track", userId="u1", event="B"), message("track", userId="u2", event="C"))
+    second = connector.drain()
+    # Then nothing was sent and no record failed
+    assert first and second
     assert connector.sink.requests == []
     assert all(failed_sequence_numbers(r) == [] for r in first + second)
-    warnings = [r for r in caplog.records if "no write key" in r.getMessage()]
-    assert len(warnings) == 1
-    # When a new container starts (cold start) / Then it says so again
-    connector.module = load_handler_module("outbound")
-    connector.use_client()
-    with caplog.at_level(logging.WARNING):
-        connector.post(message("track", userId="u1", event="D"))
-        connector.drain()
-    assert len([r for r in caplog.records if "no write key" in r.getMessage()]) == 2
 
 
 def test_message_ids_are_stable_per_change_and_unlike_inbound_ones(connector, message):

@@ -94,6 +94,37 @@ def test_oversize_message_is_rejected_and_the_others_delivered(sink, make_client
     assert ids(sink.messages) == ["m1", "m3"]
 
 
+def test_sizes_are_measured_in_utf8_bytes(sink, make_client):
+    # Given a message of 15,000 "é" (30 KB in UTF-8, 90 KB escaped) and one of 16,001 (32,002 bytes)
+    messages = [track("fits", text="é" * 15_000), track("big", text="é" * 16_001)]
+    # When they are sent
+    report = make_client(sink.url).send(messages, deadline=DEADLINE)
+    # Then the first is delivered in a body of UTF-8 characters, the second rejected
+    assert (report.delivered, report.rejected) == (["fits"], {"big": "message exceeds 32 KB"})
+    (request,) = sink.requests
+    assert int(request.headers["Content-Length"]) < 32_000
+    assert request.body["batch"][0]["properties"]["text"] == "é" * 15_000
+
+
+def test_batches_are_packed_by_utf8_size(sink, make_client):
+    # Given ten messages of about 2,100 UTF-8 bytes (6,000 escaped) and a 5,000 byte batch limit
+    messages = [track(f"m{i}", text="ü" * 1_000) for i in range(10)]
+    # When they are sent / Then two go in each request
+    make_client(sink.url, max_batch_bytes=5_000).send(messages, deadline=DEADLINE)
+    assert [len(request.body["batch"]) for request in sink.requests] == [2] * 5
+    assert all(int(request.headers["Content-Length"]) <= 5_000 for request in sink.requests)
+
+
+def test_a_lone_surrogate_is_sent_as_a_replacement_character_without_failing_the_batch(sink, make_client):
+    # Given a message holding a lone surrogate (not encodable in UTF-8) between two others
+    messages = [track("m1"), track("odd", name="Zoé \ud800!", emoji="\U0001f389"), track("m3")]
+    # When they are sent
+    report = make_client(sink.url).send(messages, deadline=DEADLINE)
+    # Then all are delivered; the surrogate became U+FFFD and the rest is intact
+    assert report.delivered == ["m1", "odd", "m3"]
+    assert sink.messages[1]["properties"] == {"name": "Zoé \ufffd!", "emoji": "\U0001f389"}
+
+
 def test_request_carries_basic_auth_with_the_write_key_and_json_headers(sink, make_client):
     make_client(sink.url).send([track("m1")], deadline=DEADLINE)
     (request,) = sink.requests

@@ -15,16 +15,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
 from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, http_answer
+from segment_connector.logs import route_package_logs
 from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger()
+route_package_logs(logger)
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 
+DELIVERY_METHODS = ["POST", "PUT", "PATCH"]  # Webhooks (Actions) lets users pick the method
 ROUTES = {
-    re.compile(r"^/segment$"): "POST",
+    re.compile(r"^/segment$"): ", ".join(DELIVERY_METHODS),
     re.compile(r"^/v1/(identify|track|page|screen|group|alias|batch)$"): "POST",
     re.compile(r"^/v1/users/[^/]+(/events)?$"): "GET",
     re.compile(r"^/v1/accounts/[^/]+$"): "GET",
@@ -53,10 +56,10 @@ def _deliver(source: str, call: str | None = None) -> Response:
 
 
 def _authorize_read() -> None:
-    event = app.current_event
-    secrets = inbound.Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
-    authenticate(event.headers or {}, b"", None, api_key=secrets.api_key,
-                         shared_secret=secrets.shared_secret, allow_write_key=False)
+    """The Profile API takes Basic auth only: a signature over an empty body would be a fixed
+    token that never expires."""
+    authenticate(app.current_event.headers or {}, b"", api_key=config.get_secret("api-key"),
+                 shared_secret=None, allow_signature=False)
 
 
 @app.get("/health")
@@ -64,7 +67,7 @@ def health() -> Response:
     return _json(200, {"status": "ok"})
 
 
-@app.post("/segment")
+@app.route("/segment", method=DELIVERY_METHODS)
 def segment_destination() -> Response:
     return _deliver("segment")
 
@@ -103,9 +106,26 @@ def connector_error(error: ConnectorError) -> Response:
     return _json(status, body, headers)
 
 
+# The resolver's path parameters exclude characters such as `#`, NUL or U+FFFD; any profile
+# reference is looked up (and answered 404 or 400) rather than refused as an unknown route.
+PROFILE_ROUTES = (
+    (re.compile(r"^/v1/users/(?P<reference>[^/]+)$"), get_user),
+    (re.compile(r"^/v1/users/(?P<reference>[^/]+)/events$"), get_user_events),
+    (re.compile(r"^/v1/accounts/(?P<group_id>[^/]+)$"), get_account),
+)
+
+
 @app.not_found
 def not_found(_: Exception | None) -> Response:
     path = app.current_event.path
+    if app.current_event.http_method == "GET":
+        for pattern, view in PROFILE_ROUTES:
+            match = pattern.match(path)
+            if match:
+                try:
+                    return view(**match.groupdict())
+                except ConnectorError as error:
+                    return connector_error(error)
     allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
     if allowed:
         error: ConnectorError = MethodNotAllowed(f"method not allowed; use {allowed[0]}",

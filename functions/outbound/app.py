@@ -11,9 +11,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector import config, outbound
 from segment_connector.delivery import ClientPool
+from segment_connector.logs import route_package_logs
 from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger()
+route_package_logs(logger)
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
 metrics = Metrics()

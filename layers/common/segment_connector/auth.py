@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-from typing import Any, Mapping
+from typing import Callable, Mapping
 
 from segment_connector.errors import NotConfigured, Unauthorized
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # surrogatepass: a header or body value is whatever the sender typed, encodable or not
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def basic_auth_key(authorization: str | None) -> str | None:
@@ -24,7 +24,7 @@ def basic_auth_key(authorization: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, a non-ASCII header ("Basic \xff"), bytes that are not UTF-8
         return None
     return decoded.partition(":")[0].strip()
 
@@ -39,26 +39,30 @@ def valid_signature(signature: str | None, secret: str | None, raw_body: bytes) 
 def authenticate(
     headers: Mapping[str, str],
     raw_body: bytes,
-    body: Any,
     *,
     api_key: str | None,
     shared_secret: str | None,
-    allow_write_key: bool,
+    write_key_in_body: Callable[[], object] | None = None,
+    allow_signature: bool = True,
 ) -> None:
     """Raise Unauthorized unless one of the accepted credentials is valid. Keys are never logged.
 
-    With neither an API key nor a shared secret configured nobody can be let in, but answering
-    401 would make Segment drop the data: that is the operator's mistake, so answer 500 (retried).
+    Headers are checked first, so that a request with valid headers is never parsed for its
+    credentials and one without is parsed only where a body may carry them (`write_key_in_body`,
+    the Tracking API's `writeKey`). With neither an API key nor a shared secret configured
+    nobody can be let in, but answering 401 would make Segment drop the data: that is the
+    operator's mistake, so answer 500 (retried).
     """
-    if not api_key and not shared_secret:
+    if not api_key and not (shared_secret and allow_signature):
         raise NotConfigured("the connector has no API key: create the SecureString parameter <prefix>/api-key")
     if api_key:
         key = basic_auth_key(headers.get("authorization"))
         if key is not None and _same(key, api_key):
             return
-        if allow_write_key and isinstance(body, dict) and isinstance(body.get("writeKey"), str):
-            if _same(body["writeKey"].strip(), api_key):
-                return
-    if valid_signature(headers.get("x-signature"), shared_secret, raw_body):
+    if allow_signature and valid_signature(headers.get("x-signature"), shared_secret, raw_body):
         return
+    if api_key and write_key_in_body is not None:
+        given = write_key_in_body()
+        if isinstance(given, str) and _same(given.strip(), api_key):
+            return
     raise Unauthorized("missing or invalid credentials: use Basic auth with the API key or a valid X-Signature")

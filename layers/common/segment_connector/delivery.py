@@ -186,7 +186,7 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
         rejected = [(e, outcome.rejected[e.message_id]) for e in plan.entries if e.message_id in outcome.rejected]
         try:
             if not plan.error and not failing:
-                settlement.dead_lettered += letters.keep(rejected)
+                settlement.dead_lettered += letters.keep(plan, rejected)
                 continue
             reason = plan.error or failing[0][1]
             attempts = store.count_attempt(plan.seq)
@@ -197,13 +197,15 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
             log.error(
                 "outbound: record %s keeps failing (%d attempts, %.0f s old): keeping %d message(s) as dead "
                 "letters; last reason: %s", plan.seq, attempts, age, len(failing) + len(rejected), reason,
+                extra={"sequence_number": plan.seq},
             )
             kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
-            settlement.dead_lettered += letters.keep(kept)
+            settlement.dead_lettered += letters.keep(plan, kept)
             if plan.error:
                 settlement.dead_lettered += letters.keep_record(plan, reason)
         except Exception as error:  # noqa: BLE001 - the store failed: let Lambda retry the record
-            log.warning("outbound: could not settle record %s: %r", plan.seq, error)
+            log.warning("outbound: could not settle record %s: %r", plan.seq, error,
+                        extra={"sequence_number": plan.seq})
             settlement.failed[plan.seq] = f"could not settle the record: {error!r}"
     return settlement
 
@@ -220,9 +222,11 @@ class _Letters:
         self.count += 1
         return (self.now + timedelta(microseconds=self.count)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def keep(self, entries: list[tuple[Entry, str]]) -> int:
+    def keep(self, plan: RecordPlan, entries: list[tuple[Entry, str]]) -> int:
         for entry, reason in entries:
             self.store.put_dead_letter(entry.message_id, entry.payload, reason, self._at())
+            log.warning("outbound: message %s kept as a dead letter: %s", entry.message_id, reason,
+                        extra={"message_id": entry.message_id, "sequence_number": plan.seq})
         return len(entries)
 
     def keep_record(self, plan: RecordPlan, reason: str) -> int:

@@ -189,3 +189,14 @@ def profiles_at(store: ProfileStore, pks: list[str]) -> dict[str, UserProfile | 
     """The profile each identity pk belongs to (aliases followed), None where there is none."""
     lookup = _Lookup(store, pks)
     return {pk: lookup.profile_at(pk) for pk in pks}
+
+
+def identity_owners(store: ProfileStore, pks: list[str]) -> dict[str, tuple[str | None, bool]]:
+    """For each identity pk: the pk of the profile it belongs to (None: unknown) and whether the
+    identity is already linked to a profile (stored as an alias item)."""
+    lookup = _Lookup(store, pks)
+    owners: dict[str, tuple[str | None, bool]] = {}
+    for pk in pks:
+        profile = lookup.profile_at(pk)
+        owners[pk] = (profile.pk if profile else None, isinstance(lookup.items.get(pk), IdentityAlias))
+    return owners

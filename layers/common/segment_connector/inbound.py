@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from pydantic import ValidationError
 
 from segment_connector.auth import authenticate
 from segment_connector.errors import BadRequest, DuplicateMessage, PayloadTooLarge, StoreUnavailable, VersionConflict
-from segment_connector.identity import Claims, resolve_identity
+from segment_connector.identity import Claims, identity_owners, resolve_identity
 from segment_connector.models.items import Account, StoredEvent, account_pk, identity_pk
 from segment_connector.models.messages import (
     MESSAGE_ADAPTER,
@@ -27,14 +29,19 @@ from segment_connector.models.messages import (
     format_time,
 )
 from segment_connector.models.settings import ConnectorSettings
+from segment_connector.storable import MAX_DEPTH, Unstorable, clean_text, storable
 from segment_connector.storage import ProfileChange, ProfileStore
 from segment_connector.traits import merge_traits, normalize_traits, valid_email
 
 MAX_MESSAGE_BYTES = 32 * 1024
-MAX_BODY_BYTES = 512 * 1024
-MAX_WRITE_ATTEMPTS = 5
+MAX_BODY_BYTES = 5 * 1024 * 1024  # Lambda takes 6 MB synchronously; Webhooks (Actions) batches stay below
+MAX_BATCH_MESSAGES = 4_000  # Webhooks (Actions) sends at most this many per request
+MAX_WRITE_ATTEMPTS = 8
 GENERATED_ID_PREFIX = "generated-"
-PARALLEL_FROM = 8  # messages in one delivery before users are written in parallel
+PARALLEL_FROM = 8  # messages in one delivery before profiles are written in parallel
+EVENTS_PER_WRITE = 100  # events of a delivery stored together: one BatchGetItem + four BatchWriteItem
+ID_FIELDS = frozenset({"messageId", "message_id", "userId", "user_id", "anonymousId", "anonymous_id",
+                       "groupId", "group_id", "previousId", "previous_id"})
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
 Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
 
@@ -62,6 +69,10 @@ class IngestResult:
 
     def reject(self, index: int, raw: Any, error: BadRequest | PayloadTooLarge) -> None:
         message_id = (raw.get("messageId") or raw.get("message_id")) if isinstance(raw, dict) else None
+        if not isinstance(message_id, (str, int)) or isinstance(message_id, bool):
+            message_id = None  # echo an id, never a structure the sender built
+        elif isinstance(message_id, str):
+            message_id = clean_text(message_id[:200])
         entry: dict[str, Any] = {"index": index, "messageId": message_id, "error": error.message}
         if error.details:
             entry["details"] = error.details
@@ -116,10 +127,10 @@ def _with_shared(message: Any, context: dict, integrations: dict) -> Any:
     if not isinstance(message, dict) or not (context or integrations):
         return message
     merged = dict(message)
-    if context:
-        merged["context"] = {**context, **(message.get("context") or {})}
-    if integrations:
-        merged["integrations"] = {**integrations, **(message.get("integrations") or {})}
+    for name, shared in (("context", context), ("integrations", integrations)):
+        own = message.get(name)
+        if shared and (own is None or isinstance(own, dict)):
+            merged[name] = {**shared, **(own or {})}
     return merged
 
 
@@ -136,9 +147,7 @@ class Ingestor:
     def apply(self, message: Any) -> Outcome:
         if message.is_ignored():
             return "ignored"
-        if not message.message_id:
-            # Without a messageId there is nothing to recognise a redelivery by: each call is new.
-            message.message_id = f"{GENERATED_ID_PREFIX}{uuid.uuid4().hex}"
+        self._with_id(message)
         now = self.clock()
         at = format_time(message.event_time(now))
         handler = {
@@ -146,6 +155,13 @@ class Ingestor:
             "group": self._group, "alias": self._alias, "delete": self._delete,
         }[message.type]
         return handler(message, at, format_time(now))
+
+    @staticmethod
+    def _with_id(message: Any) -> Any:
+        if not message.message_id:
+            # Without a messageId there is nothing to recognise a redelivery by: each call is new.
+            message.message_id = f"{GENERATED_ID_PREFIX}{uuid.uuid4().hex}"
+        return message
 
     def _user_id(self, message: Any) -> str | None:
         return None if self.settings.ignore_segment_userId else message.user_id
@@ -158,17 +174,33 @@ class Ingestor:
         return self._resolve(claims, now, message.message_id, traits, at)
 
     def _event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str, now: str) -> Outcome:
+        event = self._build_event(message, at)
+        if event is None:
+            return "ignored"
+        if event.user_id and event.anonymous_id:
+            # Both ids: the anonymous id joins the user (as identify would) the first time it is seen.
+            anonymous = identity_pk("anonymous_id", event.anonymous_id)
+            stored = self.store.put_event_of_linked(event, anonymous)
+            if stored is None:
+                self._resolve(Claims(event.user_id, event.anonymous_id), now)
+                stored = self.store.put_event(event)
+        else:
+            stored = self.store.put_event(event)
+        return "stored" if stored else "duplicate"
+
+    def _build_event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str) -> StoredEvent | None:
+        """The event to store, or None when the settings ignore it or it names nobody."""
         if (message.type == "page" and not self.settings.handle_pages) or (
             message.type == "screen" and not self.settings.handle_screens
         ):
-            return "ignored"
+            return None
         user_id = self._user_id(message)
         if user_id:
             partition = identity_pk("user_id", user_id)
         elif message.anonymous_id:
             partition = identity_pk("anonymous_id", message.anonymous_id)
         else:
-            return "ignored"
+            return None
         if isinstance(message, TrackMessage):
             name, properties = message.event, message.properties
         else:
@@ -176,20 +208,50 @@ class Ingestor:
             properties = {**message.properties}
             if message.category and "category" not in properties:
                 properties["category"] = message.category
-        event = StoredEvent.build(
+        return StoredEvent.build(
             partition, message.message_id, at, type=message.type, event=name, properties=properties,
             context=message.context, source=self.source, user_id=user_id, anonymous_id=message.anonymous_id,
         )
-        if user_id and message.anonymous_id:
-            # Both ids: the anonymous id joins the user (as identify would) the first time it is seen.
-            anonymous = identity_pk("anonymous_id", message.anonymous_id)
-            stored = self.store.put_event_of_linked(event, anonymous)
-            if stored is None:
-                self._resolve(Claims(user_id, message.anonymous_id), now)
-                stored = self.store.put_event(event)
-        else:
-            stored = self.store.put_event(event)
-        return "stored" if stored else "duplicate"
+
+    def store_events(self, messages: list[tuple[int, Any]]) -> list[tuple[int, Outcome, BadRequest | None]]:
+        """track/page/screen calls of known identities, stored together (see ProfileStore.put_new_events)."""
+        now = self.clock()
+        applied: list[tuple[int, Outcome, BadRequest | None]] = []
+        events: list[tuple[int, StoredEvent]] = []
+        for index, message in messages:
+            event = None if message.is_ignored() else self._build_event(self._with_id(message),
+                                                                         format_time(message.event_time(now)))
+            if event is None:
+                applied.append((index, "ignored", None))
+            else:
+                events.append((index, event))
+        try:
+            stored = self.store.put_new_events([event for _, event in events])
+        except BadRequest:
+            # DynamoDB refused the batch (ValidationException): store one by one, so that only
+            # the event it cannot hold is rejected.
+            return applied + _apply_in_order(self, [(index, message) for index, message in messages
+                                                    if index in {i for i, _ in events}], single=False)
+        applied += [(index, "stored" if was_stored else "duplicate", None)
+                    for (index, _), was_stored in zip(events, stored)]
+        return applied
+
+    def claimed_pks(self, message: Any) -> list[str]:
+        """The identity pks a message names (all the profiles it may read or write)."""
+        user_id = None if message.type == "alias" else self._user_id(message)
+        pks = [identity_pk("user_id", user_id)] if user_id else []
+        if message.type == "alias":
+            if not self.settings.ignore_segment_userId:
+                pks += [identity_pk("user_id", message.user_id), identity_pk("user_id", message.previous_id),
+                        identity_pk("anonymous_id", message.previous_id)]
+            return pks
+        if message.anonymous_id:
+            pks.append(identity_pk("anonymous_id", message.anonymous_id))
+        if message.type == "identify":
+            email = valid_email(normalize_traits(message.traits).get("email"))
+            if email:
+                pks.append(identity_pk("email", email))
+        return pks
 
     def _resolve(self, claims: Claims, now: str, message_id: str | None = None,
                  traits: dict[str, Any] | None = None, at: str = "") -> Outcome:
@@ -258,8 +320,13 @@ class Ingestor:
         return "stored"
 
     def _commit(self, build: Callable[[], ProfileChange | None]) -> Outcome:
-        """Read-modify-write under optimistic locking: on a lost race, read again and retry."""
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        """Read-modify-write under optimistic locking: on a lost race, read again and retry.
+
+        Races inside one delivery cannot happen (its messages are grouped by profile); these are
+        races with other deliveries writing the same profile at the same moment."""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            if attempt:
+                time.sleep(0.01 * 2**attempt * random.random())  # noqa: S311 - jitter, not cryptography
             change = build()
             if change is None:
                 return "unchanged"  # the stored state already reflects it: nothing to write
@@ -279,53 +346,24 @@ def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, s
     if delivery.call is not None and delivery.call not in TRACKING_CALLS:
         raise BadRequest(f"unknown call /v1/{delivery.call}")
     if len(delivery.raw_body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body exceeds {MAX_BODY_BYTES // 1024} KB")
-    try:
-        body: Any = json.loads(delivery.raw_body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
-        body = None
-        parse_failed = True
-    else:
-        parse_failed = False
-    authenticate(delivery.headers, delivery.raw_body, body, api_key=secrets.api_key,
-                 shared_secret=secrets.shared_secret, allow_write_key=delivery.source == "api")
-    if parse_failed:
-        raise BadRequest("body is not valid JSON")
+        raise PayloadTooLarge(f"body exceeds {MAX_BODY_BYTES} bytes (5 MiB)")
+    body = _authenticated_body(delivery, secrets)
     raw_messages, single = split_messages(body, delivery.call)
+    if len(raw_messages) > MAX_BATCH_MESSAGES:
+        raise PayloadTooLarge(f"the body holds {len(raw_messages)} messages; at most {MAX_BATCH_MESSAGES}")
 
-    ingestor = Ingestor(store, settings, delivery.source)
     result = IngestResult()
-    by_user: dict[str, list[tuple[int, Any]]] = {}
+    valid: list[tuple[int, Any]] = []
     for index, raw in enumerate(raw_messages):
         try:
-            message = _validate(raw)
+            valid.append((index, _validate(raw)))
         except (BadRequest, PayloadTooLarge) as error:
             if single:
                 raise
             result.reject(index, raw, error)
-            continue
-        by_user.setdefault(message.user_id or message.anonymous_id or "", []).append((index, message))
 
-    def apply_in_order(messages: list[tuple[int, Any]]) -> list[tuple[int, Any, BadRequest | None]]:
-        applied = []
-        for index, message in messages:
-            try:
-                applied.append((index, ingestor.apply(message), None))
-            except BadRequest as error:
-                if single:
-                    raise
-                applied.append((index, message, error))
-        return applied
-
-    # One user's messages stay in order; different users are written side by side, so that a
-    # batch of thousands fits in Segment's 10 s timeout.
-    groups = list(by_user.values())
-    if writers > 1 and len(groups) > 1 and len(raw_messages) > PARALLEL_FROM:
-        with ThreadPoolExecutor(max_workers=writers) as pool:
-            outcomes = [item for applied in pool.map(apply_in_order, groups) for item in applied]
-    else:
-        outcomes = [item for group in groups for item in apply_in_order(group)]
-    for index, outcome, error in sorted(outcomes, key=lambda item: item[0]):
+    ingestor = Ingestor(store, settings, delivery.source)
+    for index, outcome, error in sorted(_write(ingestor, valid, writers, single), key=lambda item: item[0]):
         if error is None:
             result.counts[outcome] += 1
         else:
@@ -333,10 +371,116 @@ def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, s
     return result
 
 
+def _authenticated_body(delivery: Delivery, secrets: Secrets) -> Any:
+    """The parsed body, once the caller is known: a request without valid credentials in its
+    headers is parsed only where the body may carry them (the Tracking API's writeKey)."""
+    parsed: list[Any] = []
+
+    def body() -> Any:
+        if not parsed:
+            parsed.append(_parse(delivery.raw_body))
+        return parsed[0]
+
+    def write_key() -> Any:
+        try:
+            value = body()
+        except BadRequest:
+            return None
+        return value.get("writeKey") if isinstance(value, dict) else None
+
+    authenticate(delivery.headers, delivery.raw_body, api_key=secrets.api_key, shared_secret=secrets.shared_secret,
+                 write_key_in_body=write_key if delivery.source == "api" else None)
+    return body()
+
+
+def _parse(raw_body: bytes) -> Any:
+    try:
+        return json.loads(raw_body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest(f"body is nested too deeply (at most {MAX_DEPTH} levels are stored)") from None
+    except ValueError:  # also UnicodeDecodeError: bytes that are not UTF-8
+        raise BadRequest("body is not valid JSON") from None
+
+
+Applied = tuple[int, Any, "BadRequest | None"]
+
+
+def _write(ingestor: Ingestor, messages: list[tuple[int, Any]], writers: int, single: bool) -> list[Applied]:
+    """Store the messages. A small delivery is written in order. A large one is split by the
+    profile its messages resolve to: one profile's messages are written in order, different
+    profiles side by side (they cannot race), then the events that need no profile change are
+    stored in batches, so that a Webhooks (Actions) batch of thousands fits in Segment's 10 s."""
+    if writers <= 1 or len(messages) <= PARALLEL_FROM:
+        return _apply_in_order(ingestor, messages, single)
+    groups, events = _plan(ingestor, messages)
+    chunks = [events[start:start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        applied = [item for part in pool.map(lambda group: _apply_in_order(ingestor, group, single), groups)
+                   for item in part]
+        applied += [item for part in pool.map(ingestor.store_events, chunks) for item in part]
+    return applied
+
+
+def _plan(ingestor: Ingestor, messages: list[tuple[int, Any]]) -> tuple[list[list[tuple[int, Any]]], list[tuple[int, Any]]]:
+    """(groups of messages that touch the same profile, in delivery order; events to store in batches).
+
+    Messages are joined when they name a common identity or identities of one stored profile
+    (e.g. anonymous ids already linked to one user). An event goes to the batches unless it must
+    link an anonymous id first, or its profile is deleted in this delivery (order matters then).
+    """
+    claims = [ingestor.claimed_pks(message) for _, message in messages]
+    owners = identity_owners(ingestor.store, list(dict.fromkeys(pk for pks in claims for pk in pks)))
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for position, pks in enumerate(claims):
+        nodes = [f"#{position}"] + pks + [owner for owner, _ in (owners[pk] for pk in pks) if owner]
+        for node in nodes[1:]:
+            parent[root(node)] = root(nodes[0])
+    deleted = {root(f"#{position}") for position, (_, message) in enumerate(messages) if message.type == "delete"}
+    groups: dict[str, list[tuple[int, Any]]] = {}
+    events: list[tuple[int, Any]] = []
+    for position, (index, message) in enumerate(messages):
+        group = root(f"#{position}")
+        if message.type in ("track", "page", "screen") and group not in deleted and _linked(message, ingestor, owners):
+            events.append((index, message))
+        else:
+            groups.setdefault(group, []).append((index, message))
+    return list(groups.values()), events
+
+
+def _linked(message: Any, ingestor: Ingestor, owners: dict[str, tuple[str | None, bool]]) -> bool:
+    """An event whose anonymous id (if it also names a user) is already linked to a profile."""
+    if ingestor.settings.ignore_segment_userId or not (message.user_id and message.anonymous_id):
+        return True
+    return owners.get(identity_pk("anonymous_id", message.anonymous_id), (None, False))[1]
+
+
+def _apply_in_order(ingestor: Ingestor, messages: list[tuple[int, Any]], single: bool) -> list[Applied]:
+    applied: list[Applied] = []
+    for index, message in messages:
+        try:
+            applied.append((index, ingestor.apply(message), None))
+        except BadRequest as error:
+            if single:
+                raise
+            applied.append((index, message, error))
+    return applied
+
+
 def _validate(raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise BadRequest("a message must be a JSON object")
-    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_MESSAGE_BYTES:
+    try:
+        raw = {key: value if key in ID_FIELDS else storable(value, key, depth=1) for key, value in raw.items()}
+    except Unstorable as error:
+        raise BadRequest("invalid message", [{"field": error.field, "error": error.reason}]) from None
+    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
         raise PayloadTooLarge(f"message exceeds {MAX_MESSAGE_BYTES // 1024} KB")
     try:
         return MESSAGE_ADAPTER.validate_python(raw)

@@ -110,8 +110,9 @@ def _process(
     metrics["MessagesSent"] += len(outcome.delivered)
     metrics["MessagesDeadLettered"] += settlement.dead_lettered
     if settlement.failed:
+        first, reason = next(iter(settlement.failed.items()))
         log.warning("outbound: %d of %d records failed and will be retried; first reason: %s",
-                    len(settlement.failed), len(records), next(iter(settlement.failed.values())))
+                    len(settlement.failed), len(records), reason, extra={"sequence_number": first})
     return settlement.failed
 
 
@@ -121,7 +122,8 @@ def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
         try:
             recorded += sum(store.put_event(event) for event in plan.events)
         except Exception as error:  # noqa: BLE001 - the record is retried (put_event is idempotent)
-            log.warning("outbound: could not record segment events of record %s: %r", plan.seq, error)
+            log.warning("outbound: could not record segment events of record %s: %r", plan.seq, error,
+                        extra={"sequence_number": plan.seq})
             plan.fail(f"could not record Entered/Left Segment events: {error!r}")
     return recorded
 
@@ -217,16 +219,30 @@ class Rules:
 
 
 def _pick(traits: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    """Whitelisted traits under their (possibly dotted) names: "address.city" -> traits["address"]["city"]."""
+    """The whitelisted traits, nested as stored: "address.city" -> {"address": {"city": ...}}.
+
+    Paths under one parent merge; a path inside an object that is itself whitelisted adds nothing
+    (the whole object is sent); missing values are left out. A trait stored flat under a dotted
+    name ("a.b") is sent under that name, when there is no nested value at that path.
+    """
     picked: dict[str, Any] = {}
-    for path in paths:
-        value: Any = traits.get(path)
-        if value is None and "." in path:
-            value = traits
-            for part in path.split("."):
-                value = value.get(part) if isinstance(value, Mapping) else None
-        if value is not None:
-            picked[path] = value
+    taken: set[tuple[str, ...]] = set()
+    for path in sorted(dict.fromkeys(paths), key=lambda p: p.count(".")):  # parents first
+        parts = tuple(path.split("."))
+        if any(parts[:depth] in taken for depth in range(1, len(parts))):
+            continue
+        value: Any = traits
+        for part in parts:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None:
+            if len(parts) > 1 and traits.get(path) is not None:
+                picked[path] = traits[path]
+            continue
+        target = picked
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+        taken.add(parts)
     return picked
 
 
@@ -253,8 +269,9 @@ class Planner:
             try:
                 change = _parse(raw)
             except Exception as error:  # noqa: BLE001 - one bad record must not stop the others
-                log.exception("outbound: record %s cannot be read", _sequence_number(raw))
-                plan = RecordPlan(seq=_sequence_number(raw), created=None, raw=raw)
+                seq = _sequence_number(raw)
+                log.exception("outbound: record %s cannot be read", seq, extra={"sequence_number": seq})
+                plan = RecordPlan(seq=seq, created=None, raw=raw)
                 plan.fail(f"record cannot be read: {error!r}")
                 plans.append(plan)
                 continue
@@ -270,7 +287,8 @@ class Planner:
                 elif isinstance(change.new, StoredEvent):
                     self._plan_event(change)
             except Exception as error:  # noqa: BLE001
-                log.exception("outbound: record %s cannot be planned", change.seq)
+                log.exception("outbound: record %s cannot be planned", change.seq,
+                              extra={"sequence_number": change.seq})
                 change.plan.fail(f"record cannot be planned: {error!r}")
         return plans
 

@@ -201,9 +201,15 @@ def _encode(message: dict[str, Any]) -> _Item:
     if not message_id or not isinstance(message_id, str):
         raise ValueError("every message needs a string messageId")
     try:
-        raw = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+        text = json.dumps(message, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"message {message_id} is not JSON serializable: {exc}") from exc
+    try:
+        raw = text.encode()  # UTF-8, as Segment measures its 32 KB / 500 KB limits
+    except UnicodeEncodeError:  # a lone surrogate (inbound replaces them; older items may hold one)
+        logger.warning("segment: message %s holds lone surrogates, sent as U+FFFD", message_id,
+                       extra={"message_id": message_id})
+        raw = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
     return message_id, raw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -13,6 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from segment_connector.storable import exact_decimal
 from segment_connector.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
 from segment_connector.models.items import (
     ACCOUNT_SK,
@@ -26,6 +28,9 @@ from segment_connector.models.items import (
 )
 
 DEDUP_DAYS = 8
+BATCH_ATTEMPTS = 6
+MAX_CONNECTIONS = 64  # at least as many as the inbound's parallel writers (botocore's default is 10)
+WRITE_BATCH = 25  # items per BatchWriteItem
 _UNAVAILABLE = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -34,6 +39,7 @@ _UNAVAILABLE = {
     "ServiceUnavailable",
     "LimitExceededException",
 }
+BIG_INT = 10**38
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -42,6 +48,8 @@ def to_dynamo(value: Any) -> Any:
     """JSON-like value -> what TypeSerializer accepts (floats become Decimals)."""
     if isinstance(value, float):
         return Decimal(repr(value))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= BIG_INT:
+        return exact_decimal(value)  # 10**45 is 1E+45: one significant digit, storable as is
     if isinstance(value, dict):
         return {key: to_dynamo(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -100,7 +108,8 @@ class ProfileStore:
         self.table = table_name
         self.client = client or boto3.client(
             "dynamodb",
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=4),
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=4,
+                          max_pool_connections=MAX_CONNECTIONS),
         )
 
     # -- reads -------------------------------------------------------------------------------
@@ -169,6 +178,26 @@ class ProfileStore:
             raise
         return True
 
+    def put_new_events(self, events: list[StoredEvent]) -> list[bool]:
+        """Store the events whose messageId is not stored yet in their partition; for each event,
+        whether it was stored (False: a duplicate). An event keyed by its messageId is idempotent,
+        so a plain BatchWriteItem is safe; the (eventually consistent) read before it keeps a
+        redelivery from writing, and counting, the event twice.
+        """
+        keys = [{"pk": {"S": event.pk}, "sk": {"S": event.sk}} for event in events]
+        existing = {(raw["pk"], raw["sk"]) for raw in self._batch_get(keys, consistent=False, projection="pk, sk")}
+        stored: list[bool] = []
+        writes: list[dict[str, Any]] = []
+        for event in events:
+            key = (event.pk, event.sk)
+            stored.append(key not in existing)
+            if key not in existing:
+                existing.add(key)  # the same message twice in one delivery
+                writes.append({"PutRequest": {"Item": serialize(event.to_item())}})
+        for start in range(0, len(writes), WRITE_BATCH):
+            self._batch_write(writes[start:start + WRITE_BATCH])
+        return stored
+
     def put_event_of_linked(self, event: StoredEvent, identity: str) -> bool | None:
         """put_event, in one request with a check that `identity` already points at a profile.
 
@@ -231,8 +260,9 @@ class ProfileStore:
         keys = [(pk, PROFILE_SK) for pk in dict.fromkeys([*profile_pks, *identity_pks])]
         for partition in dict.fromkeys(partitions):
             keys.extend((partition, sk) for sk in self._event_keys(partition))
-        for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for pk, sk in keys[start:start + 25]]
+        for start in range(0, len(keys), WRITE_BATCH):
+            requests = [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                        for pk, sk in keys[start:start + WRITE_BATCH]]
             self._batch_write(requests)
         return len(keys)
 
@@ -299,29 +329,33 @@ class ProfileStore:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _batch_get(self, keys: list[dict[str, Any]], consistent: bool = True,
+                   projection: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
-            for _ in range(5):
+            request: dict[str, Any] = {"Keys": keys[start:start + 100], "ConsistentRead": consistent}
+            if projection:
+                request["ProjectionExpression"] = projection
+            pending: dict[str, Any] = {self.table: request}
+            for attempt in range(BATCH_ATTEMPTS):
                 response = self._call("batch_get_item", RequestItems=pending)
                 items.extend(deserialize(raw) for raw in response.get("Responses", {}).get(self.table, []))
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                time.sleep(0.05)
+                time.sleep(_backoff(attempt))
             else:
                 raise StoreUnavailable()
         return items
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self.table: requests}
-        for _ in range(5):
+        for attempt in range(BATCH_ATTEMPTS):
             response = self._call("batch_write_item", RequestItems=pending)
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
-            time.sleep(0.05)
+            time.sleep(_backoff(attempt))
         raise StoreUnavailable()
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
@@ -336,6 +370,11 @@ class ProfileStore:
             raise
         except BotoCoreError as error:
             raise StoreUnavailable() from error
+
+
+def _backoff(attempt: int) -> float:
+    """Unprocessed items are throttled items: wait 50 ms, 100 ms, 200 ms ... with jitter."""
+    return 0.05 * 2**attempt * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
 
 _shared: ProfileStore | None = None

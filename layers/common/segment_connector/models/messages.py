@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -10,18 +11,31 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
 
 
-
 def _alias(camel: str, snake: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(camel, snake))
 
 
+MAX_ID_BYTES = 1024  # an id becomes part of a DynamoDB key (2,048 bytes at most)
+
+
 def _id_string(value: Any) -> Any:
-    """Segment ids are strings, but some libraries send numbers; empty means absent."""
+    """Segment ids are strings, but some libraries send numbers; empty means absent.
+
+    Ids must be exact: one holding a lone UTF-16 surrogate (not storable as UTF-8) is refused,
+    never repaired."""
     if isinstance(value, bool):
         raise ValueError("must be a string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a string or a finite number")
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("holds a lone UTF-16 surrogate (not valid unicode)") from None
+        if size > MAX_ID_BYTES:
+            raise ValueError(f"must be at most {MAX_ID_BYTES} bytes")
         return value.strip() or None
     return value
 
@@ -33,11 +47,36 @@ OptionalId = Annotated[str | None, BeforeValidator(_id_string)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: {} if value is None else value)]
 
 
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MILLISECONDS_FROM = 10**11  # a numeric time above this is in milliseconds (10^11 s is in the year 5138)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Segment time: ISO-8601 (`Z`, an offset or none = UTC; any fraction digits) or epoch
+    seconds / milliseconds as a number. None when absent; ValueError when unparseable or
+    outside 1970..9999 in UTC."""
+    if value is None or value == "":
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if isinstance(value, bool):
+        raise ValueError("must be an ISO-8601 date-time or epoch seconds/milliseconds")
+    try:
+        if isinstance(value, (int, float)):
+            seconds = value / 1000 if abs(value) > MILLISECONDS_FROM else value
+            parsed = datetime.fromtimestamp(seconds, timezone.utc)
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
+            parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        else:
+            raise ValueError
+    except (ValueError, OverflowError, OSError):
+        raise ValueError("must be an ISO-8601 date-time or epoch seconds/milliseconds (1970 to 9999)") from None
+    if parsed < EARLIEST:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
+    return parsed
+
+
+# A time as sent (ISO string or epoch number), parsed to an aware UTC datetime.
+Time = Annotated[datetime | None, BeforeValidator(parse_time)]
 
 
 def format_time(value: datetime) -> str:
@@ -51,22 +90,12 @@ class _Message(BaseModel):
     message_id: OptionalId = _alias("messageId", "message_id")
     user_id: OptionalId = _alias("userId", "user_id")
     anonymous_id: OptionalId = _alias("anonymousId", "anonymous_id")
-    timestamp: str | None = None
-    original_timestamp: str | None = _alias("originalTimestamp", "original_timestamp")
-    received_at: str | None = _alias("receivedAt", "received_at")
-    sent_at: str | None = _alias("sentAt", "sent_at")
+    timestamp: Time = None
+    original_timestamp: Time = _alias("originalTimestamp", "original_timestamp")
+    received_at: Time = _alias("receivedAt", "received_at")
+    sent_at: Time = _alias("sentAt", "sent_at")
     context: JsonObject = Field(default_factory=dict)
     integrations: JsonObject = Field(default_factory=dict)
-
-    @field_validator("timestamp", "original_timestamp", "received_at", "sent_at")
-    @classmethod
-    def _iso_time(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                parse_time(value)
-            except ValueError:
-                raise ValueError("must be an ISO-8601 date-time") from None
-        return value or None
 
     @field_validator("message_id")
     @classmethod
@@ -77,10 +106,7 @@ class _Message(BaseModel):
 
     def event_time(self, now: datetime) -> datetime:
         """When it happened: timestamp, else originalTimestamp, else receivedAt, else now."""
-        for value in (self.timestamp, self.original_timestamp, self.received_at):
-            if value:
-                return parse_time(value)
-        return now
+        return self.timestamp or self.original_timestamp or self.received_at or now
 
     def is_ignored(self) -> bool:
         """Opted out of this connector, or sent by this connector itself (loop guard)."""

@@ -1,0 +1,208 @@
+"""Log lines reach the function's log: Powertools JSON with the service, level and correlation ids.
+
+On Lambda the runtime puts a handler on the root logger before the function's module is imported,
+and Powertools' Logger then adds its SuppressFilter to it (records whose logger name contains the
+service name are dropped there). `function_log` does the same, with the template's service names
+and log level, and reads what the function writes to stdout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from conftest import PREFIX, TABLE, basic, load_handler_module
+from local_stack.api import build_event
+from local_stack.lambda_runtime import LambdaContext, template_refs
+from local_stack.template import function_spec
+from segment_connector import config
+from stream_helpers import TEMPLATE, WRITE_KEY, connector, outbound_context  # noqa: F401 - fixture
+
+PACKAGE = "segment_connector"
+HANDLER_FILES = {"InboundFunction": "inbound", "OutboundFunction": "outbound"}
+
+
+class FunctionLog:
+    """Cold starts of a function as on Lambda, and the JSON lines it writes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+        self.runtime = io.StringIO()  # what Lambda's own root handler would print
+        self.records: list[dict[str, Any]] = []
+        self.replaced: dict[str, Any] = {}  # service name -> the logging.Logger it had before the test
+
+    def cold_start(self, logical_id: str) -> Any:
+        """Import the function's handler in a fresh container with the template's logging settings."""
+        environment = function_spec(TEMPLATE, logical_id, template_refs(TEMPLATE, TABLE)).environment
+        for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
+            self.monkeypatch.setenv(name, environment[name])
+        # A new process has no Logger of that name yet: Powertools makes one writing to stdout (capsys).
+        service = environment["POWERTOOLS_SERVICE_NAME"]
+        previous = logging.Logger.manager.loggerDict.pop(service, None)
+        self.replaced.setdefault(service, previous)
+        return load_handler_module(HANDLER_FILES[logical_id])
+
+    def restore(self) -> None:
+        for service, previous in self.replaced.items():
+            logging.Logger.manager.loggerDict.pop(service, None)
+            if previous is not None:
+                logging.Logger.manager.loggerDict[service] = previous
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every log line written so far (metrics lines left out), parsed."""
+        for line in self.capsys.readouterr().out.splitlines():
+            document = json.loads(line)
+            if "level" in document:
+                self.records.append(document)
+        return self.records
+
+    def find(self, text: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if text in line["message"]]
+
+
+@pytest.fixture
+def function_log(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Given Lambda's runtime handler on the root logger (WARNING, the runtime's default level)."""
+    log = FunctionLog(monkeypatch, capsys)
+    package = logging.getLogger(PACKAGE)
+    saved = package.handlers, package.level, package.propagate
+    root = logging.getLogger()
+    root_level = root.level
+    runtime = logging.StreamHandler(log.runtime)
+    root.addHandler(runtime)
+    root.setLevel(logging.WARNING)
+    yield log
+    log.restore()
+    root.removeHandler(runtime)
+    root.setLevel(root_level)
+    package.handlers, package.propagate = saved[0], saved[2]
+    package.setLevel(saved[1])
+
+
+# -- outbound -------------------------------------------------------------------------------------
+
+
+def test_outbound_package_lines_are_json_with_service_level_request_id_and_record_ids(
+        connector, message, function_log, monkeypatch):
+    # Given OutboundFunction as deployed, records dead-lettered at their first failure, and a track
+    # that Segment rejects in the stream
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
+    monkeypatch.setenv("DEAD_LETTER_AFTER_ATTEMPTS", "1")
+    connector.settings(synchronized_segments=["ALL"])
+    connector.sink.script((400, {}, {"error": "invalid event"}))
+    connector.post(message("track", userId="u1", event="Bought"))
+    (record,) = connector.stream.read()
+    # When the record is handled
+    context = outbound_context()
+    connector.module.lambda_handler({"Records": [record]}, context)
+    # Then the client's and the dead letter's lines are in the function's log as JSON
+    (client_line,) = function_log.find("segment: 0 delivered, 0 failed, 1 rejected")
+    (letter_line,) = function_log.find("kept as a dead letter")
+    (letter,) = connector.dead_letters()
+    for line in (client_line, letter_line):
+        assert line["service"] == "outbound" and line["level"] == "WARNING"
+        assert line["function_request_id"] == context.aws_request_id
+    # with the record's sequence number and the message's id
+    assert letter_line["sequence_number"] == record["dynamodb"]["SequenceNumber"]
+    assert letter_line["message_id"] == letter["message_id"]
+    assert "HTTP 400" in letter_line["message"]
+    # When the dead letter is replayed (another invocation)
+    replay = outbound_context()
+    assert connector.module.lambda_handler({"action": "replay"}, replay)["replayed"] == 1
+    # Then its INFO line is there too, with that invocation's request id
+    (info,) = function_log.find("outbound replay:")
+    assert (info["level"], info["function_request_id"]) == ("INFO", replay.aws_request_id)
+    # and no line went to the runtime's root handler, none twice, and no key was written
+    messages = [line["message"] for line in function_log.lines()]
+    assert len(messages) == len(set(messages)) == 3
+    assert function_log.runtime.getvalue() == ""
+    assert WRITE_KEY not in json.dumps(function_log.lines())
+
+
+def test_a_record_that_will_be_retried_is_logged_with_its_sequence_number(connector, message, function_log):
+    # Given OutboundFunction as deployed and Segment unavailable
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
+    connector.settings(synchronized_segments=["ALL"])
+    connector.sink.responder = lambda path, body: (503, {}, {"error": "unavailable"})
+    connector.post(message("track", userId="u1", event="Bought"))
+    (record,) = connector.stream.read()
+    # When the record fails
+    context = outbound_context()
+    connector.module.lambda_handler({"Records": [record]}, context)
+    # Then the outbound module's line (its logger name contains the service name) is in the log
+    (line,) = function_log.find("1 of 1 records failed and will be retried")
+    assert (line["service"], line["level"]) == ("outbound", "WARNING")
+    assert line["function_request_id"] == context.aws_request_id
+    assert line["sequence_number"] == record["dynamodb"]["SequenceNumber"]
+    assert function_log.runtime.getvalue() == ""
+
+
+def test_a_missing_write_key_is_logged_once_per_cold_start(connector, message, aws, function_log):
+    # Given no write key
+    aws.ssm.delete_parameter(Name=f"{PREFIX}/write-key")
+    config.clear_caches()
+    connector.settings(synchronized_segments=["ALL"])
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
+    # When two batches are handled by the same warm container
+    connector.post(message("track", userId="u1", event="A"))
+    connector.drain()
+    connector.post(message("track", userId="u2", event="B"))
+    connector.drain()
+    # Then it is logged once, naming the parameter and not its value
+    (line,) = function_log.find("no write key")
+    assert (line["service"], line["level"]) == ("outbound", "WARNING")
+    assert f"{PREFIX}/write-key" in line["message"] and line["function_request_id"]
+    # When a new container starts / Then it says so again
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
+    connector.post(message("track", userId="u1", event="C"))
+    connector.drain()
+    assert len(function_log.find("no write key")) == 2
+    assert function_log.runtime.getvalue() == ""
+
+
+# -- inbound --------------------------------------------------------------------------------------
+
+
+def call_inbound(module: Any, path: str, body: Any) -> tuple[int, LambdaContext]:
+    headers = [("content-type", "application/json"), ("authorization", basic())]
+    context = LambdaContext("InboundFunction", 512, 10)
+    response = module.lambda_handler(build_event("POST", path, headers, json.dumps(body).encode()), context)
+    return response["statusCode"], context
+
+
+def test_inbound_lines_are_json_with_service_level_and_request_id(aws, message, function_log, monkeypatch):
+    # Given InboundFunction as deployed, and a package module that logs while a message is received
+    module = function_log.cold_start("InboundFunction")
+    read_settings = config.load_settings
+
+    def load_settings():
+        logging.getLogger("segment_connector.inbound").info("settings read", extra={"message_id": "m-1"})
+        return read_settings()
+
+    monkeypatch.setattr(config, "load_settings", load_settings)
+    # When a message is delivered
+    status, context = call_inbound(module, "/v1/track", message("track", userId="u1", event="A"))
+    # Then the package's INFO line is in the function's log as JSON
+    assert status == 200
+    (line,) = function_log.find("settings read")
+    assert (line["service"], line["level"]) == ("inbound", "INFO")
+    assert (line["function_request_id"], line["message_id"]) == (context.aws_request_id, "m-1")
+    # When the API key is missing (a 500 Segment retries)
+    aws.ssm.delete_parameter(Name=f"{PREFIX}/api-key")
+    config.clear_caches()
+    status, context = call_inbound(module, "/v1/track", message("track", userId="u1", event="B"))
+    # Then the handler's warning is there, with that request's id
+    assert status == 500
+    (line,) = function_log.find("request failed")
+    assert (line["service"], line["level"], line["status"]) == ("inbound", "WARNING", 500)
+    assert line["function_request_id"] == context.aws_request_id
+    # and nothing went to the runtime's root handler
+    assert function_log.runtime.getvalue() == ""
