@@ -23,6 +23,17 @@ API_ID = "local"
 _TEXT_TYPES = ("application/json", "application/javascript", "application/xml", "application/ld+json")
 
 INTERNAL_ERROR = (502, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}')
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # an HTTP API refuses larger requests itself
+TOO_LARGE = (413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
+BAD_REQUEST = (400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
+
+
+class _Refused(Exception):
+    """A request API Gateway answers itself, without invoking the function."""
+
+    def __init__(self, answer: tuple[int, list[tuple[str, str]], bytes]):
+        super().__init__(answer[0])
+        self.answer = answer
 
 
 def build_event(
@@ -168,17 +179,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
-        body = self._read_body()
-        event = build_event(
-            self.command,
-            self.path,
-            self.headers.items(),
-            body,
-            source_ip=self.client_address[0],
-            protocol=self.request_version,
-        )
         try:
+            body = self._read_body()
+            event = build_event(
+                self.command,
+                self.path,
+                self.headers.items(),
+                body,
+                source_ip=self.client_address[0],
+                protocol=self.request_version,
+            )
             status, headers, payload = http_response(self.server.invoke(event))
+        except _Refused as refused:
+            status, headers, payload = refused.answer
+            self.close_connection = True  # the rest of the body, if any, is not read
         except Exception:  # noqa: BLE001 - API Gateway answers 502 whatever the handler did
             print(f"{self.command} {self.path}: handler failed", file=sys.stderr, flush=True)
             traceback.print_exc()
@@ -196,18 +210,29 @@ class _Handler(BaseHTTPRequestHandler):
         print(f"{self.command} {self.path} -> {status} ({elapsed_ms:.0f} ms)", flush=True)
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():  # trailers
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunks()
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise _Refused(BAD_REQUEST) from None
+        if length > MAX_PAYLOAD_BYTES:
+            raise _Refused(TOO_LARGE)
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunks(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline(64).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if size < 0 or total > MAX_PAYLOAD_BYTES:
+                raise _Refused(TOO_LARGE)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(64)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # one line per request is printed by _dispatch
