@@ -283,3 +283,22 @@ def test_50_identifies_of_one_user_through_linked_anonymous_ids_are_200_the_firs
     profile = [item for item in aws.items_of_kind("user")]
     assert len(profile) == 1
     assert profile[0]["traits"]["last"] == 49 and all(profile[0]["traits"][f"t{n}"] == n for n in range(50))
+
+
+def test_an_empty_trait_name_rejects_the_message(api, aws, message):
+    # Given a trait named "" (DynamoDB stores no empty attribute name)
+    batch = [message("identify", userId="u1", traits={"": 1, "plan": "pro"}), message("track", userId="u1", event="Ok")]
+    # When delivered, Then that message is rejected naming the field, the other stored
+    status, answer = api.post("/segment", batch)
+    assert status == 200 and answer["stored"] == 1
+    assert answer["rejected"][0]["details"][0]["field"] == 'traits.""'
+
+
+def test_a_newer_group_call_with_the_same_value_keeps_its_time(api, aws, message):
+    # Given accounts stored, plan=pro observed on Jan 1 then again on Jan 3
+    aws.set_settings(handle_accounts=True)
+    for day, plan in (("01", "pro"), ("03", "pro"), ("02", "free")):  # Jan 2 arrives last
+        api.post("/segment", message("group", userId="u1", groupId="acme", traits={"plan": plan},
+                                     timestamp=f"2026-01-{day}T00:00:00Z"))
+    # Then the newest observation wins
+    assert api.get("/v1/accounts/acme")[1]["traits"] == {"plan": "pro"}

@@ -21,6 +21,11 @@ EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})
 
 
+def counts(result):
+    """A replay result without its per-letter list."""
+    return {key: result[key] for key in ("replayed", "failed", "remaining")}
+
+
 def sequence_numbers(records):
     return [record["dynamodb"]["SequenceNumber"] for record in records]
 
@@ -69,12 +74,17 @@ def test_a_rejected_message_is_kept_as_a_dead_letter_and_replay_sends_it(connect
     assert emitted_metrics(capsys.readouterr().out).get("MessagesDeadLettered") == 1
     # When the operator replays while Segment still rejects it
     connector.sink.script((400, {}, {"error": "still invalid"}))
-    assert connector.handler({"action": "replay"}) == {"replayed": 0, "failed": 1, "remaining": 1}
-    # Then it is kept, with the new reason
+    result = connector.handler({"action": "replay"})
+    assert counts(result) == {"replayed": 0, "failed": 1, "remaining": 1}
+    # Then it is kept, with the new reason, which the result reports too
     (letter,) = connector.dead_letters()
     assert letter["reason"].startswith("replay: HTTP 400") and "still invalid" in letter["reason"]
+    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "failed",
+                                  "reason": letter["reason"]}]
     # When replayed again once Segment accepts it
-    assert connector.handler({"action": "replay"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+    result = connector.handler({"action": "replay"})
+    assert counts(result) == {"replayed": 1, "failed": 0, "remaining": 0}
+    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "replayed", "reason": None}]
     assert emitted_metrics(capsys.readouterr().out).get("DeadLettersReplayed") == 1
     # Then the same message (same messageId) was delivered and the dead letter is gone
     assert connector.sent("track") == [rejected]
@@ -159,7 +169,7 @@ def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message)
     assert json.loads(letter["payload"])["properties"] == {"note": text}
     # When it is replayed
     bodies = record_bodies(connector)
-    assert connector.handler({"action": "replay"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+    assert counts(connector.handler({"action": "replay"})) == {"replayed": 1, "failed": 0, "remaining": 0}
     # Then Segment gets the same text, in UTF-8
     assert connector.tracks() == [("Commandé", {"note": text})]
     assert text.encode() in bodies[0]
@@ -187,7 +197,7 @@ def test_a_transient_failure_fails_the_record_then_becomes_a_dead_letter_after_t
     assert "HTTP 503" in letter["reason"] and "after 2 attempts" in letter["reason"]
     # When Segment is back and the operator replays / Then it is delivered
     connector.sink.responder = None
-    assert connector.handler({"action": "replay"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+    assert counts(connector.handler({"action": "replay"})) == {"replayed": 1, "failed": 0, "remaining": 0}
     assert [event for event, _ in connector.tracks()] == ["Bought"]
 
 
@@ -285,8 +295,67 @@ def test_message_ids_are_stable_per_change_and_unlike_inbound_ones(connector, me
 def test_replay_with_nothing_to_replay(connector):
     # Given no dead letters / When replayed / Then nothing is sent
     connector.settings(**EVERYONE)
-    assert connector.handler({"action": "replay"}) == {"replayed": 0, "failed": 0, "remaining": 0}
+    assert connector.handler({"action": "replay"}) == {"replayed": 0, "failed": 0, "remaining": 0, "letters": []}
     assert connector.sink.requests == []
+
+
+def dead_letter_tracks(connector, count):
+    """Given `count` tracks that Segment rejected, kept as dead letters (oldest first)."""
+    connector.settings(**EVERYONE)
+    for n in range(count):
+        connector.sink.script((400, {}, {"error": "invalid event"}))
+        connector.post(message_of(f"E{n}"))
+        connector.drain()
+    letters = connector.dead_letters()
+    assert [json.loads(letter["payload"])["event"] for letter in letters] == [f"E{n}" for n in range(count)]
+    return letters
+
+
+def message_of(event):
+    return {"type": "track", "userId": "u1", "event": event, "messageId": f"m-{event}",
+            "timestamp": "2026-01-01T00:00:00.000Z"}
+
+
+def test_replay_with_a_limit_sends_only_the_oldest_dead_letters(connector):
+    # Given three dead letters
+    letters = dead_letter_tracks(connector, 3)
+    # When the operator replays the 2 oldest
+    result = connector.handler({"action": "replay", "limit": 2})
+    # Then only those are sent and reported, one outcome each; the newest is still kept
+    assert counts(result) == {"replayed": 2, "failed": 0, "remaining": 1}
+    assert result["letters"] == [{"message_id": letter["message_id"], "outcome": "replayed", "reason": None}
+                                 for letter in letters[:2]]
+    assert [event for event, _ in connector.tracks()][-2:] == ["E0", "E1"]
+    assert [letter["sk"] for letter in connector.dead_letters()] == [letters[2]["sk"]]
+    # When the limit is larger than what is left / Then the rest is replayed
+    assert counts(connector.handler({"action": "replay", "limit": 10})) == {"replayed": 1, "failed": 0,
+                                                                            "remaining": 0}
+
+
+def test_replay_reports_letters_that_cannot_be_sent(connector, monkeypatch):
+    # Given a dead letter and, kept whole, a stream record that could not be planned
+    (letter,) = dead_letter_tracks(connector, 1)
+    ProfileStore("connector-test").put_dead_letter("record-7", {"stream_record": {"eventName": "INSERT"}},
+                                                   "record cannot be read", "2099-01-01T00:00:00.000000Z")
+    # When replayed without a write key
+    connector.aws.ssm.delete_parameter(Name=f"{PREFIX}/write-key")
+    config.clear_caches()
+    result = connector.handler({"action": "replay"})
+    # Then nothing is sent, both are kept, and each says why
+    assert counts(result) == {"replayed": 0, "failed": 2, "remaining": 2}
+    assert result["letters"] == [
+        {"message_id": letter["message_id"], "outcome": "failed", "reason": "no write key: not sent"},
+        {"message_id": "record-7", "outcome": "failed",
+         "reason": "not replayable (a stream record kept whole for the operator): record cannot be read"},
+    ]
+    assert len(connector.dead_letters()) == 2
+
+
+@pytest.mark.parametrize("limit", [0, -1, "2", 1.5, True])
+def test_replay_refuses_a_limit_that_is_not_a_positive_whole_number(connector, limit):
+    connector.settings(**EVERYONE)
+    with pytest.raises(ValueError, match="limit"):
+        connector.handler({"action": "replay", "limit": limit})
 
 
 @pytest.mark.parametrize("attempts", ["", "not-a-number"])

@@ -35,15 +35,34 @@ def load_settings() -> ConnectorSettings:
     global _parsed
     raw = parameters.get_parameter(parameter_name("settings"), max_age=SETTINGS_MAX_AGE)
     if _parsed is None or _parsed[0] != raw:
-        try:
-            _parsed = (raw, ConnectorSettings.model_validate_json(raw or "{}"))
-        except ValidationError as error:
-            details = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(document)", "error": e["msg"]}
-                for e in error.errors(include_url=False)
-            ]
-            raise SettingsInvalid(f"connector settings {parameter_name('settings')} are invalid", details) from None
+        _parsed = (raw, parse_settings(raw))
     return _parsed[1]
+
+
+def parse_settings(raw: str | None) -> ConnectorSettings:
+    """A settings document -> ConnectorSettings; SettingsInvalid naming the fields."""
+    try:
+        return ConnectorSettings.model_validate_json(raw or "{}")
+    except ValidationError as error:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(document)", "error": e["msg"]}
+            for e in error.errors(include_url=False)
+        ]
+        raise SettingsInvalid(f"connector settings {parameter_name('settings')} are invalid", details) from None
+
+
+def current_settings_document() -> str:
+    """The settings document as stored now (no cache): what a resync brings Segment to."""
+    return parameters.get_parameter(parameter_name("settings"), force_fetch=True) or "{}"
+
+
+def previous_settings_document() -> str | None:
+    """The version of the settings document before the current one (parameter history), if any."""
+    import boto3
+
+    pages = boto3.client("ssm").get_paginator("get_parameter_history").paginate(Name=parameter_name("settings"))
+    versions = sorted((v for page in pages for v in page.get("Parameters", [])), key=lambda v: v["Version"])
+    return versions[-2]["Value"] if len(versions) >= 2 else None
 
 
 def get_secret(suffix: str) -> str | None:

@@ -179,14 +179,14 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
     undelivered message is kept as a dead letter and the record succeeds.
     """
     settlement = Settlement()
-    letters = _Letters(store, now)
+    letters = DeadLetters(store, now)
     max_attempts, max_age = dead_letter_after_attempts(), dead_letter_after_age()
     for plan in plans:
         failing = [(e, outcome.failed[e.message_id]) for e in plan.entries if e.message_id in outcome.failed]
         rejected = [(e, outcome.rejected[e.message_id]) for e in plan.entries if e.message_id in outcome.rejected]
         try:
             if not plan.error and not failing:
-                settlement.dead_lettered += letters.keep(plan, rejected)
+                settlement.dead_lettered += letters.keep(rejected, plan.seq)
                 continue
             reason = plan.error or failing[0][1]
             attempts = store.count_attempt(plan.seq)
@@ -200,7 +200,7 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
                 extra={"sequence_number": plan.seq},
             )
             kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
-            settlement.dead_lettered += letters.keep(plan, kept)
+            settlement.dead_lettered += letters.keep(kept, plan.seq)
             if plan.error:
                 settlement.dead_lettered += letters.keep_record(plan, reason)
         except Exception as error:  # noqa: BLE001 - the store failed: let Lambda retry the record
@@ -210,7 +210,7 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
     return settlement
 
 
-class _Letters:
+class DeadLetters:
     """Dead letters written by one invocation, in planning order (sk = time with a µs counter)."""
 
     def __init__(self, store: ProfileStore, now: datetime) -> None:
@@ -222,11 +222,13 @@ class _Letters:
         self.count += 1
         return (self.now + timedelta(microseconds=self.count)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def keep(self, plan: RecordPlan, entries: list[tuple[Entry, str]]) -> int:
+    def keep(self, entries: list[tuple[Entry, str]], sequence_number: str | None = None) -> int:
+        """Keep each (entry, reason); `sequence_number`: the stream record they came from, if any."""
+        ids = {"sequence_number": sequence_number} if sequence_number else {}
         for entry, reason in entries:
             self.store.put_dead_letter(entry.message_id, entry.payload, reason, self._at())
-            log.warning("outbound: message %s kept as a dead letter: %s", entry.message_id, reason,
-                        extra={"message_id": entry.message_id, "sequence_number": plan.seq})
+            log.warning("message %s kept as a dead letter: %s", entry.message_id, reason,
+                        extra={"message_id": entry.message_id, **ids})
         return len(entries)
 
     def keep_record(self, plan: RecordPlan, reason: str) -> int:
@@ -238,10 +240,17 @@ class _Letters:
 # -- replay ---------------------------------------------------------------------------------------
 
 
-def replay(store: ProfileStore, client: SegmentClient | None, deadline: float) -> dict[str, int]:
-    """Send every dead letter again with its messageId; delete the delivered ones, keep the others
-    with their new reason. Without a client (no write key) nothing is sent and all are kept."""
-    letters = store.all_dead_letters()
+def replay(store: ProfileStore, client: SegmentClient | None, deadline: float,
+           limit: int | None = None) -> dict[str, Any]:
+    """Send the dead letters again (all, or the `limit` oldest) with their messageIds; delete the
+    delivered ones, keep the others with their new reason. Without a client (no write key) nothing
+    is sent and all are kept.
+
+    The result counts `replayed` and `failed` letters (of those tried) and `remaining` (the dead
+    letters still kept), and lists each letter tried, oldest first, in `letters`:
+    `{"message_id", "outcome": "replayed"|"failed", "reason"}` (reason None when replayed).
+    """
+    letters = store.all_dead_letters() if limit is None else store.oldest_dead_letters(limit)
     sendable = [letter for letter in letters if _is_message(letter.get("payload"))]
     delivered: set[str] = set()
     reasons: dict[str, str] = {}
@@ -250,16 +259,29 @@ def replay(store: ProfileStore, client: SegmentClient | None, deadline: float) -
         delivered = set(report.delivered)
         reasons = {**report.failed, **report.rejected}
     replayed = 0
-    for letter in sendable:
-        message_id = letter["payload"]["messageId"]
-        if message_id in delivered:
-            store.delete_dead_letter(letter["sk"])
-            replayed += 1
-        elif message_id in reasons:
-            at = _letter_time(letter)
-            store.put_dead_letter(letter["message_id"], letter["payload"], f"replay: {reasons[message_id]}", at)
+    outcomes: list[dict[str, Any]] = []
+    for letter in letters:
+        if not _is_message(letter.get("payload")):
+            reason = f"not replayable (a stream record kept whole for the operator): {letter.get('reason')}"
+        elif client is None:
+            reason = "no write key: not sent"
+        else:
+            message_id = letter["payload"]["messageId"]
+            if message_id in delivered:
+                store.delete_dead_letter(letter["sk"])
+                replayed += 1
+                outcomes.append({"message_id": letter["message_id"], "outcome": "replayed", "reason": None})
+                continue
+            if message_id in reasons:
+                reason = f"replay: {reasons[message_id]}"
+                store.put_dead_letter(letter["message_id"], letter["payload"], reason, _letter_time(letter))
+            else:
+                reason = "not sent: the replay ran out of time"
+        outcomes.append({"message_id": letter["message_id"], "outcome": "failed", "reason": reason})
     failed = len(letters) - replayed
-    return {"replayed": replayed, "failed": failed, "remaining": failed}
+    everything_read = limit is None or len(letters) < limit
+    remaining = failed if everything_read else store.count_dead_letters()
+    return {"replayed": replayed, "failed": failed, "remaining": remaining, "letters": outcomes}
 
 
 def _is_message(payload: Any) -> bool:

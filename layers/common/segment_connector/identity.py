@@ -147,11 +147,11 @@ def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[
 
 
 def _absorb(profile: UserProfile, source: UserProfile) -> None:
-    for key, value in source.traits.items():
-        at = source.trait_times.get(key, source.updated_at)
-        if profile.trait_times.get(key, "") <= at or key not in profile.traits:
-            profile.traits[key] = value
-            profile.trait_times[key] = at
+    """Merge `source` into `profile`: each trait leaf keeps the newer of the two (see traits.merge_leaves)."""
+    from segment_connector.traits import merge_leaves, timed_leaves
+
+    merge_leaves(profile.traits, profile.trait_times,
+                 timed_leaves(source.traits, source.trait_times, source.updated_at))
     for anonymous_id in source.anonymous_ids:
         if anonymous_id not in profile.anonymous_ids:
             profile.anonymous_ids.insert(0, anonymous_id)

@@ -279,7 +279,10 @@ class Ingestor:
             existing = self.store.accounts([message.group_id]).get(message.group_id)
             account = existing.model_copy(deep=True) if existing else Account(
                 pk=account_pk(message.group_id), group_id=message.group_id, created_at=now, updated_at=now)
-            account_changed = merge_traits(account.traits, account.trait_times, traits, at) or existing is None
+            merge_traits(account.traits, account.trait_times, traits, at)
+            # A newer observation of the same value changes only its time: keep that too, or a
+            # late older call would win later.
+            account_changed = existing is None or account.model_dump() != existing.model_dump()
             if (profile.account_linked_at or "") <= at and profile.account_id != message.group_id:
                 profile.account_id, profile.account_linked_at = message.group_id, at
             result = resolution.to_change(message.message_id, now) if resolution.changed() else ProfileChange(

@@ -68,7 +68,7 @@ def handle(
     """OutboundFunction: a DynamoDB stream batch, or {"action": "replay"}."""
     now = now or datetime.now(timezone.utc)
     if isinstance(event, Mapping) and event.get("action") == "replay":
-        return _replay(store, clients, context)
+        return _replay(store, clients, context, _replay_limit(event.get("limit")))
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
     if not records:
         return Result({"batchItemFailures": []}, {})
@@ -140,15 +140,25 @@ def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> 
                                          context=context))
 
 
-def _replay(store: ProfileStore, clients: ClientPool, context: Any) -> Result:
+def _replay_limit(value: Any) -> int | None:
+    """`{"action": "replay", "limit": N}`: only the N oldest dead letters (absent or null: all)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"replay: limit must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _replay(store: ProfileStore, clients: ClientPool, context: Any, limit: int | None = None) -> Result:
     settings = config.load_settings()
     write_key = config.get_secret("write-key")
     if not write_key:
         log.warning("outbound replay: no write key (SecureString %s): nothing is sent",
                     config.parameter_name("write-key"))
     client = clients.client(write_key, config.segment_api_url(settings)) if write_key else None
-    result = replay(store, client, clients.deadline(context))
-    log.info("outbound replay: %s", result)
+    result = replay(store, client, clients.deadline(context), limit)
+    log.info("outbound replay: %d replayed, %d failed, %d remaining%s", result["replayed"], result["failed"],
+             result["remaining"], "" if limit is None else f" (the {limit} oldest tried)")
     return Result(result, {"DeadLettersReplayed": result["replayed"]})
 
 
@@ -217,6 +227,13 @@ class Rules:
         segments = account_segment_names(self.settings.account_segments, traits=traits)
         return {**_pick(traits, self.settings.synchronized_account_properties), SEGMENTS_TRAIT: segments}
 
+    def account_in_filter(self, account: Account | None) -> bool:
+        """The account filter (synchronized_account_segments): whether its group calls are sent."""
+        if not self.settings.handle_accounts:
+            return False
+        traits = account.traits if account else {}
+        return self.settings.sends_account(account_segment_names(self.settings.account_segments, traits=traits))
+
 
 def _pick(traits: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """The whitelisted traits, nested as stored: "address.city" -> {"address": {"city": ...}}.
@@ -246,7 +263,7 @@ def _pick(traits: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     return picked
 
 
-def _ids(profile: UserProfile) -> tuple[str | None, str | None]:
+def send_ids(profile: UserProfile) -> tuple[str | None, str | None]:
     return profile.user_id, profile.anonymous_ids[-1] if profile.anonymous_ids else None
 
 
@@ -336,7 +353,8 @@ class Planner:
         if old is None:  # INSERT: the users linked with it send their group call themselves
             return False, False
         assert isinstance(new, Account) and isinstance(old, Account)
-        group_changed = self.settings.handle_accounts and self.rules.group_traits(old) != self.rules.group_traits(new)
+        group_changed = self.rules.account_in_filter(new) and (
+            not self.rules.account_in_filter(old) or self.rules.group_traits(old) != self.rules.group_traits(new))
         segments_may_change = self.rules.uses_account_traits and old.traits != new.traits
         return group_changed, segments_may_change
 
@@ -357,31 +375,32 @@ class Planner:
         else:
             assert isinstance(old, UserProfile)
             old_segments = self.rules.user_segments(old, self._account(old.account_id))
-        change.plan.events += _segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments,
+        change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments,
                                               new_segments)
         is_in = self.rules.in_filter(new_segments)
         was_in = is_in if moved else old is not None and self.rules.in_filter(old_segments)
-        if not any(_ids(new)):
+        if not any(send_ids(new)):
             return
         if is_in or was_in:
             traits = self.rules.identify_traits(new, new_segments)
             unchanged = (
                 not moved and is_in and was_in and isinstance(old, UserProfile)
-                and (_ids(old), self.rules.identify_traits(old, old_segments)) == (_ids(new), traits)
+                and (send_ids(old), self.rules.identify_traits(old, old_segments)) == (send_ids(new), traits)
             )
             if not unchanged:
                 self._identify(change, new, traits, new.updated_at, "identify")
-        if self.settings.handle_accounts and is_in and new.account_id and (self._links(change) or not was_in):
+        if (is_in and new.account_id and (self._links(change) or not was_in)
+                and self.rules.account_in_filter(self._account(new.account_id))):
             self._group(change, new, new.account_id, new.updated_at, "group")
 
     def _identify(self, change: _Change, user: UserProfile, traits: dict[str, Any], at: str, purpose: str) -> None:
-        user_id, anonymous_id = _ids(user)
+        user_id, anonymous_id = send_ids(user)
         call = IdentifyCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
                             anonymous_id=anonymous_id, timestamp=at, traits=traits)
         change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
 
     def _group(self, change: _Change, user: UserProfile, group_id: str, at: str, purpose: str) -> None:
-        user_id, anonymous_id = _ids(user)
+        user_id, anonymous_id = send_ids(user)
         call = GroupCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
                          anonymous_id=anonymous_id, timestamp=at, group_id=group_id,
                          traits=self.rules.group_traits(self._account(group_id)))
@@ -401,15 +420,15 @@ class Planner:
                 continue
             new_segments = self.rules.user_segments(user, new)
             old_segments = self.rules.user_segments(user, old) if segments_may_change else new_segments
-            change.plan.events += _segment_events(user, new.updated_at, change.pk, change.seq, f"{user.uid}:",
+            change.plan.events += segment_events(user, new.updated_at, change.pk, change.seq, f"{user.uid}:",
                                                   old_segments, new_segments)
             is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
-            if not any(_ids(user)):
+            if not any(send_ids(user)):
                 continue
             if (is_in or was_in) and old_segments != new_segments:
                 self._identify(change, user, self.rules.identify_traits(user, new_segments), new.updated_at,
                                f"{user.uid}:identify")
-            if self.settings.handle_accounts and is_in and (group_changed or not was_in):
+            if is_in and (group_changed or not was_in) and self.rules.account_in_filter(new):
                 self._group(change, user, new.group_id, new.updated_at, f"{user.uid}:group")
 
     # -- events -----------------------------------------------------------------------------------
@@ -427,7 +446,7 @@ class Planner:
         )
         if not self.rules.in_filter(self.rules.user_segments(user, self._account(user.account_id))):
             return
-        user_id, anonymous_id = _ids(user)
+        user_id, anonymous_id = send_ids(user)
         common: dict[str, Any] = {
             "message_id": message_id(change.pk, change.seq, "event"),
             "user_id": user_id or event.user_id,
@@ -451,11 +470,11 @@ def _moved(change: _Change) -> bool:
     return change.old is None and isinstance(change.new, UserProfile) and change.new.version > 1
 
 
-def _segment_events(
+def segment_events(
     user: UserProfile, at: str, pk: str, seq: str, scope: str, old: list[str], new: list[str]
 ) -> list[StoredEvent]:
     """Entered/Left Segment events on the user's profile; ids derived from the change (retry-safe)."""
-    user_id, anonymous_id = _ids(user)
+    user_id, anonymous_id = send_ids(user)
     changes = [(LEFT, name) for name in old if name not in new] + [(ENTERED, name) for name in new if name not in old]
     return [
         StoredEvent.build(

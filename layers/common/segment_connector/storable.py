@@ -50,6 +50,8 @@ def storable(value: Any, field: str = "", depth: int = 0) -> Any:
             raise Unstorable(field or "(message)", f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, list):
             return [storable(item, _join(field, str(index)), depth + 1) for index, item in enumerate(value)]
+        if "" in value:
+            raise Unstorable(_join(field, '""'), "empty key (DynamoDB cannot store an empty attribute name)")
         return {clean_text(key): storable(item, _join(field, key), depth + 1) for key, item in value.items()}
     return value
 

@@ -28,6 +28,7 @@ from segment_connector.models.items import (
 )
 
 DEDUP_DAYS = 8
+RESYNC_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}
 BATCH_ATTEMPTS = 6
 MAX_CONNECTIONS = 64  # at least as many as the inbound's parallel writers (botocore's default is 10)
 WRITE_BATCH = 25  # items per BatchWriteItem
@@ -296,6 +297,86 @@ class ProfileStore:
     def delete_dead_letter(self, sk: str) -> None:
         self._call("delete_item", TableName=self.table, Key={"pk": {"S": "deadletter"}, "sk": {"S": sk}})
 
+    # -- resync --------------------------------------------------------------------------------
+
+    def resync_job(self) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self.table, Key=RESYNC_KEY, ConsistentRead=True)
+        return deserialize(response["Item"]) if "Item" in response else None
+
+    def put_resync_job(self, job: dict[str, Any], replaces: str | None) -> bool:
+        """Write a new job in place of the one with id `replaces` (None: no job yet); False when
+        another start got there first."""
+        item = {**job, "pk": RESYNC_KEY["pk"]["S"], "sk": RESYNC_KEY["sk"]["S"], "kind": "resync"}
+        if replaces is None:
+            condition, values = "attribute_not_exists(pk)", None
+        else:
+            condition, values = "id = :previous", {":previous": {"S": replaces}}
+        try:
+            self._call("put_item", TableName=self.table, Item=serialize(item), ConditionExpression=condition,
+                       **({"ExpressionAttributeValues": values} if values else {}))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_resync_progress(self, resync_id: str, segment: int, progress: dict[str, Any],
+                               counters: dict[str, int], segment_done: bool, now: str) -> dict[str, Any] | None:
+        """Save one segment's progress and add to the counters, if `resync_id` is still the running
+        job; the job after the update, or None when it was superseded (or ended)."""
+        names = {"#progress": "progress", "#segment": str(segment), "#status": "status"}
+        values: dict[str, Any] = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":now": {"S": now},
+                                  ":progress": serialize({"v": progress})["v"]}
+        adds = []
+        for index, (name, value) in enumerate({**counters, **({"segments_done": 1} if segment_done else {})}.items()):
+            names[f"#c{index}"] = name
+            values[f":c{index}"] = {"N": str(value)}
+            adds.append(f"#c{index} :c{index}")
+        expression = "SET #progress.#segment = :progress, updated_at = :now" + (f" ADD {', '.join(adds)}" if adds else "")
+        try:
+            response = self._call("update_item", TableName=self.table, Key=RESYNC_KEY, UpdateExpression=expression,
+                                  ConditionExpression="id = :id AND #status = :running",
+                                  ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                                  ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return deserialize(response["Attributes"])
+
+    def end_resync(self, resync_id: str, status: str, fields: dict[str, Any]) -> bool:
+        """Mark the running job `resync_id` ended (done/failed) and set `fields`; False if it was not running."""
+        names = {"#status": "status", **{f"#f{i}": name for i, name in enumerate(fields)}}
+        values = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":status": {"S": status},
+                  **{f":f{i}": serialize({"v": value})["v"] for i, value in enumerate(fields.values())}}
+        sets = ", ".join(["#status = :status"] + [f"#f{i} = :f{i}" for i in range(len(fields))])
+        try:
+            self._call("update_item", TableName=self.table, Key=RESYNC_KEY, UpdateExpression=f"SET {sets}",
+                       ConditionExpression="id = :id AND #status = :running",
+                       ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def scan_profiles(self, segment: int, total: int, start: dict[str, Any] | None,
+                      limit: int) -> tuple[list[UserProfile | Account], dict[str, Any] | None]:
+        """One page of a parallel scan segment: its users and accounts, and where the next page starts."""
+        request: dict[str, Any] = {
+            "TableName": self.table, "Segment": segment, "TotalSegments": total, "Limit": limit,
+            "FilterExpression": "kind IN (:user, :account)",
+            "ExpressionAttributeValues": {":user": {"S": "user"}, ":account": {"S": "account"}},
+        }
+        if start:
+            request["ExclusiveStartKey"] = start
+        response = self._call("scan", **request)
+        items: list[UserProfile | Account] = []
+        for raw in response.get("Items", []):
+            item = deserialize(raw)
+            items.append(UserProfile.model_validate(item) if item["kind"] == "user" else Account.model_validate(item))
+        return items, response.get("LastEvaluatedKey")
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -370,6 +451,69 @@ class ProfileStore:
             raise
         except BotoCoreError as error:
             raise StoreUnavailable() from error
+
+    # -- operations (CLI, status) ----------------------------------------------------------------
+
+    def count_kinds(self, kinds: Iterable[str], total_segments: int = 4) -> dict[str, int]:
+        """How many items of each kind (user, account, event, ...): per kind, a parallel Scan that
+        counts (Select=COUNT, FilterExpression on kind), every page, the segments side by side.
+
+        A Scan reads the whole table once per kind (its cost is the table's size): for the
+        operator's `status`, never for a function.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        kinds = list(dict.fromkeys(kinds))
+
+        def count(task: tuple[str, int]) -> int:
+            kind, segment = task
+            request: dict[str, Any] = {
+                "TableName": self.table, "Select": "COUNT", "Segment": segment, "TotalSegments": total_segments,
+                "FilterExpression": "kind = :kind", "ExpressionAttributeValues": {":kind": {"S": kind}},
+            }
+            found = 0
+            while True:
+                response = self._call("scan", **request)
+                found += int(response.get("Count", 0))
+                if "LastEvaluatedKey" not in response:
+                    return found
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+        tasks = [(kind, segment) for kind in kinds for segment in range(total_segments)]
+        counts = dict.fromkeys(kinds, 0)
+        if not tasks:
+            return counts
+        with ThreadPoolExecutor(max_workers=min(len(tasks), 16), thread_name_prefix="count") as pool:
+            for (kind, _), found in zip(tasks, pool.map(count, tasks)):
+                counts[kind] += found
+        return counts
+
+    def count_dead_letters(self) -> int:
+        """How many dead letters are kept (a Query on their partition that counts, every page)."""
+        request: dict[str, Any] = {"TableName": self.table, "Select": "COUNT", "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": "deadletter"}}}
+        found = 0
+        while True:
+            response = self._call("query", **request)
+            found += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                return found
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def oldest_dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """The `limit` oldest dead letters (sk starts with their time), payloads parsed."""
+        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": "deadletter"}}}
+        letters: list[dict[str, Any]] = []
+        while len(letters) < limit:
+            response = self._call("query", **request, Limit=limit - len(letters))
+            letters.extend(deserialize(raw) for raw in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for letter in letters:
+            letter["payload"] = json.loads(letter["payload"])
+        return letters[:limit]
 
 
 def _backoff(attempt: int) -> float:

@@ -40,6 +40,8 @@ class UserProfile(_Item):
     anonymous_ids: list[str] = Field(default_factory=list)
     email: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
+    # when each trait was observed, by path: "plan", "address/city" (keys escaped as in a JSON
+    # Pointer); a time also covers what is below its path. See traits.py.
     trait_times: dict[str, str] = Field(default_factory=dict)
     account_id: str | None = None
     account_linked_at: str | None = None
@@ -104,6 +106,8 @@ class Account(_Item):
     kind: Literal["account"] = "account"
     group_id: str
     traits: dict[str, Any] = Field(default_factory=dict)
+    # when each trait was observed, by path: "plan", "address/city" (keys escaped as in a JSON
+    # Pointer); a time also covers what is below its path. See traits.py.
     trait_times: dict[str, str] = Field(default_factory=dict)
     created_at: str
     updated_at: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
@@ -10,6 +10,12 @@ from segment_connector.models.segment_rules import AccountSegments, UserSegments
 
 ALL = "ALL"
 TraitPath = Annotated[str, Field(min_length=1, pattern=r"^[^.\s][^\s]*[^.\s]$|^[^.\s]$")]
+
+
+def unknown_filter_names(names: list[str], definitions: list[Any]) -> list[str]:
+    """The names of a filter that no definition defines (ALL is always known)."""
+    known = {definition.name for definition in definitions}
+    return [name for name in names if name != ALL and name not in known]
 
 
 class ConnectorSettings(BaseModel):
@@ -27,6 +33,7 @@ class ConnectorSettings(BaseModel):
 
     # Outbound
     synchronized_segments: list[str] = Field(default_factory=list)
+    synchronized_account_segments: list[str] = Field(default_factory=lambda: [ALL])
     synchronized_properties: list[TraitPath] = Field(default_factory=list)
     synchronized_account_properties: list[TraitPath] = Field(default_factory=list)
     send_events: list[str] = Field(default_factory=lambda: [ALL])
@@ -35,12 +42,11 @@ class ConnectorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _filter_names_known(self) -> ConnectorSettings:
-        known = {definition.name for definition in self.segments}
-        unknown = [name for name in self.synchronized_segments if name != ALL and name not in known]
-        if unknown:
-            raise ValueError(
-                f"synchronized_segments names segments that are not defined in `segments`: {', '.join(unknown)}"
-            )
+        for field, definitions in (("synchronized_segments", "segments"),
+                                   ("synchronized_account_segments", "account_segments")):
+            unknown = unknown_filter_names(getattr(self, field), getattr(self, definitions))
+            if unknown:
+                raise ValueError(f"{field} names segments that are not defined in `{definitions}`: {', '.join(unknown)}")
         return self
 
     @property
@@ -49,6 +55,11 @@ class ConnectorSettings(BaseModel):
 
     def sends_all_users(self) -> bool:
         return ALL in self.synchronized_segments
+
+    def sends_account(self, segments: list[str]) -> bool:
+        """The account filter: whether an account in these account segments is sent (group calls)."""
+        return ALL in self.synchronized_account_segments or any(
+            name in self.synchronized_account_segments for name in segments)
 
     def sends_event(self, name: str) -> bool:
         return ALL in self.send_events or name in self.send_events
