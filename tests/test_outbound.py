@@ -494,3 +494,41 @@ def test_an_account_trait_change_moves_its_users_between_user_segments(connector
     assert segments_of(connector.sent("identify")) == [["Enterprise"], []]
     status, events = connector.api.get("/v1/users/user_id:u1/events")
     assert ("Left Segment", "connector") in [(e["event"], e["source"]) for e in events]
+
+
+def test_the_account_filter_sends_group_calls_only_for_accounts_in_its_segments(connector, message):
+    # Given accounts handled, only "Big" accounts sent
+    connector.settings(handle_accounts=True, synchronized_segments=["ALL"], account_segments=[BIG],
+                       synchronized_account_segments=["Big"])
+    # When users join a small and a big account
+    connector.post(group(message, user_id="u1", group_id="small", employees=5),
+                   group(message, user_id="u2", group_id="big", employees=500))
+    connector.drain()
+    # Then only the big account's user gets a group call
+    assert [(m["userId"], m["groupId"]) for m in connector.sent("group")] == [("u2", "big")]
+    # When the small account grows into "Big"
+    connector.post(group(message, user_id="u1", group_id="small", employees=200))
+    connector.drain()
+    # Then its user gets a group call; and when it shrinks again, nothing more is sent
+    assert [(m["userId"], m["groupId"]) for m in connector.sent("group")][1:] == [("u1", "small")]
+    connector.post(group(message, user_id="u1", group_id="small", employees=1))
+    connector.drain()
+    assert len(connector.sent("group")) == 2
+
+
+def test_an_empty_account_filter_sends_no_group_call(connector, message):
+    connector.settings(handle_accounts=True, synchronized_segments=["ALL"], synchronized_account_segments=[])
+    connector.post(group(message, name="Acme"))
+    connector.drain()
+    assert connector.sent("group") == [] and connector.sent("identify")
+
+
+@pytest.mark.parametrize("names", [["Nope"], ["ALL", "Missing"]])
+def test_the_account_filter_names_only_defined_account_segments(aws, names):
+    from segment_connector import config
+    from segment_connector.errors import SettingsInvalid
+
+    aws.set_settings(account_segments=[BIG], synchronized_account_segments=names)
+    with pytest.raises(SettingsInvalid) as error:
+        config.load_settings()
+    assert "synchronized_account_segments" in str(error.value.details)
