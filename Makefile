@@ -15,12 +15,16 @@ help:
 	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
 	@echo "make test    unit/integration tests, sam validate --lint and sam build"
 	@echo "make bench   benchmarks (cold start, DynamoDB requests per message)"
-	@echo "make replay  send dead-lettered outbound messages again (local stack or deployed stack)"
+	@echo "make replay  send dead-lettered outbound messages again (the local stack; segment-connector replay for a deployed one)"
+	@echo "make soak    reliability run against its own local stack (~10 min): load, redelivery, hostile inputs"
 
+# The app's and the tests' dependencies, then the operator CLI (.venv/bin/segment-connector),
+# installed editable so that it runs the package as checked out.
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements-dev.txt constraints-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-dev.txt constraints-dev.txt layers/common/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 tools: $(TOOLS)/.installed
@@ -47,7 +51,11 @@ bench: venv
 	$(PY) -m bench
 
 replay: venv
-	$(PY) -m local_stack.replay
+	$(VENV)/bin/segment-connector replay --local
+
+.PHONY: soak
+soak: venv
+	$(PY) -m soak
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache

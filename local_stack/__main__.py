@@ -18,6 +18,7 @@ from typing import Any
 from local_stack import aws
 from local_stack.api import ApiServer
 from local_stack.config import (
+    STATE_ENV,
     STATE_PATH,
     ConfigError,
     LocalConfig,
@@ -26,11 +27,14 @@ from local_stack.config import (
     settings_problems,
     write_state,
 )
-from local_stack.lambda_runtime import TABLE_NAME, function_environment, load_function
+from local_stack.lambda_api import LambdaApi
+from local_stack.lambda_runtime import TABLE_NAME, LocalFunction, function_environment, function_names, load_function
+from local_stack.settings_watcher import SettingsWatcher
 from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
 
 HOST = "127.0.0.1"
+FUNCTIONS = ("InboundFunction", "OutboundFunction", "ResyncFunction")  # loaded in this order
 
 
 def say(line: str = "") -> None:
@@ -105,15 +109,30 @@ def _run(
         cleanups.append(sink.stop)
         segment_url = sink.url
 
+    # Lambda's Invoke API, for the operator CLI (--local) and functions that invoke functions.
+    lambdas = LambdaApi(HOST, out=sys.stdout)
+    cleanups.append(lambdas.stop)
+
     # The functions' environment goes into os.environ before their modules are imported.
-    envs = {
-        logical_id: function_environment(template, logical_id, resources.table_name, endpoint, segment_url)
-        for logical_id in ("InboundFunction", "OutboundFunction")
-    }
-    inbound, outbound = (
-        load_function(template, logical_id, envs[logical_id], handler_files.get(logical_id))
-        for logical_id in ("InboundFunction", "OutboundFunction")
-    )
+    functions: dict[str, LocalFunction] = {}
+    not_loaded: dict[str, str] = {}
+    for logical_id in FUNCTIONS:
+        if logical_id not in template["Resources"]:
+            continue
+        environment = function_environment(template, logical_id, resources.table_name, endpoint, segment_url,
+                                           lambdas.url)
+        try:
+            functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
+        except Exception as error:  # noqa: BLE001 - e.g. its code is not written yet
+            if logical_id != "ResyncFunction":
+                raise
+            not_loaded[logical_id] = f"{type(error).__name__}: {error}"
+            say(f"WARNING: {logical_id} could not be loaded ({not_loaded[logical_id]});")
+            say("  it answers invocations with Runtime.ImportModuleError and settings changes start no resync.")
+        lambdas.register(function_names(template, logical_id),
+                         functions[logical_id].call if logical_id in functions else None,
+                         not_loaded.get(logical_id))
+    inbound, outbound = functions["InboundFunction"], functions["OutboundFunction"]
 
     worker = StreamWorker(
         aws.client("dynamodbstreams", endpoint),
@@ -128,6 +147,13 @@ def _run(
     api.invoke = inbound.invoke
     api.start()
     cleanups.append(api.shutdown)  # runs before server_close (cleanups run in reverse)
+    lambdas.start()
+
+    settings_name = f"{config.prefix}/settings"
+    watcher = SettingsWatcher(aws.client("ssm", endpoint), settings_name,
+                              lambda event: _settings_changed(lambdas, settings_name, event), log=say)
+    watcher.start()
+    cleanups.append(lambda: watcher.stop(timeout=5))
 
     pid = os.getpid()
     write_state(
@@ -135,6 +161,7 @@ def _run(
             "pid": pid,
             "api_url": api.url,
             "aws_endpoint_url": endpoint,
+            "lambda_endpoint_url": lambdas.url,
             "region": "us-east-1",
             "table_name": resources.table_name,
             "stream_arn": resources.stream_arn,
@@ -144,7 +171,7 @@ def _run(
     )
     cleanups.append(lambda: remove_state(pid))
 
-    _banner(config, api.url, endpoint, resources.table_name, segment_url)
+    _banner(config, api.url, endpoint, resources.table_name, segment_url, lambdas.url, not_loaded)
     say(f"local stack ready on {api.url} (Ctrl-C to stop)")
 
     while not stop.wait(0.5):
@@ -157,7 +184,22 @@ def _unavailable(event: dict[str, Any]) -> Any:
     return {"statusCode": 503, "body": '{"message": "Service Unavailable"}'}
 
 
-def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_url: str) -> None:
+def _settings_changed(lambdas: LambdaApi, name: str, event: dict[str, Any]) -> None:
+    """EventBridge's rule: a settings change invokes ResyncFunction (Event)."""
+    if not lambdas.available("ResyncFunction"):
+        say(f"settings changed ({name}): no resync, ResyncFunction is not loaded")
+        return
+    # The functions share this process and so one 30 s settings cache: a resync must read the new
+    # document, as a fresh container would on AWS.
+    from segment_connector import config as connector_config
+
+    connector_config.clear_caches()
+    lambdas.invoke_async("ResyncFunction", event)
+    say(f"settings changed ({name}): ResyncFunction invoked to resync Segment (as EventBridge would)")
+
+
+def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_url: str, lambda_url: str,
+            not_loaded: Mapping[str, str]) -> None:
     shared = "set (SHARED_SECRET)" if config.shared_secret else "not set"
     if config.segment_api_url:
         target = f"{segment_url} (SEGMENT_API_URL)"
@@ -174,7 +216,10 @@ def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_ur
     say(f"  Segment target: {target}")
     say(f"  write key:      {write_key}")
     say(f"  AWS emulator:   {endpoint} (table {table}, parameters under {config.prefix}/)")
-    say(f"  state file:     {STATE_PATH.relative_to(ROOT)}")
+    functions = ", ".join(f"{name} (NOT LOADED)" if name in not_loaded else name for name in FUNCTIONS)
+    say(f"  Lambda API:     {lambda_url} ({functions})")
+    state = STATE_PATH.relative_to(ROOT) if STATE_PATH.is_relative_to(ROOT) else STATE_PATH
+    say(f"  state file:     {state}" + (f" ({STATE_ENV})" if os.environ.get(STATE_ENV) else ""))
     say("")
     say("Try it (copy and paste):")
     body = _shell_quote('{"type":"identify","userId":"u1","traits":{"email":"a@example.com"}}')
@@ -182,6 +227,7 @@ def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_ur
     say(f"  curl -s -u {key} {url}/v1/users/user_id:u1")
     say(f"  curl -s -u {key} {url}/v1/users/user_id:u1/events")
     say(f"  curl -s {url}/health")
+    say("  .venv/bin/segment-connector status --local     # the operator CLI: settings, keys, users, replay, resync")
     say("")
 
 

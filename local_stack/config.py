@@ -15,7 +15,8 @@ from local_stack.template import ROOT, parameter_default
 DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-api-key"
 DEFAULT_WRITE_KEY = "local-write-key"
-STATE_PATH = ROOT / ".local-stack" / "state.json"
+STATE_ENV = "SEGMENT_CONNECTOR_STATE"  # another state file (the operator CLI reads the same variable)
+STATE_PATH = Path(os.environ.get(STATE_ENV) or ROOT / ".local-stack" / "state.json").absolute()
 LOCAL_OVERRIDES = {"synchronized_segments": ["ALL"]}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 LAYER_DIR = ROOT / "layers" / "common"
 TABLE_NAME = "segment-connector-local"
+STACK_NAME = "segment-connector-local"  # for ${AWS::StackName}
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
 
@@ -55,7 +57,11 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Any:
         with self.lock:
-            return self.handler(event, LambdaContext(self.name, self.memory_mb, self.timeout_s))
+            return self.call(event)
+
+    def call(self, event: Any) -> Any:
+        """An invocation that does not wait for the others (as if in another container)."""
+        return self.handler(event, LambdaContext(self.name, self.memory_mb, self.timeout_s))
 
 
 def function_properties(template: Mapping[str, Any], logical_id: str, name: str) -> Any:
@@ -85,13 +91,17 @@ def local_aws_environment(endpoint_url: str) -> dict[str, str]:
 
 
 def function_environment(
-    template: Mapping[str, Any], logical_id: str, table_name: str, endpoint_url: str, segment_api_url: str
+    template: Mapping[str, Any], logical_id: str, table_name: str, endpoint_url: str, segment_api_url: str,
+    lambda_endpoint_url: str | None = None,
 ) -> dict[str, str]:
+    """The function's environment: the template's variables, AWS pointed at the emulator (and
+    Lambda at the local Invoke API, when there is one: boto3 honours AWS_ENDPOINT_URL_LAMBDA)."""
     spec = function_spec(dict(template), logical_id, template_refs(template, table_name))
     name = local_function_name(logical_id)
     return {
         **spec.environment,
         **local_aws_environment(endpoint_url),
+        **({"AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint_url} if lambda_endpoint_url else {}),
         "SEGMENT_API_URL": segment_api_url,
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function_properties(template, logical_id, "MemorySize") or
@@ -104,6 +114,21 @@ def function_environment(
 
 def local_function_name(logical_id: str) -> str:
     return f"segment-connector-local-{logical_id}"
+
+
+def function_names(template: Mapping[str, Any], logical_id: str) -> list[str]:
+    """Every name the function answers to locally: its logical id, its local name and, when the
+    template gives it a FunctionName, that name as deployed here (stack name STACK_NAME)."""
+    names = [logical_id, local_function_name(logical_id)]
+    declared = template["Resources"][logical_id].get("Properties", {}).get("FunctionName")
+    if isinstance(declared, dict) and "Fn::Sub" in declared and isinstance(declared["Fn::Sub"], str):
+        refs = {**template_refs(template, TABLE_NAME), "AWS::StackName": STACK_NAME, "AWS::Region": REGION,
+                "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+        declared = re.sub(r"\$\{([^}]+)\}", lambda match: str(refs.get(match.group(1), match.group(0))),
+                          declared["Fn::Sub"])
+    if isinstance(declared, str) and declared:
+        names.append(declared)
+    return names
 
 
 def load_function(

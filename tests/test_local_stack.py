@@ -384,13 +384,15 @@ def test_lambda_context_counts_down_to_zero() -> None:
     assert LambdaContext("f", 128, 0).get_remaining_time_in_millis() == 0
 
 
-def test_replay_without_a_running_stack_says_so() -> None:
-    if STATE_PATH.exists():
-        pytest.skip("a local stack is running in this tree")
-    result = subprocess.run([sys.executable, "-m", "local_stack.replay"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=WAIT_SECONDS)
+def test_replay_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    # Given no local stack (its state file absent) / When `make replay` runs its command
+    env = {**os.environ, "SEGMENT_CONNECTOR_STATE": str(tmp_path / "state.json"),
+           "PYTHONPATH": str(ROOT / "layers" / "common")}
+    result = subprocess.run([sys.executable, "-m", "segment_connector.cli", "replay", "--local"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=WAIT_SECONDS)
+    # Then it says how to start one, in one line, and fails
     assert result.returncode == 1
-    assert "make run" in result.stderr
+    assert result.stderr.startswith("segment-connector: error: no local stack is running") and "make run" in result.stderr
 
 
 # -- end to end: `make run` ---------------------------------------------------------------------------

@@ -1,0 +1,594 @@
+"""`segment-connector`: the operator's command line, for a deployed stack or the local one.
+
+    segment-connector status [--json]                       warnings, counts, the last resync
+    segment-connector settings show|validate FILE|put FILE  the settings document
+    segment-connector keys set api-key|write-key|shared-secret|admin-key
+    segment-connector resync [--wait]                       bring Segment up to date
+    segment-connector replay [--limit N]                    send dead letters again
+    segment-connector users get ID                          a profile, as the Profile API shows it
+
+Every command takes `--local` (the stack of `make run`) or `--stack-name`/`--region`/`--profile`
+(a deployed stack; the stack name defaults to samconfig.toml's). Reads go to DynamoDB and SSM
+directly; resync and replay invoke the stack's functions (Lambda Invoke, RequestResponse).
+No command prints a key, nor any part of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+from segment_connector import __version__
+from segment_connector.cli_target import FunctionFailed, Invoker, Target, TargetError, resolve
+from segment_connector.status import StatusWarning, status_warnings
+
+PROG = "segment-connector"
+KEYS = ("api-key", "write-key", "shared-secret", "admin-key")
+COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
+POLL_SECONDS = 2.0
+BAR_WIDTH = 24
+
+
+class CliError(Exception):
+    """Ends the command: `segment-connector: error: <message>` on stderr, exit 1."""
+
+
+def main(argv: Sequence[str] | None = None, *, invoker: Invoker | None = None) -> int:
+    """The console script. `invoker` ((function name, payload) -> result) replaces Lambda Invoke (tests)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        (getattr(args, "help_parser", None) or parser).print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.command(Command(args, invoker)) or 0)
+    except (CliError, TargetError, FunctionFailed) as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `segment-connector settings show | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written; exit quietly
+        return 1
+    except Exception as error:  # noqa: BLE001 - one line for the operator, not a traceback
+        return _fail(_describe(error))
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def _describe(error: Exception) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from segment_connector.errors import ConnectorError
+
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "") or "AWS"
+        return f"{operation}: {details.get('Code', 'error')}: {details.get('Message', '')}".rstrip(": ")
+    if isinstance(error, ConnectorError):
+        cause = error.__cause__
+        return error.message + (f" ({_describe(cause)})" if isinstance(cause, Exception) else "")
+    if isinstance(error, BotoCoreError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+# -- arguments -----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors too end in one `segment-connector: error: ...` line (naming the command)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        command = self.prog.removeprefix(PROG).strip()
+        self.exit(2, f"{PROG}: error: {command + ': ' if command else ''}{message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="Operate a segment-connector stack: deployed (CloudFormation outputs) or local "
+        "(`make run`, with --local).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    target = argparse.ArgumentParser(add_help=False)
+    where = target.add_argument_group("target (default: the deployed stack named in samconfig.toml)")
+    where.add_argument("--local", action="store_true",
+                       help="the local stack of `make run` (its .local-stack/state.json, or "
+                       "$SEGMENT_CONNECTOR_STATE)")
+    where.add_argument("--stack-name", metavar="NAME", help="the deployed stack (default: samconfig.toml's stack_name)")
+    where.add_argument("--region", help="its AWS region (default: samconfig.toml's, else your AWS configuration)")
+    where.add_argument("--profile", help="AWS profile to use")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    settings = commands.add_parser("settings", help="show, validate or put the settings document",
+                                   description="The settings document (SSM String <prefix>/settings).")
+    settings.set_defaults(help_parser=settings)
+    actions = settings.add_subparsers(title="actions", metavar="ACTION")
+    show = actions.add_parser("show", parents=[target, as_json], help="the current document and its warnings",
+                              description="Print the current settings document (JSON on stdout; its errors and "
+                              "warnings on stderr, so that `settings show > settings.json` gives a file to edit).")
+    show.set_defaults(command=settings_show)
+    validate = actions.add_parser("validate", parents=[target, as_json], help="check a settings file",
+                                  description="Validate a settings file with the functions' own model and print the "
+                                  "status warnings it would raise. Exit 1 when it is invalid.")
+    validate.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
+    validate.add_argument("--offline", action="store_true",
+                          help="do not read the target: warnings assume that every key exists")
+    validate.set_defaults(command=settings_validate)
+    put = actions.add_parser("put", parents=[target, as_json], help="validate a settings file and store it",
+                             description="Validate a settings file, then write it to <prefix>/settings (String, "
+                             "overwritten). An invalid file is refused: nothing is written, exit 1. The functions "
+                             "apply it within a minute and a resync brings Segment up to date.")
+    put.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
+    put.set_defaults(command=settings_put)
+
+    keys = commands.add_parser("keys", help="store a key (SecureString)", description="The keys (SecureString "
+                               "parameters <prefix>/<name>).")
+    keys.set_defaults(help_parser=keys)
+    key_actions = keys.add_subparsers(title="actions", metavar="ACTION")
+    key_set = key_actions.add_parser(
+        "set", parents=[target], help="store a key", description="Store a key as the SecureString <prefix>/<name> "
+        "(overwritten). The value is read from a prompt that does not echo it when stdin is a terminal, else from "
+        "stdin (one trailing newline removed): `openssl rand -hex 24 | segment-connector keys set api-key`. "
+        "It is never printed.")
+    key_set.add_argument("name", choices=KEYS, metavar="NAME", help=" | ".join(KEYS))
+    key_set.set_defaults(command=keys_set)
+
+    status = commands.add_parser("status", parents=[target, as_json], help="warnings, counts and the last resync",
+                                 description="The status warnings, how many users, accounts, events and dead "
+                                 "letters are stored (a scan of the table), and the last resync.")
+    status.set_defaults(command=show_status)
+
+    resync = commands.add_parser("resync", parents=[target, as_json], help="start a resync",
+                                 description="Start a resync: every user and account in the filters is sent "
+                                 "to Segment again (e.g. after restoring the table). With --wait, follow it until it "
+                                 "ends; exit 1 if it failed.")
+    resync.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
+    resync.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
+    resync.set_defaults(command=start_resync)
+
+    replay = commands.add_parser("replay", parents=[target, as_json], help="send dead letters again",
+                                 description="Send dead-lettered outbound messages again (OutboundFunction "
+                                 '{"action": "replay"}) and report each outcome. Exit 1 if any still failed.')
+    replay.add_argument("--limit", type=_positive, metavar="N", help="only the N oldest dead letters")
+    replay.set_defaults(command=replay_dead_letters)
+
+    users = commands.add_parser("users", help="read profiles", description="Profiles, as the Profile API shows them.")
+    users.set_defaults(help_parser=users)
+    user_actions = users.add_subparsers(title="actions", metavar="ACTION")
+    user_get = user_actions.add_parser("get", parents=[target, as_json], help="one profile",
+                                       description="A profile as the Profile API returns it (GET /v1/users/ID).")
+    user_get.add_argument("id", metavar="ID", help="user_id:<id>, anonymous_id:<id> or email:<address>")
+    user_get.set_defaults(command=get_user)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+# -- what every command shares -------------------------------------------------------------------
+
+
+class Command:
+    def __init__(self, args: argparse.Namespace, invoker: Invoker | None):
+        self.args = args
+        self._invoker = invoker
+        self._target: Target | None = None
+        if args.local and (args.stack_name or args.region or args.profile):
+            raise CliError("--local does not take --stack-name, --region or --profile")
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = resolve(local=self.args.local, stack_name=self.args.stack_name, region=self.args.region,
+                                   profile=self.args.profile)
+        return self._target
+
+    def invoke(self, function: str | None, payload: dict[str, Any]) -> Any:
+        if not function:
+            raise CliError(f"the {self.target.label} has no such function: deploy the current template")
+        if self._invoker is not None:
+            return self._invoker(function, payload)
+        return self.target.invoke(function, payload)
+
+    # -- SSM -------------------------------------------------------------------------------------
+
+    def settings_text(self) -> str | None:
+        ssm = self.target.client("ssm")
+        try:
+            return str(ssm.get_parameter(Name=self.target.parameter("settings"))["Parameter"]["Value"])
+        except ssm.exceptions.ParameterNotFound:
+            return None
+
+    def existing_keys(self) -> set[str]:
+        """Which of the keys exist (their names only: no value is read)."""
+        ssm = self.target.client("ssm")
+        names = {self.target.parameter(key): key for key in KEYS}
+        found: set[str] = set()
+        request: dict[str, Any] = {"ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": list(names)}]}
+        while True:
+            response = ssm.describe_parameters(**request)
+            found.update(names[p["Name"]] for p in response.get("Parameters", []) if p["Name"] in names)
+            if not response.get("NextToken"):
+                return found
+            request["NextToken"] = response["NextToken"]
+
+    def warnings(self, document: Mapping[str, Any], keys: set[str] | None = None) -> list[StatusWarning]:
+        keys = self.existing_keys() if keys is None else keys
+        return status_warnings(document, has_write_key="write-key" in keys, has_api_key="api-key" in keys,
+                               prefix=self.target.parameter_prefix)
+
+    def store(self) -> Any:
+        from segment_connector.storage import ProfileStore
+
+        return ProfileStore(self.target.table_name, self.target.client("dynamodb"))
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _note(text: str = "") -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def parse_settings(text: str) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """(the document, its errors): errors name the field, as the functions report them."""
+    from pydantic import ValidationError
+
+    from segment_connector.models.settings import ConnectorSettings
+
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, [{"field": "(document)", "error": f"not JSON: {error}"}]
+    if not isinstance(document, dict):
+        return None, [{"field": "(document)", "error": "must be a JSON object"}]
+    try:
+        ConnectorSettings.model_validate_json(_stored(document))
+    except ValidationError as error:
+        return document, [
+            {"field": ".".join(str(part) for part in item["loc"]) or "(document)", "error": item["msg"]}
+            for item in error.errors(include_url=False)
+        ]
+    return document, []
+
+
+def _stored(document: Mapping[str, Any]) -> str:
+    """The text stored in SSM: compact (a standard parameter holds 4 KB), key order kept."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _read_file(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {name}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def _print_problems(errors: list[dict[str, str]], warnings: list[StatusWarning], *, to_stderr: bool) -> None:
+    say = _note if to_stderr else _out
+    for error in errors:
+        say(f"  {error['field']}: {error['error']}")
+    for warning in warnings:
+        say(f"warning: {warning.code}: {warning.message}")
+
+
+def settings_show(command: Command) -> int:
+    name = command.target.parameter("settings")
+    text = command.settings_text()
+    if text is None:
+        raise CliError(f"{name} does not exist in the {command.target.label}: create it with "
+                       f"`{PROG} settings put FILE`")
+    document, errors = parse_settings(text)
+    warnings = command.warnings(document or {})
+    if command.json:
+        _out(_dump({"parameter": name, "settings": document if document is not None else text,
+                    "valid": not errors, "errors": errors, "warnings": warnings}))
+        return 0
+    _out(_dump(document) if document is not None else text)
+    if errors:
+        _note(f"{name} is invalid (the functions refuse it until it is fixed):")
+    _print_problems(errors, warnings, to_stderr=True)
+    return 0
+
+
+def settings_validate(command: Command) -> int:
+    document, errors = parse_settings(_read_file(command.args.file))
+    offline = command.args.offline
+    keys = set(KEYS) if offline else None
+    warnings = (status_warnings(document or {}, has_write_key=True, has_api_key=True) if offline
+                else command.warnings(document or {}, keys))
+    if command.json:
+        _out(_dump({"file": command.args.file, "valid": not errors, "errors": errors, "warnings": warnings}))
+    else:
+        _out(f"{command.args.file}: {'invalid' if errors else 'valid'}" + (" (keys not checked: --offline)"
+                                                                              if offline else ""))
+        _print_problems(errors, warnings, to_stderr=False)
+    return 1 if errors else 0
+
+
+def settings_put(command: Command) -> int:
+    document, errors = parse_settings(_read_file(command.args.file))
+    target = command.target
+    warnings = command.warnings(document or {})
+    if errors or document is None:
+        if command.json:
+            _out(_dump({"file": command.args.file, "valid": False, "errors": errors, "warnings": warnings,
+                        "written": False}))
+        else:
+            _note(f"{command.args.file} is invalid:")
+            _print_problems(errors, warnings, to_stderr=True)
+        raise CliError(f"{command.args.file} is invalid: nothing written")
+    name = target.parameter("settings")
+    version = target.client("ssm").put_parameter(Name=name, Value=_stored(document), Type="String",
+                                                 Overwrite=True).get("Version")
+    if command.json:
+        _out(_dump({"file": command.args.file, "valid": True, "errors": [], "warnings": warnings, "written": True,
+                    "parameter": name, "version": version}))
+    else:
+        _out(f"wrote {name} (version {version}) in the {target.label}: the functions apply it within a minute, "
+             "and a resync brings Segment up to date")
+        _print_problems([], warnings, to_stderr=False)
+    return 0
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def keys_set(command: Command) -> int:
+    target = command.target
+    name = target.parameter(command.args.name)
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        value = getpass.getpass(f"value of {name} (not shown): ")
+    else:
+        value = stdin.read() if stdin is not None else ""
+        value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+    if not value:
+        raise CliError(f"empty value: {name} not written")
+    from botocore.exceptions import ClientError
+
+    try:
+        version = target.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString",
+                                                     Overwrite=True).get("Version")
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        message = str(details.get("Message", "")).replace(value, "***")  # never echo the value, even there
+        raise CliError(f"{name} not written: {details.get('Code', 'error')}: {message}") from None
+    _out(f"wrote SecureString {name} (version {version}) in the {target.label}; the functions read keys again "
+         "within 5 minutes")
+    return 0
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def show_status(command: Command) -> int:
+    target = command.target
+    text = command.settings_text()
+    document, errors = parse_settings(text) if text is not None else (None, [
+        {"field": "(document)", "error": f"{target.parameter('settings')} does not exist"}])
+    warnings = command.warnings(document or {})
+    store = command.store()
+    counted = store.count_kinds(COUNTED_KINDS.values())
+    counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
+    counts["dead_letters"] = store.count_dead_letters()
+    resync = _resync_status(command)
+    report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync}
+    if errors:
+        report["settings_errors"] = errors
+    if command.json:
+        _out(_dump(report))
+        return 0
+    _out(f"{PROG} status of the {target.label}")
+    if errors:
+        _out(f"settings {target.parameter('settings')} are invalid (the functions refuse them):")
+        for error in errors:
+            _out(f"  {error['field']}: {error['error']}")
+    _out("warnings: none" if not warnings else "warnings:")
+    for warning in warnings:
+        _out(f"  {warning.code}: {warning.message}")
+    _out(f"stored: {counts['users']:,} users, {counts['accounts']:,} accounts, {counts['events']:,} events, "
+         f"{counts['dead_letters']:,} dead letters" + (f" (`{PROG} replay` sends them again)"
+                                                       if counts["dead_letters"] else ""))
+    _out(f"last resync: {_describe_job(resync)}")
+    return 0
+
+
+def _resync_status(command: Command) -> dict[str, Any]:
+    try:
+        job = command.invoke(command.target.resync_function, {"action": "status"})
+    except (FunctionFailed, TargetError, CliError) as error:
+        return {"status": "unknown", "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - the rest of the status is still worth printing
+        return {"status": "unknown", "error": _describe(error)}
+    return job if isinstance(job, dict) else {"status": "unknown", "error": f"unexpected answer {job!r}"}
+
+
+def _describe_job(job: Mapping[str, Any]) -> str:
+    status = job.get("status")
+    if status == "unknown":
+        return f"unknown ({job.get('error')})"
+    if status == "none" or not job.get("id"):
+        return "none yet"
+    times = ", ".join(f"{label} {job[key]}" for label, key in (("started", "started_at"), ("finished", "finished_at"))
+                      if job.get(key))
+    return f"{status} ({job.get('reason') or 'no reason'}; {times}); {_progress(job)}"
+
+
+def _progress(job: Mapping[str, Any]) -> str:
+    return (f"segments {_int(job.get('segments_done'))}/{_int(job.get('segments'))}, "
+            f"evaluated {_int(job.get('evaluated')):,}, changed {_int(job.get('changed')):,}, "
+            f"sent {_int(job.get('sent')):,}, failed {_int(job.get('failed')):,}")
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# -- resync --------------------------------------------------------------------------------------
+
+
+def start_resync(command: Command) -> int:
+    function = command.target.resync_function
+    job = command.invoke(function, {"action": "start", "reason": "manual"})
+    if not isinstance(job, dict) or not job.get("id"):
+        why = job.get("error") if isinstance(job, dict) and job.get("error") else f"{function} answered {job!r}"
+        raise CliError(f"the resync did not start: {why}")
+    if not command.json:
+        _out(f"resync {job['id']} started ({job.get('reason') or 'manual'})")
+    if command.args.wait:
+        job = _follow(command, job)
+    if command.json:
+        _out(_dump(job))
+    elif not command.args.wait:
+        _out(f"`{PROG} status` shows its progress")
+    return 1 if job.get("status") == "failed" else 0
+
+
+def _follow(command: Command, job: dict[str, Any]) -> dict[str, Any]:
+    bar = _ProgressBar()
+    try:
+        while job.get("status") == "running":
+            bar.show(job)
+            time.sleep(max(0.0, command.args.interval))
+            latest = command.invoke(command.target.resync_function, {"action": "status"})
+            if not isinstance(latest, dict) or latest.get("status") == "none":
+                raise CliError(f"lost the resync {job.get('id')}: {command.target.resync_function} answered {latest!r}")
+            if latest.get("id") != job.get("id"):
+                bar.end()
+                _note(f"resync {job.get('id')} was superseded by resync {latest.get('id')} "
+                      f"({latest.get('reason') or 'no reason'}): following that one")
+            job = latest
+    except KeyboardInterrupt:
+        bar.end()
+        _note(f"stopped following resync {job.get('id')}; it goes on (`{PROG} status` shows it)")
+        raise
+    finally:
+        bar.end()
+    if job.get("status") == "superseded":
+        _note(f"resync {job.get('id')} was superseded by a newer one: `{PROG} status` shows it")
+    if not command.json:
+        _out(f"resync {job.get('id')} {job.get('status')}: {_progress(job)}")
+    return job
+
+
+class _ProgressBar:
+    """On a terminal, one line redrawn in place (stderr); elsewhere a line per change."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+        self.drawn = False
+
+    def show(self, job: Mapping[str, Any]) -> None:
+        total, done = _int(job.get("segments")), _int(job.get("segments_done"))
+        filled = BAR_WIDTH * done // total if total else 0
+        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {_progress(job)}"
+        if line == self.last:
+            return
+        self.last = line
+        if self.tty:
+            sys.stderr.write(f"\r\x1b[K{line}")
+            sys.stderr.flush()
+            self.drawn = True
+        else:
+            _note(line)
+
+    def end(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
+            self.last = ""
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+def replay_dead_letters(command: Command) -> int:
+    payload: dict[str, Any] = {"action": "replay"}
+    if command.args.limit is not None:
+        payload["limit"] = command.args.limit
+    result = command.invoke(command.target.outbound_function, payload)
+    if not isinstance(result, dict):
+        raise CliError(f"{command.target.outbound_function} answered {result!r}")
+    if command.json:
+        _out(_dump(result))
+    else:
+        for letter in result.get("letters") or []:
+            if letter.get("outcome") == "replayed":
+                _out(f"replayed  {letter.get('message_id')}")
+            else:
+                _out(f"failed    {letter.get('message_id')}: {letter.get('reason')}")
+        _out(f"{_int(result.get('replayed'))} replayed, {_int(result.get('failed'))} failed; "
+             f"{_int(result.get('remaining'))} dead letters remain")
+    return 1 if _int(result.get("failed")) else 0
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+def get_user(command: Command) -> int:
+    from pydantic import ValidationError
+
+    from segment_connector.errors import BadRequest, NotFound
+    from segment_connector.models.settings import ConnectorSettings
+    from segment_connector.profiles import user_view
+
+    text = command.settings_text()
+    try:
+        settings = ConnectorSettings.model_validate_json(text or "{}")
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(p) for p in item["loc"]) or "(document)" for item in error.errors())
+        raise CliError(f"{command.target.parameter('settings')} is invalid ({fields}): segments cannot be computed; "
+                       f"`{PROG} settings show` tells more") from None
+    try:
+        # The id as typed: parse_reference decodes a URL-encoded one, so encode it first.
+        view = user_view(command.store(), settings, quote(command.args.id, safe=""))
+    except (NotFound, BadRequest) as error:
+        raise CliError(error.message) from None
+    _out(_dump(view))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

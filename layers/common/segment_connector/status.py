@@ -1,0 +1,127 @@
+"""Status warnings: what in the settings and the keys keeps the connector from doing its job.
+
+Computed from the RAW settings document (a dict; the ConnectorSettings defaults fill in missing
+keys) and from which keys exist, so that they also explain a document the model refuses. Pure: no
+AWS call, no key value, only whether a key exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
+from segment_connector.models.settings import ALL, ConnectorSettings
+
+CODES = (
+    "no_write_key",
+    "no_users_in_filter",
+    "nothing_to_send",
+    "unknown_segment",
+    "forward_events_loop",
+    "no_api_key",
+)
+_TRUE = {"1", "on", "t", "true", "y", "yes"}  # what pydantic reads as true (lax mode)
+
+
+class StatusWarning(dict[str, str]):
+    """`{"code", "message"}`: a plain dict (JSON as it is), with `.code` and `.message` too."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code=code, message=message)
+
+    @property
+    def code(self) -> str:
+        return self["code"]
+
+    @property
+    def message(self) -> str:
+        return self["message"]
+
+
+Warning = StatusWarning  # noqa: A001 - the name the contract uses; the builtin is not used here
+
+
+def status_warnings(
+    document: Mapping[str, Any], *, has_write_key: bool, has_api_key: bool, prefix: str = "<prefix>"
+) -> list[StatusWarning]:
+    """The warnings for a settings document (missing keys take their defaults), in CODES order.
+
+    `prefix` (the SSM parameter prefix) only makes the messages name the parameters exactly.
+    """
+    settings = _with_defaults(document if isinstance(document, Mapping) else {})
+    segments = _definition_names(settings["segments"])
+    account_segments = _definition_names(settings["account_segments"])
+    user_filter = _names(settings["synchronized_segments"])
+    account_filter = _names(settings["synchronized_account_segments"])
+    warnings: list[StatusWarning] = []
+
+    if not has_write_key and (segments or account_segments or user_filter):
+        warnings.append(StatusWarning("no_write_key", (
+            "Segments or a User Filter are set but there is no write key, so nothing can be sent to Segment. "
+            f"Store the source's write key as {prefix.rstrip('/')}/write-key: segment-connector keys set write-key.")))
+    if has_write_key and isinstance(settings["synchronized_segments"], list) and not settings["synchronized_segments"]:
+        warnings.append(StatusWarning("no_users_in_filter", (
+            "synchronized_segments is [] (the User Filter), so no user and none of their events is sent. "
+            'List the segments to send, or ["ALL"] for everyone.')))
+    if has_write_key and not _names(settings["synchronized_properties"]) and not _names(settings["send_events"]):
+        warnings.append(StatusWarning("nothing_to_send", (
+            "No attributes (synchronized_properties is empty) and no events (send_events is empty) are sent, "
+            "so users reach Segment with their hull_segments only. "
+            'Add traits to synchronized_properties, or event names (or "ALL") to send_events.')))
+    for field, names, known, definitions in (
+        ("synchronized_segments", user_filter, segments, "segments"),
+        ("synchronized_account_segments", account_filter, account_segments, "account_segments"),
+    ):
+        for name in dict.fromkeys(names):
+            if name != ALL and name not in known:
+                warnings.append(StatusWarning("unknown_segment", (
+                    f"{field} names the segment {name!r}, which no definition in `{definitions}` defines "
+                    "(the settings are refused until it is fixed). "
+                    f"Define {name!r} in `{definitions}`, or remove it from {field}.")))
+    if _is_true(settings["forward_events"]):
+        opt_out = json.dumps(dict.fromkeys(OPT_OUT_INTEGRATIONS, False))
+        warnings.append(StatusWarning("forward_events_loop", (
+            "forward_events is on: events that came from Segment are sent back to Segment, and if a source of the "
+            "same workspace feeds this destination they loop. "
+            f'The guard: messages sent by the connector carry context.library.name "{LIBRARY_NAME}" and '
+            f"integrations {opt_out}, and inbound ignores them; keep those fields intact on the way "
+            "(no Segment function stripping them), or turn forward_events off.")))
+    if not has_api_key:
+        warnings.append(StatusWarning("no_api_key", (
+            f"The inbound API key parameter {prefix.rstrip('/')}/api-key does not exist, so Segment's deliveries "
+            "are refused (500 not_configured, and Segment retries them). "
+            "Create it: segment-connector keys set api-key.")))
+    return warnings
+
+
+def _with_defaults(document: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = {name: field.get_default(call_default_factory=True)
+                for name, field in ConnectorSettings.model_fields.items()}
+    return {**defaults, **document}
+
+
+def _names(value: Any) -> list[str]:
+    """The strings of a list (anything else counts as empty: the model reports it as an error)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _definition_names(value: Any) -> list[str]:
+    """Names of segment definitions (`[{"name": ...}]`), raw or already parsed."""
+    if not isinstance(value, list):
+        return []
+    names = []
+    for definition in value:
+        name = definition.get("name") if isinstance(definition, Mapping) else getattr(definition, "name", None)
+        if isinstance(name, str):
+            names.append(name)
+    return names
+
+
+def _is_true(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in _TRUE

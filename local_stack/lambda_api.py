@@ -1,0 +1,245 @@
+"""Lambda's Invoke API on 127.0.0.1, for the local stack's functions.
+
+`POST /2015-03-31/functions/{name}/invocations`, as boto3's `lambda.invoke` sends it (the
+operator CLI with `--local`, and functions invoking each other through AWS_ENDPOINT_URL_LAMBDA):
+
+- RequestResponse (the default): runs the handler in the request's thread and answers 200 with
+  its JSON result; a handler exception answers 200 with `X-Amz-Function-Error: Unhandled` and
+  `{"errorMessage", "errorType", "requestId", "stackTrace"}`, as Lambda does.
+- Event: answers 202 at once and runs the handler later on one of a few background workers
+  (Lambda queues asynchronous invocations too); a failure is printed, not retried.
+- DryRun: 204.
+
+A function is found by its logical id, its local name or the name it would have when deployed,
+bare or as an ARN (with or without a qualifier). Invocations of one function may run side by side
+(Lambda would start another container): they do not take the function's lock, which keeps the
+stream worker's batches one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+PATH_PREFIX = "/2015-03-31/functions/"
+PATH_SUFFIX = "/invocations"
+EVENT_WORKERS = 4  # asynchronous invocations running at once; the others wait in the queue
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous request
+
+Handler = Callable[[Any], Any]
+
+
+@dataclass
+class _Function:
+    name: str
+    invoke: Handler | None
+    unavailable: str | None = None  # why the function could not be loaded
+
+
+class FunctionUnavailable(Exception):
+    """The function's code could not be loaded (Lambda answers Runtime.ImportModuleError)."""
+
+
+def function_name_of(reference: str) -> str:
+    """The bare name in `name`, `name:qualifier` or `arn:aws:lambda:region:account:function:name[:q]`."""
+    if reference.startswith("arn:"):
+        parts = reference.split(":")
+        return parts[6] if len(parts) > 6 else reference
+    return reference.split(":", 1)[0]
+
+
+class LambdaApi(ThreadingHTTPServer):
+    """The Invoke API of the functions registered with `register`."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, event_workers: int = EVENT_WORKERS,
+                 out: Any = None) -> None:
+        super().__init__((host, port), _RequestHandler)
+        self.out = out
+        self._functions: dict[str, _Function] = {}
+        self._events: queue.Queue[tuple[_Function, Any] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._workers = [threading.Thread(target=self._work, name=f"lambda-event-{n}", daemon=True)
+                         for n in range(event_workers)]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def register(self, names: Iterable[str], invoke: Handler | None, unavailable: str | None = None) -> None:
+        """Make a function invokable under each of `names` (the first is the one reported)."""
+        names = list(dict.fromkeys(names))
+        function = _Function(names[0], invoke, unavailable)
+        for name in names:
+            self._functions[name] = function
+
+    def knows(self, reference: str) -> bool:
+        return function_name_of(reference) in self._functions
+
+    def available(self, reference: str) -> bool:
+        function = self._functions.get(function_name_of(reference))
+        return function is not None and function.invoke is not None
+
+    # -- invoking (also used in-process, e.g. by the settings watcher) ---------------------------
+
+    def invoke(self, reference: str, payload: Any) -> Any:
+        """RequestResponse: the handler's result (its exception propagates)."""
+        function = self._function(reference)
+        if function.invoke is None:
+            raise FunctionUnavailable(function.unavailable or f"{function.name} is not loaded")
+        return function.invoke(payload)
+
+    def invoke_async(self, reference: str, payload: Any) -> None:
+        """Event: queued for a background worker."""
+        self._events.put((self._function(reference), payload))
+
+    def _function(self, reference: str) -> _Function:
+        try:
+            return self._functions[function_name_of(reference)]
+        except KeyError:
+            raise KeyError(reference) from None
+
+    def _work(self) -> None:
+        while True:
+            job = self._events.get()
+            if job is None or self._stopping.is_set():
+                return
+            function, payload = job
+            try:
+                if function.invoke is None:
+                    raise FunctionUnavailable(function.unavailable or f"{function.name} is not loaded")
+                function.invoke(payload)
+            except Exception as error:  # noqa: BLE001 - Lambda logs it; the caller of an Event never sees it
+                if not self._stopping.is_set():
+                    self._say(f"lambda: {function.name} (Event) failed: {error!r}")
+                    if not isinstance(error, FunctionUnavailable):
+                        traceback.print_exc()
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def start(self) -> LambdaApi:
+        for worker in self._workers:
+            worker.start()
+        self._thread = threading.Thread(target=self.serve_forever, name="lambda-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop queued Event invocations; running handlers are not waited for."""
+        self._stopping.set()
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+        self.server_close()
+        for _ in self._workers:
+            self._events.put(None)
+
+    def __enter__(self) -> LambdaApi:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out or sys.stdout, flush=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: LambdaApi
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        path = urlsplit(self.path).path
+        if not (path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)):
+            self._discard_body()
+            self._error(404, "UnknownOperationException", f"no such operation: POST {path}")
+            return
+        reference = unquote(path[len(PATH_PREFIX):-len(PATH_SUFFIX)])
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_PAYLOAD_BYTES:
+            self.close_connection = True
+            self._error(413, "RequestTooLargeException", "request payload too large")
+            return
+        body = self.rfile.read(length) if length else b""
+        if not self.server.knows(reference):
+            self._error(404, "ResourceNotFoundException", f"Function not found: {reference}")
+            return
+        try:
+            payload = json.loads(body) if body.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._error(400, "InvalidRequestContentException", "Could not parse request body into json")
+            return
+        kind = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if kind == "Event":
+            self.server.invoke_async(reference, payload)
+            self._answer(202, b"")
+        elif kind == "DryRun":
+            self._answer(204, b"")
+        elif kind == "RequestResponse":
+            self._request_response(reference, payload)
+        else:
+            self._error(400, "InvalidParameterValueException", f"unknown invocation type {kind!r}")
+
+    def _request_response(self, reference: str, payload: Any) -> None:
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        try:
+            result = self.server.invoke(reference, payload)
+            body = json.dumps(result, default=str).encode("utf-8")
+            error_header = None
+        except Exception as error:  # noqa: BLE001 - Lambda answers 200 with the error as the payload
+            error_type = "Runtime.ImportModuleError" if isinstance(error, FunctionUnavailable) else type(error).__name__
+            body = json.dumps({
+                "errorMessage": str(error), "errorType": error_type, "requestId": request_id,
+                "stackTrace": traceback.format_tb(error.__traceback__)
+                if not isinstance(error, FunctionUnavailable) else [],
+            }).encode("utf-8")
+            error_header = "Unhandled"
+            elapsed = (time.monotonic() - started) * 1000
+            self.server._say(f"lambda: {function_name_of(reference)} failed after {elapsed:.0f} ms: {error!r}")
+        headers = [("X-Amz-Executed-Version", "$LATEST"), ("X-Amzn-RequestId", request_id)]
+        if error_header:
+            headers.append(("X-Amz-Function-Error", error_header))
+        self._answer(200, body, headers)
+
+    def _discard_body(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= MAX_PAYLOAD_BYTES:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
+
+    def _error(self, status: int, error_type: str, message: str) -> None:
+        body = json.dumps({"Type": "User", "message": message}).encode("utf-8")
+        self._answer(status, body, [("X-Amzn-ErrorType", error_type)])
+
+    def _answer(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in headers or []:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass

@@ -1,0 +1,815 @@
+"""The operator CLI `segment-connector`: each command against moto (a deployed stack found by its
+CloudFormation outputs; Lambda invokes go to an injected invoker), the local Lambda Invoke API it
+uses with --local, the settings watcher, and the whole of it against a running local stack (e2e)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from conftest import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, Aws
+from local_stack.lambda_api import LambdaApi, function_name_of
+from local_stack.settings_watcher import SettingsWatcher, parameter_change_event
+from local_stack.template import ROOT
+from segment_connector import cli
+from segment_connector.cli_target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
+from segment_connector.storage import ProfileStore
+from stream_helpers import WRITE_KEY, connector  # noqa: F401 - fixture
+from test_local_stack import WAIT_SECONDS, Stack, free_port
+
+STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
+OUTBOUND = "segment-connector-OutboundFunction-AbC123"
+RESYNC = "segment-connector-resync"
+PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
+JOB = {"id": "r-1", "status": "running", "reason": "manual", "started_at": "2026-01-01T00:00:00.000Z",
+       "updated_at": "2026-01-01T00:00:01.000Z", "finished_at": None, "segments": 16, "segments_done": 0,
+       "evaluated": 0, "changed": 0, "sent": 0, "failed": 0}
+
+
+# -- harness ---------------------------------------------------------------------------------------
+
+
+def outputs_template(**overrides: str) -> str:
+    outputs = {"TableName": TABLE, "ParameterPrefix": PREFIX, "OutboundFunctionName": OUTBOUND,
+               "ResyncFunctionName": RESYNC, "ApiUrl": "https://abc.execute-api.us-east-1.amazonaws.com", **overrides}
+    return json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+                       "Outputs": {key: {"Value": value} for key, value in outputs.items() if value}})
+
+
+@pytest.fixture
+def deployed(aws: Aws) -> Aws:
+    """Given the connector deployed as the stack samconfig.toml names (its outputs point at moto's table)."""
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=outputs_template())
+    return aws
+
+
+class Functions:
+    """The stack's functions for the CLI: records each invocation, answers from a script per function."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.answers: dict[str, list[Any]] = {}
+        self.handlers: dict[str, Any] = {}
+
+    def __call__(self, function: str, payload: dict[str, Any]) -> Any:
+        self.calls.append((function, payload))
+        if function in self.handlers:
+            with contextlib.redirect_stdout(io.StringIO()):  # the function's logs are not the CLI's output
+                return self.handlers[function](payload)
+        script = self.answers[function]
+        answer = script.pop(0) if len(script) > 1 else script[0]  # the last answer repeats
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def functions() -> Functions:
+    return Functions()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Run:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], functions: Functions, monkeypatch: pytest.MonkeyPatch):
+    """`segment-connector ARGS` in-process, stdin given as text (a terminal with tty=True)."""
+
+    def invoke(*argv: str, stdin: str = "", tty: bool = False) -> Run:
+        monkeypatch.setattr(sys, "stdin", Terminal(stdin) if tty else io.StringIO(stdin))
+        capsys.readouterr()
+        code = cli.main(list(argv), invoker=functions)
+        out, err = capsys.readouterr()
+        for secret in (API_KEY, WRITE_KEY, "wk-new-secret", "s3cr3t-typed"):
+            assert secret not in out and secret not in err  # no command ever prints a key
+        return Run(code, out, err)
+
+    return invoke
+
+
+def settings_file(tmp_path: Path, document: Any) -> str:
+    path = tmp_path / f"settings-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def stored_settings(aws: Aws) -> str:
+    return aws.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Value"]
+
+
+# -- help, the package, the console script -----------------------------------------------------------
+
+COMMANDS = [[], ["settings"], ["settings", "show"], ["settings", "validate"], ["settings", "put"], ["keys"],
+            ["keys", "set"], ["status"], ["resync"], ["replay"], ["users"], ["users", "get"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "(none)")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert out.startswith(f"usage: segment-connector {' '.join(command)}".rstrip())
+    if command and command[-1] not in ("settings", "keys", "users"):
+        assert "--local" in out and "--stack-name" in out
+
+
+@pytest.mark.parametrize("group", ["settings", "keys", "users"])
+def test_a_group_without_an_action_shows_its_help(group: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([group]) == 2
+    assert f"usage: segment-connector {group}" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["keys", "set", "password"], ["replay", "--limit", "0"], ["nope"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].startswith("segment-connector: error: ")
+
+
+def test_the_console_script_and_module_entry_point() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "segment-connector" and project["scripts"] == {
+        "segment-connector": "segment_connector.cli:main"}
+    assert project["requires-python"] == ">=3.13" and project["dependencies"] == []
+    result = subprocess.run([sys.executable, "-m", "segment_connector.cli", "--version"], capture_output=True,
+                            text=True, timeout=WAIT_SECONDS,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")})
+    assert result.returncode == 0 and result.stdout.startswith("segment-connector ")
+    if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():  # `make venv` installs the console script
+        script = ROOT / ".venv" / "bin" / "segment-connector"
+        assert script.exists(), "run `make venv`"
+        assert subprocess.run([str(script), "--help"], capture_output=True, text=True,
+                              timeout=WAIT_SECONDS).stdout.startswith("usage: segment-connector")
+
+
+# -- targets -------------------------------------------------------------------------------------------
+
+
+def test_the_default_stack_name_comes_from_samconfig() -> None:
+    assert samconfig_defaults(ROOT)["stack_name"] == STACK
+
+
+def test_an_unknown_stack_is_one_line_error(aws: Aws, run) -> None:
+    result = run("status", "--stack-name", "nope", "--region", "us-east-1")
+    assert result.code == 1 and result.out == ""
+    assert result.err == "segment-connector: error: no stack nope in us-east-1: pass --stack-name and --region of " \
+                         "the deployed stack, or --local for the local stack\n"
+
+
+def test_a_stack_without_the_outputs_is_refused(aws: Aws, run) -> None:
+    boto3.client("cloudformation").create_stack(StackName="old", TemplateBody=outputs_template(TableName=""))
+    result = run("status", "--stack-name", "old")
+    assert result.code == 1 and "stack old has no output TableName" in result.err
+    assert "sam deploy" in result.err
+
+
+def test_local_without_a_running_stack_says_how_to_start_one(tmp_path: Path, run, monkeypatch) -> None:
+    monkeypatch.setenv(STATE_ENV, str(tmp_path / "state.json"))
+    result = run("status", "--local")
+    assert result.code == 1 and result.err.count("\n") == 1
+    assert result.err.startswith("segment-connector: error: no local stack is running") and "make run" in result.err
+    # a state file whose process is gone is stale
+    (tmp_path / "state.json").write_text(json.dumps({"pid": 2**22 + 12345, "aws_endpoint_url": "http://x"}))
+    assert "is stale" in run("replay", "--local").err
+    # --local is the local stack: no stack name or region
+    assert "--local does not take" in run("status", "--local", "--region", "eu-west-1").err
+
+
+def test_the_local_target_comes_from_the_state_file(tmp_path: Path, monkeypatch) -> None:
+    state = {"pid": os.getpid(), "api_url": "http://127.0.0.1:3000", "aws_endpoint_url": "http://127.0.0.1:5000",
+             "lambda_endpoint_url": "http://127.0.0.1:5001", "table_name": "t", "parameter_prefix": "/p",
+             "region": "us-east-1"}
+    (tmp_path / ".local-stack").mkdir()
+    (tmp_path / ".local-stack" / "state.json").write_text(json.dumps(state))
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    monkeypatch.delenv(STATE_ENV, raising=False)
+    # Found from a subdirectory, upwards
+    target = local_target(nested)
+    assert (target.table_name, target.parameter_prefix, target.outbound_function, target.resync_function) == (
+        "t", "/p", "OutboundFunction", "ResyncFunction")
+    assert target.parameter("settings") == "/p/settings" and target.local
+    assert target.client("lambda").meta.endpoint_url == "http://127.0.0.1:5001"
+    assert target.client("ssm").meta.endpoint_url == "http://127.0.0.1:5000"
+
+
+# -- settings ------------------------------------------------------------------------------------------
+
+
+def test_settings_show_prints_the_document_and_its_warnings(deployed: Aws, run) -> None:
+    # Given the template's default settings and a write key
+    deployed.set_secret("write-key", WRITE_KEY)
+    # When shown
+    result = run("settings", "show")
+    # Then stdout is the document (pretty JSON, a file to edit), stderr the warnings
+    assert result.code == 0
+    assert result.json == json.loads(SETTINGS_DEFAULT) and result.out.startswith("{\n  ")
+    assert result.err.startswith("warning: no_users_in_filter: ")
+    # And with --json: one object
+    shown = run("settings", "show", "--json").json
+    assert shown["settings"] == json.loads(SETTINGS_DEFAULT) and shown["valid"] is True and shown["errors"] == []
+    assert [w["code"] for w in shown["warnings"]] == ["no_users_in_filter"]
+    assert all(set(w) == {"code", "message"} for w in shown["warnings"])
+
+
+def test_settings_show_reports_an_invalid_stored_document(deployed: Aws, run) -> None:
+    deployed.set_settings(synchronized_segments=["Ghost"], bogus=1)
+    shown = run("settings", "show", "--json").json
+    assert shown["valid"] is False
+    # the model stops at the unknown key; the warnings still name the unknown segment
+    assert {e["field"] for e in shown["errors"]} == {"bogus"}
+    assert [w["code"] for w in shown["warnings"]] == ["no_write_key", "unknown_segment"]
+    result = run("settings", "show")
+    assert "is invalid" in result.err and "  bogus: Extra inputs are not permitted" in result.err
+
+
+def test_settings_validate_accepts_a_valid_file(deployed: Aws, run, tmp_path: Path) -> None:
+    path = settings_file(tmp_path, {"segments": [PRO], "synchronized_segments": ["Pro"]})
+    result = run("settings", "validate", path)
+    assert result.code == 0
+    assert result.out.splitlines()[0] == f"{path}: valid"
+    assert "warning: no_write_key: " in result.out  # a filter, and no write key in the target
+    report = run("settings", "validate", path, "--json").json
+    assert report == {"file": path, "valid": True, "errors": [], "warnings": report["warnings"]}
+    assert [w["code"] for w in report["warnings"]] == ["no_write_key"]
+
+
+def test_settings_validate_refuses_an_invalid_file_naming_the_fields(deployed: Aws, run, tmp_path: Path) -> None:
+    # Given an unknown key, a bad rule and a filter naming an undefined segment
+    path = settings_file(tmp_path, {"bogus": 1, "segments": [{"name": "A", "rule": {"trait": "x", "op": "zz"}}],
+                                    "synchronized_segments": ["Ghost"]})
+    result = run("settings", "validate", path)
+    # Then exit 1, every error names its field, and the unknown segment is a warning too
+    assert result.code == 1
+    assert result.out.splitlines()[0] == f"{path}: invalid"
+    assert "  bogus: Extra inputs are not permitted" in result.out
+    assert any(line.startswith("  segments.0.rule") for line in result.out.splitlines())
+    assert "warning: unknown_segment: " in result.out and "'Ghost'" in result.out
+    report = run("settings", "validate", path, "--json")
+    assert report.code == 1 and report.json["valid"] is False
+    assert {"bogus"} <= {e["field"] for e in report.json["errors"]}
+
+
+@pytest.mark.parametrize(("text", "error"), [("{nope", "(document): not JSON"), ("[1]", "must be a JSON object")])
+def test_settings_validate_refuses_what_is_not_a_json_object(deployed: Aws, run, tmp_path: Path, text, error) -> None:
+    result = run("settings", "validate", settings_file(tmp_path, text))
+    assert result.code == 1 and error in result.out
+
+
+def test_settings_validate_offline_needs_no_target(run, tmp_path: Path, monkeypatch) -> None:
+    # Given no AWS at all (not even a region)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    path = settings_file(tmp_path, {"synchronized_segments": []})
+    result = run("settings", "validate", path, "--offline")
+    assert result.code == 0 and "keys not checked" in result.out
+    assert "warning: no_users_in_filter" in result.out  # as if every key existed
+    assert run("settings", "validate", str(tmp_path / "missing.json"), "--offline").err.startswith(
+        "segment-connector: error: cannot read ")
+
+
+def test_settings_put_writes_a_valid_file(deployed: Aws, run, tmp_path: Path) -> None:
+    # Given a valid file, pretty-printed
+    document = {"segments": [PRO], "synchronized_segments": ["Pro"], "synchronized_properties": ["email"]}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(document, indent=4))
+    # When put
+    result = run("settings", "put", str(path))
+    # Then the String parameter holds it (compact), and the warnings are printed
+    assert result.code == 0, result.err
+    assert json.loads(stored_settings(deployed)) == document and "\n" not in stored_settings(deployed)
+    parameter = deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]
+    assert parameter["Type"] == "String" and parameter["Version"] == 2
+    assert result.out.startswith(f"wrote {PREFIX}/settings (version 2) in the stack {STACK} (us-east-1)")
+    assert "warning: no_write_key: " in result.out
+    # And with --json, from stdin
+    report = run("settings", "put", "-", "--json", stdin=json.dumps({"synchronized_segments": ["ALL"]})).json
+    assert report["written"] is True and report["version"] == 3 and report["parameter"] == f"{PREFIX}/settings"
+    assert json.loads(stored_settings(deployed)) == {"synchronized_segments": ["ALL"]}
+
+
+def test_settings_put_refuses_an_invalid_file_and_writes_nothing(deployed: Aws, run, tmp_path: Path) -> None:
+    before = stored_settings(deployed)
+    result = run("settings", "put", settings_file(tmp_path, {"handle_pages": "often", "synchronized_segments": ["X"]}))
+    assert result.code == 1 and result.out == ""
+    assert "  handle_pages: Input should be a valid boolean" in result.err
+    assert "warning: unknown_segment" in result.err
+    assert result.err.rstrip().splitlines()[-1].endswith("is invalid: nothing written")
+    assert stored_settings(deployed) == before
+    assert deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Version"] == 1
+
+
+# -- keys ----------------------------------------------------------------------------------------------
+
+
+def secret(aws: Aws, name: str) -> dict[str, Any]:
+    return aws.ssm.get_parameter(Name=f"{PREFIX}/{name}", WithDecryption=True)["Parameter"]
+
+
+def test_keys_set_reads_stdin_and_writes_a_secure_string(deployed: Aws, run) -> None:
+    # Given a value piped in, with its trailing newline
+    result = run("keys", "set", "write-key", stdin="wk-new-secret\n")
+    # Then the SecureString holds it without the newline, and the output names the parameter only
+    assert result.code == 0
+    stored = secret(deployed, "write-key")
+    assert (stored["Type"], stored["Value"]) == ("SecureString", "wk-new-secret")
+    assert result.out.startswith(f"wrote SecureString {PREFIX}/write-key (version 1)")
+    # Only one trailing newline goes; an existing key is overwritten
+    assert run("keys", "set", "write-key", stdin="wk-new-secret\n\n").code == 0
+    assert secret(deployed, "write-key")["Value"] == "wk-new-secret\n" and secret(deployed, "write-key")["Version"] == 2
+
+
+def test_keys_set_prompts_without_echo_on_a_terminal(deployed: Aws, run, monkeypatch) -> None:
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return "s3cr3t-typed"
+
+    monkeypatch.setattr(cli.getpass, "getpass", fake_getpass)
+    result = run("keys", "set", "admin-key", tty=True, stdin="not read from a terminal\n")
+    assert result.code == 0 and prompts == [f"value of {PREFIX}/admin-key (not shown): "]
+    assert secret(deployed, "admin-key")["Value"] == "s3cr3t-typed"
+
+
+def test_keys_set_refuses_an_empty_value(deployed: Aws, run) -> None:
+    for stdin in ("", "\n"):
+        result = run("keys", "set", "shared-secret", stdin=stdin)
+        assert result.code == 1 and result.err == f"segment-connector: error: empty value: {PREFIX}/shared-secret " \
+                                                  "not written\n"
+    with pytest.raises(ClientError):
+        secret(deployed, "shared-secret")
+
+
+# -- status --------------------------------------------------------------------------------------------
+
+
+def seed(aws: Aws, api) -> None:
+    """Given 2 users (one in an account), 1 account, 3 events and 1 dead letter."""
+    aws.set_settings(handle_accounts=True)
+    for body in ({"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+                 {"type": "identify", "userId": "u2", "traits": {"plan": "free"}},
+                 {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
+                 {"type": "track", "userId": "u1", "event": "A"},
+                 {"type": "track", "userId": "u2", "event": "B"},
+                 {"type": "page", "userId": "u2", "name": "Home"}):
+        status, answer = api.post("/segment", {**body, "messageId": f"m-{uuid.uuid4()}"})
+        assert status == 200, answer
+    ProfileStore(TABLE).put_dead_letter("m-dead", {"type": "track", "messageId": "m-dead", "userId": "u1",
+                                                   "event": "A"}, "HTTP 400", "2026-01-01T00:00:00.000000Z")
+
+
+def test_status_json_has_warnings_counts_and_the_last_resync(deployed: Aws, api, run, functions: Functions) -> None:
+    seed(deployed, api)
+    done = {**JOB, "status": "done", "finished_at": "2026-01-01T00:01:00.000Z", "segments_done": 16,
+            "evaluated": 2, "changed": 1, "sent": 1}
+    functions.answers[RESYNC] = [done]
+    result = run("status", "--json")
+    assert result.code == 0
+    report = result.json
+    assert set(report) == {"warnings", "counts", "resync"}
+    assert report["counts"] == {"users": len(deployed.items_of_kind("user")), "accounts": 1, "events": 3,
+                                "dead_letters": 1}
+    assert report["counts"]["users"] == 2
+    assert report["resync"] == done
+    assert functions.calls == [(RESYNC, {"action": "status"})]
+    assert report["warnings"] == []  # no write key, but nothing configured to send either
+    deployed.set_secret("write-key", WRITE_KEY)
+    warnings = run("status", "--json").json["warnings"]
+    assert [w["code"] for w in warnings] == ["no_users_in_filter"]
+    assert all(set(w) == {"code", "message"} and w["message"] for w in warnings)
+
+
+def test_status_text(deployed: Aws, api, run, functions: Functions) -> None:
+    seed(deployed, api)
+    deployed.ssm.delete_parameter(Name=f"{PREFIX}/api-key")
+    deployed.set_settings(forward_events=True, synchronized_segments=["ALL"])
+    functions.answers[RESYNC] = [{**JOB, "segments_done": 4, "evaluated": 1234}]
+    result = run("status")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0] == f"segment-connector status of the stack {STACK} (us-east-1)"
+    assert "  no_write_key: " in result.out and "  forward_events_loop: " in result.out
+    assert "  no_api_key: " in result.out
+    assert ("stored: 2 users, 1 accounts, 3 events, 1 dead letters (`segment-connector replay` sends them "
+            "again)") in lines
+    assert any(line.startswith("last resync: running (manual; started 2026-01-01T00:00:00.000Z); segments 4/16, "
+                               "evaluated 1,234, changed 0") for line in lines)
+
+
+def test_status_still_reports_when_the_resync_cannot_be_read(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[RESYNC] = [FunctionFailed(RESYNC, "Runtime.ImportModuleError", "No module named 'x'")]
+    result = run("status", "--json")
+    assert result.code == 0
+    assert result.json["resync"] == {"status": "unknown", "error": f"{RESYNC} failed: Runtime.ImportModuleError: "
+                                                                   "No module named 'x'"}
+    assert result.json["counts"] == {"users": 0, "accounts": 0, "events": 0, "dead_letters": 0}
+    functions.answers[RESYNC] = [{"id": None, "status": "none"}]
+    assert "last resync: none yet" in run("status").out
+
+
+def test_status_reports_settings_errors(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[RESYNC] = [{"status": "none"}]
+    deployed.set_settings(synchronized_segments=["Ghost"])
+    report = run("status", "--json").json
+    assert [w["code"] for w in report["warnings"]] == ["no_write_key", "unknown_segment"]
+    assert report["settings_errors"][0]["field"] == "(document)" and "Ghost" in report["settings_errors"][0]["error"]
+
+
+def test_count_kinds_scans_in_parallel_segments_and_pages() -> None:
+    # Given a table whose scan answers two pages per segment
+    class Client:
+        def __init__(self) -> None:
+            self.requests: list[dict[str, Any]] = []
+            self.lock = threading.Lock()
+
+        def scan(self, **request: Any) -> dict[str, Any]:
+            with self.lock:
+                self.requests.append(request)
+            page = {"Count": 10 if request["ExpressionAttributeValues"][":kind"]["S"] == "user" else 1}
+            return page if "ExclusiveStartKey" in request else {**page, "LastEvaluatedKey": {"pk": {"S": "x"}}}
+
+        def query(self, **request: Any) -> dict[str, Any]:
+            self.requests.append(request)
+            return {"Count": 3} if "ExclusiveStartKey" in request else {"Count": 2, "LastEvaluatedKey": {"pk": {}}}
+
+    client = Client()
+    store = ProfileStore("t", client)
+    # When counting / Then every segment's pages are summed, per kind, with COUNT scans filtered on kind
+    assert store.count_kinds(["user", "event"], total_segments=3) == {"user": 60, "event": 6}
+    assert len(client.requests) == 12
+    assert {(r["Segment"], r["TotalSegments"], r["Select"], r["FilterExpression"]) for r in client.requests} == {
+        (segment, 3, "COUNT", "kind = :kind") for segment in range(3)}
+    assert store.count_dead_letters() == 5
+    assert client.requests[-1]["KeyConditionExpression"] == "pk = :pk" and client.requests[-1]["Select"] == "COUNT"
+
+
+# -- resync --------------------------------------------------------------------------------------------
+
+
+def test_resync_starts_one(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[RESYNC] = [JOB]
+    result = run("resync")
+    assert result.code == 0
+    assert functions.calls == [(RESYNC, {"action": "start", "reason": "manual"})]
+    assert result.out.splitlines()[0] == "resync r-1 started (manual)"
+    assert run("resync", "--json").json == JOB
+
+
+def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functions) -> None:
+    steps = [{**JOB, "segments_done": done, "evaluated": 10 * done, "changed": done, "sent": done}
+             for done in (0, 8, 8)]
+    finished = {**JOB, "status": "done", "segments_done": 16, "evaluated": 160, "changed": 16, "sent": 16}
+    functions.answers[RESYNC] = [JOB, *steps, finished]
+    result = run("resync", "--wait", "--interval", "0")
+    assert result.code == 0
+    assert functions.calls[1:] == [(RESYNC, {"action": "status"})] * 4
+    # progress lines on stderr (not a terminal: one per change), the end on stdout
+    bars = [line for line in result.err.splitlines() if line.startswith("[")]
+    assert bars == ["[........................] segments 0/16, evaluated 0, changed 0, sent 0, failed 0",
+                    "[############............] segments 8/16, evaluated 80, changed 8, sent 8, failed 0"]
+    assert result.out.splitlines()[-1] == "resync r-1 done: segments 16/16, evaluated 160, changed 16, sent 16, " \
+                                          "failed 0"
+
+
+def test_resync_wait_exits_1_when_it_failed(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[RESYNC] = [JOB, {**JOB, "status": "failed", "failed": 3}]
+    result = run("resync", "--wait", "--interval", "0", "--json")
+    assert result.code == 1 and result.json["status"] == "failed"
+
+
+def test_resync_wait_follows_the_resync_that_supersedes_it(deployed: Aws, run, functions: Functions) -> None:
+    newer = {**JOB, "id": "r-2", "reason": "settings changed"}
+    functions.answers[RESYNC] = [JOB, newer, {**newer, "status": "done", "segments_done": 16}]
+    result = run("resync", "--wait", "--interval", "0")
+    assert result.code == 0
+    assert "resync r-1 was superseded by resync r-2 (settings changed): following that one" in result.err
+    assert result.out.splitlines()[-1].startswith("resync r-2 done")
+
+
+def test_resync_errors_are_one_line(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[RESYNC] = [FunctionFailed(RESYNC, "SettingsInvalid", "connector settings are invalid")]
+    result = run("resync")
+    assert result.code == 1
+    assert result.err == f"segment-connector: error: {RESYNC} failed: SettingsInvalid: connector settings are invalid\n"
+    functions.answers[RESYNC] = [{"error": "the settings are invalid"}]
+    assert run("resync").err == "segment-connector: error: the resync did not start: the settings are invalid\n"
+
+
+# -- replay --------------------------------------------------------------------------------------------
+
+
+def dead_letter(event: str, at: str) -> str:
+    message_id = f"m-{event}"
+    ProfileStore(TABLE).put_dead_letter(message_id, {"type": "track", "messageId": message_id, "userId": "u1",
+                                                     "event": event, "timestamp": "2026-01-01T00:00:00.000Z"},
+                                        "HTTP 400", at)
+    return message_id
+
+
+def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: Functions) -> None:  # noqa: F811
+    # Given two dead letters and the OutboundFunction (in-process) behind the invoker
+    functions.handlers[OUTBOUND] = connector.handler
+    first = dead_letter("First", "2026-01-01T00:00:00.000001Z")
+    second = dead_letter("Second", "2026-01-01T00:00:00.000002Z")
+    # When the oldest is replayed while Segment rejects it
+    connector.sink.script((400, {}, {"error": "invalid"}))
+    result = run("replay", "--limit", "1")
+    # Then the outcome is reported and the exit status says it failed
+    assert functions.calls == [(OUTBOUND, {"action": "replay", "limit": 1})]
+    assert result.code == 1
+    failed, summary = result.out.splitlines()
+    assert failed.startswith(f"failed    {first}: replay: HTTP 400") and "invalid" in failed
+    assert summary == "0 replayed, 1 failed; 2 dead letters remain"
+    # When all are replayed once Segment accepts them / Then each is reported replayed
+    result = run("replay")
+    assert result.code == 0
+    assert result.out.splitlines() == [f"replayed  {first}", f"replayed  {second}",
+                                       "2 replayed, 0 failed; 0 dead letters remain"]
+    assert [event for event, _ in connector.tracks()] == ["First", "Second"]
+
+
+def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> None:  # noqa: F811
+    functions.handlers[OUTBOUND] = connector.handler
+    message_id = dead_letter("Only", "2026-01-01T00:00:00.000001Z")
+    result = run("replay", "--json")
+    assert result.code == 0
+    assert result.json == {"replayed": 1, "failed": 0, "remaining": 0,
+                           "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}]}
+    assert run("replay", "--json").json == {"replayed": 0, "failed": 0, "remaining": 0, "letters": []}
+
+
+# -- users ---------------------------------------------------------------------------------------------
+
+
+def test_users_get_shows_the_profile_as_the_profile_api_does(deployed: Aws, api, run) -> None:
+    # Given a user in a segment
+    deployed.set_settings(segments=[PRO])
+    status, _ = api.post("/segment", {"type": "identify", "userId": "u 1%", "messageId": "m-1",
+                                      "traits": {"plan": "pro", "email": "Ann@Example.com"}})
+    assert status == 200
+    # When read by each of its ids / Then the Profile API's answer
+    _, expected = api.get("/v1/users/user_id:u%201%25")
+    assert expected["segments"] == ["Pro"] and expected["user_id"] == "u 1%"
+    for reference in ("user_id:u 1%", "email:ann@example.com"):
+        result = run("users", "get", reference)
+        assert result.code == 0 and result.json == expected
+    assert run("users", "get", "user_id:u 1%", "--json").json == expected
+
+
+def test_users_get_errors(deployed: Aws, run) -> None:
+    assert run("users", "get", "user_id:nobody").err == "segment-connector: error: no user user_id:nobody\n"
+    bad = run("users", "get", "phone:123")
+    assert bad.code == 1 and "user reference must be user_id:<id>" in bad.err
+    deployed.set_settings(bogus=True)
+    invalid = run("users", "get", "user_id:nobody")
+    assert invalid.code == 1 and f"{PREFIX}/settings is invalid (bogus)" in invalid.err
+
+
+# -- the local Lambda Invoke API (what --local invokes) ------------------------------------------------
+
+
+@pytest.fixture
+def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any]]]:
+    calls: list[Any] = []
+    done = threading.Event()
+
+    def echo(event: Any) -> Any:
+        calls.append(event)
+        if isinstance(event, dict) and event.get("boom"):
+            raise RuntimeError("boom!")
+        if isinstance(event, dict) and event.get("async"):
+            done.set()
+        return {"echo": event}
+
+    with LambdaApi(out=io.StringIO()) as api:
+        api.register(["OutboundFunction", "segment-connector-local-OutboundFunction"], echo)
+        api.register(["ResyncFunction"], None, "ModuleNotFoundError: No module named 'segment_connector.resync'")
+        target = Target(label="local stack", region="us-east-1", table_name="t", parameter_prefix="/p",
+                        outbound_function="OutboundFunction", resync_function="ResyncFunction", local=True,
+                        lambda_endpoint_url=api.url,
+                        session=boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y",
+                                                      region_name="us-east-1"))
+        yield api, target, calls, done
+
+
+def test_local_lambda_api_request_response(lambda_api) -> None:
+    api, target, calls, _ = lambda_api
+    # by logical id, by the local name, as an ARN with a qualifier
+    assert target.invoke("OutboundFunction", {"action": "replay", "limit": 2}) == {
+        "echo": {"action": "replay", "limit": 2}}
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:segment-connector-local-OutboundFunction:$LATEST"
+    assert target.invoke(arn, {"n": 1}) == {"echo": {"n": 1}}
+    assert function_name_of(arn) == "segment-connector-local-OutboundFunction"
+    assert calls == [{"action": "replay", "limit": 2}, {"n": 1}]
+
+
+def test_local_lambda_api_reports_function_errors_as_lambda_does(lambda_api) -> None:
+    api, target, _, _ = lambda_api
+    response = target.client("lambda").invoke(FunctionName="OutboundFunction", Payload=b'{"boom": true}')
+    assert response["StatusCode"] == 200 and response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("RuntimeError", "boom!") and error["stackTrace"]
+    with pytest.raises(FunctionFailed, match="OutboundFunction failed: RuntimeError: boom!"):
+        target.invoke("OutboundFunction", {"boom": True})
+    with pytest.raises(FunctionFailed, match="Runtime.ImportModuleError: ModuleNotFoundError"):
+        target.invoke("ResyncFunction", {"action": "status"})
+    with pytest.raises(ClientError) as missing:
+        target.invoke("Nope", {})
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_local_lambda_api_event_invocations_run_in_the_background(lambda_api) -> None:
+    api, target, calls, done = lambda_api
+    response = target.client("lambda").invoke(FunctionName="OutboundFunction", InvocationType="Event",
+                                               Payload=b'{"async": true}')
+    assert response["StatusCode"] == 202 and response["Payload"].read() == b""
+    assert done.wait(WAIT_SECONDS) and calls == [{"async": True}]
+    assert target.client("lambda").invoke(FunctionName="OutboundFunction", InvocationType="DryRun")[
+        "StatusCode"] == 204
+
+
+def test_replay_local_goes_through_the_lambda_api(lambda_api, tmp_path: Path, run, monkeypatch) -> None:
+    api, _, _, _ = lambda_api
+    state = {"pid": os.getpid(), "aws_endpoint_url": "http://127.0.0.1:9", "lambda_endpoint_url": api.url,
+             "table_name": "t", "parameter_prefix": "/p", "region": "us-east-1"}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    monkeypatch.setenv(STATE_ENV, str(tmp_path / "state.json"))
+    seen: list[Any] = []
+    api.register(["OutboundFunction"], lambda event: seen.append(event) or {
+        "replayed": 0, "failed": 0, "remaining": 0, "letters": []})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["replay", "--local", "--limit", "3"]) == 0  # the real invoker: Lambda Invoke
+    assert seen == [{"action": "replay", "limit": 3}]
+
+
+# -- the settings watcher (EventBridge's rule, locally) ------------------------------------------------
+
+
+def test_settings_watcher_sends_the_eventbridge_event_on_a_change(aws: Aws) -> None:
+    events: list[dict[str, Any]] = []
+    watcher = SettingsWatcher(aws.ssm, f"{PREFIX}/settings", events.append, log=lambda line: None)
+    assert watcher.poll() is False and events == []  # unchanged
+    aws.set_settings(handle_pages=False)
+    assert watcher.poll() is True and watcher.poll() is False
+    (event,) = events
+    assert (event["version"], event["source"], event["detail-type"]) == ("0", "aws.ssm", "Parameter Store Change")
+    assert event["detail"] == {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String",
+                               "description": ""}
+    assert event["resources"] == [f"arn:aws:ssm:us-east-1:123456789012:parameter{PREFIX}/settings"]
+    assert parameter_change_event("/x/settings", "Create")["detail"]["operation"] == "Create"
+
+
+# -- end to end: the CLI against `make run` ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
+    directory = tmp_path_factory.mktemp("local-cli")
+    settings = directory / "settings.json"
+    settings.write_text(json.dumps({"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}))
+    state = directory / "state.json"
+    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"], free_port(),
+                    {"CONNECTOR_SETTINGS": str(settings), STATE_ENV: str(state)})
+    try:
+        running.wait_ready()
+        yield running, state
+    finally:
+        running.kill()
+
+
+def segment_connector(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, STATE_ENV: str(state), "PYTHONPATH": str(ROOT / "layers" / "common")}
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "segment_connector.cli", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=WAIT_SECONDS)
+
+
+@pytest.mark.e2e
+def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_path: Path) -> None:
+    stack, state = local
+    assert json.loads(state.read_text())["lambda_endpoint_url"].startswith("http://127.0.0.1:")
+    # Given new settings with a segment, put with the CLI
+    document = {"segments": [PRO], "synchronized_segments": ["Pro"], "synchronized_properties": ["email"]}
+    path = settings_file(tmp_path, document)
+    put = segment_connector(state, "settings", "put", path, "--local")
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.startswith(f"wrote {PREFIX}/settings (version 2) in the local stack ({stack.url})")
+    # Then the stack notices the change and invokes ResyncFunction, as EventBridge would
+    assert stack.wait_for_line(lambda line: line.startswith(f"settings changed ({PREFIX}/settings)"),
+                               WAIT_SECONDS), stack.output
+    assert json.loads(segment_connector(state, "settings", "show", "--local").stdout) == document
+
+    # Given a user who arrives through the API
+    user = f"cli-{uuid.uuid4().hex[:8]}"
+    identify = {"type": "identify", "userId": user, "traits": {"plan": "pro", "email": f"{user}@example.com"}}
+    assert requests.post(f"{stack.url}/segment", json=identify, auth=("local-api-key", ""),
+                         timeout=WAIT_SECONDS).status_code == 200
+    # When read with `users get` / Then as the Profile API shows it, in the new segment
+    got = segment_connector(state, "users", "get", f"user_id:{user}", "--local")
+    assert got.returncode == 0, got.stderr
+    profile = requests.get(f"{stack.url}/v1/users/user_id:{user}", auth=("local-api-key", ""), timeout=WAIT_SECONDS)
+    assert json.loads(got.stdout) == profile.json() and profile.json()["segments"] == ["Pro"]
+
+    # When the status is asked for / Then warnings, counts and the resync, as one JSON object
+    status = segment_connector(state, "status", "--json", "--local")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert set(report) == {"warnings", "counts", "resync"}
+    assert report["warnings"] == []  # both keys exist, a filter, an attribute
+    assert report["counts"]["users"] >= 1 and report["counts"]["dead_letters"] == 0
+    assert "status" in report["resync"]
+
+    # Given a dead letter in the emulator's table / When replayed / Then it reaches the sink
+    endpoint = json.loads(state.read_text())["aws_endpoint_url"]
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+    message_id = f"m-{user}"
+    payload = {"type": "track", "messageId": message_id, "userId": user, "event": "Replayed Event",
+               "timestamp": "2026-01-01T00:00:00.000Z"}
+    dynamodb.put_item(TableName=json.loads(state.read_text())["table_name"], Item={
+        "pk": {"S": "deadletter"}, "sk": {"S": f"2026-01-01T00:00:00.000000Z#{message_id}"},
+        "kind": {"S": "deadletter"}, "message_id": {"S": message_id}, "payload": {"S": json.dumps(payload)},
+        "reason": {"S": "HTTP 400"}})
+    replay = segment_connector(state, "replay", "--local", "--json")
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout) == {"replayed": 1, "failed": 0, "remaining": 0, "letters": [
+        {"message_id": message_id, "outcome": "replayed", "reason": None}]}
+    assert stack.wait_for_line(lambda line: line.startswith(f"segment <- track userId={user} ")
+                               and "Replayed Event" in line, WAIT_SECONDS), stack.output
+    for result in (put, got, status, replay):
+        assert "local-api-key" not in result.stdout + result.stderr
+        assert "local-write-key" not in result.stdout + result.stderr
+
+
+@pytest.mark.e2e
+def test_resync_wait_against_the_local_stack(local: tuple[Stack, Path]) -> None:
+    stack, state = local
+    if "ResyncFunction (NOT LOADED)" in stack.output:
+        pytest.skip("ResyncFunction could not be loaded (segment_connector.resync not there yet)")
+    result = segment_connector(state, "resync", "--wait", "--interval", "0.2", "--json", "--local")
+    assert result.returncode == 0, result.stderr + stack.output
+    job = json.loads(result.stdout)
+    assert job["status"] == "done" and job["segments_done"] == job["segments"]
+
+
+@pytest.mark.e2e
+def test_the_local_stack_starts_without_a_loadable_resync_function(tmp_path: Path) -> None:
+    # Given a ResyncFunction whose code cannot be imported
+    broken = tmp_path / "app.py"
+    broken.write_text("import segment_connector.no_such_module\n")
+    state = tmp_path / "state.json"
+    script = ("import sys; from pathlib import Path; import local_stack.__main__ as stack; "
+              f"sys.exit(stack.main({{'ResyncFunction': Path({str(broken)!r})}}))")
+    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-c", script], free_port(), {STATE_ENV: str(state)})
+    try:
+        # When it starts / Then it says so, and the rest runs
+        running.wait_ready()
+        assert "WARNING: ResyncFunction could not be loaded (ModuleNotFoundError" in running.output
+        assert "ResyncFunction (NOT LOADED)" in running.output
+        # And the CLI reports what the function answers, as Lambda would (Runtime.ImportModuleError)
+        status = segment_connector(state, "status", "--json", "--local")
+        assert status.returncode == 0, status.stderr
+        resync = json.loads(status.stdout)["resync"]
+        assert resync["status"] == "unknown" and "Runtime.ImportModuleError" in resync["error"]
+        started = segment_connector(state, "resync", "--local")
+        assert started.returncode == 1 and "ResyncFunction failed: Runtime.ImportModuleError" in started.stderr
+        # And a settings change says that no resync starts
+        document = settings_file(tmp_path, {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]})
+        assert segment_connector(state, "settings", "put", document, "--local").returncode == 0
+        assert running.wait_for_line(lambda line: "no resync, ResyncFunction is not loaded" in line, WAIT_SECONDS)
+        # And it still stops cleanly
+        running.process.send_signal(signal.SIGINT)
+        assert running.process.wait(WAIT_SECONDS) == 0, running.output
+        assert not state.exists()
+    finally:
+        running.kill()
