@@ -1,1 +1,5 @@
-"""Benchmarks (`make bench`): ratios against a baseline measured in the same run."""
+"""Benchmarks (`make bench`, `python -m bench [cold-start|inbound|capacity]`).
+
+Each figure is measured against something in the same run: a baseline process (cold start), one
+writer (inbound latency), the AWS floor per message (capacity).
+"""
