@@ -9,21 +9,28 @@ VENV := .venv
 TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 
-.PHONY: help venv tools run test unit lint build bench replay clean
+.PHONY: help venv tools run test unit lint build bench replay clean format openapi coverage
+.PHONY: lint-ruff lint-format lint-types lint-complexity lint-template
 
 help:
 	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
-	@echo "make test    unit/integration tests, sam validate --lint and sam build"
+	@echo "make test    make lint, sam build, then every test"
+	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), sam validate --lint"
+	@echo "make format  ruff format + ruff check --fix"
+	@echo "make openapi regenerate docs/openapi.json from the inbound routes"
+	@echo "make coverage  the tests under coverage, with a report"
 	@echo "make bench   benchmarks (cold start, DynamoDB requests per message)"
 	@echo "make replay  send dead-lettered outbound messages again (the local stack; segment-connector replay for a deployed one)"
 	@echo "make soak    reliability run against its own local stack (~10 min): load, redelivery, hostile inputs"
 
-# The app's and the tests' dependencies, then the operator CLI (.venv/bin/segment-connector),
-# installed editable so that it runs the package as checked out.
+# The app's and the tests' dependencies, the lint tools, then the operator CLI
+# (.venv/bin/segment-connector), installed editable so that it runs the package as checked out.
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements-dev.txt constraints-dev.txt layers/common/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt constraints-dev.txt requirements-lint.txt constraints-lint.txt \
+		layers/common/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-lint.txt \
+		-c constraints-dev.txt -c constraints-lint.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -41,8 +48,37 @@ test: lint build unit  # pytest last: its summary closes the output
 unit: venv
 	$(PY) -m pytest
 
-lint: tools
+# Every check runs (-k) and any failure fails `make lint`; the configuration is in pyproject.toml.
+LINT_PATHS := layers functions local_stack tests bench soak
+lint: venv tools
+	@$(MAKE) --no-print-directory -k lint-ruff lint-format lint-types lint-complexity lint-template
+
+lint-ruff: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+lint-format: venv
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+lint-types: venv
+	$(VENV)/bin/mypy
+
+# No function worse than C (asserts in tests do not count as branches).
+lint-complexity: venv
+	$(VENV)/bin/xenon --no-assert --max-absolute C $(LINT_PATHS)
+
+lint-template: tools
 	$(TOOLS)/bin/sam validate --lint
+
+format: venv
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+
+openapi: venv
+	$(PY) -m local_stack.openapi docs/openapi.json
+
+coverage: venv
+	$(PY) -m coverage run -m pytest
+	$(PY) -m coverage report
 
 build: tools
 	PATH="$(dir $(PYTHON)):$$PATH" $(TOOLS)/bin/sam build
