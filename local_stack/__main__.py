@@ -119,8 +119,9 @@ def _run(
     for logical_id in FUNCTIONS:
         if logical_id not in template["Resources"]:
             continue
-        environment = function_environment(template, logical_id, resources.table_name, endpoint, segment_url,
-                                           lambdas.url)
+        environment = function_environment(
+            template, logical_id, resources.table_name, endpoint, segment_url, lambdas.url
+        )
         try:
             functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
         except Exception as error:  # noqa: BLE001 - e.g. its code is not written yet
@@ -129,9 +130,11 @@ def _run(
             not_loaded[logical_id] = f"{type(error).__name__}: {error}"
             say(f"WARNING: {logical_id} could not be loaded ({not_loaded[logical_id]});")
             say("  it answers invocations with Runtime.ImportModuleError and settings changes start no resync.")
-        lambdas.register(function_names(template, logical_id),
-                         functions[logical_id].call if logical_id in functions else None,
-                         not_loaded.get(logical_id))
+        lambdas.register(
+            function_names(template, logical_id),
+            functions[logical_id].call if logical_id in functions else None,
+            not_loaded.get(logical_id),
+        )
     inbound, outbound = functions["InboundFunction"], functions["OutboundFunction"]
 
     worker = StreamWorker(
@@ -150,8 +153,12 @@ def _run(
     lambdas.start()
 
     settings_name = f"{config.prefix}/settings"
-    watcher = SettingsWatcher(aws.client("ssm", endpoint), settings_name,
-                              lambda event: _settings_changed(lambdas, settings_name, event), log=say)
+    watcher = SettingsWatcher(
+        aws.client("ssm", endpoint),
+        settings_name,
+        lambda event: _settings_changed(lambdas, settings_name, event),
+        log=say,
+    )
     watcher.start()
     cleanups.append(lambda: watcher.stop(timeout=5))
 
@@ -198,8 +205,15 @@ def _settings_changed(lambdas: LambdaApi, name: str, event: dict[str, Any]) -> N
     say(f"settings changed ({name}): ResyncFunction invoked to resync Segment (as EventBridge would)")
 
 
-def _banner(config: LocalConfig, url: str, endpoint: str, table: str, segment_url: str, lambda_url: str,
-            not_loaded: Mapping[str, str]) -> None:
+def _banner(
+    config: LocalConfig,
+    url: str,
+    endpoint: str,
+    table: str,
+    segment_url: str,
+    lambda_url: str,
+    not_loaded: Mapping[str, str],
+) -> None:
     shared = "set (SHARED_SECRET)" if config.shared_secret else "not set"
     if config.segment_api_url:
         target = f"{segment_url} (SEGMENT_API_URL)"

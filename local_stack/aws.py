@@ -43,8 +43,9 @@ class MotoServer:
             with lock:
                 return list(app(environ, start_response))
 
-        self._server = make_server(self.host, self.port, one_at_a_time, threaded=True,
-                                   request_handler=MotoRequestHandler)
+        self._server = make_server(
+            self.host, self.port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()
         host, port = self._server.server_address[:2]
@@ -84,9 +85,9 @@ def create_table(template: Mapping[str, Any], endpoint_url: str, table_name: str
         dynamodb.update_time_to_live(
             TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
         )
-    stream_arn = description.get("LatestStreamArn") or dynamodb.describe_table(TableName=table_name)["Table"][
-        "LatestStreamArn"
-    ]
+    stream_arn = (
+        description.get("LatestStreamArn") or dynamodb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+    )
     return Resources(table_name=table_name, stream_arn=stream_arn)
 
 

@@ -78,7 +78,7 @@ def settings_document(template: Mapping[str, Any], path: str | None) -> tuple[st
         # the sink, so a newcomer sees the whole round trip.
         defaults = json.loads(str(template["Resources"]["SettingsParameter"]["Properties"]["Value"]))
         text = json.dumps({**defaults, **LOCAL_OVERRIDES})
-        source = "template.yaml SettingsParameter, with synchronized_segments [\"ALL\"] for the local sink"
+        source = 'template.yaml SettingsParameter, with synchronized_segments ["ALL"] for the local sink'
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -125,6 +125,8 @@ def settings_problems(document: str) -> list[str]:
     try:
         ConnectorSettings.model_validate_json(document)
     except ValidationError as error:
-        return [f"{'.'.join(str(part) for part in item['loc']) or '(document)'}: {item['msg']}"
-                for item in error.errors(include_url=False)]
+        return [
+            f"{'.'.join(str(part) for part in item['loc']) or '(document)'}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        ]
     return []

@@ -75,7 +75,7 @@ def _matches_value(condition: Any, value: Any) -> bool:
         return _literal_equal(condition, value)
     if len(condition) != 1:
         raise ValueError(f"a content filter has exactly one operator, got {condition!r}")
-    (operator, operand), = condition.items()
+    ((operator, operand),) = condition.items()
     if operator == "prefix":
         return _string_test(operand, value, str.startswith)
     if operator == "suffix":

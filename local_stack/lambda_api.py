@@ -63,15 +63,17 @@ class LambdaApi(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, event_workers: int = EVENT_WORKERS,
-                 out: Any = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, event_workers: int = EVENT_WORKERS, out: Any = None
+    ) -> None:
         super().__init__((host, port), _RequestHandler)
         self.out = out
         self._functions: dict[str, _Function] = {}
         self._events: queue.Queue[tuple[_Function, Any] | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._workers = [threading.Thread(target=self._work, name=f"lambda-event-{n}", daemon=True)
-                         for n in range(event_workers)]
+        self._workers = [
+            threading.Thread(target=self._work, name=f"lambda-event-{n}", daemon=True) for n in range(event_workers)
+        ]
         self._thread: threading.Thread | None = None
 
     @property
@@ -167,7 +169,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._discard_body()
             self._error(404, "UnknownOperationException", f"no such operation: POST {path}")
             return
-        reference = unquote(path[len(PATH_PREFIX):-len(PATH_SUFFIX)])
+        reference = unquote(path[len(PATH_PREFIX) : -len(PATH_SUFFIX)])
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -205,11 +207,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             error_header = None
         except Exception as error:  # noqa: BLE001 - Lambda answers 200 with the error as the payload
             error_type = "Runtime.ImportModuleError" if isinstance(error, FunctionUnavailable) else type(error).__name__
-            body = json.dumps({
-                "errorMessage": str(error), "errorType": error_type, "requestId": request_id,
-                "stackTrace": traceback.format_tb(error.__traceback__)
-                if not isinstance(error, FunctionUnavailable) else [],
-            }).encode("utf-8")
+            body = json.dumps(
+                {
+                    "errorMessage": str(error),
+                    "errorType": error_type,
+                    "requestId": request_id,
+                    "stackTrace": traceback.format_tb(error.__traceback__)
+                    if not isinstance(error, FunctionUnavailable)
+                    else [],
+                }
+            ).encode("utf-8")
             error_header = "Unhandled"
             elapsed = (time.monotonic() - started) * 1000
             self.server._say(f"lambda: {function_name_of(reference)} failed after {elapsed:.0f} ms: {error!r}")

@@ -72,8 +72,11 @@ def function_properties(template: Mapping[str, Any], logical_id: str, name: str)
 
 def template_refs(template: Mapping[str, Any], table_name: str) -> dict[str, str]:
     """Values for !Ref: every parameter's default, and the local table's name for `Table`."""
-    refs = {name: parameter_default(template, name) for name, spec in template.get("Parameters", {}).items()
-            if "Default" in spec}
+    refs = {
+        name: parameter_default(template, name)
+        for name, spec in template.get("Parameters", {}).items()
+        if "Default" in spec
+    }
     refs["Table"] = table_name
     return refs
 
@@ -91,7 +94,11 @@ def local_aws_environment(endpoint_url: str) -> dict[str, str]:
 
 
 def function_environment(
-    template: Mapping[str, Any], logical_id: str, table_name: str, endpoint_url: str, segment_api_url: str,
+    template: Mapping[str, Any],
+    logical_id: str,
+    table_name: str,
+    endpoint_url: str,
+    segment_api_url: str,
     lambda_endpoint_url: str | None = None,
 ) -> dict[str, str]:
     """The function's environment: the template's variables, AWS pointed at the emulator (and
@@ -104,8 +111,9 @@ def function_environment(
         **({"AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint_url} if lambda_endpoint_url else {}),
         "SEGMENT_API_URL": segment_api_url,
         "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function_properties(template, logical_id, "MemorySize") or
-                                               DEFAULT_MEMORY),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(
+            function_properties(template, logical_id, "MemorySize") or DEFAULT_MEMORY
+        ),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         # CloudWatch EMF lines would drown the sink's output; there is no CloudWatch here.
         "POWERTOOLS_METRICS_DISABLED": "true",
@@ -122,10 +130,16 @@ def function_names(template: Mapping[str, Any], logical_id: str) -> list[str]:
     names = [logical_id, local_function_name(logical_id)]
     declared = template["Resources"][logical_id].get("Properties", {}).get("FunctionName")
     if isinstance(declared, dict) and "Fn::Sub" in declared and isinstance(declared["Fn::Sub"], str):
-        refs = {**template_refs(template, TABLE_NAME), "AWS::StackName": STACK_NAME, "AWS::Region": REGION,
-                "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
-        declared = re.sub(r"\$\{([^}]+)\}", lambda match: str(refs.get(match.group(1), match.group(0))),
-                          declared["Fn::Sub"])
+        refs = {
+            **template_refs(template, TABLE_NAME),
+            "AWS::StackName": STACK_NAME,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+        }
+        declared = re.sub(
+            r"\$\{([^}]+)\}", lambda match: str(refs.get(match.group(1), match.group(0))), declared["Fn::Sub"]
+        )
     if isinstance(declared, str) and declared:
         names.append(declared)
     return names

@@ -25,8 +25,12 @@ def apply() -> None:
     original = DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        if any(len(item) != 1 or next(iter(item)) not in ("Put", "Delete", "ConditionCheck")
-               for item in transact_items) or len(transact_items) > 100:
+        if (
+            any(
+                len(item) != 1 or next(iter(item)) not in ("Put", "Delete", "ConditionCheck") for item in transact_items
+            )
+            or len(transact_items) > 100
+        ):
             return original(self, transact_items)
         _check_then_write(self, transact_items)
 
@@ -59,9 +63,11 @@ def _check_then_write(backend: Any, transact_items: list[dict[str, Any]]) -> Non
         condition = op.get("ConditionExpression")
         current = backend.get_item(table_name, key)
         holds = condition is None or get_filter_expression(
-            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")).expr(current)
-        reasons.append((None, None, None) if holds else
-                       ("ConditionalCheckFailed", "The conditional request failed", None))
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        ).expr(current)
+        reasons.append(
+            (None, None, None) if holds else ("ConditionalCheckFailed", "The conditional request failed", None)
+        )
     if any(code is not None for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
     for item, key in zip(transact_items, keys):

@@ -18,8 +18,9 @@ from local_stack.lambda_runtime import ACCOUNT_ID, REGION
 POLL_SECONDS = 5.0
 
 
-def parameter_change_event(name: str, operation: str = "Update", kind: str = "String",
-                           now: datetime | None = None) -> dict[str, Any]:
+def parameter_change_event(
+    name: str, operation: str = "Update", kind: str = "String", now: datetime | None = None
+) -> dict[str, Any]:
     """The EventBridge event of an SSM parameter change (source aws.ssm)."""
     now = now or datetime.now(timezone.utc)
     return {
@@ -38,8 +39,14 @@ def parameter_change_event(name: str, operation: str = "Update", kind: str = "St
 class SettingsWatcher(threading.Thread):
     """Polls the settings parameter; on a new value calls `on_change(event)` with the EventBridge event."""
 
-    def __init__(self, ssm: Any, name: str, on_change: Callable[[dict[str, Any]], None],
-                 poll_seconds: float = POLL_SECONDS, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        ssm: Any,
+        name: str,
+        on_change: Callable[[dict[str, Any]], None],
+        poll_seconds: float = POLL_SECONDS,
+        log: Callable[[str], None] = print,
+    ) -> None:
         super().__init__(name="settings-watcher", daemon=True)
         self.ssm, self.parameter, self.on_change = ssm, name, on_change
         self.poll_seconds, self.log = poll_seconds, log

@@ -122,10 +122,14 @@ class StreamReader:
         shards = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"].get("Shards", [])
         for shard in shards:
             shard_id = shard["ShardId"]
-            position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last[shard_id]}
-                        if shard_id in self._last else {"ShardIteratorType": "TRIM_HORIZON"})
+            position = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last[shard_id]}
+                if shard_id in self._last
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
             iterator = self._streams.get_shard_iterator(StreamArn=self._arn, ShardId=shard_id, **position)[
-                "ShardIterator"]
+                "ShardIterator"
+            ]
             while iterator and len(records) < limit:
                 response = self._streams.get_records(ShardIterator=iterator, Limit=min(1000, limit - len(records)))
                 batch = response.get("Records", [])
@@ -238,4 +242,3 @@ class StreamWorker(threading.Thread):
                 f"from sequence number {batch[0]['dynamodb']['SequenceNumber']}"
             )
             self._stop_event.wait(delay)
-

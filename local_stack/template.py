@@ -69,9 +69,7 @@ class FunctionSpec:
     environment: dict[str, str]
 
 
-def function_spec(
-    template: dict[str, Any], logical_id: str, refs: dict[str, str]
-) -> FunctionSpec:
+def function_spec(template: dict[str, Any], logical_id: str, refs: dict[str, str]) -> FunctionSpec:
     """Handler location and environment of a function, with !Ref values resolved from `refs`."""
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     props = template["Resources"][logical_id]["Properties"]

@@ -63,9 +63,14 @@ def load_handler_module(function: str) -> Any:
 def aws(monkeypatch: pytest.MonkeyPatch):
     """Given an AWS account with the template's table and the operator's SSM parameters."""
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "TABLE_NAME": TABLE, "PARAMETER_PREFIX": PREFIX,
-        "POWERTOOLS_METRICS_NAMESPACE": "SegmentConnectorTest", "POWERTOOLS_SERVICE_NAME": "test",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TABLE_NAME": TABLE,
+        "PARAMETER_PREFIX": PREFIX,
+        "POWERTOOLS_METRICS_NAMESPACE": "SegmentConnectorTest",
+        "POWERTOOLS_SERVICE_NAME": "test",
         "INBOUND_WRITERS": str(INBOUND_ENVIRONMENT["INBOUND_WRITERS"]),
     }.items():
         monkeypatch.setenv(name, value)
@@ -81,7 +86,8 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         storage._shared = storage.ProfileStore(TABLE, SerializedClient(dynamodb))
         dynamodb.create_table(**table_definition(TEMPLATE, TABLE))
         dynamodb.update_time_to_live(
-            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(TEMPLATE)})
+            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(TEMPLATE)}
+        )
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name=f"{PREFIX}/api-key", Value=API_KEY, Type="SecureString")
         ssm.put_parameter(Name=f"{PREFIX}/settings", Value=SETTINGS_DEFAULT, Type="String")
@@ -154,11 +160,22 @@ class Api:
     def __init__(self, module: Any):
         self.module = module
 
-    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                auth: str | None = basic(), raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: str | None = basic(),
+        raw: bytes | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        all_headers = {"content-type": "application/json", **({"authorization": auth} if auth else {}),
-                       **(headers or {})}
+        all_headers = {
+            "content-type": "application/json",
+            **({"authorization": auth} if auth else {}),
+            **(headers or {}),
+        }
         event = build_event(method, path, list(all_headers.items()), data)
         response = self.module.lambda_handler(event, LambdaContext("InboundFunction", 512, 10))
         text = response.get("body") or ""

@@ -88,6 +88,7 @@ def failed_sequence_numbers(response: Any) -> list[str]:
 
 # -- fixtures for the outbound tests (import them into a test module to use them) ---------------
 
+
 def _loopback_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # no proxy between the client and the loopback sink
@@ -104,8 +105,9 @@ class Connector:
 
     def use_client(self, **client_options: Any) -> None:
         """A fresh warm container's client pool with the fake clock (and SegmentClient options)."""
-        self.module.clients = ClientPool(sleep=self.time.sleep, clock=self.time.clock,
-                                         session_factory=_loopback_session, **client_options)
+        self.module.clients = ClientPool(
+            sleep=self.time.sleep, clock=self.time.clock, session_factory=_loopback_session, **client_options
+        )
 
     def settings(self, **overrides: Any) -> None:
         self.aws.set_settings(**overrides)
@@ -153,5 +155,7 @@ def emitted_metrics(stdout: str) -> dict[str, float]:
         for definition in document["_aws"]["CloudWatchMetrics"]:
             for metric in definition["Metrics"]:
                 values = document[metric["Name"]]
-                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values if isinstance(values, list) else [values])
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
+                    values if isinstance(values, list) else [values]
+                )
     return totals

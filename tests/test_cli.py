@@ -37,19 +37,40 @@ STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
 OUTBOUND = "segment-connector-OutboundFunction-AbC123"
 RESYNC = "segment-connector-resync"
 PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
-JOB = {"id": "r-1", "status": "running", "reason": "manual", "started_at": "2026-01-01T00:00:00.000Z",
-       "updated_at": "2026-01-01T00:00:01.000Z", "finished_at": None, "segments": 16, "segments_done": 0,
-       "evaluated": 0, "changed": 0, "sent": 0, "failed": 0}
+JOB = {
+    "id": "r-1",
+    "status": "running",
+    "reason": "manual",
+    "started_at": "2026-01-01T00:00:00.000Z",
+    "updated_at": "2026-01-01T00:00:01.000Z",
+    "finished_at": None,
+    "segments": 16,
+    "segments_done": 0,
+    "evaluated": 0,
+    "changed": 0,
+    "sent": 0,
+    "failed": 0,
+}
 
 
 # -- harness ---------------------------------------------------------------------------------------
 
 
 def outputs_template(**overrides: str) -> str:
-    outputs = {"TableName": TABLE, "ParameterPrefix": PREFIX, "OutboundFunctionName": OUTBOUND,
-               "ResyncFunctionName": RESYNC, "ApiUrl": "https://abc.execute-api.us-east-1.amazonaws.com", **overrides}
-    return json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
-                       "Outputs": {key: {"Value": value} for key, value in outputs.items() if value}})
+    outputs = {
+        "TableName": TABLE,
+        "ParameterPrefix": PREFIX,
+        "OutboundFunctionName": OUTBOUND,
+        "ResyncFunctionName": RESYNC,
+        "ApiUrl": "https://abc.execute-api.us-east-1.amazonaws.com",
+        **overrides,
+    }
+    return json.dumps(
+        {
+            "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items() if value},
+        }
+    )
 
 
 @pytest.fixture
@@ -126,8 +147,20 @@ def stored_settings(aws: Aws) -> str:
 
 # -- help, the package, the console script -----------------------------------------------------------
 
-COMMANDS = [[], ["settings"], ["settings", "show"], ["settings", "validate"], ["settings", "put"], ["keys"],
-            ["keys", "set"], ["status"], ["resync"], ["replay"], ["users"], ["users", "get"]]
+COMMANDS = [
+    [],
+    ["settings"],
+    ["settings", "show"],
+    ["settings", "validate"],
+    ["settings", "put"],
+    ["keys"],
+    ["keys", "set"],
+    ["status"],
+    ["resync"],
+    ["replay"],
+    ["users"],
+    ["users", "get"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "(none)")
@@ -158,17 +191,23 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
 def test_the_console_script_and_module_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == "segment-connector" and project["scripts"] == {
-        "segment-connector": "segment_connector.cli:main"}
+        "segment-connector": "segment_connector.cli:main"
+    }
     assert project["requires-python"] == ">=3.13" and project["dependencies"] == []
-    result = subprocess.run([sys.executable, "-m", "segment_connector.cli", "--version"], capture_output=True,
-                            text=True, timeout=WAIT_SECONDS,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")})
+    result = subprocess.run(
+        [sys.executable, "-m", "segment_connector.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")},
+    )
     assert result.returncode == 0 and result.stdout.startswith("segment-connector ")
     if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():  # `make venv` installs the console script
         script = ROOT / ".venv" / "bin" / "segment-connector"
         assert script.exists(), "run `make venv`"
-        assert subprocess.run([str(script), "--help"], capture_output=True, text=True,
-                              timeout=WAIT_SECONDS).stdout.startswith("usage: segment-connector")
+        assert subprocess.run(
+            [str(script), "--help"], capture_output=True, text=True, timeout=WAIT_SECONDS
+        ).stdout.startswith("usage: segment-connector")
 
 
 # -- targets -------------------------------------------------------------------------------------------
@@ -181,8 +220,10 @@ def test_the_default_stack_name_comes_from_samconfig() -> None:
 def test_an_unknown_stack_is_one_line_error(aws: Aws, run) -> None:
     result = run("status", "--stack-name", "nope", "--region", "us-east-1")
     assert result.code == 1 and result.out == ""
-    assert result.err == "segment-connector: error: no stack nope in us-east-1: pass --stack-name and --region of " \
-                         "the deployed stack, or --local for the local stack\n"
+    assert (
+        result.err == "segment-connector: error: no stack nope in us-east-1: pass --stack-name and --region of "
+        "the deployed stack, or --local for the local stack\n"
+    )
 
 
 def test_a_stack_without_the_outputs_is_refused(aws: Aws, run) -> None:
@@ -205,9 +246,15 @@ def test_local_without_a_running_stack_says_how_to_start_one(tmp_path: Path, run
 
 
 def test_the_local_target_comes_from_the_state_file(tmp_path: Path, monkeypatch) -> None:
-    state = {"pid": os.getpid(), "api_url": "http://127.0.0.1:3000", "aws_endpoint_url": "http://127.0.0.1:5000",
-             "lambda_endpoint_url": "http://127.0.0.1:5001", "table_name": "t", "parameter_prefix": "/p",
-             "region": "us-east-1"}
+    state = {
+        "pid": os.getpid(),
+        "api_url": "http://127.0.0.1:3000",
+        "aws_endpoint_url": "http://127.0.0.1:5000",
+        "lambda_endpoint_url": "http://127.0.0.1:5001",
+        "table_name": "t",
+        "parameter_prefix": "/p",
+        "region": "us-east-1",
+    }
     (tmp_path / ".local-stack").mkdir()
     (tmp_path / ".local-stack" / "state.json").write_text(json.dumps(state))
     nested = tmp_path / "a" / "b"
@@ -216,7 +263,11 @@ def test_the_local_target_comes_from_the_state_file(tmp_path: Path, monkeypatch)
     # Found from a subdirectory, upwards
     target = local_target(nested)
     assert (target.table_name, target.parameter_prefix, target.outbound_function, target.resync_function) == (
-        "t", "/p", "OutboundFunction", "ResyncFunction")
+        "t",
+        "/p",
+        "OutboundFunction",
+        "ResyncFunction",
+    )
     assert target.parameter("settings") == "/p/settings" and target.local
     assert target.client("lambda").meta.endpoint_url == "http://127.0.0.1:5001"
     assert target.client("ssm").meta.endpoint_url == "http://127.0.0.1:5000"
@@ -265,8 +316,14 @@ def test_settings_validate_accepts_a_valid_file(deployed: Aws, run, tmp_path: Pa
 
 def test_settings_validate_refuses_an_invalid_file_naming_the_fields(deployed: Aws, run, tmp_path: Path) -> None:
     # Given an unknown key, a bad rule and a filter naming an undefined segment
-    path = settings_file(tmp_path, {"bogus": 1, "segments": [{"name": "A", "rule": {"trait": "x", "op": "zz"}}],
-                                    "synchronized_segments": ["Ghost"]})
+    path = settings_file(
+        tmp_path,
+        {
+            "bogus": 1,
+            "segments": [{"name": "A", "rule": {"trait": "x", "op": "zz"}}],
+            "synchronized_segments": ["Ghost"],
+        },
+    )
     result = run("settings", "validate", path)
     # Then exit 1, every error names its field, and the unknown segment is a warning too
     assert result.code == 1
@@ -293,7 +350,8 @@ def test_settings_validate_offline_needs_no_target(run, tmp_path: Path, monkeypa
     assert result.code == 0 and "keys not checked" in result.out
     assert "warning: no_users_in_filter" in result.out  # as if every key existed
     assert run("settings", "validate", str(tmp_path / "missing.json"), "--offline").err.startswith(
-        "segment-connector: error: cannot read ")
+        "segment-connector: error: cannot read "
+    )
 
 
 def test_settings_put_writes_a_valid_file(deployed: Aws, run, tmp_path: Path) -> None:
@@ -363,8 +421,10 @@ def test_keys_set_prompts_without_echo_on_a_terminal(deployed: Aws, run, monkeyp
 def test_keys_set_refuses_an_empty_value(deployed: Aws, run) -> None:
     for stdin in ("", "\n"):
         result = run("keys", "set", "shared-secret", stdin=stdin)
-        assert result.code == 1 and result.err == f"segment-connector: error: empty value: {PREFIX}/shared-secret " \
-                                                  "not written\n"
+        assert (
+            result.code == 1
+            and result.err == f"segment-connector: error: empty value: {PREFIX}/shared-secret not written\n"
+        )
     with pytest.raises(ClientError):
         secret(deployed, "shared-secret")
 
@@ -375,29 +435,46 @@ def test_keys_set_refuses_an_empty_value(deployed: Aws, run) -> None:
 def seed(aws: Aws, api) -> None:
     """Given 2 users (one in an account), 1 account, 3 events and 1 dead letter."""
     aws.set_settings(handle_accounts=True)
-    for body in ({"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
-                 {"type": "identify", "userId": "u2", "traits": {"plan": "free"}},
-                 {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
-                 {"type": "track", "userId": "u1", "event": "A"},
-                 {"type": "track", "userId": "u2", "event": "B"},
-                 {"type": "page", "userId": "u2", "name": "Home"}):
+    for body in (
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
+        {"type": "identify", "userId": "u2", "traits": {"plan": "free"}},
+        {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
+        {"type": "track", "userId": "u1", "event": "A"},
+        {"type": "track", "userId": "u2", "event": "B"},
+        {"type": "page", "userId": "u2", "name": "Home"},
+    ):
         status, answer = api.post("/segment", {**body, "messageId": f"m-{uuid.uuid4()}"})
         assert status == 200, answer
-    ProfileStore(TABLE).put_dead_letter("m-dead", {"type": "track", "messageId": "m-dead", "userId": "u1",
-                                                   "event": "A"}, "HTTP 400", "2026-01-01T00:00:00.000000Z")
+    ProfileStore(TABLE).put_dead_letter(
+        "m-dead",
+        {"type": "track", "messageId": "m-dead", "userId": "u1", "event": "A"},
+        "HTTP 400",
+        "2026-01-01T00:00:00.000000Z",
+    )
 
 
 def test_status_json_has_warnings_counts_and_the_last_resync(deployed: Aws, api, run, functions: Functions) -> None:
     seed(deployed, api)
-    done = {**JOB, "status": "done", "finished_at": "2026-01-01T00:01:00.000Z", "segments_done": 16,
-            "evaluated": 2, "changed": 1, "sent": 1}
+    done = {
+        **JOB,
+        "status": "done",
+        "finished_at": "2026-01-01T00:01:00.000Z",
+        "segments_done": 16,
+        "evaluated": 2,
+        "changed": 1,
+        "sent": 1,
+    }
     functions.answers[RESYNC] = [done]
     result = run("status", "--json")
     assert result.code == 0
     report = result.json
     assert set(report) == {"warnings", "counts", "resync"}
-    assert report["counts"] == {"users": len(deployed.items_of_kind("user")), "accounts": 1, "events": 3,
-                                "dead_letters": 1}
+    assert report["counts"] == {
+        "users": len(deployed.items_of_kind("user")),
+        "accounts": 1,
+        "events": 3,
+        "dead_letters": 1,
+    }
     assert report["counts"]["users"] == 2
     assert report["resync"] == done
     assert functions.calls == [(RESYNC, {"action": "status"})]
@@ -419,18 +496,25 @@ def test_status_text(deployed: Aws, api, run, functions: Functions) -> None:
     assert lines[0] == f"segment-connector status of the stack {STACK} (us-east-1)"
     assert "  no_write_key: " in result.out and "  forward_events_loop: " in result.out
     assert "  no_api_key: " in result.out
-    assert ("stored: 2 users, 1 accounts, 3 events, 1 dead letters (`segment-connector replay` sends them "
-            "again)") in lines
-    assert any(line.startswith("last resync: running (manual; started 2026-01-01T00:00:00.000Z); segments 4/16, "
-                               "evaluated 1,234, changed 0") for line in lines)
+    assert (
+        "stored: 2 users, 1 accounts, 3 events, 1 dead letters (`segment-connector replay` sends them again)"
+    ) in lines
+    assert any(
+        line.startswith(
+            "last resync: running (manual; started 2026-01-01T00:00:00.000Z); segments 4/16, evaluated 1,234, changed 0"
+        )
+        for line in lines
+    )
 
 
 def test_status_still_reports_when_the_resync_cannot_be_read(deployed: Aws, run, functions: Functions) -> None:
     functions.answers[RESYNC] = [FunctionFailed(RESYNC, "Runtime.ImportModuleError", "No module named 'x'")]
     result = run("status", "--json")
     assert result.code == 0
-    assert result.json["resync"] == {"status": "unknown", "error": f"{RESYNC} failed: Runtime.ImportModuleError: "
-                                                                   "No module named 'x'"}
+    assert result.json["resync"] == {
+        "status": "unknown",
+        "error": f"{RESYNC} failed: Runtime.ImportModuleError: No module named 'x'",
+    }
     assert result.json["counts"] == {"users": 0, "accounts": 0, "events": 0, "dead_letters": 0}
     functions.answers[RESYNC] = [{"id": None, "status": "none"}]
     assert "last resync: none yet" in run("status").out
@@ -467,7 +551,8 @@ def test_count_kinds_scans_in_parallel_segments_and_pages() -> None:
     assert store.count_kinds(["user", "event"], total_segments=3) == {"user": 60, "event": 6}
     assert len(client.requests) == 12
     assert {(r["Segment"], r["TotalSegments"], r["Select"], r["FilterExpression"]) for r in client.requests} == {
-        (segment, 3, "COUNT", "kind = :kind") for segment in range(3)}
+        (segment, 3, "COUNT", "kind = :kind") for segment in range(3)
+    }
     assert store.count_dead_letters() == 5
     assert client.requests[-1]["KeyConditionExpression"] == "pk = :pk" and client.requests[-1]["Select"] == "COUNT"
 
@@ -485,8 +570,9 @@ def test_resync_starts_one(deployed: Aws, run, functions: Functions) -> None:
 
 
 def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functions) -> None:
-    steps = [{**JOB, "segments_done": done, "evaluated": 10 * done, "changed": done, "sent": done}
-             for done in (0, 8, 8)]
+    steps = [
+        {**JOB, "segments_done": done, "evaluated": 10 * done, "changed": done, "sent": done} for done in (0, 8, 8)
+    ]
     finished = {**JOB, "status": "done", "segments_done": 16, "evaluated": 160, "changed": 16, "sent": 16}
     functions.answers[RESYNC] = [JOB, *steps, finished]
     result = run("resync", "--wait", "--interval", "0")
@@ -494,10 +580,13 @@ def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functi
     assert functions.calls[1:] == [(RESYNC, {"action": "status"})] * 4
     # progress lines on stderr (not a terminal: one per change), the end on stdout
     bars = [line for line in result.err.splitlines() if line.startswith("[")]
-    assert bars == ["[........................] segments 0/16, evaluated 0, changed 0, sent 0, failed 0",
-                    "[############............] segments 8/16, evaluated 80, changed 8, sent 8, failed 0"]
-    assert result.out.splitlines()[-1] == "resync r-1 done: segments 16/16, evaluated 160, changed 16, sent 16, " \
-                                          "failed 0"
+    assert bars == [
+        "[........................] segments 0/16, evaluated 0, changed 0, sent 0, failed 0",
+        "[############............] segments 8/16, evaluated 80, changed 8, sent 8, failed 0",
+    ]
+    assert (
+        result.out.splitlines()[-1] == "resync r-1 done: segments 16/16, evaluated 160, changed 16, sent 16, failed 0"
+    )
 
 
 def test_resync_wait_exits_1_when_it_failed(deployed: Aws, run, functions: Functions) -> None:
@@ -529,9 +618,18 @@ def test_resync_errors_are_one_line(deployed: Aws, run, functions: Functions) ->
 
 def dead_letter(event: str, at: str) -> str:
     message_id = f"m-{event}"
-    ProfileStore(TABLE).put_dead_letter(message_id, {"type": "track", "messageId": message_id, "userId": "u1",
-                                                     "event": event, "timestamp": "2026-01-01T00:00:00.000Z"},
-                                        "HTTP 400", at)
+    ProfileStore(TABLE).put_dead_letter(
+        message_id,
+        {
+            "type": "track",
+            "messageId": message_id,
+            "userId": "u1",
+            "event": event,
+            "timestamp": "2026-01-01T00:00:00.000Z",
+        },
+        "HTTP 400",
+        at,
+    )
     return message_id
 
 
@@ -552,8 +650,11 @@ def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: F
     # When all are replayed once Segment accepts them / Then each is reported replayed
     result = run("replay")
     assert result.code == 0
-    assert result.out.splitlines() == [f"replayed  {first}", f"replayed  {second}",
-                                       "2 replayed, 0 failed; 0 dead letters remain"]
+    assert result.out.splitlines() == [
+        f"replayed  {first}",
+        f"replayed  {second}",
+        "2 replayed, 0 failed; 0 dead letters remain",
+    ]
     assert [event for event, _ in connector.tracks()] == ["First", "Second"]
 
 
@@ -562,8 +663,12 @@ def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> Non
     message_id = dead_letter("Only", "2026-01-01T00:00:00.000001Z")
     result = run("replay", "--json")
     assert result.code == 0
-    assert result.json == {"replayed": 1, "failed": 0, "remaining": 0,
-                           "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}]}
+    assert result.json == {
+        "replayed": 1,
+        "failed": 0,
+        "remaining": 0,
+        "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}],
+    }
     assert run("replay", "--json").json == {"replayed": 0, "failed": 0, "remaining": 0, "letters": []}
 
 
@@ -573,8 +678,15 @@ def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> Non
 def test_users_get_shows_the_profile_as_the_profile_api_does(deployed: Aws, api, run) -> None:
     # Given a user in a segment
     deployed.set_settings(segments=[PRO])
-    status, _ = api.post("/segment", {"type": "identify", "userId": "u 1%", "messageId": "m-1",
-                                      "traits": {"plan": "pro", "email": "Ann@Example.com"}})
+    status, _ = api.post(
+        "/segment",
+        {
+            "type": "identify",
+            "userId": "u 1%",
+            "messageId": "m-1",
+            "traits": {"plan": "pro", "email": "Ann@Example.com"},
+        },
+    )
     assert status == 200
     # When read by each of its ids / Then the Profile API's answer
     _, expected = api.get("/v1/users/user_id:u%201%25")
@@ -613,11 +725,17 @@ def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any]]]:
     with LambdaApi(out=io.StringIO()) as api:
         api.register(["OutboundFunction", "segment-connector-local-OutboundFunction"], echo)
         api.register(["ResyncFunction"], None, "ModuleNotFoundError: No module named 'segment_connector.resync'")
-        target = Target(label="local stack", region="us-east-1", table_name="t", parameter_prefix="/p",
-                        outbound_function="OutboundFunction", resync_function="ResyncFunction", local=True,
-                        lambda_endpoint_url=api.url,
-                        session=boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y",
-                                                      region_name="us-east-1"))
+        target = Target(
+            label="local stack",
+            region="us-east-1",
+            table_name="t",
+            parameter_prefix="/p",
+            outbound_function="OutboundFunction",
+            resync_function="ResyncFunction",
+            local=True,
+            lambda_endpoint_url=api.url,
+            session=boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1"),
+        )
         yield api, target, calls, done
 
 
@@ -625,7 +743,8 @@ def test_local_lambda_api_request_response(lambda_api) -> None:
     api, target, calls, _ = lambda_api
     # by logical id, by the local name, as an ARN with a qualifier
     assert target.invoke("OutboundFunction", {"action": "replay", "limit": 2}) == {
-        "echo": {"action": "replay", "limit": 2}}
+        "echo": {"action": "replay", "limit": 2}
+    }
     arn = "arn:aws:lambda:us-east-1:123456789012:function:segment-connector-local-OutboundFunction:$LATEST"
     assert target.invoke(arn, {"n": 1}) == {"echo": {"n": 1}}
     assert function_name_of(arn) == "segment-connector-local-OutboundFunction"
@@ -649,23 +768,31 @@ def test_local_lambda_api_reports_function_errors_as_lambda_does(lambda_api) -> 
 
 def test_local_lambda_api_event_invocations_run_in_the_background(lambda_api) -> None:
     api, target, calls, done = lambda_api
-    response = target.client("lambda").invoke(FunctionName="OutboundFunction", InvocationType="Event",
-                                               Payload=b'{"async": true}')
+    response = target.client("lambda").invoke(
+        FunctionName="OutboundFunction", InvocationType="Event", Payload=b'{"async": true}'
+    )
     assert response["StatusCode"] == 202 and response["Payload"].read() == b""
     assert done.wait(WAIT_SECONDS) and calls == [{"async": True}]
-    assert target.client("lambda").invoke(FunctionName="OutboundFunction", InvocationType="DryRun")[
-        "StatusCode"] == 204
+    assert target.client("lambda").invoke(FunctionName="OutboundFunction", InvocationType="DryRun")["StatusCode"] == 204
 
 
 def test_replay_local_goes_through_the_lambda_api(lambda_api, tmp_path: Path, run, monkeypatch) -> None:
     api, _, _, _ = lambda_api
-    state = {"pid": os.getpid(), "aws_endpoint_url": "http://127.0.0.1:9", "lambda_endpoint_url": api.url,
-             "table_name": "t", "parameter_prefix": "/p", "region": "us-east-1"}
+    state = {
+        "pid": os.getpid(),
+        "aws_endpoint_url": "http://127.0.0.1:9",
+        "lambda_endpoint_url": api.url,
+        "table_name": "t",
+        "parameter_prefix": "/p",
+        "region": "us-east-1",
+    }
     (tmp_path / "state.json").write_text(json.dumps(state))
     monkeypatch.setenv(STATE_ENV, str(tmp_path / "state.json"))
     seen: list[Any] = []
-    api.register(["OutboundFunction"], lambda event: seen.append(event) or {
-        "replayed": 0, "failed": 0, "remaining": 0, "letters": []})
+    api.register(
+        ["OutboundFunction"],
+        lambda event: seen.append(event) or {"replayed": 0, "failed": 0, "remaining": 0, "letters": []},
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["replay", "--local", "--limit", "3"]) == 0  # the real invoker: Lambda Invoke
     assert seen == [{"action": "replay", "limit": 3}]
@@ -682,8 +809,7 @@ def test_settings_watcher_sends_the_eventbridge_event_on_a_change(aws: Aws) -> N
     assert watcher.poll() is True and watcher.poll() is False
     (event,) = events
     assert (event["version"], event["source"], event["detail-type"]) == ("0", "aws.ssm", "Parameter Store Change")
-    assert event["detail"] == {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String",
-                               "description": ""}
+    assert event["detail"] == {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String", "description": ""}
     assert event["resources"] == [f"arn:aws:ssm:us-east-1:123456789012:parameter{PREFIX}/settings"]
     assert parameter_change_event("/x/settings", "Create")["detail"]["operation"] == "Create"
 
@@ -697,8 +823,11 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Pat
     settings = directory / "settings.json"
     settings.write_text(json.dumps({"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}))
     state = directory / "state.json"
-    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"], free_port(),
-                    {"CONNECTOR_SETTINGS": str(settings), STATE_ENV: str(state)})
+    running = Stack(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"],
+        free_port(),
+        {"CONNECTOR_SETTINGS": str(settings), STATE_ENV: str(state)},
+    )
     try:
         running.wait_ready()
         yield running, state
@@ -710,8 +839,14 @@ def segment_connector(state: Path, *argv: str) -> subprocess.CompletedProcess[st
     env = {**os.environ, STATE_ENV: str(state), "PYTHONPATH": str(ROOT / "layers" / "common")}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "segment_connector.cli", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=WAIT_SECONDS)
+    return subprocess.run(
+        [sys.executable, "-m", "segment_connector.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
 
 
 @pytest.mark.e2e
@@ -725,15 +860,20 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
     assert put.returncode == 0, put.stderr
     assert put.stdout.startswith(f"wrote {PREFIX}/settings (version 2) in the local stack ({stack.url})")
     # Then the stack notices the change and invokes ResyncFunction, as EventBridge would
-    assert stack.wait_for_line(lambda line: line.startswith(f"settings changed ({PREFIX}/settings)"),
-                               WAIT_SECONDS), stack.output
+    assert stack.wait_for_line(lambda line: line.startswith(f"settings changed ({PREFIX}/settings)"), WAIT_SECONDS), (
+        stack.output
+    )
     assert json.loads(segment_connector(state, "settings", "show", "--local").stdout) == document
 
     # Given a user who arrives through the API
     user = f"cli-{uuid.uuid4().hex[:8]}"
     identify = {"type": "identify", "userId": user, "traits": {"plan": "pro", "email": f"{user}@example.com"}}
-    assert requests.post(f"{stack.url}/segment", json=identify, auth=("local-api-key", ""),
-                         timeout=WAIT_SECONDS).status_code == 200
+    assert (
+        requests.post(
+            f"{stack.url}/segment", json=identify, auth=("local-api-key", ""), timeout=WAIT_SECONDS
+        ).status_code
+        == 200
+    )
     # When read with `users get` / Then as the Profile API shows it, in the new segment
     got = segment_connector(state, "users", "get", f"user_id:{user}", "--local")
     assert got.returncode == 0, got.stderr
@@ -751,21 +891,43 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
 
     # Given a dead letter in the emulator's table / When replayed / Then it reaches the sink
     endpoint = json.loads(state.read_text())["aws_endpoint_url"]
-    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     message_id = f"m-{user}"
-    payload = {"type": "track", "messageId": message_id, "userId": user, "event": "Replayed Event",
-               "timestamp": "2026-01-01T00:00:00.000Z"}
-    dynamodb.put_item(TableName=json.loads(state.read_text())["table_name"], Item={
-        "pk": {"S": "deadletter"}, "sk": {"S": f"2026-01-01T00:00:00.000000Z#{message_id}"},
-        "kind": {"S": "deadletter"}, "message_id": {"S": message_id}, "payload": {"S": json.dumps(payload)},
-        "reason": {"S": "HTTP 400"}})
+    payload = {
+        "type": "track",
+        "messageId": message_id,
+        "userId": user,
+        "event": "Replayed Event",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+    }
+    dynamodb.put_item(
+        TableName=json.loads(state.read_text())["table_name"],
+        Item={
+            "pk": {"S": "deadletter"},
+            "sk": {"S": f"2026-01-01T00:00:00.000000Z#{message_id}"},
+            "kind": {"S": "deadletter"},
+            "message_id": {"S": message_id},
+            "payload": {"S": json.dumps(payload)},
+            "reason": {"S": "HTTP 400"},
+        },
+    )
     replay = segment_connector(state, "replay", "--local", "--json")
     assert replay.returncode == 0, replay.stderr
-    assert json.loads(replay.stdout) == {"replayed": 1, "failed": 0, "remaining": 0, "letters": [
-        {"message_id": message_id, "outcome": "replayed", "reason": None}]}
-    assert stack.wait_for_line(lambda line: line.startswith(f"segment <- track userId={user} ")
-                               and "Replayed Event" in line, WAIT_SECONDS), stack.output
+    assert json.loads(replay.stdout) == {
+        "replayed": 1,
+        "failed": 0,
+        "remaining": 0,
+        "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}],
+    }
+    assert stack.wait_for_line(
+        lambda line: line.startswith(f"segment <- track userId={user} ") and "Replayed Event" in line, WAIT_SECONDS
+    ), stack.output
     for result in (put, got, status, replay):
         assert "local-api-key" not in result.stdout + result.stderr
         assert "local-write-key" not in result.stdout + result.stderr
@@ -788,8 +950,10 @@ def test_the_local_stack_starts_without_a_loadable_resync_function(tmp_path: Pat
     broken = tmp_path / "app.py"
     broken.write_text("import segment_connector.no_such_module\n")
     state = tmp_path / "state.json"
-    script = ("import sys; from pathlib import Path; import local_stack.__main__ as stack; "
-              f"sys.exit(stack.main({{'ResyncFunction': Path({str(broken)!r})}}))")
+    script = (
+        "import sys; from pathlib import Path; import local_stack.__main__ as stack; "
+        f"sys.exit(stack.main({{'ResyncFunction': Path({str(broken)!r})}}))"
+    )
     running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-c", script], free_port(), {STATE_ENV: str(state)})
     try:
         # When it starts / Then it says so, and the rest runs

@@ -38,7 +38,10 @@ def test_events_files_store_what_they_describe(api, aws):
     status, profile = invoke(api, "profile")
     assert status == 200
     assert profile["email"] == "jane.doe@example.com" and profile["account_id"] == "acme-inc"
-    assert profile["traits"]["first_name"] == "Jane" and profile["traits"]["address"] == {"city": "Lyon", "country": "FR"}
+    assert profile["traits"]["first_name"] == "Jane" and profile["traits"]["address"] == {
+        "city": "Lyon",
+        "country": "FR",
+    }
     _, stored = api.get("/v1/users/user_id:user-1042/events", auth="Basic bG9jYWwtYXBpLWtleTo=")
     assert [e["type"] for e in stored] == ["screen", "track", "page"]
     assert api.get("/v1/accounts/acme-inc", auth="Basic bG9jYWwtYXBpLWtleTo=")[1]["traits"]["plan"] == "enterprise"

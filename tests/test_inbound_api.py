@@ -129,8 +129,10 @@ def test_message_over_32_kb_is_413(api, aws, message):
 
 
 def test_oversized_message_in_a_batch_is_rejected_alone(api, aws, message):
-    batch = [message("track", userId="u1", event="Big", properties={"blob": "x" * 33_000}),
-             message("track", userId="u1", event="Small")]
+    batch = [
+        message("track", userId="u1", event="Big", properties={"blob": "x" * 33_000}),
+        message("track", userId="u1", event="Small"),
+    ]
     status, body = api.post("/segment", batch)
     assert status == 200 and body["stored"] == 1 and "32 KB" in body["rejected"][0]["error"]
 
@@ -146,8 +148,9 @@ def test_body_over_5_mib_is_413_and_nothing_is_written(api, aws, message):
     assert aws.items() == []
 
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException",
-                                  "InternalServerError"])
+@pytest.mark.parametrize(
+    "code", ["ProvisionedThroughputExceededException", "ThrottlingException", "InternalServerError"]
+)
 def test_dynamodb_throttling_is_503_with_retry_after(api, message, code):
     # Given DynamoDB refusing writes
     client = api.module.store().client

@@ -14,11 +14,18 @@ from segment_connector.models.settings import ConnectorSettings
 from segment_connector.storage import ProfileStore
 
 SPEC_CONTEXT = {
-    "ip": "203.0.113.7", "locale": "fr-FR", "timezone": "Europe/Paris",
+    "ip": "203.0.113.7",
+    "locale": "fr-FR",
+    "timezone": "Europe/Paris",
     "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Safari/605.1.15",
     "library": {"name": "analytics.js", "version": "next-1.70.0"},
-    "page": {"path": "/pricing", "referrer": "https://www.example.com/", "search": "?plan=pro",
-             "title": "Pricing", "url": "https://www.example.com/pricing?plan=pro"},
+    "page": {
+        "path": "/pricing",
+        "referrer": "https://www.example.com/",
+        "search": "?plan=pro",
+        "title": "Pricing",
+        "url": "https://www.example.com/pricing?plan=pro",
+    },
     "campaign": {"name": "autumn", "source": "newsletter", "medium": "email", "term": "crm", "content": "a"},
 }
 
@@ -46,11 +53,22 @@ def test_a_1000_message_spec_batch_of_2_3_mb_is_stored_whole(api, aws, message):
     batch = []
     for n in range(1000):
         kind = ("track", "page", "identify")[n % 3]
-        fields: dict[str, Any] = {"userId": f"u{n % 100}", "anonymousId": f"anon-{n % 100}",
-                                  "context": SPEC_CONTEXT, "sentAt": "2026-01-01T00:00:01.000Z"}
+        fields: dict[str, Any] = {
+            "userId": f"u{n % 100}",
+            "anonymousId": f"anon-{n % 100}",
+            "context": SPEC_CONTEXT,
+            "sentAt": "2026-01-01T00:00:01.000Z",
+        }
         if kind == "track":
-            fields.update(event="Order Completed", properties={"order_id": f"o{n}", "total": 27.5, "currency": "EUR",
-                                                               "products": [{"sku": "s" * 700, "price": 9.5}] * 2})
+            fields.update(
+                event="Order Completed",
+                properties={
+                    "order_id": f"o{n}",
+                    "total": 27.5,
+                    "currency": "EUR",
+                    "products": [{"sku": "s" * 700, "price": 9.5}] * 2,
+                },
+            )
         elif kind == "page":
             fields.update(name="Pricing", properties={"path": "/pricing", "blurb": "p" * 1500})
         else:
@@ -61,7 +79,9 @@ def test_a_1000_message_spec_batch_of_2_3_mb_is_stored_whole(api, aws, message):
     # When it is delivered with the writers the template deploys
     status, answer = api.post("/segment", raw=raw)
     # Then every message is stored
-    assert status == 200 and answer["stored"] == 1000 and "rejected" not in answer, {k: v for k, v in answer.items() if k != "rejected"}
+    assert status == 200 and answer["stored"] == 1000 and "rejected" not in answer, {
+        k: v for k, v in answer.items() if k != "rejected"
+    }
     events = [item for item in aws.items_of_kind("event")]
     assert len(events) == 667
     assert len(user(api, "user_id:u7")[1]["anonymous_ids"]) == 1
@@ -76,15 +96,18 @@ def test_more_than_4000_messages_is_413(api, aws):
     assert aws.items() == []
 
 
-@pytest.mark.parametrize("sent, stored", [
-    ("2026-03-04T05:06:07Z", "2026-03-04T05:06:07.000Z"),
-    ("2026-03-04T05:06:07.123456789Z", "2026-03-04T05:06:07.123Z"),
-    ("2026-03-04T05:06:07.5+02:00", "2026-03-04T03:06:07.500Z"),
-    ("2026-03-04T05:06:07", "2026-03-04T05:06:07.000Z"),
-    (1772600767, "2026-03-04T05:06:07.000Z"),
-    (1772600767.25, "2026-03-04T05:06:07.250Z"),
-    (1772600767123, "2026-03-04T05:06:07.123Z"),
-])
+@pytest.mark.parametrize(
+    "sent, stored",
+    [
+        ("2026-03-04T05:06:07Z", "2026-03-04T05:06:07.000Z"),
+        ("2026-03-04T05:06:07.123456789Z", "2026-03-04T05:06:07.123Z"),
+        ("2026-03-04T05:06:07.5+02:00", "2026-03-04T03:06:07.500Z"),
+        ("2026-03-04T05:06:07", "2026-03-04T05:06:07.000Z"),
+        (1772600767, "2026-03-04T05:06:07.000Z"),
+        (1772600767.25, "2026-03-04T05:06:07.250Z"),
+        (1772600767123, "2026-03-04T05:06:07.123Z"),
+    ],
+)
 def test_times_as_iso_strings_or_epoch_numbers(api, message, sent, stored):
     # Given a track whose timestamp is an ISO string (any fraction, offset or none) or a number
     # When it is delivered
@@ -94,11 +117,19 @@ def test_times_as_iso_strings_or_epoch_numbers(api, message, sent, stored):
     assert api.get("/v1/users/user_id:u1/events")[1][0]["timestamp"] == stored
 
 
-@pytest.mark.parametrize("field, value", [
-    ("timestamp", "yesterday"), ("timestamp", "1969-12-31T23:59:59Z"), ("originalTimestamp", -1),
-    ("sentAt", "9999-12-31T23:30:00-01:00"), ("receivedAt", 10**20), ("timestamp", True),
-    ("timestamp", {"at": 1}), ("timestamp", "0001-01-01T00:00:00Z"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("timestamp", "yesterday"),
+        ("timestamp", "1969-12-31T23:59:59Z"),
+        ("originalTimestamp", -1),
+        ("sentAt", "9999-12-31T23:30:00-01:00"),
+        ("receivedAt", 10**20),
+        ("timestamp", True),
+        ("timestamp", {"at": 1}),
+        ("timestamp", "0001-01-01T00:00:00Z"),
+    ],
+)
 def test_an_unusable_time_rejects_that_message_with_a_field_error(api, aws, message, field, value):
     # Given a batch where one message carries an unparseable or out-of-range time
     batch = [message("track", userId="u1", event="Bad", **{field: value}), message("track", userId="u1", event="Ok")]
@@ -115,25 +146,32 @@ def test_an_unusable_time_rejects_that_message_with_a_field_error(api, aws, mess
 
 def test_lone_surrogates_in_values_are_stored_as_replacement_characters(api, message):
     # Given traits, properties and context holding lone UTF-16 surrogates (keys and values)
-    raw = ('[{"type":"identify","userId":"u1","messageId":"i1","traits":{"name":"Ann\\ud800e","k\\udfff":1}},'
-           '{"type":"track","userId":"u1","messageId":"t1","event":"E\\ud83d","properties":{"p":"\\udc00"},'
-           '"context":{"page":{"title":"x\\ud800"}}}]').encode()
+    raw = (
+        '[{"type":"identify","userId":"u1","messageId":"i1","traits":{"name":"Ann\\ud800e","k\\udfff":1}},'
+        '{"type":"track","userId":"u1","messageId":"t1","event":"E\\ud83d","properties":{"p":"\\udc00"},'
+        '"context":{"page":{"title":"x\\ud800"}}}]'
+    ).encode()
     # When delivered
     status, answer = api.post("/segment", raw=raw)
     # Then both are stored, each surrogate replaced by U+FFFD, the rest of the text kept
     assert status == 200 and answer["stored"] == 2
     assert user(api, "user_id:u1")[1]["traits"] == {"name": "Ann\ufffde", "k\ufffd": 1}
     event = api.get("/v1/users/user_id:u1/events")[1][0]
-    assert (event["event"], event["properties"], event["context"]["page"]["title"]) == ("E\ufffd", {"p": "\ufffd"},
-                                                                                         "x\ufffd")
+    assert (event["event"], event["properties"], event["context"]["page"]["title"]) == (
+        "E\ufffd",
+        {"p": "\ufffd"},
+        "x\ufffd",
+    )
 
 
 @pytest.mark.parametrize("field", ["userId", "anonymousId", "messageId", "groupId"])
 def test_a_lone_surrogate_in_an_id_rejects_the_message(api, aws, field):
     # Given an id that is not valid unicode (ids must be exact: never repaired)
     fields = {"userId": "u1", "anonymousId": "a1", "messageId": "m1", "groupId": "g1", field: "id\ud800"}
-    body = [{"type": "group" if field == "groupId" else "identify", **fields},
-            {"type": "track", "userId": "u2", "event": "Ok"}]
+    body = [
+        {"type": "group" if field == "groupId" else "identify", **fields},
+        {"type": "track", "userId": "u2", "event": "Ok"},
+    ]
     # When delivered in a batch
     status, answer = api.post("/segment", raw=json.dumps(body).encode())
     # Then it is rejected naming the field, and the other message is stored
@@ -142,14 +180,23 @@ def test_a_lone_surrogate_in_an_id_rejects_the_message(api, aws, field):
     assert not aws.items_of_kind("user") and not aws.items_of_kind("dedup")
 
 
-@pytest.mark.parametrize("raw_number, problem", [
-    ("1e400", "out of range"), ("-1e400", "out of range"), ("1e-300", "out of range"), ("1e200", "out of range"),
-    ("123456789012345678901234567890123456789", "38 significant digits"), (str(10**126), "out of range"),
-])
+@pytest.mark.parametrize(
+    "raw_number, problem",
+    [
+        ("1e400", "out of range"),
+        ("-1e400", "out of range"),
+        ("1e-300", "out of range"),
+        ("1e200", "out of range"),
+        ("123456789012345678901234567890123456789", "38 significant digits"),
+        (str(10**126), "out of range"),
+    ],
+)
 def test_numbers_dynamodb_cannot_hold_reject_the_message_naming_the_field(api, aws, raw_number, problem):
     # Given a trait DynamoDB cannot store faithfully
-    raw = ('[{"type":"identify","userId":"u1","traits":{"score":{"deep":' + raw_number + '}}},'
-           '{"type":"track","userId":"u1","event":"Ok"}]').encode()
+    raw = (
+        '[{"type":"identify","userId":"u1","traits":{"score":{"deep":' + raw_number + "}}},"
+        '{"type":"track","userId":"u1","event":"Ok"}]'
+    ).encode()
     # When delivered
     status, answer = api.post("/segment", raw=raw)
     # Then the message is rejected with the field's path and the problem; nothing of it is written
@@ -161,8 +208,13 @@ def test_numbers_dynamodb_cannot_hold_reject_the_message_naming_the_field(api, a
 
 def test_numbers_dynamodb_can_hold_are_stored_exactly(api, message):
     # Given huge but storable numbers (one significant digit, or 38), and tiny ones
-    traits = {"big": 10**45, "wide": 12345678901234567890123456789012345678, "small": 1e-130, "zero": 0.0,
-              "negative": -(10**100)}
+    traits = {
+        "big": 10**45,
+        "wide": 12345678901234567890123456789012345678,
+        "small": 1e-130,
+        "zero": 0.0,
+        "negative": -(10**100),
+    }
     # When stored and read back
     assert api.post("/segment", message("identify", userId="u1", traits=traits))[0] == 200
     # Then they come back unchanged
@@ -212,12 +264,27 @@ def test_an_authorization_header_that_is_not_ascii_is_401(api, message, authoriz
     status, answer = api.post("/segment", message("track", userId="u1", event="E"), auth=authorization)
     assert status == 401 and answer["code"] == "unauthorized"
     assert api.get("/v1/users/user_id:u1", auth=authorization)[0] == 401
-    assert api.post("/segment", message("track", userId="u1", event="E"),
-                    headers={"x-signature": "\xff\u20ac"}, auth=None)[0] == 401
+    assert (
+        api.post(
+            "/segment", message("track", userId="u1", event="E"), headers={"x-signature": "\xff\u20ac"}, auth=None
+        )[0]
+        == 401
+    )
 
 
-@pytest.mark.parametrize("reference", ["user_id:a%00b", "user_id:a%23b", "user_id:%ff", "user_id:%c3%28",
-                                       "user_id:a#b", "email:%ff@x.io", "user_id:\u20ac", "nonsense%ff"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "user_id:a%00b",
+        "user_id:a%23b",
+        "user_id:%ff",
+        "user_id:%c3%28",
+        "user_id:a#b",
+        "email:%ff@x.io",
+        "user_id:\u20ac",
+        "nonsense%ff",
+    ],
+)
 def test_profile_ids_with_odd_bytes_are_404_or_400(api, message, reference):
     # Given no such user, When a profile, its events or an account is asked for by an odd id
     for path in (f"/v1/users/{reference}", f"/v1/users/{reference}/events", f"/v1/accounts/{reference}"):
@@ -255,14 +322,32 @@ def test_50_identifies_of_one_user_through_linked_anonymous_ids_are_200_the_firs
     settings = ConnectorSettings()
     secrets = Secrets("k", None)
     headers = {"authorization": basic("k")}
-    links = [{"type": "identify", "userId": "u1", "anonymousId": f"a{n}", "messageId": f"link-{n}",
-              "timestamp": "2026-01-01T00:00:00Z"} for n in range(50)]
-    assert receive(Delivery(json.dumps(links).encode(), headers, "segment"), settings, secrets, store, 16).counts[
-        "stored"] == 50
+    links = [
+        {
+            "type": "identify",
+            "userId": "u1",
+            "anonymousId": f"a{n}",
+            "messageId": f"link-{n}",
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+        for n in range(50)
+    ]
+    assert (
+        receive(Delivery(json.dumps(links).encode(), headers, "segment"), settings, secrets, store, 16).counts["stored"]
+        == 50
+    )
     # When one delivery carries 50 identifies that reach the user through different ids
-    identifies = [{"type": "identify", "anonymousId": f"a{n}", "messageId": f"i-{n}",
-                   **({"userId": "u1"} if n % 2 else {}),
-                   "timestamp": f"2026-01-02T00:00:{n:02d}Z", "traits": {f"t{n}": n, "last": n}} for n in range(50)]
+    identifies = [
+        {
+            "type": "identify",
+            "anonymousId": f"a{n}",
+            "messageId": f"i-{n}",
+            **({"userId": "u1"} if n % 2 else {}),
+            "timestamp": f"2026-01-02T00:00:{n:02d}Z",
+            "traits": {f"t{n}": n, "last": n},
+        }
+        for n in range(50)
+    ]
     conflicts = []
     commit = inbound.Ingestor._commit
 
@@ -298,7 +383,9 @@ def test_a_newer_group_call_with_the_same_value_keeps_its_time(api, aws, message
     # Given accounts stored, plan=pro observed on Jan 1 then again on Jan 3
     aws.set_settings(handle_accounts=True)
     for day, plan in (("01", "pro"), ("03", "pro"), ("02", "free")):  # Jan 2 arrives last
-        api.post("/segment", message("group", userId="u1", groupId="acme", traits={"plan": plan},
-                                     timestamp=f"2026-01-{day}T00:00:00Z"))
+        api.post(
+            "/segment",
+            message("group", userId="u1", groupId="acme", traits={"plan": plan}, timestamp=f"2026-01-{day}T00:00:00Z"),
+        )
     # Then the newest observation wins
     assert api.get("/v1/accounts/acme")[1]["traits"] == {"plan": "pro"}

@@ -21,17 +21,39 @@ def events(api, ref, query=""):
 
 def test_identify_merges_traits_and_normalises_names(api, message):
     # Given a user with traits
-    api.post("/segment", message("identify", userId="u1", traits={
-        "FirstName": "Ann", "LASTNAME": "Lee", "createdAt": "2020-01-01", "plan": "free",
-        "id": "x", "external_id": "y", "guest_id": "z", "uniqToken": "t", "visitToken": "v",
-        "address": {"city": "Paris", "country": "FR"}, "nothing": None}))
+    api.post(
+        "/segment",
+        message(
+            "identify",
+            userId="u1",
+            traits={
+                "FirstName": "Ann",
+                "LASTNAME": "Lee",
+                "createdAt": "2020-01-01",
+                "plan": "free",
+                "id": "x",
+                "external_id": "y",
+                "guest_id": "z",
+                "uniqToken": "t",
+                "visitToken": "v",
+                "address": {"city": "Paris", "country": "FR"},
+                "nothing": None,
+            },
+        ),
+    )
     # When a second identify changes one trait and nulls another
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-02T00:00:00Z",
-                                 traits={"plan": "pro", "first_name": None}))
+    api.post(
+        "/segment",
+        message("identify", userId="u1", timestamp="2026-01-02T00:00:00Z", traits={"plan": "pro", "first_name": None}),
+    )
     # Then traits are merged (not replaced), renamed, id-like keys and nulls dropped, nesting kept
     assert user(api, "user_id:u1")["traits"] == {
-        "first_name": "Ann", "last_name": "Lee", "created_at": "2020-01-01", "plan": "pro",
-        "address": {"city": "Paris", "country": "FR"}}
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "created_at": "2020-01-01",
+        "plan": "pro",
+        "address": {"city": "Paris", "country": "FR"},
+    }
 
 
 def test_email_is_lowercased_and_resolves_the_user(api, message):
@@ -51,8 +73,10 @@ def test_anonymous_then_known_ends_on_one_profile(api, message):
     api.post("/segment", message("page", anonymousId="a1", name="Pricing", timestamp="2026-01-01T00:00:01Z"))
     api.post("/segment", message("identify", anonymousId="a1", traits={"utm": "ads"}))
     # When identify links the userId and that anonymousId
-    api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"name": "Ann"},
-                                 timestamp="2026-01-01T00:00:02Z"))
+    api.post(
+        "/segment",
+        message("identify", userId="u1", anonymousId="a1", traits={"name": "Ann"}, timestamp="2026-01-01T00:00:02Z"),
+    )
     api.post("/segment", message("track", userId="u1", event="Signed Up", timestamp="2026-01-01T00:00:03Z"))
     # Then both references return the same profile, with all traits and all events
     by_user, by_anon = user(api, "user_id:u1"), user(api, "anonymous_id:a1")
@@ -97,13 +121,32 @@ def test_alias_of_an_unknown_previous_id_links_it(api, message):
 
 
 def test_track_page_screen_are_stored_with_properties_context_and_time(api, message):
-    api.post("/segment", message("track", userId="u1", event="Bought", properties={"price": 9.5},
-                                 context={"ip": "1.1.1.1"}, timestamp="2026-01-01T00:00:03Z"))
-    api.post("/segment", message("page", userId="u1", name="Home", category="Docs",
-                                 properties={"url": "https://x"}, timestamp=None,
-                                 originalTimestamp="2026-01-01T00:00:02Z"))
-    api.post("/segment", message("screen", userId="u1", name="Settings", timestamp=None,
-                                 receivedAt="2026-01-01T00:00:01Z"))
+    api.post(
+        "/segment",
+        message(
+            "track",
+            userId="u1",
+            event="Bought",
+            properties={"price": 9.5},
+            context={"ip": "1.1.1.1"},
+            timestamp="2026-01-01T00:00:03Z",
+        ),
+    )
+    api.post(
+        "/segment",
+        message(
+            "page",
+            userId="u1",
+            name="Home",
+            category="Docs",
+            properties={"url": "https://x"},
+            timestamp=None,
+            originalTimestamp="2026-01-01T00:00:02Z",
+        ),
+    )
+    api.post(
+        "/segment", message("screen", userId="u1", name="Settings", timestamp=None, receivedAt="2026-01-01T00:00:01Z")
+    )
     stored = events(api, "user_id:u1")
     assert [(e["type"], e["event"], e["timestamp"]) for e in stored] == [
         ("track", "Bought", "2026-01-01T00:00:03.000Z"),
@@ -128,8 +171,9 @@ def test_pages_and_screens_are_skipped_when_turned_off(api, aws, message):
 
 def test_events_limit_newest_first(api, message):
     for second in range(5):
-        api.post("/segment", message("track", userId="u1", event=f"E{second}",
-                                     timestamp=f"2026-01-01T00:00:0{second}Z"))
+        api.post(
+            "/segment", message("track", userId="u1", event=f"E{second}", timestamp=f"2026-01-01T00:00:0{second}Z")
+        )
     assert [e["event"] for e in events(api, "user_id:u1", "?limit=2")] == ["E4", "E3"]
     assert api.get("/v1/users/user_id:u1/events?limit=501")[0] == 400
     assert api.get("/v1/users/user_id:u1/events?limit=abc")[0] == 400
@@ -144,8 +188,9 @@ def test_group_is_ignored_unless_handle_accounts(api, aws, message):
 def test_group_creates_account_links_user_last_group_wins(api, aws, message):
     aws.set_settings(handle_accounts=True)
     api.post("/segment", message("group", userId="u1", groupId="g1", traits={"plan": "pro", "seats": 3}))
-    api.post("/segment", message("group", userId="u1", groupId="g1", traits={"seats": 5},
-                                 timestamp="2026-01-01T00:00:01Z"))
+    api.post(
+        "/segment", message("group", userId="u1", groupId="g1", traits={"seats": 5}, timestamp="2026-01-01T00:00:01Z")
+    )
     assert api.get("/v1/accounts/g1") == (200, {"id": "g1", "traits": {"plan": "pro", "seats": 5}, "segments": []})
     api.post("/segment", message("group", userId="u1", groupId="g2", timestamp="2026-01-01T00:00:02Z"))
     assert user(api, "user_id:u1")["account_id"] == "g2"
@@ -165,17 +210,21 @@ def test_delete_removes_profile_links_and_events(api, aws, message):
 
 
 def test_opted_out_and_own_messages_are_acknowledged_and_ignored(api, aws, message):
-    _, body = api.post("/segment", [
-        message("track", userId="u1", event="E", integrations={"Hull": False}),
-        message("track", userId="u1", event="E", integrations={"segment-connector": False}),
-        message("track", userId="u1", event="E", context={"library": {"name": "segment-connector"}}),
-    ])
+    _, body = api.post(
+        "/segment",
+        [
+            message("track", userId="u1", event="E", integrations={"Hull": False}),
+            message("track", userId="u1", event="E", integrations={"segment-connector": False}),
+            message("track", userId="u1", event="E", context={"library": {"name": "segment-connector"}}),
+        ],
+    )
     assert body["ignored"] == 3 and aws.items() == []
 
 
 def test_snake_case_top_level_keys_are_accepted(api, message):
-    api.post("/segment", {"type": "identify", "user_id": "u1", "anonymous_id": "a1", "message_id": "m1",
-                          "traits": {"x": 1}})
+    api.post(
+        "/segment", {"type": "identify", "user_id": "u1", "anonymous_id": "a1", "message_id": "m1", "traits": {"x": 1}}
+    )
     assert user(api, "anonymous_id:a1")["traits"] == {"x": 1}
 
 
@@ -279,8 +328,13 @@ def test_a_track_with_a_new_anonymous_id_links_it_to_the_user(api, message):
     api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"n": 1}))
     api.post("/segment", message("page", anonymousId="a2", name="Landing", timestamp="2026-01-01T00:00:01Z"))
     # When a track carries the userId and the visitor's anonymousId
-    assert api.post("/segment", message("track", userId="u1", anonymousId="a2", event="Bought",
-                                        timestamp="2026-01-01T00:00:02Z"))[1]["stored"] == 1
+    assert (
+        api.post(
+            "/segment",
+            message("track", userId="u1", anonymousId="a2", event="Bought", timestamp="2026-01-01T00:00:02Z"),
+        )[1]["stored"]
+        == 1
+    )
     # Then the visitor is the user, with both anonymous ids and all events
     profile = user(api, "anonymous_id:a2")
     assert profile["user_id"] == "u1" and profile["anonymous_ids"] == ["a1", "a2"]
@@ -296,17 +350,28 @@ def test_a_track_does_not_take_another_users_anonymous_id(api, message):
 
 def test_nested_traits_are_merged_not_replaced(api, message):
     api.post("/segment", message("identify", userId="u1", traits={"address": {"city": "Paris", "country": "FR"}}))
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-02T00:00:00Z",
-                                 traits={"address": {"zip": "75001", "country": None}}))
+    api.post(
+        "/segment",
+        message(
+            "identify",
+            userId="u1",
+            timestamp="2026-01-02T00:00:00Z",
+            traits={"address": {"zip": "75001", "country": None}},
+        ),
+    )
     assert user(api, "user_id:u1")["traits"]["address"] == {"city": "Paris", "country": "FR", "zip": "75001"}
 
 
 def test_profile_segments_follow_the_users_and_the_accounts_traits(api, aws, message):
     # Given segments on a user trait and on the linked account's traits
-    aws.set_settings(handle_accounts=True, segments=[
-        {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}},
-        {"name": "Big", "rule": {"trait": "account.employees", "op": "gte", "value": 100}}],
-        account_segments=[{"name": "Large", "rule": {"trait": "employees", "op": "gt", "value": 50}}])
+    aws.set_settings(
+        handle_accounts=True,
+        segments=[
+            {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}},
+            {"name": "Big", "rule": {"trait": "account.employees", "op": "gte", "value": 100}},
+        ],
+        account_segments=[{"name": "Large", "rule": {"trait": "employees", "op": "gt", "value": 50}}],
+    )
     api.post("/segment", message("identify", userId="u1", traits={"plan": "pro"}))
     assert user(api, "user_id:u1")["segments"] == ["Pro"]
     # When the user joins a big account / Then both segments show, and the account's own

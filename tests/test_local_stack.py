@@ -112,8 +112,13 @@ def test_build_event_is_an_http_api_v2_event() -> None:
         ("Authorization", "Basic eDo="),
     ]
     event = build_event(
-        "post", "/v1/users/email:a%40example.com?limit=5&x=1&x=2&e=%20", headers, b'{"a": 1}',
-        source_ip="127.0.0.9", now=1_700_000_000.123, request_id="rid",
+        "post",
+        "/v1/users/email:a%40example.com?limit=5&x=1&x=2&e=%20",
+        headers,
+        b'{"a": 1}',
+        source_ip="127.0.0.9",
+        now=1_700_000_000.123,
+        request_id="rid",
     )
     assert event["version"] == "2.0" and event["routeKey"] == "$default"
     assert event["rawPath"] == "/v1/users/email:a@example.com"  # HTTP APIs deliver the path decoded
@@ -127,8 +132,11 @@ def test_build_event_is_an_http_api_v2_event() -> None:
     assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
     context = event["requestContext"]
     assert context["http"] == {
-        "method": "POST", "path": "/v1/users/email:a@example.com", "protocol": "HTTP/1.1",
-        "sourceIp": "127.0.0.9", "userAgent": "curl/8",
+        "method": "POST",
+        "path": "/v1/users/email:a@example.com",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.9",
+        "userAgent": "curl/8",
     }
     assert context["requestId"] == "rid" and context["stage"] == "$default"
     assert context["timeEpoch"] == 1_700_000_000_123
@@ -137,8 +145,9 @@ def test_build_event_is_an_http_api_v2_event() -> None:
 
 
 def test_build_event_base64_encodes_binary_bodies_and_omits_empty_ones() -> None:
-    gzipped = build_event("POST", "/segment", [("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
-                          b"\x1f\x8b\x00")
+    gzipped = build_event(
+        "POST", "/segment", [("Content-Type", "application/json"), ("Content-Encoding", "gzip")], b"\x1f\x8b\x00"
+    )
     assert gzipped["isBase64Encoded"] is True and base64.b64decode(gzipped["body"]) == b"\x1f\x8b\x00"
     octets = build_event("POST", "/x", [("Content-Type", "application/octet-stream")], b"abc")
     assert octets["isBase64Encoded"] is True and base64.b64decode(octets["body"]) == b"abc"
@@ -156,8 +165,10 @@ def test_http_response_follows_api_gateway_rules() -> None:
     assert (status, body) == (201, b"{}")
     assert ("X-A", "1") in headers and ("Set-Cookie", "s=1") in headers and ("Set-Cookie", "t=2") in headers
     assert ("Content-Type", "application/json") in headers
-    assert http_response({"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True})[
-        2] == b"\x00"
+    assert (
+        http_response({"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True})[2]
+        == b"\x00"
+    )
     assert http_response({"ok": True}) == (200, [("Content-Type", "application/json")], b'{"ok": true}')
     with pytest.raises(ValueError):
         http_response({"statusCode": "nope"})
@@ -177,11 +188,17 @@ def test_mapping_settings_come_from_the_template() -> None:
 
 def test_lambda_record_has_lambda_shape() -> None:
     raw = {
-        "eventID": "e", "eventName": "INSERT", "eventVersion": "1.0", "eventSource": "aws:dynamodb",
+        "eventID": "e",
+        "eventName": "INSERT",
+        "eventVersion": "1.0",
+        "eventSource": "aws:dynamodb",
         "dynamodb": {
             "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
-            "Keys": {"pk": {"S": "k"}}, "NewImage": {"b": {"B": b"\x01"}, "bs": {"BS": [b"\x02"]}},
-            "SequenceNumber": "7", "SizeBytes": 1, "StreamViewType": "NEW_AND_OLD_IMAGES",
+            "Keys": {"pk": {"S": "k"}},
+            "NewImage": {"b": {"B": b"\x01"}, "bs": {"BS": [b"\x02"]}},
+            "SequenceNumber": "7",
+            "SizeBytes": 1,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
         },
     }
     record = lambda_record(raw, "arn:stream")
@@ -206,8 +223,11 @@ def test_failed_from_follows_report_batch_item_failures() -> None:
 
 @pytest.fixture
 def streamed_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, str]]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
@@ -246,20 +266,24 @@ def put(dynamodb: Any, pk: str, kind: str) -> None:
 
 def fail_item(pk: str) -> Any:
     def answer(event: dict[str, Any]) -> dict[str, Any]:
-        failed = [r["dynamodb"]["SequenceNumber"] for r in event["Records"]
-                  if r["dynamodb"]["NewImage"]["pk"]["S"] == pk]
+        failed = [
+            r["dynamodb"]["SequenceNumber"] for r in event["Records"] if r["dynamodb"]["NewImage"]["pk"]["S"] == pk
+        ]
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in failed]}
 
     return answer
 
 
 @contextmanager
-def running_worker(streams: Any, arn: str, recorder: Recorder, batch_size: int, retries: int,
-                   lines: list[str]) -> Iterator[StreamWorker]:
-    settings = MappingSettings(batch_size=batch_size, maximum_retry_attempts=retries, patterns=PATTERNS,
-                               report_batch_item_failures=True)
-    worker = StreamWorker(streams, arn, settings, recorder, log=lines.append, poll_seconds=0.01,
-                          backoff_seconds=(0.0, 0.0))
+def running_worker(
+    streams: Any, arn: str, recorder: Recorder, batch_size: int, retries: int, lines: list[str]
+) -> Iterator[StreamWorker]:
+    settings = MappingSettings(
+        batch_size=batch_size, maximum_retry_attempts=retries, patterns=PATTERNS, report_batch_item_failures=True
+    )
+    worker = StreamWorker(
+        streams, arn, settings, recorder, log=lines.append, poll_seconds=0.01, backoff_seconds=(0.0, 0.0)
+    )
     worker.start()
     try:
         yield worker
@@ -306,7 +330,8 @@ def test_forgetting_old_shard_iterators_keeps_the_current_one(streamed_table: tu
     dynamodb, streams, arn = streamed_table
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
-        "ShardIterator"]
+        "ShardIterator"
+    ]
     for _ in range(3):
         iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
     forget_stream_iterators([iterator])
@@ -321,7 +346,11 @@ def test_forgetting_old_shard_iterators_keeps_the_current_one(streamed_table: tu
 def test_config_defaults_and_settings_source(tmp_path: Path) -> None:
     config = load_config(TEMPLATE, {})
     assert (config.port, config.api_key, config.write_key, config.shared_secret) == (
-        3000, "local-api-key", "local-write-key", None)
+        3000,
+        "local-api-key",
+        "local-write-key",
+        None,
+    )
     assert config.segment_api_url is None
     assert config.prefix == parameter_default(TEMPLATE, "ParameterPrefix")
     assert json.loads(config.settings) == {
@@ -386,13 +415,24 @@ def test_lambda_context_counts_down_to_zero() -> None:
 
 def test_replay_without_a_running_stack_says_so(tmp_path: Path) -> None:
     # Given no local stack (its state file absent) / When `make replay` runs its command
-    env = {**os.environ, "SEGMENT_CONNECTOR_STATE": str(tmp_path / "state.json"),
-           "PYTHONPATH": str(ROOT / "layers" / "common")}
-    result = subprocess.run([sys.executable, "-m", "segment_connector.cli", "replay", "--local"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=WAIT_SECONDS)
+    env = {
+        **os.environ,
+        "SEGMENT_CONNECTOR_STATE": str(tmp_path / "state.json"),
+        "PYTHONPATH": str(ROOT / "layers" / "common"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "segment_connector.cli", "replay", "--local"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
     # Then it says how to start one, in one line, and fails
     assert result.returncode == 1
-    assert result.stderr.startswith("segment-connector: error: no local stack is running") and "make run" in result.stderr
+    assert (
+        result.stderr.startswith("segment-connector: error: no local stack is running") and "make run" in result.stderr
+    )
 
 
 # -- end to end: `make run` ---------------------------------------------------------------------------
@@ -411,16 +451,34 @@ class Stack:
     """A local stack subprocess whose merged stdout/stderr is collected line by line."""
 
     def __init__(self, command: list[str], port: int, extra_env: dict[str, str] | None = None):
-        env = {k: v for k, v in os.environ.items() if k not in (
-            "SEGMENT_API_URL", "API_KEY", "SHARED_SECRET", "WRITE_KEY", "CONNECTOR_SETTINGS",
-            "AWS_ENDPOINT_URL", "TABLE_NAME", "PARAMETER_PREFIX")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "SEGMENT_API_URL",
+                "API_KEY",
+                "SHARED_SECRET",
+                "WRITE_KEY",
+                "CONNECTOR_SETTINGS",
+                "AWS_ENDPOINT_URL",
+                "TABLE_NAME",
+                "PARAMETER_PREFIX",
+            )
+        }
         env.update({"PORT": str(port), **(extra_env or {})})
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, start_new_session=True,
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -499,16 +557,22 @@ def test_round_trip_through_the_local_stack(stack: Stack) -> None:
     client.identify(user, {"email": f"{user}@example.com", "plan": "pro"})
     client.track(user, "Signed Up", {"source": "e2e"})
 
-    webhook = {"type": "track", "userId": user, "event": "Webhook Event", "messageId": f"m-{uuid.uuid4()}",
-               "timestamp": datetime.now(timezone.utc).isoformat()}
+    webhook = {
+        "type": "track",
+        "userId": user,
+        "event": "Webhook Event",
+        "messageId": f"m-{uuid.uuid4()}",
+        "timestamp": datetime.now(timezone.utc).isoformat(),
+    }
     answer = requests.post(f"{stack.url}/segment", json=webhook, auth=("local-api-key", ""), timeout=WAIT_SECONDS)
     assert answer.status_code == 200, answer.text
 
     profile = requests.get(f"{stack.url}/v1/users/user_id:{user}", auth=("local-api-key", ""), timeout=WAIT_SECONDS)
     assert profile.status_code == 200, profile.text
     assert f"{user}@example.com" in profile.text
-    events = requests.get(f"{stack.url}/v1/users/user_id:{user}/events", auth=("local-api-key", ""),
-                          timeout=WAIT_SECONDS)
+    events = requests.get(
+        f"{stack.url}/v1/users/user_id:{user}/events", auth=("local-api-key", ""), timeout=WAIT_SECONDS
+    )
     assert events.status_code == 200, events.text
     assert "Signed Up" in events.text and "Webhook Event" in events.text
 
@@ -519,10 +583,12 @@ def test_round_trip_through_the_local_stack(stack: Stack) -> None:
     # Segment sink, which prints them.
     identify = stack.wait_for_line(
         lambda line: line.startswith(f"segment <- identify userId={user} ") and f"{user}@example.com" in line,
-        WAIT_SECONDS)
+        WAIT_SECONDS,
+    )
     assert identify is not None, stack.output
     track = stack.wait_for_line(
-        lambda line: line.startswith(f"segment <- track userId={user} ") and "Signed Up" in line, WAIT_SECONDS)
+        lambda line: line.startswith(f"segment <- track userId={user} ") and "Signed Up" in line, WAIT_SECONDS
+    )
     assert track is not None, stack.output
 
 
@@ -533,16 +599,20 @@ def test_outbound_goes_on_after_a_redelivered_identify(stack: Stack) -> None:
     user = f"dup-{uuid.uuid4().hex[:8]}"
     redelivered = {"type": "identify", "userId": user, "traits": {"n": 1}, "messageId": f"m-{user}"}
     for _ in range(2):
-        answer = requests.post(f"{stack.url}/segment", json=redelivered, auth=("local-api-key", ""),
-                               timeout=WAIT_SECONDS)
+        answer = requests.post(
+            f"{stack.url}/segment", json=redelivered, auth=("local-api-key", ""), timeout=WAIT_SECONDS
+        )
         assert answer.status_code == 200, answer.text
     # When another user arrives afterwards
     later = {"type": "identify", "userId": f"{user}-later", "traits": {"n": 2}}
-    assert requests.post(f"{stack.url}/segment", json=later, auth=("local-api-key", ""),
-                         timeout=WAIT_SECONDS).status_code == 200
+    assert (
+        requests.post(f"{stack.url}/segment", json=later, auth=("local-api-key", ""), timeout=WAIT_SECONDS).status_code
+        == 200
+    )
     # Then the stream worker still hands it to the outbound side, which sends it to the sink
-    assert stack.wait_for_line(lambda line: line.startswith(f"segment <- identify userId={user}-later "),
-                               WAIT_SECONDS), stack.output
+    assert stack.wait_for_line(
+        lambda line: line.startswith(f"segment <- identify userId={user}-later "), WAIT_SECONDS
+    ), stack.output
 
 
 @pytest.mark.e2e
@@ -561,8 +631,11 @@ def test_sigterm_stops_make_run_cleanly(stack: Stack) -> None:
 @needs_handlers
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_to_the_process_group_exits_zero(sig: signal.Signals) -> None:
-    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"], free_port(),
-                    {"SHARED_SECRET": "local-shared-secret"})
+    running = Stack(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"],
+        free_port(),
+        {"SHARED_SECRET": "local-shared-secret"},
+    )
     try:
         running.wait_ready()
         assert "shared secret:  set" in running.output and "local-shared-secret" not in running.output
@@ -570,11 +643,13 @@ def test_signal_to_the_process_group_exits_zero(sig: signal.Signals) -> None:
         assert requests.get(f"{running.url}/health", timeout=WAIT_SECONDS).status_code == 200
         # With the default local settings every user reaches the sink.
         identify = {"type": "identify", "userId": "u-default", "traits": {"plan": "pro"}, "messageId": "m-default"}
-        answer = requests.post(f"{running.url}/segment", json=identify, auth=("local-api-key", ""),
-                               timeout=WAIT_SECONDS)
+        answer = requests.post(
+            f"{running.url}/segment", json=identify, auth=("local-api-key", ""), timeout=WAIT_SECONDS
+        )
         assert answer.status_code == 200, answer.text
-        assert running.wait_for_line(lambda line: line.startswith("segment <- identify userId=u-default"),
-                                     WAIT_SECONDS), running.output
+        assert running.wait_for_line(
+            lambda line: line.startswith("segment <- identify userId=u-default"), WAIT_SECONDS
+        ), running.output
         os.killpg(running.process.pid, sig)
         assert running.process.wait(WAIT_SECONDS) == 0, running.output
         assert not STATE_PATH.exists()

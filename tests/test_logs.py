@@ -87,7 +87,8 @@ def function_log(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[
 
 
 def test_outbound_package_lines_are_json_with_service_level_request_id_and_record_ids(
-        connector, message, function_log, monkeypatch):
+    connector, message, function_log, monkeypatch
+):
     # Given OutboundFunction as deployed, records dead-lettered at their first failure, and a track
     # that Segment rejects in the stream
     connector.module = function_log.cold_start("OutboundFunction")

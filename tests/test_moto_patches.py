@@ -21,8 +21,7 @@ def test_a_failed_condition_writes_nothing_and_names_the_item(aws):
     client.put_item(TableName=TABLE, Item={"pk": {"S": "taken"}, "sk": {"S": "x"}})
     # When the second of three items fails its condition
     with pytest.raises(ClientError) as caught:
-        client.transact_write_items(TransactItems=[
-            put("a"), put("taken", "attribute_not_exists(pk)"), put("b")])
+        client.transact_write_items(TransactItems=[put("a"), put("taken", "attribute_not_exists(pk)"), put("b")])
     # Then the reasons name it and neither of the others was written
     reasons = [r["Code"] for r in caught.value.response["CancellationReasons"]]
     assert reasons == ["None", "ConditionalCheckFailed", "None"]

@@ -34,11 +34,21 @@ def segments_of(messages):
 
 def test_a_user_entering_the_filter_is_identified_with_segments_and_whitelisted_traits(connector, message):
     # Given users in "Pro" are synchronized, with email and the dotted address.city
-    connector.settings(segments=[PRO, VIP], synchronized_segments=["Pro"],
-                       synchronized_properties=["email", "address.city"])
+    connector.settings(
+        segments=[PRO, VIP], synchronized_segments=["Pro"], synchronized_properties=["email", "address.city"]
+    )
     # When a user becomes pro
-    connector.post(identify(message, "u1", "a1", plan="pro", email="Ann@Example.com", secret="s",
-                            address={"city": "Paris", "zip": "75001"}))
+    connector.post(
+        identify(
+            message,
+            "u1",
+            "a1",
+            plan="pro",
+            email="Ann@Example.com",
+            secret="s",
+            address={"city": "Paris", "zip": "75001"},
+        )
+    )
     connector.drain()
     # Then one identify carries its ids, segments and only the whitelisted traits
     (sent,) = connector.sent("identify")
@@ -96,12 +106,15 @@ def test_leaving_the_filter_sends_one_last_identify_then_silence(connector, mess
 ADDRESS = {"city": "Paris", "zip": "75001", "street": "1 rue de Rivoli"}
 
 
-@pytest.mark.parametrize(("whitelist", "expected"), [
-    pytest.param(["address.city"], {"address": {"city": "Paris"}}, id="one-sub-path"),
-    pytest.param(["address.city", "address.zip"], {"address": {"city": "Paris", "zip": "75001"}}, id="merged"),
-    pytest.param(["address.city", "address"], {"address": ADDRESS}, id="whole-object-wins"),
-    pytest.param(["address.country", "phone", "address.city.name"], {}, id="missing-not-sent"),
-])
+@pytest.mark.parametrize(
+    ("whitelist", "expected"),
+    [
+        pytest.param(["address.city"], {"address": {"city": "Paris"}}, id="one-sub-path"),
+        pytest.param(["address.city", "address.zip"], {"address": {"city": "Paris", "zip": "75001"}}, id="merged"),
+        pytest.param(["address.city", "address"], {"address": ADDRESS}, id="whole-object-wins"),
+        pytest.param(["address.country", "phone", "address.city.name"], {}, id="missing-not-sent"),
+    ],
+)
 def test_whitelisted_dotted_paths_are_sent_nested(connector, message, whitelist, expected):
     # Given every user synchronized with these whitelisted paths
     connector.settings(synchronized_segments=["ALL"], synchronized_properties=whitelist)
@@ -117,8 +130,9 @@ def test_a_trait_stored_under_a_dotted_name_is_sent_flat_unless_a_nested_value_e
     # Given "a.b" whitelisted
     connector.settings(synchronized_segments=["ALL"], synchronized_properties=["a.b"])
     # When one user has a trait literally named "a.b", another also a nested a.b
-    connector.post(identify(message, "u1", **{"a.b": "flat"}),
-                   identify(message, "u2", **{"a.b": "flat", "a": {"b": "nested"}}))
+    connector.post(
+        identify(message, "u1", **{"a.b": "flat"}), identify(message, "u2", **{"a.b": "flat", "a": {"b": "nested"}})
+    )
     connector.drain()
     # Then the first is sent under its flat name, the second nested (the nested value wins)
     assert [(m["userId"], m["traits"]) for m in connector.sent("identify")] == [
@@ -133,8 +147,9 @@ def test_only_a_change_of_a_whitelisted_sub_trait_sends_an_identify(connector, m
     connector.post(identify(message, address=ADDRESS))
     connector.drain()
     # When another part of its address changes
-    connector.post({**identify(message, address={"street": "2 rue de Rivoli"}),
-                    "timestamp": "2026-01-02T00:00:00.000Z"})
+    connector.post(
+        {**identify(message, address={"street": "2 rue de Rivoli"}), "timestamp": "2026-01-02T00:00:00.000Z"}
+    )
     connector.drain()
     # Then nothing is sent
     assert len(connector.sent("identify")) == 1
@@ -180,7 +195,10 @@ def test_changes_after_a_redelivered_identify_are_still_sent(connector, message)
     connector.drain()
     # Then the change still reaches Segment
     assert [(m["userId"], m["traits"]["plan"]) for m in connector.sent("identify")] == [
-        ("u1", "free"), ("u1", "pro"), ("u2", "pro")]
+        ("u1", "free"),
+        ("u1", "pro"),
+        ("u2", "pro"),
+    ]
 
 
 def test_an_anonymous_user_that_gets_a_user_id_is_identified_again_without_new_segment_events(connector, message):
@@ -195,7 +213,9 @@ def test_an_anonymous_user_that_gets_a_user_id_is_identified_again_without_new_s
     connector.drain()
     # Then an identify with both ids is sent, and it did not "enter" its segment a second time
     assert [(m.get("userId"), m["anonymousId"]) for m in connector.sent("identify")] == [
-        (None, "anon-1"), ("u1", "anon-1")]
+        (None, "anon-1"),
+        ("u1", "anon-1"),
+    ]
     assert connector.tracks() == [("Entered Segment", {"segment": "Pro"})]
     status, events = connector.api.get("/v1/users/user_id:u1/events")
     assert status == 200 and [e["event"] for e in events].count("Entered Segment") == 1
@@ -228,12 +248,20 @@ def test_entered_and_left_segment_events_are_recorded_on_the_profile_and_sent(co
     status, events = connector.api.get("/v1/users/user_id:u1/events")
     assert status == 200
     recorded = sorted((e["event"], e["properties"]["segment"], e["source"]) for e in events)
-    assert recorded == [("Entered Segment", "Pro", "connector"), ("Entered Segment", "VIP", "connector"),
-                        ("Left Segment", "Pro", "connector")]
+    assert recorded == [
+        ("Entered Segment", "Pro", "connector"),
+        ("Entered Segment", "VIP", "connector"),
+        ("Left Segment", "Pro", "connector"),
+    ]
     # and they were sent as track calls of the user
     assert sorted(connector.tracks(), key=str) == sorted(
-        [("Entered Segment", {"segment": "Pro"}), ("Left Segment", {"segment": "Pro"}),
-         ("Entered Segment", {"segment": "VIP"})], key=str)
+        [
+            ("Entered Segment", {"segment": "Pro"}),
+            ("Left Segment", {"segment": "Pro"}),
+            ("Entered Segment", {"segment": "VIP"}),
+        ],
+        key=str,
+    )
     assert {m["userId"] for m in connector.sent("track")} == {"u1"}
 
 
@@ -297,20 +325,38 @@ def test_a_track_carries_properties_timestamp_and_the_useful_context(connector, 
     # Given every user synchronized
     connector.settings(synchronized_segments=["ALL"])
     # When a track arrives with a full context
-    context = {"ip": "203.0.113.9", "userAgent": "Mozilla/5.0", "locale": "fr-FR",
-               "page": {"url": "https://shop.example/p/1", "referrer": "https://search.example/", "width": 3},
-               "library": {"name": "analytics.js", "version": "5"}, "traits": {"email": "x@example.com"}}
-    tracked = message("track", userId="u1", anonymousId="a1", event="Bought", properties={"sku": "p1"},
-                      timestamp="2026-02-03T04:05:06.000Z", context=context)
+    context = {
+        "ip": "203.0.113.9",
+        "userAgent": "Mozilla/5.0",
+        "locale": "fr-FR",
+        "page": {"url": "https://shop.example/p/1", "referrer": "https://search.example/", "width": 3},
+        "library": {"name": "analytics.js", "version": "5"},
+        "traits": {"email": "x@example.com"},
+    }
+    tracked = message(
+        "track",
+        userId="u1",
+        anonymousId="a1",
+        event="Bought",
+        properties={"sku": "p1"},
+        timestamp="2026-02-03T04:05:06.000Z",
+        context=context,
+    )
     connector.post(tracked)
     connector.drain()
     # Then the track has them, with the connector's library and a messageId of its own
     (sent,) = connector.sent("track")
-    assert (sent["event"], sent["properties"], sent["timestamp"]) == ("Bought", {"sku": "p1"}, "2026-02-03T04:05:06.000Z")
+    assert (sent["event"], sent["properties"], sent["timestamp"]) == (
+        "Bought",
+        {"sku": "p1"},
+        "2026-02-03T04:05:06.000Z",
+    )
     assert (sent["userId"], sent["anonymousId"]) == ("u1", "a1")
     assert sent["context"] == {
-        "library": {"name": "segment-connector", "version": __version__}, "ip": "203.0.113.9",
-        "userAgent": "Mozilla/5.0", "locale": "fr-FR",
+        "library": {"name": "segment-connector", "version": __version__},
+        "ip": "203.0.113.9",
+        "userAgent": "Mozilla/5.0",
+        "locale": "fr-FR",
         "page": {"url": "https://shop.example/p/1", "referrer": "https://search.example/"},
     }
     assert sent["messageId"] != tracked["messageId"]
@@ -384,9 +430,17 @@ def test_a_segment_event_written_through_the_store_is_sent_like_any_event(connec
     # Given a user and every user synchronized
     connector.settings(synchronized_segments=["ALL"])
     # When an event item is written straight into the table with source "connector"
-    ProfileStore("connector-test").put_event(StoredEvent.build(
-        "id#user_id#u7", "evt-1", "2026-01-01T00:00:00.000Z", type="screen", event="Home", source="connector",
-        user_id="u7"))
+    ProfileStore("connector-test").put_event(
+        StoredEvent.build(
+            "id#user_id#u7",
+            "evt-1",
+            "2026-01-01T00:00:00.000Z",
+            type="screen",
+            event="Home",
+            source="connector",
+            user_id="u7",
+        )
+    )
     connector.drain()
     # Then it is sent as a screen call
     (screen,) = connector.sent("screen")
@@ -404,8 +458,12 @@ def group(message, group_id="g1", user_id="u1", **traits):
 
 def test_linking_a_user_to_an_account_sends_one_group_call(connector, message):
     # Given accounts handled, every user synchronized, name synchronized for accounts
-    connector.settings(handle_accounts=True, synchronized_segments=["ALL"], account_segments=[BIG],
-                       synchronized_account_properties=["name"])
+    connector.settings(
+        handle_accounts=True,
+        synchronized_segments=["ALL"],
+        account_segments=[BIG],
+        synchronized_account_properties=["name"],
+    )
     connector.post(identify(message))
     connector.drain()
     # When the user is linked to a new account
@@ -420,8 +478,11 @@ def test_linking_a_user_to_an_account_sends_one_group_call(connector, message):
 
 def test_whitelisted_dotted_account_paths_are_sent_nested_in_group_calls(connector, message):
     # Given accounts handled, with two sub-paths of the account's hq and its name whitelisted
-    connector.settings(handle_accounts=True, synchronized_segments=["ALL"],
-                       synchronized_account_properties=["name", "hq.city", "hq.country"])
+    connector.settings(
+        handle_accounts=True,
+        synchronized_segments=["ALL"],
+        synchronized_account_properties=["name", "hq.city", "hq.country"],
+    )
     # When a user is linked to an account with a nested hq
     connector.post(group(message, name="Acme", hq={"city": "Paris", "country": "FR", "floor": 3}))
     connector.drain()
@@ -432,8 +493,12 @@ def test_whitelisted_dotted_account_paths_are_sent_nested_in_group_calls(connect
 
 def test_an_account_change_sends_group_calls_for_its_users_only_when_it_matters(connector, message):
     # Given two users of an account already sent
-    connector.settings(handle_accounts=True, synchronized_segments=["ALL"], account_segments=[BIG],
-                       synchronized_account_properties=["name"])
+    connector.settings(
+        handle_accounts=True,
+        synchronized_segments=["ALL"],
+        account_segments=[BIG],
+        synchronized_account_properties=["name"],
+    )
     connector.post(group(message, user_id="u1", name="Acme", employees=500), group(message, user_id="u2"))
     connector.drain()
     assert sorted(m["userId"] for m in connector.sent("group")) == ["u1", "u2"]
@@ -498,11 +563,17 @@ def test_an_account_trait_change_moves_its_users_between_user_segments(connector
 
 def test_the_account_filter_sends_group_calls_only_for_accounts_in_its_segments(connector, message):
     # Given accounts handled, only "Big" accounts sent
-    connector.settings(handle_accounts=True, synchronized_segments=["ALL"], account_segments=[BIG],
-                       synchronized_account_segments=["Big"])
+    connector.settings(
+        handle_accounts=True,
+        synchronized_segments=["ALL"],
+        account_segments=[BIG],
+        synchronized_account_segments=["Big"],
+    )
     # When users join a small and a big account
-    connector.post(group(message, user_id="u1", group_id="small", employees=5),
-                   group(message, user_id="u2", group_id="big", employees=500))
+    connector.post(
+        group(message, user_id="u1", group_id="small", employees=5),
+        group(message, user_id="u2", group_id="big", employees=500),
+    )
     connector.drain()
     # Then only the big account's user gets a group call
     assert [(m["userId"], m["groupId"]) for m in connector.sent("group")] == [("u2", "big")]

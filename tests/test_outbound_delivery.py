@@ -79,8 +79,7 @@ def test_a_rejected_message_is_kept_as_a_dead_letter_and_replay_sends_it(connect
     # Then it is kept, with the new reason, which the result reports too
     (letter,) = connector.dead_letters()
     assert letter["reason"].startswith("replay: HTTP 400") and "still invalid" in letter["reason"]
-    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "failed",
-                                  "reason": letter["reason"]}]
+    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "failed", "reason": letter["reason"]}]
     # When replayed again once Segment accepts it
     result = connector.handler({"action": "replay"})
     assert counts(result) == {"replayed": 1, "failed": 0, "remaining": 0}
@@ -96,9 +95,18 @@ def test_a_message_over_32_kb_is_not_sent_but_kept_as_a_dead_letter(connector):
     connector.settings(**EVERYONE)
     store = ProfileStore("connector-test")
     for message_id, size in (("big", 40_000), ("small", 10)):
-        store.put_event(StoredEvent.build("id#user_id#u1", message_id, "2026-01-01T00:00:00.000Z", type="track",
-                                          event=message_id, properties={"blob": "x" * size}, source="api",
-                                          user_id="u1"))
+        store.put_event(
+            StoredEvent.build(
+                "id#user_id#u1",
+                message_id,
+                "2026-01-01T00:00:00.000Z",
+                type="track",
+                event=message_id,
+                properties={"blob": "x" * size},
+                source="api",
+                user_id="u1",
+            )
+        )
     # When the records are handled
     (response,) = connector.drain()
     # Then only the small one is sent; the big one is a dead letter with its reason
@@ -123,8 +131,9 @@ def record_bodies(connector) -> list[bytes]:
         session.hooks["response"].append(lambda response, *args, **kwargs: bodies.append(response.request.body))
         return session
 
-    connector.module.clients = ClientPool(sleep=connector.time.sleep, clock=connector.time.clock,
-                                          session_factory=session)
+    connector.module.clients = ClientPool(
+        sleep=connector.time.sleep, clock=connector.time.clock, session_factory=session
+    )
     return bodies
 
 
@@ -147,9 +156,18 @@ def test_a_long_non_ascii_trait_is_sent_as_utf8_without_escapes(connector, messa
 def test_a_message_over_32_kb_in_utf8_is_kept_as_a_dead_letter(connector):
     # Given an event whose text is 32,002 bytes in UTF-8 (16,001 characters)
     connector.settings(**EVERYONE)
-    ProfileStore("connector-test").put_event(StoredEvent.build(
-        "id#user_id#u1", "big", "2026-01-01T00:00:00.000Z", type="track", event="big",
-        properties={"text": "é" * 16_001}, source="api", user_id="u1"))
+    ProfileStore("connector-test").put_event(
+        StoredEvent.build(
+            "id#user_id#u1",
+            "big",
+            "2026-01-01T00:00:00.000Z",
+            type="track",
+            event="big",
+            properties={"text": "é" * 16_001},
+            source="api",
+            user_id="u1",
+        )
+    )
     # When it is handled / Then it is not sent but kept
     (response,) = connector.drain()
     assert response == {"batchItemFailures": []}
@@ -176,7 +194,8 @@ def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message)
 
 
 def test_a_transient_failure_fails_the_record_then_becomes_a_dead_letter_after_the_attempts(
-        connector, message, monkeypatch):
+    connector, message, monkeypatch
+):
     # Given records are dead-lettered after 2 attempts, and Segment is unavailable
     monkeypatch.setenv("DEAD_LETTER_AFTER_ATTEMPTS", "2")
     connector.settings(**EVERYONE)
@@ -244,8 +263,9 @@ def test_invalid_settings_report_every_record_failed_without_crashing(connector,
     connector.settings(**EVERYONE)
     connector.post(message("track", userId="u1", event="A"), message("track", userId="u2", event="B"))
     records = list(connector.stream.read())
-    connector.aws.ssm.put_parameter(Name=f"{PREFIX}/settings", Value='{"synchronized_segments": ["Nope"]}',
-                                    Type="String", Overwrite=True)
+    connector.aws.ssm.put_parameter(
+        Name=f"{PREFIX}/settings", Value='{"synchronized_segments": ["Nope"]}', Type="String", Overwrite=True
+    )
     config.clear_caches()
     # When the batch is handled
     response = connector.invoke()
@@ -312,8 +332,13 @@ def dead_letter_tracks(connector, count):
 
 
 def message_of(event):
-    return {"type": "track", "userId": "u1", "event": event, "messageId": f"m-{event}",
-            "timestamp": "2026-01-01T00:00:00.000Z"}
+    return {
+        "type": "track",
+        "userId": "u1",
+        "event": event,
+        "messageId": f"m-{event}",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+    }
 
 
 def test_replay_with_a_limit_sends_only_the_oldest_dead_letters(connector):
@@ -323,20 +348,21 @@ def test_replay_with_a_limit_sends_only_the_oldest_dead_letters(connector):
     result = connector.handler({"action": "replay", "limit": 2})
     # Then only those are sent and reported, one outcome each; the newest is still kept
     assert counts(result) == {"replayed": 2, "failed": 0, "remaining": 1}
-    assert result["letters"] == [{"message_id": letter["message_id"], "outcome": "replayed", "reason": None}
-                                 for letter in letters[:2]]
+    assert result["letters"] == [
+        {"message_id": letter["message_id"], "outcome": "replayed", "reason": None} for letter in letters[:2]
+    ]
     assert [event for event, _ in connector.tracks()][-2:] == ["E0", "E1"]
     assert [letter["sk"] for letter in connector.dead_letters()] == [letters[2]["sk"]]
     # When the limit is larger than what is left / Then the rest is replayed
-    assert counts(connector.handler({"action": "replay", "limit": 10})) == {"replayed": 1, "failed": 0,
-                                                                            "remaining": 0}
+    assert counts(connector.handler({"action": "replay", "limit": 10})) == {"replayed": 1, "failed": 0, "remaining": 0}
 
 
 def test_replay_reports_letters_that_cannot_be_sent(connector, monkeypatch):
     # Given a dead letter and, kept whole, a stream record that could not be planned
     (letter,) = dead_letter_tracks(connector, 1)
-    ProfileStore("connector-test").put_dead_letter("record-7", {"stream_record": {"eventName": "INSERT"}},
-                                                   "record cannot be read", "2099-01-01T00:00:00.000000Z")
+    ProfileStore("connector-test").put_dead_letter(
+        "record-7", {"stream_record": {"eventName": "INSERT"}}, "record cannot be read", "2099-01-01T00:00:00.000000Z"
+    )
     # When replayed without a write key
     connector.aws.ssm.delete_parameter(Name=f"{PREFIX}/write-key")
     config.clear_caches()
@@ -345,8 +371,11 @@ def test_replay_reports_letters_that_cannot_be_sent(connector, monkeypatch):
     assert counts(result) == {"replayed": 0, "failed": 2, "remaining": 2}
     assert result["letters"] == [
         {"message_id": letter["message_id"], "outcome": "failed", "reason": "no write key: not sent"},
-        {"message_id": "record-7", "outcome": "failed",
-         "reason": "not replayable (a stream record kept whole for the operator): record cannot be read"},
+        {
+            "message_id": "record-7",
+            "outcome": "failed",
+            "reason": "not replayable (a stream record kept whole for the operator): record cannot be read",
+        },
     ]
     assert len(connector.dead_letters()) == 2
 

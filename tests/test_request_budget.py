@@ -16,8 +16,11 @@ def requests_made(api):
 def test_known_users_track_page_screen_cost_one_request_each(api, message, requests_made):
     api.post("/segment", message("identify", userId="u1", traits={"a": 1}))
     requests_made.clear()
-    for call in (message("track", userId="u1", event="E"), message("page", userId="u1", name="P"),
-                 message("screen", userId="u1", name="S")):
+    for call in (
+        message("track", userId="u1", event="E"),
+        message("page", userId="u1", name="P"),
+        message("screen", userId="u1", name="S"),
+    ):
         api.post("/segment", call)
     assert requests_made == ["PutItem", "PutItem", "PutItem"]
 
@@ -33,8 +36,10 @@ def test_duplicate_track_costs_one_request(api, message, requests_made):
 def test_known_users_identify_costs_at_most_two_requests(api, message, requests_made):
     api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"a": 1}))
     requests_made.clear()
-    api.post("/segment", message("identify", userId="u1", anonymousId="a1", traits={"a": 2},
-                                 timestamp="2026-01-02T00:00:00Z"))
+    api.post(
+        "/segment",
+        message("identify", userId="u1", anonymousId="a1", traits={"a": 2}, timestamp="2026-01-02T00:00:00Z"),
+    )
     assert requests_made == ["BatchGetItem", "TransactWriteItems"]
 
 

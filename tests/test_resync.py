@@ -55,8 +55,14 @@ class Resync:
     def change_settings(self, **settings: Any) -> dict[str, Any]:
         """The operator puts new settings; EventBridge invokes the function with the change."""
         self.aws.set_settings(**settings)
-        return self.invoke({"version": "0", "source": "aws.ssm", "detail-type": "Parameter Store Change",
-                            "detail": {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String"}})
+        return self.invoke(
+            {
+                "version": "0",
+                "source": "aws.ssm",
+                "detail-type": "Parameter Store Change",
+                "detail": {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String"},
+            }
+        )
 
     def run(self, steps: int | None = None) -> int:
         """Run queued invocations (all, or the first `steps`) as Lambda would; returns how many ran."""
@@ -82,29 +88,49 @@ def put_users(aws: Any, users: list[dict[str, Any]]) -> None:
     """Given stored profiles (written straight to the table, as inbound leaves them)."""
     requests = []
     for fields in users:
-        profile = UserProfile(pk=identity_pk("user_id", fields["user_id"]), created_at="2026-01-01T00:00:00.000Z",
-                              updated_at="2026-01-01T00:00:00.000Z", identities=[], version=1, **fields)
+        profile = UserProfile(
+            pk=identity_pk("user_id", fields["user_id"]),
+            created_at="2026-01-01T00:00:00.000Z",
+            updated_at="2026-01-01T00:00:00.000Z",
+            identities=[],
+            version=1,
+            **fields,
+        )
         requests.append({"PutRequest": {"Item": serialize(profile.to_item())}})
     for start in range(0, len(requests), 25):
-        aws.dynamodb.batch_write_item(RequestItems={TABLE: requests[start:start + 25]})
+        aws.dynamodb.batch_write_item(RequestItems={TABLE: requests[start : start + 25]})
 
 
 def put_account(aws: Any, group_id: str, traits: dict[str, Any]) -> None:
-    account = Account(pk=account_pk(group_id), group_id=group_id, traits=traits, created_at="2026-01-01T00:00:00.000Z",
-                      updated_at="2026-01-01T00:00:00.000Z", version=1)
+    account = Account(
+        pk=account_pk(group_id),
+        group_id=group_id,
+        traits=traits,
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+        version=1,
+    )
     aws.dynamodb.put_item(TableName=TABLE, Item=serialize(account.to_item()))
 
 
 def segment_events(aws: Any) -> list[tuple[str, str, str]]:
-    return sorted((e["user_id"], e["event"], e["properties"]["segment"]) for e in aws.items_of_kind("event")
-                  if e["source"] == "connector")
+    return sorted(
+        (e["user_id"], e["event"], e["properties"]["segment"])
+        for e in aws.items_of_kind("event")
+        if e["source"] == "connector"
+    )
 
 
 def test_users_entering_the_filter_get_an_identify_and_nobody_else(resyncs, aws):
     # Given users stored while the User Filter was empty (nothing sent)
     aws.set_settings(segments=[PRO], synchronized_segments=[])
-    put_users(aws, [{"user_id": "ann", "traits": {"plan": "pro", "email": "ann@x.io"}},
-                    {"user_id": "bob", "traits": {"plan": "free"}}])
+    put_users(
+        aws,
+        [
+            {"user_id": "ann", "traits": {"plan": "pro", "email": "ann@x.io"}},
+            {"user_id": "bob", "traits": {"plan": "free"}},
+        ],
+    )
     # When the filter is set to ["Pro"] (with email whitelisted)
     job = resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"], synchronized_properties=["email"])
     assert job["status"] == "running" and job["segments"] == SEGMENTS
@@ -116,14 +142,25 @@ def test_users_entering_the_filter_get_an_identify_and_nobody_else(resyncs, aws)
     # And the job is done, with its counts
     job = resyncs.job()
     assert (job["status"], job["segments_done"], job["evaluated"], job["sent"], job["failed"]) == (
-        "done", SEGMENTS, 2, 1, 0)
+        "done",
+        SEGMENTS,
+        2,
+        1,
+        0,
+    )
 
 
 def test_a_changed_definition_sends_identify_and_entered_left_events(resyncs, aws):
     # Given "Pro" = plan pro, everyone sent
     aws.set_settings(segments=[PRO], synchronized_segments=["ALL"])
-    put_users(aws, [{"user_id": "ann", "traits": {"plan": "pro"}}, {"user_id": "bob", "traits": {"plan": "team"}},
-                    {"user_id": "cid", "traits": {"plan": "free"}}])
+    put_users(
+        aws,
+        [
+            {"user_id": "ann", "traits": {"plan": "pro"}},
+            {"user_id": "bob", "traits": {"plan": "team"}},
+            {"user_id": "cid", "traits": {"plan": "free"}},
+        ],
+    )
     # When the rule changes to plan in (team, enterprise)
     team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["team", "enterprise"]}}
     resyncs.change_settings(segments=[team], synchronized_segments=["ALL"])
@@ -152,8 +189,10 @@ def test_settings_that_do_not_change_what_is_sent_start_no_work(resyncs, aws):
 def test_a_resync_over_10000_profiles_sends_exactly_the_users_whose_view_changed(resyncs, aws):
     # Given 10,000 users with random plans and scores, everyone sent, "High" = score >= 50
     rng = random.Random(7)
-    users = [{"user_id": f"u{n:05d}", "traits": {"plan": rng.choice(["free", "pro", "team"]),
-                                                 "score": rng.randrange(100)}} for n in range(10_000)]
+    users = [
+        {"user_id": f"u{n:05d}", "traits": {"plan": rng.choice(["free", "pro", "team"]), "score": rng.randrange(100)}}
+        for n in range(10_000)
+    ]
     high = {"name": "High", "rule": {"trait": "score", "op": "gte", "value": 50}}
     aws.set_settings(segments=[high, PRO], synchronized_segments=["ALL"], synchronized_properties=["plan"])
     put_users(aws, users)
@@ -164,11 +203,14 @@ def test_a_resync_over_10000_profiles_sends_exactly_the_users_whose_view_changed
     # Then exactly the users who left "High" (50 <= score < 70) get one identify each, nobody else
     expected = Counter(u["user_id"] for u in users if 50 <= u["traits"]["score"] < 70)
     assert resyncs.identified() == expected and len(expected) > 1500
-    assert {m["userId"] for m in resyncs.sink.accepted_messages
-            if "High" in m["traits"]["hull_segments"]} == set()
+    assert {m["userId"] for m in resyncs.sink.accepted_messages if "High" in m["traits"]["hull_segments"]} == set()
     job = resyncs.job()
     assert (job["status"], job["evaluated"], job["changed"], job["sent"]) == (
-        "done", 10_000, len(expected), len(expected))
+        "done",
+        10_000,
+        len(expected),
+        len(expected),
+    )
     # When the filter then names "Pro" only
     resyncs.change_settings(segments=[higher, PRO], synchronized_segments=["Pro"], synchronized_properties=["plan"])
     resyncs.run()
@@ -180,8 +222,9 @@ def test_settings_changed_during_a_resync_restart_it_and_send_nothing_twice(resy
     # Given 400 users, half pro, none sent yet; pages of 10 so that a job takes many steps
     monkeypatch.setattr(resync, "PAGE_SIZE", 10)
     monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)  # one page per invocation
-    users = [{"user_id": f"u{n:03d}", "traits": {"plan": "pro" if n % 2 else "free", "tier": n % 3}}
-             for n in range(400)]
+    users = [
+        {"user_id": f"u{n:03d}", "traits": {"plan": "pro" if n % 2 else "free", "tier": n % 3}} for n in range(400)
+    ]
     aws.set_settings(segments=[PRO], synchronized_segments=[])
     put_users(aws, users)
     # When the filter is set to Pro and the job gets part of the way
@@ -215,13 +258,23 @@ def test_a_manual_resync_sends_everyone_in_the_filter_again(resyncs, aws):
 
 def test_accounts_entering_the_account_filter_get_group_calls_for_their_users(resyncs, aws):
     # Given accounts, with users linked, sent only when "Big" (account filter)
-    settings = {"handle_accounts": True, "account_segments": [BIG], "synchronized_segments": ["ALL"],
-                "synchronized_account_segments": ["Big"], "synchronized_account_properties": ["employees"]}
+    settings = {
+        "handle_accounts": True,
+        "account_segments": [BIG],
+        "synchronized_segments": ["ALL"],
+        "synchronized_account_segments": ["Big"],
+        "synchronized_account_properties": ["employees"],
+    }
     aws.set_settings(**settings)
     put_account(aws, "acme", {"employees": 80})
     put_account(aws, "tiny", {"employees": 3})
-    put_users(aws, [{"user_id": "ann", "account_id": "acme", "traits": {}},
-                    {"user_id": "bob", "account_id": "tiny", "traits": {}}])
+    put_users(
+        aws,
+        [
+            {"user_id": "ann", "account_id": "acme", "traits": {}},
+            {"user_id": "bob", "account_id": "tiny", "traits": {}},
+        ],
+    )
     # When "Big" becomes employees >= 50
     big50 = {"name": "Big", "rule": {"trait": "employees", "op": "gte", "value": 50}}
     resyncs.change_settings(**{**settings, "account_segments": [big50]})
@@ -229,7 +282,8 @@ def test_accounts_entering_the_account_filter_get_group_calls_for_their_users(re
     # Then ann gets a group call for acme with its traits and segments; tiny stays unsent
     groups = [m for m in resyncs.sink.accepted_messages if m["type"] == "group"]
     assert [(g["userId"], g["groupId"], g["traits"]) for g in groups] == [
-        ("ann", "acme", {"employees": 80, "hull_segments": ["Big"]})]
+        ("ann", "acme", {"employees": 80, "hull_segments": ["Big"]})
+    ]
 
 
 def test_a_step_that_keeps_failing_fails_the_resync(resyncs, aws, monkeypatch, capsys):

@@ -233,7 +233,8 @@ def test_400_is_bisected_down_to_the_bad_message(sink, make_client, fake_time):
 def test_order_holds_back_later_messages_of_a_user_whose_message_failed(sink, make_client):
     # Given one message per request, and Segment failing every request that carries m1
     sink.responder = lambda path, body: (
-        (503, {}, {"error": "unavailable"}) if any(m["messageId"] == "m1" for m in body["batch"]) else None)
+        (503, {}, {"error": "unavailable"}) if any(m["messageId"] == "m1" for m in body["batch"]) else None
+    )
     messages = [track("m1"), track("m2"), track("m3")]
     order = {"m1": "ann", "m2": "bob", "m3": "ann"}
     # When sent with per-user order

@@ -145,9 +145,7 @@ def test_evaluation_never_raises_on_odd_trait_values():
     odd = [Decimal("NaN"), Decimal("sNaN"), float("inf"), {"y": [1]}, {1, 2}, "", "2024-13-45", object()]
     for value in odd:
         # When they are evaluated
-        names = user_segment_names(
-            definitions, traits={"x": value}, email=None, user_id=None, account_traits=None
-        )
+        names = user_segment_names(definitions, traits={"x": value}, email=None, user_id=None, account_traits=None)
         # Then nothing raises and only "not equal"/"exists"-type rules match
         assert set(names) <= {"1", "3", "4"}, value
 

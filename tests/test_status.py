@@ -25,25 +25,41 @@ def test_a_working_configuration_has_no_warning():
 
 def test_warnings_are_code_and_message_dicts():
     # Given a document that raises every warning
-    document = {"segments": [{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}],
-                "synchronized_segments": ["Gone"], "forward_events": True}
+    document = {
+        "segments": [{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}],
+        "synchronized_segments": ["Gone"],
+        "forward_events": True,
+    }
     warnings = status_warnings(document, has_write_key=False, has_api_key=False)
     # Then each is exactly {"code", "message"}, JSON as it is, with attribute access too
     assert all(set(warning) == {"code", "message"} for warning in warnings)
     assert json.loads(json.dumps(warnings)) == [dict(warning) for warning in warnings]
     assert all(isinstance(warning, StatusWarning) and warning.code == warning["code"] for warning in warnings)
     assert Warning is StatusWarning
-    assert [warning.code for warning in warnings] == ["no_write_key", "unknown_segment", "forward_events_loop",
-                                                     "no_api_key"]
-    assert set(CODES) == {"no_write_key", "no_users_in_filter", "nothing_to_send", "unknown_segment",
-                          "forward_events_loop", "no_api_key"}
+    assert [warning.code for warning in warnings] == [
+        "no_write_key",
+        "unknown_segment",
+        "forward_events_loop",
+        "no_api_key",
+    ]
+    assert set(CODES) == {
+        "no_write_key",
+        "no_users_in_filter",
+        "nothing_to_send",
+        "unknown_segment",
+        "forward_events_loop",
+        "no_api_key",
+    }
 
 
-@pytest.mark.parametrize("document", [
-    {"segments": [{"name": "Pro", "rule": {"trait": "plan", "op": "exists"}}]},
-    {"account_segments": [{"name": "Big", "rule": {"trait": "employees", "op": "gte", "value": 100}}]},
-    {"synchronized_segments": ["ALL"]},
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"segments": [{"name": "Pro", "rule": {"trait": "plan", "op": "exists"}}]},
+        {"account_segments": [{"name": "Big", "rule": {"trait": "employees", "op": "gte", "value": 100}}]},
+        {"synchronized_segments": ["ALL"]},
+    ],
+)
 def test_no_write_key_when_segments_or_a_filter_are_set(document):
     # Given segments or a User Filter, and no write key
     warnings = status_warnings(document, has_write_key=False, has_api_key=True)
@@ -145,8 +161,13 @@ def test_no_api_key_names_the_parameter():
 
 def test_values_of_the_wrong_type_do_not_break_the_warnings():
     # Given a document with values the model refuses
-    document = {"segments": "nope", "synchronized_segments": "Pro", "send_events": None,
-                "synchronized_properties": {"a": 1}, "forward_events": "maybe"}
+    document = {
+        "segments": "nope",
+        "synchronized_segments": "Pro",
+        "send_events": None,
+        "synchronized_properties": {"a": 1},
+        "forward_events": "maybe",
+    }
     # Then the warnings are still computed (wrong lists count as empty)
     assert codes(document) == ["nothing_to_send"]
     assert codes([], has_api_key=False) == ["no_users_in_filter", "no_api_key"]  # not even an object

@@ -28,7 +28,7 @@ def props(logical_id: str) -> dict[str, Any]:
 def evaluate(node: Any, parameters: dict[str, str]) -> Any:
     """The value of a property for given stack parameters: Ref to parameters, Fn::If on conditions."""
     if isinstance(node, dict) and len(node) == 1:
-        (key, value), = node.items()
+        ((key, value),) = node.items()
         if key == "Ref" and value == "AWS::NoValue":
             return NO_VALUE
         if key == "Ref" and value in PARAMETERS:
@@ -137,27 +137,55 @@ FUNCTION_DIMENSION = "FunctionName"
 EXPECTED_ALARMS = [
     # logical id, namespace, metric, dimensions, statistic, threshold
     ("DeadLetteredAlarm", "SegmentConnector", "MessagesDeadLettered", {"service": "outbound"}, "Sum", 0),
-    ("IteratorAgeAlarm", "AWS/Lambda", "IteratorAge", {FUNCTION_DIMENSION: {"Ref": "OutboundFunction"}}, "Maximum",
-     300000),
-    ("OutboundFailureQueueAlarm", "AWS/SQS", "ApproximateNumberOfMessagesVisible",
-     {"QueueName": {"Fn::GetAtt": ["OutboundFailureQueue", "QueueName"]}}, "Maximum", 0),
-    ("ResyncFailureQueueAlarm", "AWS/SQS", "ApproximateNumberOfMessagesVisible",
-     {"QueueName": {"Fn::GetAtt": ["ResyncFailureQueue", "QueueName"]}}, "Maximum", 0),
+    (
+        "IteratorAgeAlarm",
+        "AWS/Lambda",
+        "IteratorAge",
+        {FUNCTION_DIMENSION: {"Ref": "OutboundFunction"}},
+        "Maximum",
+        300000,
+    ),
+    (
+        "OutboundFailureQueueAlarm",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": ["OutboundFailureQueue", "QueueName"]}},
+        "Maximum",
+        0,
+    ),
+    (
+        "ResyncFailureQueueAlarm",
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": ["ResyncFailureQueue", "QueueName"]}},
+        "Maximum",
+        0,
+    ),
     ("Api5xxAlarm", "AWS/ApiGateway", "5xx", {"ApiId": {"Ref": "HttpApi"}, "Stage": "$default"}, "Sum", 0),
     ("ResyncRunsFailedAlarm", "SegmentConnector", "ResyncRunsFailed", {"service": "resync"}, "Sum", 0),
     *[
-        (f"{function.removesuffix('Function')}{metric}Alarm", "AWS/Lambda", metric,
-         {FUNCTION_DIMENSION: {"Ref": function}}, "Sum", 0)
+        (
+            f"{function.removesuffix('Function')}{metric}Alarm",
+            "AWS/Lambda",
+            metric,
+            {FUNCTION_DIMENSION: {"Ref": function}},
+            "Sum",
+            0,
+        )
         for function in ("InboundFunction", "OutboundFunction", "ResyncFunction")
         for metric in ("Errors", "Throttles")
     ],
 ]
 
 
-@pytest.mark.parametrize(("logical_id", "namespace", "metric", "dimensions", "statistic", "threshold"),
-                         EXPECTED_ALARMS, ids=[row[0] for row in EXPECTED_ALARMS])
-def test_alarm_watches_the_right_metric(logical_id: str, namespace: str, metric: str, dimensions: dict[str, Any],
-                                        statistic: str, threshold: int) -> None:
+@pytest.mark.parametrize(
+    ("logical_id", "namespace", "metric", "dimensions", "statistic", "threshold"),
+    EXPECTED_ALARMS,
+    ids=[row[0] for row in EXPECTED_ALARMS],
+)
+def test_alarm_watches_the_right_metric(
+    logical_id: str, namespace: str, metric: str, dimensions: dict[str, Any], statistic: str, threshold: int
+) -> None:
     # Given the alarm
     alarm = props(logical_id)
     # Then it watches that metric of that resource, over 5 minutes, and fires above the threshold
@@ -172,7 +200,8 @@ def test_the_dimensions_point_at_resources_of_the_template() -> None:
     for logical_id in ALARMS:
         alarm = props(logical_id)
         dimension_lists = [alarm.get("Dimensions", [])] + [
-            m["MetricStat"]["Metric"].get("Dimensions", []) for m in alarm.get("Metrics", []) if "MetricStat" in m]
+            m["MetricStat"]["Metric"].get("Dimensions", []) for m in alarm.get("Metrics", []) if "MetricStat" in m
+        ]
         for dimensions in dimension_lists:
             for dimension in dimensions:
                 value = dimension["Value"]
@@ -183,8 +212,11 @@ def test_the_dimensions_point_at_resources_of_the_template() -> None:
 
 def test_every_function_has_an_errors_and_a_throttles_alarm() -> None:
     # Given the alarms on AWS/Lambda
-    watched = {(props(a)["MetricName"], props(a)["Dimensions"][0]["Value"]["Ref"])
-               for a in ALARMS if props(a).get("Namespace") == "AWS/Lambda"}
+    watched = {
+        (props(a)["MetricName"], props(a)["Dimensions"][0]["Value"]["Ref"])
+        for a in ALARMS
+        if props(a).get("Namespace") == "AWS/Lambda"
+    }
     # Then each function of the template has both
     for function in FUNCTIONS:
         assert {("Errors", function), ("Throttles", function)} <= watched
@@ -205,7 +237,11 @@ def test_dynamodb_throttles_alarm_sums_read_and_write_throttles_of_table_and_ind
         metric = stat["Metric"]
         dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
         assert (metric["Namespace"], dimensions["TableName"], stat["Stat"], stat["Period"]) == (
-            "AWS/DynamoDB", {"Ref": "Table"}, "Sum", 300)
+            "AWS/DynamoDB",
+            {"Ref": "Table"},
+            "Sum",
+            300,
+        )
         watched.add((metric["MetricName"], dimensions.get("GlobalSecondaryIndexName")))
     indexes = [i["IndexName"] for i in props("Table")["GlobalSecondaryIndexes"]]
     assert watched == {(m, i) for m in ("ReadThrottleEvents", "WriteThrottleEvents") for i in [None, *indexes]}
@@ -244,8 +280,9 @@ def test_dashboard_is_named_after_the_stack_and_its_body_is_json() -> None:
 
 def test_dashboard_messages_received_is_the_sum_of_inbound_outcomes() -> None:
     # Given the Messages widget
-    lines = {options["id"]: (namespace, metric, dims)
-             for namespace, metric, dims, options in widget_metrics("Messages")}
+    lines = {
+        options["id"]: (namespace, metric, dims) for namespace, metric, dims, options in widget_metrics("Messages")
+    }
     (received,) = [e for e in widget_expressions("Messages") if e["label"] == "received"]
     # Then "received" adds up every inbound outcome, each a SegmentConnector metric of service inbound
     outcomes = {"Stored", "Duplicate", "Unchanged", "Ignored", "Rejected"}
@@ -253,10 +290,18 @@ def test_dashboard_messages_received_is_the_sum_of_inbound_outcomes() -> None:
     assert {lines[i][1] for i in summed} == {f"Messages{o}" for o in outcomes}
     assert all(lines[i][0] == "SegmentConnector" and lines[i][2] == {"service": "inbound"} for i in summed)
     # And stored, rejected, duplicate, sent and dead-lettered are plotted too
-    shown = {(metric, dims["service"]) for namespace, metric, dims, options in widget_metrics("Messages")
-             if options.get("visible", True)}
-    assert {("MessagesStored", "inbound"), ("MessagesRejected", "inbound"), ("MessagesDuplicate", "inbound"),
-            ("MessagesSent", "outbound"), ("MessagesDeadLettered", "outbound")} <= shown
+    shown = {
+        (metric, dims["service"])
+        for namespace, metric, dims, options in widget_metrics("Messages")
+        if options.get("visible", True)
+    }
+    assert {
+        ("MessagesStored", "inbound"),
+        ("MessagesRejected", "inbound"),
+        ("MessagesDuplicate", "inbound"),
+        ("MessagesSent", "outbound"),
+        ("MessagesDeadLettered", "outbound"),
+    } <= shown
 
 
 API = {"ApiId": "placeholder-HttpApi", "Stage": "$default"}
@@ -264,24 +309,34 @@ API = {"ApiId": "placeholder-HttpApi", "Stage": "$default"}
 
 def test_dashboard_api_latency_percentiles_and_errors() -> None:
     # Given the API widgets / Then latency p50 and p99 and the 4xx and 5xx counts of the stage
-    latency = {(metric, options["stat"]) for _, metric, dims, options in widget_metrics("API latency (ms)")
-               if dims == API}
+    latency = {
+        (metric, options["stat"]) for _, metric, dims, options in widget_metrics("API latency (ms)") if dims == API
+    }
     assert {("Latency", "p50"), ("Latency", "p99")} <= latency
-    errors = {metric for namespace, metric, dims, _ in widget_metrics("API requests, 4xx and 5xx")
-              if namespace == "AWS/ApiGateway" and dims == API}
+    errors = {
+        metric
+        for namespace, metric, dims, _ in widget_metrics("API requests, 4xx and 5xx")
+        if namespace == "AWS/ApiGateway" and dims == API
+    }
     assert {"4xx", "5xx"} <= errors
 
 
-@pytest.mark.parametrize(("title", "metric", "stat"), [
-    ("Function duration p99 (ms)", "Duration", "p99"),
-    ("Function errors", "Errors", "Sum"),
-    ("Function throttles", "Throttles", "Sum"),
-    ("Function concurrency", "ConcurrentExecutions", "Maximum"),
-])
+@pytest.mark.parametrize(
+    ("title", "metric", "stat"),
+    [
+        ("Function duration p99 (ms)", "Duration", "p99"),
+        ("Function errors", "Errors", "Sum"),
+        ("Function throttles", "Throttles", "Sum"),
+        ("Function concurrency", "ConcurrentExecutions", "Maximum"),
+    ],
+)
 def test_dashboard_plots_each_function(title: str, metric: str, stat: str) -> None:
     # Given a function widget / Then it has that metric of every function of the template
-    plotted = {dims["FunctionName"] for namespace, name, dims, _ in widget_metrics(title)
-               if (namespace, name) == ("AWS/Lambda", metric)}
+    plotted = {
+        dims["FunctionName"]
+        for namespace, name, dims, _ in widget_metrics(title)
+        if (namespace, name) == ("AWS/Lambda", metric)
+    }
     assert plotted == {f"placeholder-{f}" for f in FUNCTIONS}
     assert widget(title)["properties"]["stat"] == stat
 
@@ -290,7 +345,8 @@ def test_dashboard_iterator_age_dynamodb_queues_and_resync() -> None:
     # Given the dashboard / Then the stream's iterator age, with the alarm's threshold drawn
     age = widget("Stream iterator age (ms)")
     assert [(m, d) for _, m, d, _ in widget_metrics("Stream iterator age (ms)")] == [
-        ("IteratorAge", {"FunctionName": "placeholder-OutboundFunction"})]
+        ("IteratorAge", {"FunctionName": "placeholder-OutboundFunction"})
+    ]
     assert age["properties"]["annotations"]["horizontal"][0]["value"] == props("IteratorAgeAlarm")["Threshold"]
     # And the table's consumed capacity and throttles
     table = "placeholder-Table"
@@ -302,8 +358,9 @@ def test_dashboard_iterator_age_dynamodb_queues_and_resync() -> None:
     queues = {d["QueueName"] for _, m, d, _ in widget_metrics("Failure queues (messages)")}
     assert queues == {"placeholder-OutboundFailureQueue.QueueName", "placeholder-ResyncFailureQueue.QueueName"}
     # And the resync's progress
-    resync = {m for n, m, d, _ in widget_metrics("Resync progress")
-              if n == "SegmentConnector" and d == {"service": "resync"}}
+    resync = {
+        m for n, m, d, _ in widget_metrics("Resync progress") if n == "SegmentConnector" and d == {"service": "resync"}
+    }
     assert {"ResyncEvaluated", "ResyncChanged", "ResyncSent", "ResyncFailed"} <= resync
 
 
@@ -331,8 +388,12 @@ def test_function_logs_are_json_in_a_log_group_kept_30_days(function: str) -> No
     if "LogGroup" in logging_config:
         group = RESOURCES[logging_config["LogGroup"]["Ref"]]
     else:
-        (group,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"
-                    and r["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}]
+        (group,) = [
+            r
+            for r in RESOURCES.values()
+            if r["Type"] == "AWS::Logs::LogGroup"
+            and r["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        ]
     assert group["Type"] == "AWS::Logs::LogGroup"
     assert group["Properties"]["RetentionInDays"] == 30
 
@@ -344,8 +405,9 @@ def test_resync_log_group_name_does_not_depend_on_the_function() -> None:
     assert "ResyncFunction" not in json.dumps(props("ResyncLogGroup"))
 
 
-@pytest.mark.parametrize(("log_level", "lambda_level"),
-                         [("DEBUG", "DEBUG"), ("INFO", "INFO"), ("WARNING", "INFO"), ("ERROR", "INFO")])
+@pytest.mark.parametrize(
+    ("log_level", "lambda_level"), [("DEBUG", "DEBUG"), ("INFO", "INFO"), ("WARNING", "INFO"), ("ERROR", "INFO")]
+)
 def test_lambda_log_level_never_drops_the_metric_lines(log_level: str, lambda_level: str) -> None:
     # Given the LogLevel parameter (Powertools follows Lambda's application log level when set)
     level = TEMPLATE["Globals"]["Function"]["LoggingConfig"]["ApplicationLogLevel"]
@@ -413,8 +475,9 @@ def test_inbound_reserved_concurrency_is_set_through_the_parameter() -> None:
     assert "ReservedConcurrentExecutions" not in TEMPLATE["Globals"]["Function"]
 
 
-@pytest.mark.parametrize(("value", "accepted"), [("", True), ("1", True), ("250", True), ("0", False), ("-1", False),
-                                                 ("ten", False)])
+@pytest.mark.parametrize(
+    ("value", "accepted"), [("", True), ("1", True), ("250", True), ("0", False), ("-1", False), ("ten", False)]
+)
 def test_inbound_reserved_concurrency_pattern(value: str, accepted: bool) -> None:
     # Given the AllowedPattern / Then empty or a positive whole number; 0 would switch the API off
     assert bool(re.fullmatch(PARAMETERS["InboundReservedConcurrency"]["AllowedPattern"], value)) is accepted

@@ -82,8 +82,14 @@ def test_a_dict_replacing_a_scalar_takes_nested_values_from_after_the_scalar_onl
     merge_traits(traits, times, {"address": {"zip": "75001"}}, T2)
     # Then only the one from after the scalar is kept, as in time order
     assert traits == {"address": {"city": "Paris", "zip": "75001"}}
-    assert traits == in_time_order([(T1, {"address": "unknown"}), (T3, {"address": {"city": "Paris"}}),
-                                    (T0, {"address": {"street": "rue A"}}), (T2, {"address": {"zip": "75001"}})])
+    assert traits == in_time_order(
+        [
+            (T1, {"address": "unknown"}),
+            (T3, {"address": {"city": "Paris"}}),
+            (T0, {"address": {"street": "rue A"}}),
+            (T2, {"address": {"zip": "75001"}}),
+        ]
+    )
 
 
 def test_a_late_scalar_older_than_a_dict_still_ends_what_was_older_than_itself():
@@ -149,12 +155,22 @@ def test_any_key_has_a_time_of_its_own(key):
     lookalikes = {"a": {"b": "new"}, "a/b": "new", "a.b": "new"}
     traits, times = applied([(T2, {key: {key: "new"}, "x": lookalikes})])
     # When an older call with other values for all of them, and new siblings, arrives late
-    merge_traits(traits, times, {key: {key: "old", "sibling": 1},
-                                 "x": {"a": {"b": "old"}, "a/b": "old", "a.b": "old", "a~1b": "sibling"}}, T1)
+    merge_traits(
+        traits,
+        times,
+        {key: {key: "old", "sibling": 1}, "x": {"a": {"b": "old"}, "a/b": "old", "a.b": "old", "a~1b": "sibling"}},
+        T1,
+    )
     # Then each keeps its newer value and the siblings are added
     assert traits == {key: {key: "new", "sibling": 1}, "x": {**lookalikes, "a~1b": "sibling"}}
     assert {decode_path(path) for path in times} == {
-        (key, key), (key, "sibling"), ("x", "a", "b"), ("x", "a/b"), ("x", "a.b"), ("x", "a~1b")}
+        (key, key),
+        (key, "sibling"),
+        ("x", "a", "b"),
+        ("x", "a/b"),
+        ("x", "a.b"),
+        ("x", "a~1b"),
+    }
 
 
 def test_paths_round_trip():
@@ -215,8 +231,10 @@ def _draw_value(rng: random.Random, depth: int) -> Any:
 def test_delivery_order_does_not_matter():
     rng = random.Random(20260101)
     for _ in range(500):
-        calls = [{rng.choice(TRICKY_KEYS[:8]): _draw_value(rng, 1) for _ in range(rng.randint(1, 3))}
-                 for _ in range(rng.randint(2, 7))]
+        calls = [
+            {rng.choice(TRICKY_KEYS[:8]): _draw_value(rng, 1) for _ in range(rng.randint(1, 3))}
+            for _ in range(rng.randint(2, 7))
+        ]
         assert_order_does_not_matter(calls, rng)
 
 
@@ -245,10 +263,19 @@ else:
 
 def test_a_late_older_identify_fills_nested_traits_through_the_api(api, message):
     # Given a newer identify, then an older one delivered late
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-02-01T00:00:00Z",
-                                 traits={"address": {"city": "Paris"}}))
-    _, body = api.post("/segment", message("identify", userId="u1", timestamp="2026-01-01T00:00:00Z",
-                                           traits={"address": {"zip": "75001", "city": "Lyon"}}))
+    api.post(
+        "/segment",
+        message("identify", userId="u1", timestamp="2026-02-01T00:00:00Z", traits={"address": {"city": "Paris"}}),
+    )
+    _, body = api.post(
+        "/segment",
+        message(
+            "identify",
+            userId="u1",
+            timestamp="2026-01-01T00:00:00Z",
+            traits={"address": {"zip": "75001", "city": "Lyon"}},
+        ),
+    )
     # Then the profile has the newer city and the older zip
     assert body["stored"] == 1
     assert user(api, "user_id:u1")["traits"] == {"address": {"city": "Paris", "zip": "75001"}}
@@ -263,10 +290,24 @@ def test_a_redelivered_identify_is_unchanged(api, message):
 
 def test_merging_an_anonymous_profile_keeps_the_newest_value_of_each_leaf(api, message):
     # Given a known user and an anonymous visitor, with traits set at different times
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-01T00:00:00Z",
-                                 traits={"address": {"city": "Paris", "zip": "75001"}, "plan": "free"}))
-    api.post("/segment", message("identify", anonymousId="a1", timestamp="2026-01-02T00:00:00Z",
-                                 traits={"address": {"city": "Lyon"}, "utm": "ads", "plan": "trial"}))
+    api.post(
+        "/segment",
+        message(
+            "identify",
+            userId="u1",
+            timestamp="2026-01-01T00:00:00Z",
+            traits={"address": {"city": "Paris", "zip": "75001"}, "plan": "free"},
+        ),
+    )
+    api.post(
+        "/segment",
+        message(
+            "identify",
+            anonymousId="a1",
+            timestamp="2026-01-02T00:00:00Z",
+            traits={"address": {"city": "Lyon"}, "utm": "ads", "plan": "trial"},
+        ),
+    )
     api.post("/segment", message("identify", userId="u1", timestamp="2026-01-03T00:00:00Z", traits={"plan": "pro"}))
     # When an identify links the visitor to the user
     api.post("/segment", message("identify", userId="u1", anonymousId="a1", timestamp="2026-01-04T00:00:00Z"))
@@ -275,20 +316,36 @@ def test_merging_an_anonymous_profile_keeps_the_newest_value_of_each_leaf(api, m
     assert profile["user_id"] == "u1"
     assert profile["traits"] == {"address": {"city": "Lyon", "zip": "75001"}, "plan": "pro", "utm": "ads"}
     # And an older identify delivered late still loses leaf by leaf
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-01T12:00:00Z",
-                                 traits={"address": {"city": "Nice", "country": "FR"}, "plan": "x"}))
+    api.post(
+        "/segment",
+        message(
+            "identify",
+            userId="u1",
+            timestamp="2026-01-01T12:00:00Z",
+            traits={"address": {"city": "Nice", "country": "FR"}, "plan": "x"},
+        ),
+    )
     assert user(api, "user_id:u1")["traits"] == {
-        "address": {"city": "Lyon", "zip": "75001", "country": "FR"}, "plan": "pro", "utm": "ads"}
+        "address": {"city": "Lyon", "zip": "75001", "country": "FR"},
+        "plan": "pro",
+        "utm": "ads",
+    }
 
 
 def test_merging_profiles_honours_a_scalar_that_replaced_a_dict_in_either_one(api, message):
     # Given the user's zip at T1, and the visitor's address replaced by a scalar at T2, then by a dict at T3
-    api.post("/segment", message("identify", userId="u1", timestamp="2026-01-01T00:00:00Z",
-                                 traits={"address": {"zip": "75001"}}))
-    api.post("/segment", message("identify", anonymousId="a1", timestamp="2026-01-02T00:00:00Z",
-                                 traits={"address": "unknown"}))
-    api.post("/segment", message("identify", anonymousId="a1", timestamp="2026-01-03T00:00:00Z",
-                                 traits={"address": {"city": "Lyon"}}))
+    api.post(
+        "/segment",
+        message("identify", userId="u1", timestamp="2026-01-01T00:00:00Z", traits={"address": {"zip": "75001"}}),
+    )
+    api.post(
+        "/segment",
+        message("identify", anonymousId="a1", timestamp="2026-01-02T00:00:00Z", traits={"address": "unknown"}),
+    )
+    api.post(
+        "/segment",
+        message("identify", anonymousId="a1", timestamp="2026-01-03T00:00:00Z", traits={"address": {"city": "Lyon"}}),
+    )
     # When they are merged
     api.post("/segment", message("identify", userId="u1", anonymousId="a1"))
     # Then, as in time order, the zip from before the scalar is gone
@@ -298,17 +355,43 @@ def test_merging_profiles_honours_a_scalar_that_replaced_a_dict_in_either_one(ap
 def test_accounts_merge_leaf_by_leaf_too(api, aws, message):
     aws.set_settings(handle_accounts=True)
     # Given a newer group call, then an older one delivered late
-    api.post("/segment", message("group", userId="u1", groupId="g1", timestamp="2026-02-01T00:00:00Z",
-                                 traits={"address": {"city": "Paris"}, "plan": "pro"}))
-    api.post("/segment", message("group", userId="u1", groupId="g1", timestamp="2026-01-01T00:00:00Z",
-                                 traits={"address": {"zip": "75001", "city": "Lyon"}, "plan": "free", "seats": 3}))
+    api.post(
+        "/segment",
+        message(
+            "group",
+            userId="u1",
+            groupId="g1",
+            timestamp="2026-02-01T00:00:00Z",
+            traits={"address": {"city": "Paris"}, "plan": "pro"},
+        ),
+    )
+    api.post(
+        "/segment",
+        message(
+            "group",
+            userId="u1",
+            groupId="g1",
+            timestamp="2026-01-01T00:00:00Z",
+            traits={"address": {"zip": "75001", "city": "Lyon"}, "plan": "free", "seats": 3},
+        ),
+    )
     # Then the account has the newer values and the older ones nobody overrode
     status, account = api.get("/v1/accounts/g1")
     assert status == 200
     assert account["traits"] == {"address": {"city": "Paris", "zip": "75001"}, "plan": "pro", "seats": 3}
     # And a newer scalar replacing the address keeps older nested values out
-    api.post("/segment", message("group", userId="u1", groupId="g1", timestamp="2026-03-01T00:00:00Z",
-                                 traits={"address": "unknown"}))
-    api.post("/segment", message("group", userId="u1", groupId="g1", timestamp="2026-02-15T00:00:00Z",
-                                 traits={"address": {"street": "rue A"}}))
+    api.post(
+        "/segment",
+        message("group", userId="u1", groupId="g1", timestamp="2026-03-01T00:00:00Z", traits={"address": "unknown"}),
+    )
+    api.post(
+        "/segment",
+        message(
+            "group",
+            userId="u1",
+            groupId="g1",
+            timestamp="2026-02-15T00:00:00Z",
+            traits={"address": {"street": "rue A"}},
+        ),
+    )
     assert api.get("/v1/accounts/g1")[1]["traits"]["address"] == "unknown"

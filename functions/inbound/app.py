@@ -58,8 +58,13 @@ def _deliver(source: str, call: str | None = None) -> Response:
 def _authorize_read() -> None:
     """The Profile API takes Basic auth only: a signature over an empty body would be a fixed
     token that never expires."""
-    authenticate(app.current_event.headers or {}, b"", api_key=config.get_secret("api-key"),
-                 shared_secret=None, allow_signature=False)
+    authenticate(
+        app.current_event.headers or {},
+        b"",
+        api_key=config.get_secret("api-key"),
+        shared_secret=None,
+        allow_signature=False,
+    )
 
 
 @app.get("/health")
@@ -128,8 +133,7 @@ def not_found(_: Exception | None) -> Response:
                     return connector_error(error)
     allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
     if allowed:
-        error: ConnectorError = MethodNotAllowed(f"method not allowed; use {allowed[0]}",
-                                                 headers={"Allow": allowed[0]})
+        error: ConnectorError = MethodNotAllowed(f"method not allowed; use {allowed[0]}", headers={"Allow": allowed[0]})
     else:
         error = NotFound(f"no route {path}")
     return connector_error(error)

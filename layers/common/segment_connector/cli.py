@@ -98,80 +98,121 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=PROG, description="Operate a segment-connector stack: deployed (CloudFormation outputs) or local "
-        "(`make run`, with --local).")
+        prog=PROG,
+        description="Operate a segment-connector stack: deployed (CloudFormation outputs) or local "
+        "(`make run`, with --local).",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     target = argparse.ArgumentParser(add_help=False)
     where = target.add_argument_group("target (default: the deployed stack named in samconfig.toml)")
-    where.add_argument("--local", action="store_true",
-                       help="the local stack of `make run` (its .local-stack/state.json, or "
-                       "$SEGMENT_CONNECTOR_STATE)")
+    where.add_argument(
+        "--local",
+        action="store_true",
+        help="the local stack of `make run` (its .local-stack/state.json, or $SEGMENT_CONNECTOR_STATE)",
+    )
     where.add_argument("--stack-name", metavar="NAME", help="the deployed stack (default: samconfig.toml's stack_name)")
     where.add_argument("--region", help="its AWS region (default: samconfig.toml's, else your AWS configuration)")
     where.add_argument("--profile", help="AWS profile to use")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
-    settings = commands.add_parser("settings", help="show, validate or put the settings document",
-                                   description="The settings document (SSM String <prefix>/settings).")
+    settings = commands.add_parser(
+        "settings",
+        help="show, validate or put the settings document",
+        description="The settings document (SSM String <prefix>/settings).",
+    )
     settings.set_defaults(help_parser=settings)
     actions = settings.add_subparsers(title="actions", metavar="ACTION")
-    show = actions.add_parser("show", parents=[target, as_json], help="the current document and its warnings",
-                              description="Print the current settings document (JSON on stdout; its errors and "
-                              "warnings on stderr, so that `settings show > settings.json` gives a file to edit).")
+    show = actions.add_parser(
+        "show",
+        parents=[target, as_json],
+        help="the current document and its warnings",
+        description="Print the current settings document (JSON on stdout; its errors and "
+        "warnings on stderr, so that `settings show > settings.json` gives a file to edit).",
+    )
     show.set_defaults(command=settings_show)
-    validate = actions.add_parser("validate", parents=[target, as_json], help="check a settings file",
-                                  description="Validate a settings file with the functions' own model and print the "
-                                  "status warnings it would raise. Exit 1 when it is invalid.")
+    validate = actions.add_parser(
+        "validate",
+        parents=[target, as_json],
+        help="check a settings file",
+        description="Validate a settings file with the functions' own model and print the "
+        "status warnings it would raise. Exit 1 when it is invalid.",
+    )
     validate.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
-    validate.add_argument("--offline", action="store_true",
-                          help="do not read the target: warnings assume that every key exists")
+    validate.add_argument(
+        "--offline", action="store_true", help="do not read the target: warnings assume that every key exists"
+    )
     validate.set_defaults(command=settings_validate)
-    put = actions.add_parser("put", parents=[target, as_json], help="validate a settings file and store it",
-                             description="Validate a settings file, then write it to <prefix>/settings (String, "
-                             "overwritten). An invalid file is refused: nothing is written, exit 1. The functions "
-                             "apply it within a minute and a resync brings Segment up to date.")
+    put = actions.add_parser(
+        "put",
+        parents=[target, as_json],
+        help="validate a settings file and store it",
+        description="Validate a settings file, then write it to <prefix>/settings (String, "
+        "overwritten). An invalid file is refused: nothing is written, exit 1. The functions "
+        "apply it within a minute and a resync brings Segment up to date.",
+    )
     put.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
     put.set_defaults(command=settings_put)
 
-    keys = commands.add_parser("keys", help="store a key (SecureString)", description="The keys (SecureString "
-                               "parameters <prefix>/<name>).")
+    keys = commands.add_parser(
+        "keys", help="store a key (SecureString)", description="The keys (SecureString parameters <prefix>/<name>)."
+    )
     keys.set_defaults(help_parser=keys)
     key_actions = keys.add_subparsers(title="actions", metavar="ACTION")
     key_set = key_actions.add_parser(
-        "set", parents=[target], help="store a key", description="Store a key as the SecureString <prefix>/<name> "
+        "set",
+        parents=[target],
+        help="store a key",
+        description="Store a key as the SecureString <prefix>/<name> "
         "(overwritten). The value is read from a prompt that does not echo it when stdin is a terminal, else from "
         "stdin (one trailing newline removed): `openssl rand -hex 24 | segment-connector keys set api-key`. "
-        "It is never printed.")
+        "It is never printed.",
+    )
     key_set.add_argument("name", choices=KEYS, metavar="NAME", help=" | ".join(KEYS))
     key_set.set_defaults(command=keys_set)
 
-    status = commands.add_parser("status", parents=[target, as_json], help="warnings, counts and the last resync",
-                                 description="The status warnings, how many users, accounts, events and dead "
-                                 "letters are stored (a scan of the table), and the last resync.")
+    status = commands.add_parser(
+        "status",
+        parents=[target, as_json],
+        help="warnings, counts and the last resync",
+        description="The status warnings, how many users, accounts, events and dead "
+        "letters are stored (a scan of the table), and the last resync.",
+    )
     status.set_defaults(command=show_status)
 
-    resync = commands.add_parser("resync", parents=[target, as_json], help="start a resync",
-                                 description="Start a resync: every user and account in the filters is sent "
-                                 "to Segment again (e.g. after restoring the table). With --wait, follow it until it "
-                                 "ends; exit 1 if it failed.")
+    resync = commands.add_parser(
+        "resync",
+        parents=[target, as_json],
+        help="start a resync",
+        description="Start a resync: every user and account in the filters is sent "
+        "to Segment again (e.g. after restoring the table). With --wait, follow it until it "
+        "ends; exit 1 if it failed.",
+    )
     resync.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
     resync.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     resync.set_defaults(command=start_resync)
 
-    replay = commands.add_parser("replay", parents=[target, as_json], help="send dead letters again",
-                                 description="Send dead-lettered outbound messages again (OutboundFunction "
-                                 '{"action": "replay"}) and report each outcome. Exit 1 if any still failed.')
+    replay = commands.add_parser(
+        "replay",
+        parents=[target, as_json],
+        help="send dead letters again",
+        description="Send dead-lettered outbound messages again (OutboundFunction "
+        '{"action": "replay"}) and report each outcome. Exit 1 if any still failed.',
+    )
     replay.add_argument("--limit", type=_positive, metavar="N", help="only the N oldest dead letters")
     replay.set_defaults(command=replay_dead_letters)
 
     users = commands.add_parser("users", help="read profiles", description="Profiles, as the Profile API shows them.")
     users.set_defaults(help_parser=users)
     user_actions = users.add_subparsers(title="actions", metavar="ACTION")
-    user_get = user_actions.add_parser("get", parents=[target, as_json], help="one profile",
-                                       description="A profile as the Profile API returns it (GET /v1/users/ID).")
+    user_get = user_actions.add_parser(
+        "get",
+        parents=[target, as_json],
+        help="one profile",
+        description="A profile as the Profile API returns it (GET /v1/users/ID).",
+    )
     user_get.add_argument("id", metavar="ID", help="user_id:<id>, anonymous_id:<id> or email:<address>")
     user_get.set_defaults(command=get_user)
     return parser
@@ -205,8 +246,12 @@ class Command:
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = resolve(local=self.args.local, stack_name=self.args.stack_name, region=self.args.region,
-                                   profile=self.args.profile)
+            self._target = resolve(
+                local=self.args.local,
+                stack_name=self.args.stack_name,
+                region=self.args.region,
+                profile=self.args.profile,
+            )
         return self._target
 
     def invoke(self, function: str | None, payload: dict[str, Any]) -> Any:
@@ -240,8 +285,12 @@ class Command:
 
     def warnings(self, document: Mapping[str, Any], keys: set[str] | None = None) -> list[StatusWarning]:
         keys = self.existing_keys() if keys is None else keys
-        return status_warnings(document, has_write_key="write-key" in keys, has_api_key="api-key" in keys,
-                               prefix=self.target.parameter_prefix)
+        return status_warnings(
+            document,
+            has_write_key="write-key" in keys,
+            has_api_key="api-key" in keys,
+            prefix=self.target.parameter_prefix,
+        )
 
     def store(self) -> Any:
         from segment_connector.storage import ProfileStore
@@ -312,13 +361,23 @@ def settings_show(command: Command) -> int:
     name = command.target.parameter("settings")
     text = command.settings_text()
     if text is None:
-        raise CliError(f"{name} does not exist in the {command.target.label}: create it with "
-                       f"`{PROG} settings put FILE`")
+        raise CliError(
+            f"{name} does not exist in the {command.target.label}: create it with `{PROG} settings put FILE`"
+        )
     document, errors = parse_settings(text)
     warnings = command.warnings(document or {})
     if command.json:
-        _out(_dump({"parameter": name, "settings": document if document is not None else text,
-                    "valid": not errors, "errors": errors, "warnings": warnings}))
+        _out(
+            _dump(
+                {
+                    "parameter": name,
+                    "settings": document if document is not None else text,
+                    "valid": not errors,
+                    "errors": errors,
+                    "warnings": warnings,
+                }
+            )
+        )
         return 0
     _out(_dump(document) if document is not None else text)
     if errors:
@@ -331,13 +390,18 @@ def settings_validate(command: Command) -> int:
     document, errors = parse_settings(_read_file(command.args.file))
     offline = command.args.offline
     keys = set(KEYS) if offline else None
-    warnings = (status_warnings(document or {}, has_write_key=True, has_api_key=True) if offline
-                else command.warnings(document or {}, keys))
+    warnings = (
+        status_warnings(document or {}, has_write_key=True, has_api_key=True)
+        if offline
+        else command.warnings(document or {}, keys)
+    )
     if command.json:
         _out(_dump({"file": command.args.file, "valid": not errors, "errors": errors, "warnings": warnings}))
     else:
-        _out(f"{command.args.file}: {'invalid' if errors else 'valid'}" + (" (keys not checked: --offline)"
-                                                                              if offline else ""))
+        _out(
+            f"{command.args.file}: {'invalid' if errors else 'valid'}"
+            + (" (keys not checked: --offline)" if offline else "")
+        )
         _print_problems(errors, warnings, to_stderr=False)
     return 1 if errors else 0
 
@@ -348,21 +412,46 @@ def settings_put(command: Command) -> int:
     warnings = command.warnings(document or {})
     if errors or document is None:
         if command.json:
-            _out(_dump({"file": command.args.file, "valid": False, "errors": errors, "warnings": warnings,
-                        "written": False}))
+            _out(
+                _dump(
+                    {
+                        "file": command.args.file,
+                        "valid": False,
+                        "errors": errors,
+                        "warnings": warnings,
+                        "written": False,
+                    }
+                )
+            )
         else:
             _note(f"{command.args.file} is invalid:")
             _print_problems(errors, warnings, to_stderr=True)
         raise CliError(f"{command.args.file} is invalid: nothing written")
     name = target.parameter("settings")
-    version = target.client("ssm").put_parameter(Name=name, Value=_stored(document), Type="String",
-                                                 Overwrite=True).get("Version")
+    version = (
+        target.client("ssm")
+        .put_parameter(Name=name, Value=_stored(document), Type="String", Overwrite=True)
+        .get("Version")
+    )
     if command.json:
-        _out(_dump({"file": command.args.file, "valid": True, "errors": [], "warnings": warnings, "written": True,
-                    "parameter": name, "version": version}))
+        _out(
+            _dump(
+                {
+                    "file": command.args.file,
+                    "valid": True,
+                    "errors": [],
+                    "warnings": warnings,
+                    "written": True,
+                    "parameter": name,
+                    "version": version,
+                }
+            )
+        )
     else:
-        _out(f"wrote {name} (version {version}) in the {target.label}: the functions apply it within a minute, "
-             "and a resync brings Segment up to date")
+        _out(
+            f"wrote {name} (version {version}) in the {target.label}: the functions apply it within a minute, "
+            "and a resync brings Segment up to date"
+        )
         _print_problems([], warnings, to_stderr=False)
     return 0
 
@@ -384,14 +473,19 @@ def keys_set(command: Command) -> int:
     from botocore.exceptions import ClientError
 
     try:
-        version = target.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString",
-                                                     Overwrite=True).get("Version")
+        version = (
+            target.client("ssm")
+            .put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+            .get("Version")
+        )
     except ClientError as error:
         details = error.response.get("Error", {})
         message = str(details.get("Message", "")).replace(value, "***")  # never echo the value, even there
         raise CliError(f"{name} not written: {details.get('Code', 'error')}: {message}") from None
-    _out(f"wrote SecureString {name} (version {version}) in the {target.label}; the functions read keys again "
-         "within 5 minutes")
+    _out(
+        f"wrote SecureString {name} (version {version}) in the {target.label}; the functions read keys again "
+        "within 5 minutes"
+    )
     return 0
 
 
@@ -401,8 +495,11 @@ def keys_set(command: Command) -> int:
 def show_status(command: Command) -> int:
     target = command.target
     text = command.settings_text()
-    document, errors = parse_settings(text) if text is not None else (None, [
-        {"field": "(document)", "error": f"{target.parameter('settings')} does not exist"}])
+    document, errors = (
+        parse_settings(text)
+        if text is not None
+        else (None, [{"field": "(document)", "error": f"{target.parameter('settings')} does not exist"}])
+    )
     warnings = command.warnings(document or {})
     store = command.store()
     counted = store.count_kinds(COUNTED_KINDS.values())
@@ -423,9 +520,11 @@ def show_status(command: Command) -> int:
     _out("warnings: none" if not warnings else "warnings:")
     for warning in warnings:
         _out(f"  {warning.code}: {warning.message}")
-    _out(f"stored: {counts['users']:,} users, {counts['accounts']:,} accounts, {counts['events']:,} events, "
-         f"{counts['dead_letters']:,} dead letters" + (f" (`{PROG} replay` sends them again)"
-                                                       if counts["dead_letters"] else ""))
+    _out(
+        f"stored: {counts['users']:,} users, {counts['accounts']:,} accounts, {counts['events']:,} events, "
+        f"{counts['dead_letters']:,} dead letters"
+        + (f" (`{PROG} replay` sends them again)" if counts["dead_letters"] else "")
+    )
     _out(f"last resync: {_describe_job(resync)}")
     return 0
 
@@ -446,15 +545,18 @@ def _describe_job(job: Mapping[str, Any]) -> str:
         return f"unknown ({job.get('error')})"
     if status == "none" or not job.get("id"):
         return "none yet"
-    times = ", ".join(f"{label} {job[key]}" for label, key in (("started", "started_at"), ("finished", "finished_at"))
-                      if job.get(key))
+    times = ", ".join(
+        f"{label} {job[key]}" for label, key in (("started", "started_at"), ("finished", "finished_at")) if job.get(key)
+    )
     return f"{status} ({job.get('reason') or 'no reason'}; {times}); {_progress(job)}"
 
 
 def _progress(job: Mapping[str, Any]) -> str:
-    return (f"segments {_int(job.get('segments_done'))}/{_int(job.get('segments'))}, "
-            f"evaluated {_int(job.get('evaluated')):,}, changed {_int(job.get('changed')):,}, "
-            f"sent {_int(job.get('sent')):,}, failed {_int(job.get('failed')):,}")
+    return (
+        f"segments {_int(job.get('segments_done'))}/{_int(job.get('segments'))}, "
+        f"evaluated {_int(job.get('evaluated')):,}, changed {_int(job.get('changed')):,}, "
+        f"sent {_int(job.get('sent')):,}, failed {_int(job.get('failed')):,}"
+    )
 
 
 def _int(value: Any) -> int:
@@ -495,8 +597,10 @@ def _follow(command: Command, job: dict[str, Any]) -> dict[str, Any]:
                 raise CliError(f"lost the resync {job.get('id')}: {command.target.resync_function} answered {latest!r}")
             if latest.get("id") != job.get("id"):
                 bar.end()
-                _note(f"resync {job.get('id')} was superseded by resync {latest.get('id')} "
-                      f"({latest.get('reason') or 'no reason'}): following that one")
+                _note(
+                    f"resync {job.get('id')} was superseded by resync {latest.get('id')} "
+                    f"({latest.get('reason') or 'no reason'}): following that one"
+                )
             job = latest
     except KeyboardInterrupt:
         bar.end()
@@ -559,8 +663,10 @@ def replay_dead_letters(command: Command) -> int:
                 _out(f"replayed  {letter.get('message_id')}")
             else:
                 _out(f"failed    {letter.get('message_id')}: {letter.get('reason')}")
-        _out(f"{_int(result.get('replayed'))} replayed, {_int(result.get('failed'))} failed; "
-             f"{_int(result.get('remaining'))} dead letters remain")
+        _out(
+            f"{_int(result.get('replayed'))} replayed, {_int(result.get('failed'))} failed; "
+            f"{_int(result.get('remaining'))} dead letters remain"
+        )
     return 1 if _int(result.get("failed")) else 0
 
 
@@ -579,8 +685,10 @@ def get_user(command: Command) -> int:
         settings = ConnectorSettings.model_validate_json(text or "{}")
     except ValidationError as error:
         fields = ", ".join(".".join(str(p) for p in item["loc"]) or "(document)" for item in error.errors())
-        raise CliError(f"{command.target.parameter('settings')} is invalid ({fields}): segments cannot be computed; "
-                       f"`{PROG} settings show` tells more") from None
+        raise CliError(
+            f"{command.target.parameter('settings')} is invalid ({fields}): segments cannot be computed; "
+            f"`{PROG} settings show` tells more"
+        ) from None
     try:
         # The id as typed: parse_reference decodes a URL-encoded one, so encode it first.
         view = user_view(command.store(), settings, quote(command.args.id, safe=""))

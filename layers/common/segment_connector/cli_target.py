@@ -22,8 +22,11 @@ STATE_FILE = Path(".local-stack") / "state.json"
 SAMCONFIG = "samconfig.toml"
 DEFAULT_STACK_NAME = "segment-connector"
 REQUIRED_OUTPUTS = ("TableName", "ParameterPrefix", "OutboundFunctionName")
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",  # noqa: S105 - emulator
-                     "aws_session_token": "testing"}
+LOCAL_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",  # noqa: S105 - emulator
+    "aws_session_token": "testing",
+}
 INVOKE_READ_TIMEOUT = 910  # seconds: longer than any function may run (900 s)
 
 
@@ -71,29 +74,39 @@ class Target:
                 if self.local and not endpoint:
                     raise TargetError("this local stack has no Lambda API (it predates it): restart `make run`")
             else:
-                config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-                                max_pool_connections=32)
+                config = Config(
+                    connect_timeout=5,
+                    read_timeout=60,
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    max_pool_connections=32,
+                )
                 endpoint = self.endpoint_url
             session = self.session or _session(region=self.region)
-            self._clients[service] = session.client(service, region_name=self.region, endpoint_url=endpoint,
-                                                    config=config)
+            self._clients[service] = session.client(
+                service, region_name=self.region, endpoint_url=endpoint, config=config
+            )
         return self._clients[service]
 
     def invoke(self, function: str, payload: dict[str, Any]) -> Any:
         """Invoke a function (RequestResponse) and return its JSON result; FunctionFailed on a function error."""
-        response = self.client("lambda").invoke(FunctionName=function, InvocationType="RequestResponse",
-                                                Payload=json.dumps(payload).encode("utf-8"))
+        response = self.client("lambda").invoke(
+            FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload).encode("utf-8")
+        )
         body = response["Payload"].read()
         result = json.loads(body) if body else None
         if response.get("FunctionError"):
             error = result if isinstance(result, dict) else {}
-            raise FunctionFailed(function, str(error.get("errorType") or response["FunctionError"]),
-                                 str(error.get("errorMessage") or body.decode("utf-8", "replace")))
+            raise FunctionFailed(
+                function,
+                str(error.get("errorType") or response["FunctionError"]),
+                str(error.get("errorMessage") or body.decode("utf-8", "replace")),
+            )
         return result
 
 
-def resolve(*, local: bool, stack_name: str | None, region: str | None, profile: str | None,
-            cwd: Path | None = None) -> Target:
+def resolve(
+    *, local: bool, stack_name: str | None, region: str | None, profile: str | None, cwd: Path | None = None
+) -> Target:
     return local_target(cwd) if local else deployed_target(stack_name, region, profile, cwd)
 
 
@@ -116,8 +129,9 @@ def local_target(cwd: Path | None = None) -> Target:
     path = state_path(cwd)
     if path is None or not path.exists():
         shown = path or STATE_FILE
-        raise TargetError(f"no local stack is running ({shown} not found): start it with `make run` in another "
-                          "terminal")
+        raise TargetError(
+            f"no local stack is running ({shown} not found): start it with `make run` in another terminal"
+        )
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(state, dict):
@@ -126,8 +140,10 @@ def local_target(cwd: Path | None = None) -> Target:
         raise TargetError(f"cannot read the local stack's state file {path}: {error}") from None
     pid = state.get("pid")
     if not _alive(pid):
-        raise TargetError(f"no local stack is running ({path} is stale: process {pid} has ended): start it with "
-                          "`make run` in another terminal")
+        raise TargetError(
+            f"no local stack is running ({path} is stale: process {pid} has ended): start it with "
+            "`make run` in another terminal"
+        )
     missing = [key for key in ("aws_endpoint_url", "table_name", "parameter_prefix") if not state.get(key)]
     if missing:
         raise TargetError(f"the local stack's state file {path} lacks {', '.join(missing)}: restart `make run`")
@@ -179,8 +195,7 @@ def samconfig_defaults(cwd: Path | None = None) -> dict[str, str]:
     return {key: str(merged[key]) for key in ("stack_name", "region", "profile") if merged.get(key)}
 
 
-def deployed_target(stack_name: str | None, region: str | None, profile: str | None,
-                    cwd: Path | None = None) -> Target:
+def deployed_target(stack_name: str | None, region: str | None, profile: str | None, cwd: Path | None = None) -> Target:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
     defaults = samconfig_defaults(cwd)
@@ -191,26 +206,39 @@ def deployed_target(stack_name: str | None, region: str | None, profile: str | N
         raise TargetError(str(error)) from None
     if not session.region_name:
         raise TargetError("no AWS region: pass --region, or set AWS_REGION or a region in your AWS config")
-    target = Target(label=f"stack {stack_name} ({session.region_name})", region=session.region_name, table_name="",
-                    parameter_prefix="", outbound_function="", resync_function=None, session=session)
+    target = Target(
+        label=f"stack {stack_name} ({session.region_name})",
+        region=session.region_name,
+        table_name="",
+        parameter_prefix="",
+        outbound_function="",
+        resync_function=None,
+        session=session,
+    )
     try:
         stacks = target.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except NoCredentialsError:
-        raise TargetError("no AWS credentials: configure them (aws configure, AWS_PROFILE, --profile), or use "
-                          "--local for the local stack") from None
+        raise TargetError(
+            "no AWS credentials: configure them (aws configure, AWS_PROFILE, --profile), or use "
+            "--local for the local stack"
+        ) from None
     except ClientError as error:
         message = error.response.get("Error", {}).get("Message", str(error))
         if "does not exist" in message:
-            raise TargetError(f"no stack {stack_name} in {session.region_name}: pass --stack-name and --region of the "
-                              "deployed stack, or --local for the local stack") from None
+            raise TargetError(
+                f"no stack {stack_name} in {session.region_name}: pass --stack-name and --region of the "
+                "deployed stack, or --local for the local stack"
+            ) from None
         raise TargetError(f"cannot read stack {stack_name}: {message}") from None
     except BotoCoreError as error:
         raise TargetError(f"cannot read stack {stack_name}: {error}") from None
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs") or []}
     missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
     if missing:
-        raise TargetError(f"stack {stack_name} has no output {', '.join(missing)} (status "
-                          f"{stacks[0].get('StackStatus')}): deploy the current template (sam build && sam deploy)")
+        raise TargetError(
+            f"stack {stack_name} has no output {', '.join(missing)} (status "
+            f"{stacks[0].get('StackStatus')}): deploy the current template (sam build && sam deploy)"
+        )
     target.table_name = outputs["TableName"]
     target.parameter_prefix = outputs["ParameterPrefix"]
     target.outbound_function = outputs["OutboundFunctionName"]

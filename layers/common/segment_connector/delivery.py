@@ -85,8 +85,9 @@ class ClientPool:
             if self._session is not None:
                 self._session.close()
             self._session = self._session_factory() if self._session_factory else _new_session()
-            self._client = SegmentClient(write_key, api_url, session=self._session, sleep=self.sleep,
-                                         clock=self.clock, **self._options)
+            self._client = SegmentClient(
+                write_key, api_url, session=self._session, sleep=self.sleep, clock=self.clock, **self._options
+            )
             self._target = (write_key, api_url)
         return self._client
 
@@ -158,8 +159,11 @@ def deliver(entries: list[Entry], client: SegmentClient, deadline: float) -> Out
         else:
             sendable.append(entry)
     if sendable:
-        report = client.send([entry.payload for entry in sendable], deadline=deadline,
-                             order={entry.message_id: entry.user for entry in sendable})
+        report = client.send(
+            [entry.payload for entry in sendable],
+            deadline=deadline,
+            order={entry.message_id: entry.user for entry in sendable},
+        )
         outcome.requests = report.requests
         outcome.delivered.update(report.delivered)
         outcome.rejected.update(report.rejected)
@@ -196,7 +200,12 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
                 continue
             log.error(
                 "outbound: record %s keeps failing (%d attempts, %.0f s old): keeping %d message(s) as dead "
-                "letters; last reason: %s", plan.seq, attempts, age, len(failing) + len(rejected), reason,
+                "letters; last reason: %s",
+                plan.seq,
+                attempts,
+                age,
+                len(failing) + len(rejected),
+                reason,
                 extra={"sequence_number": plan.seq},
             )
             kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
@@ -204,8 +213,9 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
             if plan.error:
                 settlement.dead_lettered += letters.keep_record(plan, reason)
         except Exception as error:  # noqa: BLE001 - the store failed: let Lambda retry the record
-            log.warning("outbound: could not settle record %s: %r", plan.seq, error,
-                        extra={"sequence_number": plan.seq})
+            log.warning(
+                "outbound: could not settle record %s: %r", plan.seq, error, extra={"sequence_number": plan.seq}
+            )
             settlement.failed[plan.seq] = f"could not settle the record: {error!r}"
     return settlement
 
@@ -227,8 +237,12 @@ class DeadLetters:
         ids = {"sequence_number": sequence_number} if sequence_number else {}
         for entry, reason in entries:
             self.store.put_dead_letter(entry.message_id, entry.payload, reason, self._at())
-            log.warning("message %s kept as a dead letter: %s", entry.message_id, reason,
-                        extra={"message_id": entry.message_id, **ids})
+            log.warning(
+                "message %s kept as a dead letter: %s",
+                entry.message_id,
+                reason,
+                extra={"message_id": entry.message_id, **ids},
+            )
         return len(entries)
 
     def keep_record(self, plan: RecordPlan, reason: str) -> int:
@@ -240,8 +254,9 @@ class DeadLetters:
 # -- replay ---------------------------------------------------------------------------------------
 
 
-def replay(store: ProfileStore, client: SegmentClient | None, deadline: float,
-           limit: int | None = None) -> dict[str, Any]:
+def replay(
+    store: ProfileStore, client: SegmentClient | None, deadline: float, limit: int | None = None
+) -> dict[str, Any]:
     """Send the dead letters again (all, or the `limit` oldest) with their messageIds; delete the
     delivered ones, keep the others with their new reason. Without a client (no write key) nothing
     is sent and all are kept.

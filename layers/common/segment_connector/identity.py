@@ -25,7 +25,9 @@ class Claims:
 
     def pks(self) -> list[tuple[IdentityType, str]]:
         pairs: list[tuple[IdentityType, str | None]] = [
-            ("user_id", self.user_id), ("anonymous_id", self.anonymous_id), ("email", self.email)
+            ("user_id", self.user_id),
+            ("anonymous_id", self.anonymous_id),
+            ("email", self.email),
         ]
         return [(kind, identity_pk(kind, value)) for kind, value in pairs if value]
 
@@ -64,7 +66,8 @@ class _Lookup:
         self.items = store.identity_items(pks)
         for _ in range(MAX_ALIAS_HOPS):
             missing = {
-                item.profile_pk for item in self.items.values()
+                item.profile_pk
+                for item in self.items.values()
                 if isinstance(item, IdentityAlias) and item.profile_pk not in self.items
             }
             if not missing:
@@ -80,9 +83,7 @@ class _Lookup:
         return None
 
 
-def resolve_identity(
-    store: ProfileStore, claims: Claims, now: str, force_merge: tuple[str, ...] = ()
-) -> Resolution:
+def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge: tuple[str, ...] = ()) -> Resolution:
     """Resolve claims (user_id, then anonymous_id, then email) to one profile.
 
     Profiles found through other claims are merged in when they carry no other user_id (the
@@ -112,7 +113,9 @@ def resolve_identity(
         resolution = Resolution(profile=profile, expected=None)
     else:
         profile = target.model_copy(deep=True)
-        resolution = Resolution(profile=profile, expected=target.version, before=target.model_dump(exclude={"updated_at"}))
+        resolution = Resolution(
+            profile=profile, expected=target.version, before=target.model_dump(exclude={"updated_at"})
+        )
 
     absorbed = {id(target)}
     sources = [p for p in candidates if mergeable(p)] + forced
@@ -150,8 +153,9 @@ def _absorb(profile: UserProfile, source: UserProfile) -> None:
     """Merge `source` into `profile`: each trait leaf keeps the newer of the two (see traits.merge_leaves)."""
     from segment_connector.traits import merge_leaves, timed_leaves
 
-    merge_leaves(profile.traits, profile.trait_times,
-                 timed_leaves(source.traits, source.trait_times, source.updated_at))
+    merge_leaves(
+        profile.traits, profile.trait_times, timed_leaves(source.traits, source.trait_times, source.updated_at)
+    )
     for anonymous_id in source.anonymous_ids:
         if anonymous_id not in profile.anonymous_ids:
             profile.anonymous_ids.insert(0, anonymous_id)

@@ -40,8 +40,20 @@ MAX_WRITE_ATTEMPTS = 8
 GENERATED_ID_PREFIX = "generated-"
 PARALLEL_FROM = 8  # messages in one delivery before profiles are written in parallel
 EVENTS_PER_WRITE = 100  # events of a delivery stored together: one BatchGetItem + four BatchWriteItem
-ID_FIELDS = frozenset({"messageId", "message_id", "userId", "user_id", "anonymousId", "anonymous_id",
-                       "groupId", "group_id", "previousId", "previous_id"})
+ID_FIELDS = frozenset(
+    {
+        "messageId",
+        "message_id",
+        "userId",
+        "user_id",
+        "anonymousId",
+        "anonymous_id",
+        "groupId",
+        "group_id",
+        "previousId",
+        "previous_id",
+    }
+)
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
 Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
 
@@ -116,7 +128,7 @@ def split_messages(body: Any, call: str | None) -> tuple[list[Any], bool]:
     elif isinstance(body, dict) and call is None:
         return [body], True
     else:
-        raise BadRequest("body must be a Segment message, a JSON array of messages or {\"batch\": [...]}")
+        raise BadRequest('body must be a Segment message, a JSON array of messages or {"batch": [...]}')
     if not messages:
         raise BadRequest("the body holds no messages")
     return messages, False
@@ -137,8 +149,13 @@ def _with_shared(message: Any, context: dict, integrations: dict) -> Any:
 class Ingestor:
     """Applies validated messages to the store, one at a time, each idempotently."""
 
-    def __init__(self, store: ProfileStore, settings: ConnectorSettings, source: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+    def __init__(
+        self,
+        store: ProfileStore,
+        settings: ConnectorSettings,
+        source: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
         self.store = store
         self.settings = settings
         self.source = source
@@ -151,8 +168,13 @@ class Ingestor:
         now = self.clock()
         at = format_time(message.event_time(now))
         handler = {
-            "identify": self._identify, "track": self._event, "page": self._event, "screen": self._event,
-            "group": self._group, "alias": self._alias, "delete": self._delete,
+            "identify": self._identify,
+            "track": self._event,
+            "page": self._event,
+            "screen": self._event,
+            "group": self._group,
+            "alias": self._alias,
+            "delete": self._delete,
         }[message.type]
         return handler(message, at, format_time(now))
 
@@ -209,8 +231,16 @@ class Ingestor:
             if message.category and "category" not in properties:
                 properties["category"] = message.category
         return StoredEvent.build(
-            partition, message.message_id, at, type=message.type, event=name, properties=properties,
-            context=message.context, source=self.source, user_id=user_id, anonymous_id=message.anonymous_id,
+            partition,
+            message.message_id,
+            at,
+            type=message.type,
+            event=name,
+            properties=properties,
+            context=message.context,
+            source=self.source,
+            user_id=user_id,
+            anonymous_id=message.anonymous_id,
         )
 
     def store_events(self, messages: list[tuple[int, Any]]) -> list[tuple[int, Outcome, BadRequest | None]]:
@@ -219,8 +249,11 @@ class Ingestor:
         applied: list[tuple[int, Outcome, BadRequest | None]] = []
         events: list[tuple[int, StoredEvent]] = []
         for index, message in messages:
-            event = None if message.is_ignored() else self._build_event(self._with_id(message),
-                                                                         format_time(message.event_time(now)))
+            event = (
+                None
+                if message.is_ignored()
+                else self._build_event(self._with_id(message), format_time(message.event_time(now)))
+            )
             if event is None:
                 applied.append((index, "ignored", None))
             else:
@@ -230,10 +263,12 @@ class Ingestor:
         except BadRequest:
             # DynamoDB refused the batch (ValidationException): store one by one, so that only
             # the event it cannot hold is rejected.
-            return applied + _apply_in_order(self, [(index, message) for index, message in messages
-                                                    if index in {i for i, _ in events}], single=False)
-        applied += [(index, "stored" if was_stored else "duplicate", None)
-                    for (index, _), was_stored in zip(events, stored)]
+            return applied + _apply_in_order(
+                self, [(index, message) for index, message in messages if index in {i for i, _ in events}], single=False
+            )
+        applied += [
+            (index, "stored" if was_stored else "duplicate", None) for (index, _), was_stored in zip(events, stored)
+        ]
         return applied
 
     def claimed_pks(self, message: Any) -> list[str]:
@@ -242,8 +277,11 @@ class Ingestor:
         pks = [identity_pk("user_id", user_id)] if user_id else []
         if message.type == "alias":
             if not self.settings.ignore_segment_userId:
-                pks += [identity_pk("user_id", message.user_id), identity_pk("user_id", message.previous_id),
-                        identity_pk("anonymous_id", message.previous_id)]
+                pks += [
+                    identity_pk("user_id", message.user_id),
+                    identity_pk("user_id", message.previous_id),
+                    identity_pk("anonymous_id", message.previous_id),
+                ]
             return pks
         if message.anonymous_id:
             pks.append(identity_pk("anonymous_id", message.anonymous_id))
@@ -253,8 +291,14 @@ class Ingestor:
                 pks.append(identity_pk("email", email))
         return pks
 
-    def _resolve(self, claims: Claims, now: str, message_id: str | None = None,
-                 traits: dict[str, Any] | None = None, at: str = "") -> Outcome:
+    def _resolve(
+        self,
+        claims: Claims,
+        now: str,
+        message_id: str | None = None,
+        traits: dict[str, Any] | None = None,
+        at: str = "",
+    ) -> Outcome:
         """Link the claimed identities to one profile (and merge `traits` observed at `at`)."""
 
         def change() -> ProfileChange | None:
@@ -277,16 +321,22 @@ class Ingestor:
             resolution = resolve_identity(self.store, claims, now)
             profile = resolution.profile
             existing = self.store.accounts([message.group_id]).get(message.group_id)
-            account = existing.model_copy(deep=True) if existing else Account(
-                pk=account_pk(message.group_id), group_id=message.group_id, created_at=now, updated_at=now)
+            account = (
+                existing.model_copy(deep=True)
+                if existing
+                else Account(pk=account_pk(message.group_id), group_id=message.group_id, created_at=now, updated_at=now)
+            )
             merge_traits(account.traits, account.trait_times, traits, at)
             # A newer observation of the same value changes only its time: keep that too, or a
             # late older call would win later.
             account_changed = existing is None or account.model_dump() != existing.model_dump()
             if (profile.account_linked_at or "") <= at and profile.account_id != message.group_id:
                 profile.account_id, profile.account_linked_at = message.group_id, at
-            result = resolution.to_change(message.message_id, now) if resolution.changed() else ProfileChange(
-                message_id=message.message_id)
+            result = (
+                resolution.to_change(message.message_id, now)
+                if resolution.changed()
+                else ProfileChange(message_id=message.message_id)
+            )
             if account_changed:
                 account.updated_at = now
                 result.accounts.append((account, existing.version if existing else None))
@@ -304,7 +354,8 @@ class Ingestor:
             if not any(pk in resolution.profile.identities for pk in previous):
                 # previousId was never seen: remember it as an anonymous id of the user
                 resolution = resolve_identity(
-                    self.store, Claims(user_id=message.user_id, anonymous_id=message.previous_id), now)
+                    self.store, Claims(user_id=message.user_id, anonymous_id=message.previous_id), now
+                )
             return resolution.to_change(message.message_id, now) if resolution.changed() else None
 
         return self._commit(change)
@@ -343,8 +394,9 @@ class Ingestor:
         raise StoreUnavailable("too many concurrent updates of one profile, retry later")
 
 
-def receive(delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, store: ProfileStore,
-            writers: int = 1) -> IngestResult:
+def receive(
+    delivery: Delivery, settings: ConnectorSettings, secrets: Secrets, store: ProfileStore, writers: int = 1
+) -> IngestResult:
     """Authenticate, validate and store a delivery. Raises ConnectorError subclasses for the HTTP answer."""
     if delivery.call is not None and delivery.call not in TRACKING_CALLS:
         raise BadRequest(f"unknown call /v1/{delivery.call}")
@@ -391,8 +443,13 @@ def _authenticated_body(delivery: Delivery, secrets: Secrets) -> Any:
             return None
         return value.get("writeKey") if isinstance(value, dict) else None
 
-    authenticate(delivery.headers, delivery.raw_body, api_key=secrets.api_key, shared_secret=secrets.shared_secret,
-                 write_key_in_body=write_key if delivery.source == "api" else None)
+    authenticate(
+        delivery.headers,
+        delivery.raw_body,
+        api_key=secrets.api_key,
+        shared_secret=secrets.shared_secret,
+        write_key_in_body=write_key if delivery.source == "api" else None,
+    )
     return body()
 
 
@@ -416,15 +473,18 @@ def _write(ingestor: Ingestor, messages: list[tuple[int, Any]], writers: int, si
     if writers <= 1 or len(messages) <= PARALLEL_FROM:
         return _apply_in_order(ingestor, messages, single)
     groups, events = _plan(ingestor, messages)
-    chunks = [events[start:start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
+    chunks = [events[start : start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
     with ThreadPoolExecutor(max_workers=writers) as pool:
-        applied = [item for part in pool.map(lambda group: _apply_in_order(ingestor, group, single), groups)
-                   for item in part]
+        applied = [
+            item for part in pool.map(lambda group: _apply_in_order(ingestor, group, single), groups) for item in part
+        ]
         applied += [item for part in pool.map(ingestor.store_events, chunks) for item in part]
     return applied
 
 
-def _plan(ingestor: Ingestor, messages: list[tuple[int, Any]]) -> tuple[list[list[tuple[int, Any]]], list[tuple[int, Any]]]:
+def _plan(
+    ingestor: Ingestor, messages: list[tuple[int, Any]]
+) -> tuple[list[list[tuple[int, Any]]], list[tuple[int, Any]]]:
     """(groups of messages that touch the same profile, in delivery order; events to store in batches).
 
     Messages are joined when they name a common identity or identities of one stored profile
@@ -483,7 +543,10 @@ def _validate(raw: Any) -> Any:
         raw = {key: value if key in ID_FIELDS else storable(value, key, depth=1) for key, value in raw.items()}
     except Unstorable as error:
         raise BadRequest("invalid message", [{"field": error.field, "error": error.reason}]) from None
-    if len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+    if (
+        len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        > MAX_MESSAGE_BYTES
+    ):
         raise PayloadTooLarge(f"message exceeds {MAX_MESSAGE_BYTES // 1024} KB")
     try:
         return MESSAGE_ADAPTER.validate_python(raw)

@@ -16,5 +16,4 @@ class FunctionInvoker:
             import boto3  # AWS_ENDPOINT_URL_LAMBDA points it at the local stack's emulation
 
             self._client = boto3.client("lambda")
-        self._client.invoke(FunctionName=function_name, InvocationType="Event",
-                            Payload=json.dumps(payload).encode())
+        self._client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode())

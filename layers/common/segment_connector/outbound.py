@@ -62,9 +62,7 @@ def message_id(pk: str, sequence_number: str, purpose: str) -> str:
     return f"{MESSAGE_ID_PREFIX}{digest[:40]}"
 
 
-def handle(
-    event: Any, context: Any, store: ProfileStore, clients: ClientPool, now: datetime | None = None
-) -> Result:
+def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, now: datetime | None = None) -> Result:
     """OutboundFunction: a DynamoDB stream batch, or {"action": "replay"}."""
     now = now or datetime.now(timezone.utc)
     if isinstance(event, Mapping) and event.get("action") == "replay":
@@ -76,8 +74,12 @@ def handle(
     try:
         settings = config.load_settings()
     except SettingsInvalid as error:
-        log.error("outbound: %s; all %d records are reported failed until the settings are fixed: %s",
-                  error.message, len(records), error.details)
+        log.error(
+            "outbound: %s; all %d records are reported failed until the settings are fixed: %s",
+            error.message,
+            len(records),
+            error.details,
+        )
         failed = {_sequence_number(record): "settings invalid" for record in records}
     else:
         failed = _process(records, settings, store, clients, context, now, metrics)
@@ -86,8 +88,13 @@ def handle(
 
 
 def _process(
-    records: list[dict[str, Any]], settings: ConnectorSettings, store: ProfileStore, clients: ClientPool,
-    context: Any, now: datetime, metrics: Counter[str],
+    records: list[dict[str, Any]],
+    settings: ConnectorSettings,
+    store: ProfileStore,
+    clients: ClientPool,
+    context: Any,
+    now: datetime,
+    metrics: Counter[str],
 ) -> dict[str, str]:
     try:
         write_key = config.get_secret("write-key")
@@ -101,8 +108,10 @@ def _process(
     if entries and not write_key:
         if not clients.missing_write_key_reported:
             clients.missing_write_key_reported = True
-            log.warning("outbound: no write key (SecureString %s): nothing is sent to Segment",
-                        config.parameter_name("write-key"))
+            log.warning(
+                "outbound: no write key (SecureString %s): nothing is sent to Segment",
+                config.parameter_name("write-key"),
+            )
     elif entries:
         client = clients.client(write_key, config.segment_api_url(settings))
         outcome = deliver(entries, client, clients.deadline(context))
@@ -111,8 +120,13 @@ def _process(
     metrics["MessagesDeadLettered"] += settlement.dead_lettered
     if settlement.failed:
         first, reason = next(iter(settlement.failed.items()))
-        log.warning("outbound: %d of %d records failed and will be retried; first reason: %s",
-                    len(settlement.failed), len(records), reason, extra={"sequence_number": first})
+        log.warning(
+            "outbound: %d of %d records failed and will be retried; first reason: %s",
+            len(settlement.failed),
+            len(records),
+            reason,
+            extra={"sequence_number": first},
+        )
     return settlement.failed
 
 
@@ -122,8 +136,12 @@ def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
         try:
             recorded += sum(store.put_event(event) for event in plan.events)
         except Exception as error:  # noqa: BLE001 - the record is retried (put_event is idempotent)
-            log.warning("outbound: could not record segment events of record %s: %r", plan.seq, error,
-                        extra={"sequence_number": plan.seq})
+            log.warning(
+                "outbound: could not record segment events of record %s: %r",
+                plan.seq,
+                error,
+                extra={"sequence_number": plan.seq},
+            )
             plan.fail(f"could not record Entered/Left Segment events: {error!r}")
     return recorded
 
@@ -136,8 +154,9 @@ def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> 
         if reason:
             raise RecordFailed(reason)
 
-    return dict(process_partial_response(event=dict(event), record_handler=record_handler, processor=processor,
-                                         context=context))
+    return dict(
+        process_partial_response(event=dict(event), record_handler=record_handler, processor=processor, context=context)
+    )
 
 
 def _replay_limit(value: Any) -> int | None:
@@ -153,12 +172,18 @@ def _replay(store: ProfileStore, clients: ClientPool, context: Any, limit: int |
     settings = config.load_settings()
     write_key = config.get_secret("write-key")
     if not write_key:
-        log.warning("outbound replay: no write key (SecureString %s): nothing is sent",
-                    config.parameter_name("write-key"))
+        log.warning(
+            "outbound replay: no write key (SecureString %s): nothing is sent", config.parameter_name("write-key")
+        )
     client = clients.client(write_key, config.segment_api_url(settings)) if write_key else None
     result = replay(store, client, clients.deadline(context), limit)
-    log.info("outbound replay: %d replayed, %d failed, %d remaining%s", result["replayed"], result["failed"],
-             result["remaining"], "" if limit is None else f" (the {limit} oldest tried)")
+    log.info(
+        "outbound replay: %d replayed, %d failed, %d remaining%s",
+        result["replayed"],
+        result["failed"],
+        result["remaining"],
+        "" if limit is None else f" (the {limit} oldest tried)",
+    )
     return Result(result, {"DeadLettersReplayed": result["replayed"]})
 
 
@@ -213,8 +238,13 @@ class Rules:
         self.uses_account_traits = settings.segments_use_account_traits()
 
     def user_segments(self, profile: UserProfile, account: Account | None) -> list[str]:
-        return user_segment_names(self.settings.segments, traits=profile.traits, email=profile.email,
-                                  user_id=profile.user_id, account_traits=account.traits if account else None)
+        return user_segment_names(
+            self.settings.segments,
+            traits=profile.traits,
+            email=profile.email,
+            user_id=profile.user_id,
+            account_traits=account.traits if account else None,
+        )
 
     def in_filter(self, segments: list[str]) -> bool:
         return self.settings.sends_all_users() or any(name in self.settings.synchronized_segments for name in segments)
@@ -304,8 +334,9 @@ class Planner:
                 elif isinstance(change.new, StoredEvent):
                     self._plan_event(change)
             except Exception as error:  # noqa: BLE001
-                log.exception("outbound: record %s cannot be planned", change.seq,
-                              extra={"sequence_number": change.seq})
+                log.exception(
+                    "outbound: record %s cannot be planned", change.seq, extra={"sequence_number": change.seq}
+                )
                 change.plan.fail(f"record cannot be planned: {error!r}")
         return plans
 
@@ -354,7 +385,8 @@ class Planner:
             return False, False
         assert isinstance(new, Account) and isinstance(old, Account)
         group_changed = self.rules.account_in_filter(new) and (
-            not self.rules.account_in_filter(old) or self.rules.group_traits(old) != self.rules.group_traits(new))
+            not self.rules.account_in_filter(old) or self.rules.group_traits(old) != self.rules.group_traits(new)
+        )
         segments_may_change = self.rules.uses_account_traits and old.traits != new.traits
         return group_changed, segments_may_change
 
@@ -375,8 +407,7 @@ class Planner:
         else:
             assert isinstance(old, UserProfile)
             old_segments = self.rules.user_segments(old, self._account(old.account_id))
-        change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments,
-                                              new_segments)
+        change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments, new_segments)
         is_in = self.rules.in_filter(new_segments)
         was_in = is_in if moved else old is not None and self.rules.in_filter(old_segments)
         if not any(send_ids(new)):
@@ -384,26 +415,43 @@ class Planner:
         if is_in or was_in:
             traits = self.rules.identify_traits(new, new_segments)
             unchanged = (
-                not moved and is_in and was_in and isinstance(old, UserProfile)
+                not moved
+                and is_in
+                and was_in
+                and isinstance(old, UserProfile)
                 and (send_ids(old), self.rules.identify_traits(old, old_segments)) == (send_ids(new), traits)
             )
             if not unchanged:
                 self._identify(change, new, traits, new.updated_at, "identify")
-        if (is_in and new.account_id and (self._links(change) or not was_in)
-                and self.rules.account_in_filter(self._account(new.account_id))):
+        if (
+            is_in
+            and new.account_id
+            and (self._links(change) or not was_in)
+            and self.rules.account_in_filter(self._account(new.account_id))
+        ):
             self._group(change, new, new.account_id, new.updated_at, "group")
 
     def _identify(self, change: _Change, user: UserProfile, traits: dict[str, Any], at: str, purpose: str) -> None:
         user_id, anonymous_id = send_ids(user)
-        call = IdentifyCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
-                            anonymous_id=anonymous_id, timestamp=at, traits=traits)
+        call = IdentifyCall(
+            message_id=message_id(change.pk, change.seq, purpose),
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=at,
+            traits=traits,
+        )
         change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
 
     def _group(self, change: _Change, user: UserProfile, group_id: str, at: str, purpose: str) -> None:
         user_id, anonymous_id = send_ids(user)
-        call = GroupCall(message_id=message_id(change.pk, change.seq, purpose), user_id=user_id,
-                         anonymous_id=anonymous_id, timestamp=at, group_id=group_id,
-                         traits=self.rules.group_traits(self._account(group_id)))
+        call = GroupCall(
+            message_id=message_id(change.pk, change.seq, purpose),
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=at,
+            group_id=group_id,
+            traits=self.rules.group_traits(self._account(group_id)),
+        )
         change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
 
     # -- accounts ---------------------------------------------------------------------------------
@@ -420,14 +468,16 @@ class Planner:
                 continue
             new_segments = self.rules.user_segments(user, new)
             old_segments = self.rules.user_segments(user, old) if segments_may_change else new_segments
-            change.plan.events += segment_events(user, new.updated_at, change.pk, change.seq, f"{user.uid}:",
-                                                  old_segments, new_segments)
+            change.plan.events += segment_events(
+                user, new.updated_at, change.pk, change.seq, f"{user.uid}:", old_segments, new_segments
+            )
             is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
             if not any(send_ids(user)):
                 continue
             if (is_in or was_in) and old_segments != new_segments:
-                self._identify(change, user, self.rules.identify_traits(user, new_segments), new.updated_at,
-                               f"{user.uid}:identify")
+                self._identify(
+                    change, user, self.rules.identify_traits(user, new_segments), new.updated_at, f"{user.uid}:identify"
+                )
             if is_in and (group_changed or not was_in) and self.rules.account_in_filter(new):
                 self._group(change, user, new.group_id, new.updated_at, f"{user.uid}:group")
 
@@ -441,7 +491,11 @@ class Planner:
         if not self.settings.sends_event(event.event if event.type == "track" else event.type):
             return
         user = self.profiles.get(event.pk) or UserProfile(
-            pk=event.pk, uid=event.pk, user_id=event.user_id, created_at="", updated_at="",
+            pk=event.pk,
+            uid=event.pk,
+            user_id=event.user_id,
+            created_at="",
+            updated_at="",
             anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
         )
         if not self.rules.in_filter(self.rules.user_segments(user, self._account(user.account_id))):
@@ -478,9 +532,15 @@ def segment_events(
     changes = [(LEFT, name) for name in old if name not in new] + [(ENTERED, name) for name in new if name not in old]
     return [
         StoredEvent.build(
-            user.pk, message_id(pk, seq, f"{scope}{'entered' if kind == ENTERED else 'left'}:{name}"), at,
-            type="track", event=kind, properties={"segment": name}, source="connector",
-            user_id=user_id, anonymous_id=anonymous_id,
+            user.pk,
+            message_id(pk, seq, f"{scope}{'entered' if kind == ENTERED else 'left'}:{name}"),
+            at,
+            type="track",
+            event=kind,
+            properties={"segment": name},
+            source="connector",
+            user_id=user_id,
+            anonymous_id=anonymous_id,
         )
         for kind, name in changes
     ]

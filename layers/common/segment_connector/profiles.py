@@ -20,8 +20,10 @@ def parse_reference(reference: str) -> str:
     """`user_id:<v>`, `anonymous_id:<v>` or `email:<v>` (URL-encoded) -> identity pk."""
     kind, sep, value = unquote(reference).partition(":")
     if not sep or kind not in IDENTITY_ORDER or not value:
-        raise BadRequest("user reference must be user_id:<id>, anonymous_id:<id> or email:<address>",
-                         [{"field": "id", "error": f"got {reference!r}"}])
+        raise BadRequest(
+            "user reference must be user_id:<id>, anonymous_id:<id> or email:<address>",
+            [{"field": "id", "error": f"got {reference!r}"}],
+        )
     return identity_pk(kind, value.strip().lower() if kind == "email" else value)  # type: ignore[arg-type]
 
 
@@ -34,7 +36,11 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
         # Seen only through events so far (e.g. an anonymous visitor): a profile without traits.
         _, kind, value = pk.split("#", 2)
         return UserProfile(
-            pk=pk, uid=f"{kind}:{value}", identities=[pk], created_at="", updated_at="",
+            pk=pk,
+            uid=f"{kind}:{value}",
+            identities=[pk],
+            created_at="",
+            updated_at="",
             user_id=value if kind == "user_id" else None,
             anonymous_ids=[value] if kind == "anonymous_id" else [],
         )
@@ -47,8 +53,13 @@ def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) 
     if profile.account_id and settings.segments_use_account_traits():
         account = store.accounts([profile.account_id]).get(profile.account_id)
         account_traits = account.traits if account else None
-    segments = user_segment_names(settings.segments, traits=profile.traits, email=profile.email,
-                                  user_id=profile.user_id, account_traits=account_traits)
+    segments = user_segment_names(
+        settings.segments,
+        traits=profile.traits,
+        email=profile.email,
+        user_id=profile.user_id,
+        account_traits=account_traits,
+    )
     return {
         "id": profile.uid,
         "user_id": profile.user_id,
@@ -68,12 +79,20 @@ def user_events(store: ProfileStore, reference: str, limit: str | None) -> list[
     except ValueError:
         count = -1
     if not 1 <= count <= MAX_EVENT_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_EVENT_LIMIT}",
-                         [{"field": "limit", "error": f"got {limit!r}"}])
+        raise BadRequest(
+            f"limit must be a whole number from 1 to {MAX_EVENT_LIMIT}", [{"field": "limit", "error": f"got {limit!r}"}]
+        )
     profile = find_user(store, reference)
     return [
-        {"message_id": e.message_id, "type": e.type, "event": e.event, "properties": e.properties,
-         "context": e.context, "timestamp": e.timestamp, "source": e.source}
+        {
+            "message_id": e.message_id,
+            "type": e.type,
+            "event": e.event,
+            "properties": e.properties,
+            "context": e.context,
+            "timestamp": e.timestamp,
+            "source": e.source,
+        }
         for e in store.recent_events(profile.event_partitions(), count)
     ]
 
@@ -83,5 +102,8 @@ def account_view(store: ProfileStore, settings: ConnectorSettings, group_id: str
     account = store.accounts([group_id]).get(group_id)
     if account is None:
         raise NotFound(f"no account {group_id}")
-    return {"id": account.group_id, "traits": account.traits,
-            "segments": account_segment_names(settings.account_segments, traits=account.traits)}
+    return {
+        "id": account.group_id,
+        "traits": account.traits,
+        "segments": account_segment_names(settings.account_segments, traits=account.traits),
+    }

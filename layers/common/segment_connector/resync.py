@@ -49,8 +49,18 @@ TIME_MARGIN = 60.0  # seconds left when a work invocation hands over to the next
 MAX_STEP_ATTEMPTS = 3
 NOTHING_SENT = ConnectorSettings(synchronized_account_segments=[])  # filters empty: nobody was sent
 COUNTERS = ("evaluated", "changed", "sent", "failed")
-PUBLIC_FIELDS = ("id", "status", "reason", "started_at", "updated_at", "finished_at", "segments",
-                 "segments_done", *COUNTERS, "error")
+PUBLIC_FIELDS = (
+    "id",
+    "status",
+    "reason",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "segments",
+    "segments_done",
+    *COUNTERS,
+    "error",
+)
 
 
 @dataclass
@@ -64,12 +74,21 @@ def segments() -> int:
 
 
 def is_settings_change(event: Any) -> bool:
-    return (isinstance(event, Mapping) and event.get("source") == "aws.ssm"
-            and event.get("detail-type") == "Parameter Store Change")
+    return (
+        isinstance(event, Mapping)
+        and event.get("source") == "aws.ssm"
+        and event.get("detail-type") == "Parameter Store Change"
+    )
 
 
-def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool,
-           invoker: FunctionInvoker | None = None, now: datetime | None = None) -> Result:
+def handle(
+    event: Any,
+    context: Any,
+    store: ProfileStore,
+    clients: ClientPool,
+    invoker: FunctionInvoker | None = None,
+    now: datetime | None = None,
+) -> Result:
     invoker = invoker or FunctionInvoker()
     now = now or datetime.now(timezone.utc)
     function = getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
@@ -81,10 +100,15 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool,
     if action == "status":
         return Result(public(store.resync_job()))
     if action == "work":
-        return Worker(store, clients, invoker, function, context, now).run(str(event["resync_id"]),
-                                                                            int(event["segment"]))
-    return Result({"error": f"unknown event: expected a Parameter Store Change or an action "
-                            f"(start, status, work), got {str(action or type(event).__name__)[:80]}"})
+        return Worker(store, clients, invoker, function, context, now).run(
+            str(event["resync_id"]), int(event["segment"])
+        )
+    return Result(
+        {
+            "error": f"unknown event: expected a Parameter Store Change or an action "
+            f"(start, status, work), got {str(action or type(event).__name__)[:80]}"
+        }
+    )
 
 
 def public(job: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -97,15 +121,17 @@ def public(job: Mapping[str, Any] | None) -> dict[str, Any]:
 # -- starting a job -------------------------------------------------------------------------------
 
 
-def start(store: ProfileStore, invoker: FunctionInvoker, function: str, reason: str, *, full: bool,
-          now: datetime) -> Result:
+def start(
+    store: ProfileStore, invoker: FunctionInvoker, function: str, reason: str, *, full: bool, now: datetime
+) -> Result:
     target = config.current_settings_document()
     try:
         target_settings = config.parse_settings(target)
     except SettingsInvalid as error:
         log.error("resync not started: %s: %s", error.message, error.details)
-        return Result({"status": "not_started", "error": error.message, "details": error.details},
-                      {"ResyncRunsFailed": 1})
+        return Result(
+            {"status": "not_started", "error": error.message, "details": error.details}, {"ResyncRunsFailed": 1}
+        )
     current = store.resync_job()
     unfinished = current is not None and current["status"] in ("running", "failed")
     if unfinished and not full and current["target"] == target and current["status"] == "running":
@@ -114,15 +140,24 @@ def start(store: ProfileStore, invoker: FunctionInvoker, function: str, reason: 
         base, layers = NOTHING_SENT.model_dump_json(), []
     elif unfinished:
         base = current["base"]
-        layers = [{"settings": current["target"], "segments": current["segments"], "progress": current["progress"]},
-                  *json.loads(current.get("layers") or "[]")]
+        layers = [
+            {"settings": current["target"], "segments": current["segments"], "progress": current["progress"]},
+            *json.loads(current.get("layers") or "[]"),
+        ]
     else:
         base, layers = _synchronized_settings(current), []
     at = format_time(now)
     job: dict[str, Any] = {
-        "id": uuid.uuid4().hex, "reason": reason, "target": target, "base": base, "layers": json.dumps(layers),
-        "segments": segments(), "segments_done": 0, **dict.fromkeys(COUNTERS, 0),
-        "started_at": at, "updated_at": at,
+        "id": uuid.uuid4().hex,
+        "reason": reason,
+        "target": target,
+        "base": base,
+        "layers": json.dumps(layers),
+        "segments": segments(),
+        "segments_done": 0,
+        **dict.fromkeys(COUNTERS, 0),
+        "started_at": at,
+        "updated_at": at,
     }
     if not layers and same_view(config.parse_settings(base), target_settings):
         job.update(status="done", finished_at=at, base=target, segments_done=job["segments"])  # nothing to send
@@ -161,8 +196,9 @@ class Coverage:
     a layer stops covering once that profile has been passed. The newest covering layer wins.
     """
 
-    def __init__(self, base: ConnectorSettings, layers: list[tuple[ConnectorSettings, dict[str, Any]]],
-                 passed: list[int]):
+    def __init__(
+        self, base: ConnectorSettings, layers: list[tuple[ConnectorSettings, dict[str, Any]]], passed: list[int]
+    ):
         self.base = base
         self.layers = layers
         self.passed = set(passed)
@@ -180,8 +216,15 @@ class Coverage:
 
 
 class Worker:
-    def __init__(self, store: ProfileStore, clients: ClientPool, invoker: FunctionInvoker, function: str,
-                 context: Any, now: datetime):
+    def __init__(
+        self,
+        store: ProfileStore,
+        clients: ClientPool,
+        invoker: FunctionInvoker,
+        function: str,
+        context: Any,
+        now: datetime,
+    ):
         self.store, self.clients, self.invoker, self.function = store, clients, invoker, function
         self.context = context
         self.now = now
@@ -200,8 +243,11 @@ class Worker:
 
     def _work(self, job: dict[str, Any], segment: int, progress: dict[str, Any]) -> Result:
         target = config.parse_settings(job["target"])
-        layers = [(config.parse_settings(layer["settings"]), layer["progress"].get(str(segment), {}))
-                  for layer in json.loads(job.get("layers") or "[]") if layer.get("segments") == job["segments"]]
+        layers = [
+            (config.parse_settings(layer["settings"]), layer["progress"].get(str(segment), {}))
+            for layer in json.loads(job.get("layers") or "[]")
+            if layer.get("segments") == job["segments"]
+        ]
         coverage = Coverage(config.parse_settings(job["base"]), layers, progress.get("passed", []))
         planner = PagePlanner(self.store, target, job["id"], format_time(self.now))
         write_key = config.get_secret("write-key")
@@ -218,11 +264,17 @@ class Worker:
             counters = {"evaluated": page.evaluated, "changed": page.changed, "sent": sent, "failed": failed}
             for name, value in counters.items():
                 totals[name] += value
-            progress = {**progress, "resume": json.dumps(next_key) if next_key else "", "done": next_key is None,
-                        "passed": sorted(coverage.passed), "attempts": 0,
-                        "covered": _key_text(items[-1].pk, items[-1].sk) if items else progress.get("covered", "")}
-            updated = self.store.record_resync_progress(job["id"], segment, progress, counters, next_key is None,
-                                                        format_time(datetime.now(timezone.utc)))
+            progress = {
+                **progress,
+                "resume": json.dumps(next_key) if next_key else "",
+                "done": next_key is None,
+                "passed": sorted(coverage.passed),
+                "attempts": 0,
+                "covered": _key_text(items[-1].pk, items[-1].sk) if items else progress.get("covered", ""),
+            }
+            updated = self.store.record_resync_progress(
+                job["id"], segment, progress, counters, next_key is None, format_time(datetime.now(timezone.utc))
+            )
             if updated is None:
                 log.info("resync %s: superseded; segment %d stops", job["id"], segment)
                 return self._result(job["id"], segment, totals, "superseded")
@@ -232,8 +284,7 @@ class Worker:
                 return self._result(job["id"], segment, totals, "segment done")
             start = next_key
             if self._time_left() < TIME_MARGIN:
-                self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"],
-                                                          "segment": segment})
+                self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
                 return self._result(job["id"], segment, totals, "continues")
 
     def _send(self, entries: list[Entry], client: Any, deadline: float) -> tuple[int, int]:
@@ -241,15 +292,22 @@ class Worker:
         if not entries:
             return 0, 0
         if client is None:
-            log.warning("resync: no write key (SecureString %s): %d calls not sent",
-                        config.parameter_name("write-key"), len(entries))
+            log.warning(
+                "resync: no write key (SecureString %s): %d calls not sent",
+                config.parameter_name("write-key"),
+                len(entries),
+            )
             reasons = dict.fromkeys((entry.message_id for entry in entries), "no write key")
         else:
-            report = client.send([entry.payload for entry in entries], deadline=deadline,
-                                 order={entry.message_id: entry.user for entry in entries})
+            report = client.send(
+                [entry.payload for entry in entries],
+                deadline=deadline,
+                order={entry.message_id: entry.user for entry in entries},
+            )
             reasons = {**report.failed, **report.rejected}
         DeadLetters(self.store, datetime.now(timezone.utc)).keep(
-            [(entry, f"resync: {reasons[entry.message_id]}") for entry in entries if entry.message_id in reasons])
+            [(entry, f"resync: {reasons[entry.message_id]}") for entry in entries if entry.message_id in reasons]
+        )
         return len(entries) - len(reasons), len(reasons)
 
     def _finish(self, job: Mapping[str, Any]) -> None:
@@ -259,18 +317,28 @@ class Worker:
 
     def _failed(self, job: dict[str, Any], segment: int, progress: dict[str, Any], error: Exception) -> Result:
         attempts = int(progress.get("attempts", 0)) + 1
-        log.warning("resync %s: segment %d failed (attempt %d): %r", job["id"], segment, attempts, error,
-                    extra={"resync_id": job["id"], "segment": segment})
+        log.warning(
+            "resync %s: segment %d failed (attempt %d): %r",
+            job["id"],
+            segment,
+            attempts,
+            error,
+            extra={"resync_id": job["id"], "segment": segment},
+        )
         if attempts < MAX_STEP_ATTEMPTS:
             retry = {**progress, "attempts": attempts}
-            if self.store.record_resync_progress(job["id"], segment, retry, {}, False,
-                                                 format_time(datetime.now(timezone.utc))) is not None:
-                self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"],
-                                                          "segment": segment})
+            if (
+                self.store.record_resync_progress(
+                    job["id"], segment, retry, {}, False, format_time(datetime.now(timezone.utc))
+                )
+                is not None
+            ):
+                self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
             return Result({"resync_id": job["id"], "segment": segment, "retrying": attempts})
         message = f"segment {segment} failed {attempts} times: {error!r}"[:1000]
-        self.store.end_resync(job["id"], "failed", {"error": message,
-                                                     "finished_at": format_time(datetime.now(timezone.utc))})
+        self.store.end_resync(
+            job["id"], "failed", {"error": message, "finished_at": format_time(datetime.now(timezone.utc))}
+        )
         log.error("resync %s failed: %s", job["id"], message)
         return Result({"resync_id": job["id"], "segment": segment, "failed": message}, {"ResyncRunsFailed": 1})
 

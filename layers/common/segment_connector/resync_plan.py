@@ -23,8 +23,15 @@ from segment_connector.outbound import Rules, message_id, segment_events, send_i
 from segment_connector.storage import ProfileStore
 
 # The settings that change what is sent; a change of any other setting needs no resync.
-VIEW_FIELDS = ("segments", "account_segments", "synchronized_segments", "synchronized_account_segments",
-               "synchronized_properties", "synchronized_account_properties", "handle_accounts")
+VIEW_FIELDS = (
+    "segments",
+    "account_segments",
+    "synchronized_segments",
+    "synchronized_account_segments",
+    "synchronized_properties",
+    "synchronized_account_properties",
+    "handle_accounts",
+)
 
 
 def same_view(before: ConnectorSettings, after: ConnectorSettings) -> bool:
@@ -50,8 +57,9 @@ class PagePlanner:
         self.now = now
         self._rules: dict[int, Rules] = {}
 
-    def plan(self, items: list[UserProfile | Account], before: Callable[[UserProfile | Account], ConnectorSettings]
-             ) -> PagePlan:
+    def plan(
+        self, items: list[UserProfile | Account], before: Callable[[UserProfile | Account], ConnectorSettings]
+    ) -> PagePlan:
         page = PagePlan()
         previous = {id(item): self._rules_for(before(item)) for item in items}
         accounts = self._accounts(items, previous)
@@ -73,8 +81,11 @@ class PagePlanner:
 
     def _accounts(self, items: list[UserProfile | Account], previous: dict[int, Rules]) -> dict[str, Account]:
         """The accounts of this page's users, when a segment or a group call needs them (one read)."""
-        needs = self.rules.uses_account_traits or self.rules.settings.handle_accounts or any(
-            rules.uses_account_traits for rules in previous.values())
+        needs = (
+            self.rules.uses_account_traits
+            or self.rules.settings.handle_accounts
+            or any(rules.uses_account_traits for rules in previous.values())
+        )
         group_ids = {item.account_id for item in items if isinstance(item, UserProfile) and item.account_id}
         if not (needs and group_ids):
             return {}
@@ -122,12 +133,23 @@ class PagePlanner:
 
     def _identify(self, page: PagePlan, user: UserProfile, traits: dict[str, Any]) -> None:
         user_id, anonymous_id = send_ids(user)
-        call = IdentifyCall(message_id=message_id(user.pk, self._sequence(), "identify"), user_id=user_id,
-                            anonymous_id=anonymous_id, timestamp=self.now, traits=traits)
+        call = IdentifyCall(
+            message_id=message_id(user.pk, self._sequence(), "identify"),
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=self.now,
+            traits=traits,
+        )
         page.entries.append(Entry(call.message_id, user.uid, call.payload()))
 
     def _group(self, page: PagePlan, user: UserProfile, group_id: str, traits: dict[str, Any], purpose: str) -> None:
         user_id, anonymous_id = send_ids(user)
-        call = GroupCall(message_id=message_id(user.pk, self._sequence(), purpose), user_id=user_id,
-                         anonymous_id=anonymous_id, timestamp=self.now, group_id=group_id, traits=traits)
+        call = GroupCall(
+            message_id=message_id(user.pk, self._sequence(), purpose),
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=self.now,
+            group_id=group_id,
+            traits=traits,
+        )
         page.entries.append(Entry(call.message_id, user.uid, call.payload()))

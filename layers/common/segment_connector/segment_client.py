@@ -110,7 +110,10 @@ class SegmentClient:
         if report.failed or report.rejected:
             logger.warning(
                 "segment: %d delivered, %d failed, %d rejected in %d requests",
-                len(report.delivered), len(report.failed), len(report.rejected), report.requests,
+                len(report.delivered),
+                len(report.failed),
+                len(report.rejected),
+                report.requests,
             )
         return report
 
@@ -121,9 +124,7 @@ class SegmentClient:
         size = overhead
         for item in items:
             current = batches[-1]
-            if current and (
-                len(current) >= self.max_batch_messages or size + 1 + len(item[1]) > self.max_batch_bytes
-            ):
+            if current and (len(current) >= self.max_batch_messages or size + 1 + len(item[1]) > self.max_batch_bytes):
                 batches.append(current := [])
                 size = overhead
             size += len(item[1]) + (1 if current else 0)  # "," between messages
@@ -207,8 +208,9 @@ def _encode(message: dict[str, Any]) -> _Item:
     try:
         raw = text.encode()  # UTF-8, as Segment measures its 32 KB / 500 KB limits
     except UnicodeEncodeError:  # a lone surrogate (inbound replaces them; older items may hold one)
-        logger.warning("segment: message %s holds lone surrogates, sent as U+FFFD", message_id,
-                       extra={"message_id": message_id})
+        logger.warning(
+            "segment: message %s holds lone surrogates, sent as U+FFFD", message_id, extra={"message_id": message_id}
+        )
         raw = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
     return message_id, raw
 

@@ -58,47 +58,84 @@ def status_warnings(
     warnings: list[StatusWarning] = []
 
     if not has_write_key and (segments or account_segments or user_filter):
-        warnings.append(StatusWarning("no_write_key", (
-            "Segments or a User Filter are set but there is no write key, so nothing can be sent to Segment. "
-            f"Store the source's write key as {prefix.rstrip('/')}/write-key: segment-connector keys set write-key.")))
+        warnings.append(
+            StatusWarning(
+                "no_write_key",
+                (
+                    "Segments or a User Filter are set but there is no write key, so nothing can be sent to Segment. "
+                    f"Store the source's write key as {prefix.rstrip('/')}/write-key: segment-connector keys set write-key."
+                ),
+            )
+        )
     if has_write_key and isinstance(settings["synchronized_segments"], list) and not settings["synchronized_segments"]:
-        warnings.append(StatusWarning("no_users_in_filter", (
-            "synchronized_segments is [] (the User Filter), so no user and none of their events is sent. "
-            'List the segments to send, or ["ALL"] for everyone.')))
+        warnings.append(
+            StatusWarning(
+                "no_users_in_filter",
+                (
+                    "synchronized_segments is [] (the User Filter), so no user and none of their events is sent. "
+                    'List the segments to send, or ["ALL"] for everyone.'
+                ),
+            )
+        )
     if has_write_key and not _names(settings["synchronized_properties"]) and not _names(settings["send_events"]):
-        warnings.append(StatusWarning("nothing_to_send", (
-            "No attributes (synchronized_properties is empty) and no events (send_events is empty) are sent, "
-            "so users reach Segment with their hull_segments only. "
-            'Add traits to synchronized_properties, or event names (or "ALL") to send_events.')))
+        warnings.append(
+            StatusWarning(
+                "nothing_to_send",
+                (
+                    "No attributes (synchronized_properties is empty) and no events (send_events is empty) are sent, "
+                    "so users reach Segment with their hull_segments only. "
+                    'Add traits to synchronized_properties, or event names (or "ALL") to send_events.'
+                ),
+            )
+        )
     for field, names, known, definitions in (
         ("synchronized_segments", user_filter, segments, "segments"),
         ("synchronized_account_segments", account_filter, account_segments, "account_segments"),
     ):
         for name in dict.fromkeys(names):
             if name != ALL and name not in known:
-                warnings.append(StatusWarning("unknown_segment", (
-                    f"{field} names the segment {name!r}, which no definition in `{definitions}` defines "
-                    "(the settings are refused until it is fixed). "
-                    f"Define {name!r} in `{definitions}`, or remove it from {field}.")))
+                warnings.append(
+                    StatusWarning(
+                        "unknown_segment",
+                        (
+                            f"{field} names the segment {name!r}, which no definition in `{definitions}` defines "
+                            "(the settings are refused until it is fixed). "
+                            f"Define {name!r} in `{definitions}`, or remove it from {field}."
+                        ),
+                    )
+                )
     if _is_true(settings["forward_events"]):
         opt_out = json.dumps(dict.fromkeys(OPT_OUT_INTEGRATIONS, False))
-        warnings.append(StatusWarning("forward_events_loop", (
-            "forward_events is on: events that came from Segment are sent back to Segment, and if a source of the "
-            "same workspace feeds this destination they loop. "
-            f'The guard: messages sent by the connector carry context.library.name "{LIBRARY_NAME}" and '
-            f"integrations {opt_out}, and inbound ignores them; keep those fields intact on the way "
-            "(no Segment function stripping them), or turn forward_events off.")))
+        warnings.append(
+            StatusWarning(
+                "forward_events_loop",
+                (
+                    "forward_events is on: events that came from Segment are sent back to Segment, and if a source of the "
+                    "same workspace feeds this destination they loop. "
+                    f'The guard: messages sent by the connector carry context.library.name "{LIBRARY_NAME}" and '
+                    f"integrations {opt_out}, and inbound ignores them; keep those fields intact on the way "
+                    "(no Segment function stripping them), or turn forward_events off."
+                ),
+            )
+        )
     if not has_api_key:
-        warnings.append(StatusWarning("no_api_key", (
-            f"The inbound API key parameter {prefix.rstrip('/')}/api-key does not exist, so Segment's deliveries "
-            "are refused (500 not_configured, and Segment retries them). "
-            "Create it: segment-connector keys set api-key.")))
+        warnings.append(
+            StatusWarning(
+                "no_api_key",
+                (
+                    f"The inbound API key parameter {prefix.rstrip('/')}/api-key does not exist, so Segment's deliveries "
+                    "are refused (500 not_configured, and Segment retries them). "
+                    "Create it: segment-connector keys set api-key."
+                ),
+            )
+        )
     return warnings
 
 
 def _with_defaults(document: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = {name: field.get_default(call_default_factory=True)
-                for name, field in ConnectorSettings.model_fields.items()}
+    defaults = {
+        name: field.get_default(call_default_factory=True) for name, field in ConnectorSettings.model_fields.items()
+    }
     return {**defaults, **document}
 
 

@@ -111,8 +111,13 @@ class ProfileStore:
             "dynamodb",
             # parameter_validation off: DynamoDB validates every request anyway, and botocore's
             # client-side walk of each item was a quarter of the inbound's CPU on large batches.
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=4,
-                          max_pool_connections=MAX_CONNECTIONS, parameter_validation=False),
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=2,
+                read_timeout=4,
+                max_pool_connections=MAX_CONNECTIONS,
+                parameter_validation=False,
+            ),
         )
 
     # -- reads -------------------------------------------------------------------------------
@@ -160,8 +165,11 @@ class ProfileStore:
 
     def users_of_account(self, group_id: str) -> list[str]:
         """pks of the profiles linked to an account (GSI `users_by_account`)."""
-        items = self._query_all(IndexName="users_by_account", KeyConditionExpression="account_id = :gid",
-                                ExpressionAttributeValues={":gid": {"S": group_id}})
+        items = self._query_all(
+            IndexName="users_by_account",
+            KeyConditionExpression="account_id = :gid",
+            ExpressionAttributeValues={":gid": {"S": group_id}},
+        )
         return [raw["pk"]["S"] for raw in items]
 
     # -- writes ------------------------------------------------------------------------------
@@ -198,7 +206,7 @@ class ProfileStore:
                 existing.add(key)  # the same message twice in one delivery
                 writes.append({"PutRequest": {"Item": serialize(event.to_item())}})
         for start in range(0, len(writes), WRITE_BATCH):
-            self._batch_write(writes[start:start + WRITE_BATCH])
+            self._batch_write(writes[start : start + WRITE_BATCH])
         return stored
 
     def put_event_of_linked(self, event: StoredEvent, identity: str) -> bool | None:
@@ -206,15 +214,18 @@ class ProfileStore:
 
         None when it does not (nothing written): the caller links that identity first.
         """
-        check = {"ConditionCheck": {
-            "TableName": self.table,
-            "Key": {"pk": {"S": identity}, "sk": {"S": PROFILE_SK}},
-            "ConditionExpression": "kind = :alias",
-            "ExpressionAttributeValues": {":alias": {"S": "alias"}},
-        }}
+        check = {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": identity}, "sk": {"S": PROFILE_SK}},
+                "ConditionExpression": "kind = :alias",
+                "ExpressionAttributeValues": {":alias": {"S": "alias"}},
+            }
+        }
         try:
-            self._call("transact_write_items", TransactItems=[
-                self._put(event.to_item(), "attribute_not_exists(pk)"), check])
+            self._call(
+                "transact_write_items", TransactItems=[self._put(event.to_item(), "attribute_not_exists(pk)"), check]
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
@@ -234,16 +245,21 @@ class ProfileStore:
         """
         actions: list[dict[str, Any]] = []
         if change.message_id:
-            marker = {"pk": f"msg#{change.message_id}", "sk": "msg", "kind": "dedup",
-                      "expires_at": int(time.time()) + DEDUP_DAYS * 86400}
+            marker = {
+                "pk": f"msg#{change.message_id}",
+                "sk": "msg",
+                "kind": "dedup",
+                "expires_at": int(time.time()) + DEDUP_DAYS * 86400,
+            }
             actions.append(self._put(marker, "attribute_not_exists(pk)"))
         for profile, expected in change.profiles:
             actions.append(self._versioned_put(profile.to_item(), expected))
         for alias, expected in change.retired:
             actions.append(self._put(alias.to_item(), "version = :v", {":v": {"N": str(expected)}}))
         for alias in change.aliases:
-            actions.append(self._put(alias.to_item(), "attribute_not_exists(pk) OR kind = :alias",
-                                     {":alias": {"S": "alias"}}))
+            actions.append(
+                self._put(alias.to_item(), "attribute_not_exists(pk) OR kind = :alias", {":alias": {"S": "alias"}})
+            )
         for account, expected in change.accounts:
             actions.append(self._versioned_put(account.to_item(), expected))
         try:
@@ -264,8 +280,10 @@ class ProfileStore:
         for partition in dict.fromkeys(partitions):
             keys.extend((partition, sk) for sk in self._event_keys(partition))
         for start in range(0, len(keys), WRITE_BATCH):
-            requests = [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
-                        for pk, sk in keys[start:start + WRITE_BATCH]]
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                for pk, sk in keys[start : start + WRITE_BATCH]
+            ]
             self._batch_write(requests)
         return len(keys)
 
@@ -277,21 +295,34 @@ class ProfileStore:
             TableName=self.table,
             Key={"pk": {"S": f"retry#{key}"}, "sk": {"S": "retry"}},
             UpdateExpression="ADD attempts :one SET kind = :kind, expires_at = :exp",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":kind": {"S": "retry"},
-                                       ":exp": {"N": str(int(time.time()) + ttl_seconds)}},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":kind": {"S": "retry"},
+                ":exp": {"N": str(int(time.time()) + ttl_seconds)},
+            },
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["attempts"]["N"])
 
     def put_dead_letter(self, message_id: str, payload: dict[str, Any], reason: str, at: str) -> None:
-        item = {"pk": "deadletter", "sk": f"{at}#{message_id}", "kind": "deadletter",
-                "message_id": message_id, "payload": json.dumps(payload, default=str), "reason": reason}
+        item = {
+            "pk": "deadletter",
+            "sk": f"{at}#{message_id}",
+            "kind": "deadletter",
+            "message_id": message_id,
+            "payload": json.dumps(payload, default=str),
+            "reason": reason,
+        }
         self._call("put_item", TableName=self.table, Item=serialize(item))
 
     def all_dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, oldest first (all pages)."""
-        letters = [deserialize(raw) for raw in self._query_all(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "deadletter"}})]
+        letters = [
+            deserialize(raw)
+            for raw in self._query_all(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "deadletter"}}
+            )
+        ]
         for letter in letters:
             letter["payload"] = json.loads(letter["payload"])
         return letters
@@ -314,32 +345,56 @@ class ProfileStore:
         else:
             condition, values = "id = :previous", {":previous": {"S": replaces}}
         try:
-            self._call("put_item", TableName=self.table, Item=serialize(item), ConditionExpression=condition,
-                       **({"ExpressionAttributeValues": values} if values else {}))
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=serialize(item),
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
-    def record_resync_progress(self, resync_id: str, segment: int, progress: dict[str, Any],
-                               counters: dict[str, int], segment_done: bool, now: str) -> dict[str, Any] | None:
+    def record_resync_progress(
+        self,
+        resync_id: str,
+        segment: int,
+        progress: dict[str, Any],
+        counters: dict[str, int],
+        segment_done: bool,
+        now: str,
+    ) -> dict[str, Any] | None:
         """Save one segment's progress and add to the counters, if `resync_id` is still the running
         job; the job after the update, or None when it was superseded (or ended)."""
         names = {"#progress": "progress", "#segment": str(segment), "#status": "status"}
-        values: dict[str, Any] = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":now": {"S": now},
-                                  ":progress": serialize({"v": progress})["v"]}
+        values: dict[str, Any] = {
+            ":id": {"S": resync_id},
+            ":running": {"S": "running"},
+            ":now": {"S": now},
+            ":progress": serialize({"v": progress})["v"],
+        }
         adds = []
         for index, (name, value) in enumerate({**counters, **({"segments_done": 1} if segment_done else {})}.items()):
             names[f"#c{index}"] = name
             values[f":c{index}"] = {"N": str(value)}
             adds.append(f"#c{index} :c{index}")
-        expression = "SET #progress.#segment = :progress, updated_at = :now" + (f" ADD {', '.join(adds)}" if adds else "")
+        expression = "SET #progress.#segment = :progress, updated_at = :now" + (
+            f" ADD {', '.join(adds)}" if adds else ""
+        )
         try:
-            response = self._call("update_item", TableName=self.table, Key=RESYNC_KEY, UpdateExpression=expression,
-                                  ConditionExpression="id = :id AND #status = :running",
-                                  ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                                  ReturnValues="ALL_NEW")
+            response = self._call(
+                "update_item",
+                TableName=self.table,
+                Key=RESYNC_KEY,
+                UpdateExpression=expression,
+                ConditionExpression="id = :id AND #status = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
@@ -349,24 +404,38 @@ class ProfileStore:
     def end_resync(self, resync_id: str, status: str, fields: dict[str, Any]) -> bool:
         """Mark the running job `resync_id` ended (done/failed) and set `fields`; False if it was not running."""
         names = {"#status": "status", **{f"#f{i}": name for i, name in enumerate(fields)}}
-        values = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":status": {"S": status},
-                  **{f":f{i}": serialize({"v": value})["v"] for i, value in enumerate(fields.values())}}
+        values = {
+            ":id": {"S": resync_id},
+            ":running": {"S": "running"},
+            ":status": {"S": status},
+            **{f":f{i}": serialize({"v": value})["v"] for i, value in enumerate(fields.values())},
+        }
         sets = ", ".join(["#status = :status"] + [f"#f{i} = :f{i}" for i in range(len(fields))])
         try:
-            self._call("update_item", TableName=self.table, Key=RESYNC_KEY, UpdateExpression=f"SET {sets}",
-                       ConditionExpression="id = :id AND #status = :running",
-                       ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key=RESYNC_KEY,
+                UpdateExpression=f"SET {sets}",
+                ConditionExpression="id = :id AND #status = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
-    def scan_profiles(self, segment: int, total: int, start: dict[str, Any] | None,
-                      limit: int) -> tuple[list[UserProfile | Account], dict[str, Any] | None]:
+    def scan_profiles(
+        self, segment: int, total: int, start: dict[str, Any] | None, limit: int
+    ) -> tuple[list[UserProfile | Account], dict[str, Any] | None]:
         """One page of a parallel scan segment: its users and accounts, and where the next page starts."""
         request: dict[str, Any] = {
-            "TableName": self.table, "Segment": segment, "TotalSegments": total, "Limit": limit,
+            "TableName": self.table,
+            "Segment": segment,
+            "TotalSegments": total,
+            "Limit": limit,
             "FilterExpression": "kind IN (:user, :account)",
             "ExpressionAttributeValues": {":user": {"S": "user"}, ":account": {"S": "account"}},
         }
@@ -390,8 +459,11 @@ class ProfileStore:
     def _versioned_put(self, item: dict[str, Any], expected: int | None) -> dict[str, Any]:
         if expected is None:
             # New at this pk; a profile moved here keeps counting (version > 1 tells the stream so).
-            return self._put({**item, "version": item.get("version", 0) + 1},
-                             "attribute_not_exists(pk) OR kind = :alias", {":alias": {"S": "alias"}})
+            return self._put(
+                {**item, "version": item.get("version", 0) + 1},
+                "attribute_not_exists(pk) OR kind = :alias",
+                {":alias": {"S": "alias"}},
+            )
         return self._put({**item, "version": expected + 1}, "version = :v", {":v": {"N": str(expected)}})
 
     def _event_keys(self, partition: str) -> list[str]:
@@ -412,11 +484,12 @@ class ProfileStore:
                 return items
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _batch_get(self, keys: list[dict[str, Any]], consistent: bool = True,
-                   projection: str | None = None) -> list[dict[str, Any]]:
+    def _batch_get(
+        self, keys: list[dict[str, Any]], consistent: bool = True, projection: str | None = None
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {"Keys": keys[start:start + 100], "ConsistentRead": consistent}
+            request: dict[str, Any] = {"Keys": keys[start : start + 100], "ConsistentRead": consistent}
             if projection:
                 request["ProjectionExpression"] = projection
             pending: dict[str, Any] = {self.table: request}
@@ -470,8 +543,12 @@ class ProfileStore:
         def count(task: tuple[str, int]) -> int:
             kind, segment = task
             request: dict[str, Any] = {
-                "TableName": self.table, "Select": "COUNT", "Segment": segment, "TotalSegments": total_segments,
-                "FilterExpression": "kind = :kind", "ExpressionAttributeValues": {":kind": {"S": kind}},
+                "TableName": self.table,
+                "Select": "COUNT",
+                "Segment": segment,
+                "TotalSegments": total_segments,
+                "FilterExpression": "kind = :kind",
+                "ExpressionAttributeValues": {":kind": {"S": kind}},
             }
             found = 0
             while True:
@@ -492,8 +569,12 @@ class ProfileStore:
 
     def count_dead_letters(self) -> int:
         """How many dead letters are kept (a Query on their partition that counts, every page)."""
-        request: dict[str, Any] = {"TableName": self.table, "Select": "COUNT", "KeyConditionExpression": "pk = :pk",
-                                   "ExpressionAttributeValues": {":pk": {"S": "deadletter"}}}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Select": "COUNT",
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "deadletter"}},
+        }
         found = 0
         while True:
             response = self._call("query", **request)
@@ -504,8 +585,11 @@ class ProfileStore:
 
     def oldest_dead_letters(self, limit: int) -> list[dict[str, Any]]:
         """The `limit` oldest dead letters (sk starts with their time), payloads parsed."""
-        request: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
-                                   "ExpressionAttributeValues": {":pk": {"S": "deadletter"}}}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "deadletter"}},
+        }
         letters: list[dict[str, Any]] = []
         while len(letters) < limit:
             response = self._call("query", **request, Limit=limit - len(letters))

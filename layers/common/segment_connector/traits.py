@@ -108,15 +108,13 @@ def timed_leaves(traits: dict[str, Any], trait_times: dict[str, str], default: s
     leaves = [(path, value, _time_of(times, path) or default) for path, value in trait_leaves(traits)]
     for key, at in times.items():
         seen = key.endswith(_DICT_SEEN)
-        path = decode_path(key[:-len(_DICT_SEEN)] if seen else key)
+        path = decode_path(key[: -len(_DICT_SEEN)] if seen else key)
         if path is not None and isinstance(_get(traits, path), dict):
             leaves.append((path, {} if seen else CUTOFF, at))
     return leaves
 
 
-def merge_traits(
-    traits: dict[str, Any], trait_times: dict[str, str], incoming: dict[str, Any], at: str
-) -> bool:
+def merge_traits(traits: dict[str, Any], trait_times: dict[str, str], incoming: dict[str, Any], at: str) -> bool:
     """Apply `incoming` (observed at time `at`) in place, leaf by leaf; a leaf set by a newer call is kept.
 
     Nested traits merge: {"address": {"zip": ...}} keeps the address's city. Returns whether any
@@ -134,7 +132,8 @@ def merge_leaves(traits: dict[str, Any], trait_times: dict[str, str], leaves: It
     leaves = list(leaves)
     changed = False
     for path, value, at in [leaf for leaf in leaves if leaf[1] is not CUTOFF] + [
-            leaf for leaf in leaves if leaf[1] is CUTOFF]:
+        leaf for leaf in leaves if leaf[1] is CUTOFF
+    ]:
         changed = _merge_leaf(traits, trait_times, path, value, at) or changed
     return changed
 
@@ -150,7 +149,8 @@ def _merge_leaf(traits: dict[str, Any], times: dict[str, str], path: Path, value
     if isinstance(value, dict):
         changed = _make_dicts(traits, path)
         if not any(times.get(key, "") >= at for key in encoded) and not any(
-                t >= at for key, t in times.items() if key.startswith(below)):
+            t >= at for key, t in times.items() if key.startswith(below)
+        ):
             times[encoded[-1] + _DICT_SEEN] = at  # for a value older than `at` at this path to lose
         return changed
     if isinstance(current, dict):
@@ -249,7 +249,7 @@ def _upgrade_legacy_keys(traits: dict[str, Any], times: dict[str, str]) -> None:
         if encoded == key or key not in traits or encoded in times:
             continue
         if key.endswith(_DICT_SEEN):
-            path = decode_path(key[:-len(_DICT_SEEN)])
+            path = decode_path(key[: -len(_DICT_SEEN)])
             written_since = path is not None and isinstance(_get(traits, path), dict)
         else:
             path = decode_path(key)

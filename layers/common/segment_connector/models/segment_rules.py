@@ -128,9 +128,7 @@ def _leaf_test(op: Op, value: Any, has_value: bool) -> Callable[[Any], bool]:
     if op in _ORDER:
         bound = _moment(value) if isinstance(value, str) else _number(value)
         if bound is None:
-            raise ValueError(
-                f"op '{op}' requires a number or an ISO-8601 date/datetime 'value', got {value!r}"
-            )
+            raise ValueError(f"op '{op}' requires a number or an ISO-8601 date/datetime 'value', got {value!r}")
         cmp = _ORDER[op]
         return lambda a: (pair := _ordered(a, bound)) is not None and cmp(*pair)
     if op in ("starts_with", "ends_with"):

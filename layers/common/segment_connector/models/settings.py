@@ -42,11 +42,15 @@ class ConnectorSettings(BaseModel):
 
     @model_validator(mode="after")
     def _filter_names_known(self) -> ConnectorSettings:
-        for field, definitions in (("synchronized_segments", "segments"),
-                                   ("synchronized_account_segments", "account_segments")):
+        for field, definitions in (
+            ("synchronized_segments", "segments"),
+            ("synchronized_account_segments", "account_segments"),
+        ):
             unknown = unknown_filter_names(getattr(self, field), getattr(self, definitions))
             if unknown:
-                raise ValueError(f"{field} names segments that are not defined in `{definitions}`: {', '.join(unknown)}")
+                raise ValueError(
+                    f"{field} names segments that are not defined in `{definitions}`: {', '.join(unknown)}"
+                )
         return self
 
     @property
@@ -59,12 +63,16 @@ class ConnectorSettings(BaseModel):
     def sends_account(self, segments: list[str]) -> bool:
         """The account filter: whether an account in these account segments is sent (group calls)."""
         return ALL in self.synchronized_account_segments or any(
-            name in self.synchronized_account_segments for name in segments)
+            name in self.synchronized_account_segments for name in segments
+        )
 
     def sends_event(self, name: str) -> bool:
         return ALL in self.send_events or name in self.send_events
 
     def segments_use_account_traits(self) -> bool:
         """Whether any user segment reads the linked account's traits (`account.<trait>`)."""
-        return any((leaf.trait or "").startswith("account.")
-                   for definition in self.segments for _, leaf in definition.rule.leaves())
+        return any(
+            (leaf.trait or "").startswith("account.")
+            for definition in self.segments
+            for _, leaf in definition.rule.leaves()
+        )
