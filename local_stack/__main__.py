@@ -124,7 +124,7 @@ def _run(
         )
         try:
             functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
-        except Exception as error:  # noqa: BLE001 - e.g. its code is not written yet
+        except Exception as error:
             if logical_id != "ResyncFunction":
                 raise
             not_loaded[logical_id] = f"{type(error).__name__}: {error}"

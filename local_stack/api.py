@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -102,7 +102,7 @@ def build_event(
         "requestId": request_id or base64.b64encode(os.urandom(12)).decode("ascii"),
         "routeKey": "$default",
         "stage": "$default",
-        "time": datetime.fromtimestamp(now, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "timeEpoch": int(now * 1000),
     }
     if body:
@@ -125,12 +125,7 @@ def _is_text(headers: dict[str, str]) -> bool:
     if headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
         return False
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return (
-        media_type.startswith("text/")
-        or media_type in _TEXT_TYPES
-        or media_type.endswith("+json")
-        or media_type.endswith("+xml")
-    )
+    return media_type.startswith("text/") or media_type in _TEXT_TYPES or media_type.endswith(("+json", "+xml"))
 
 
 def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -140,8 +135,8 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     application/json body. Raises ValueError for a response API Gateway would reject (502).
     """
     if not (isinstance(result, dict) and "statusCode" in result):
-        body = result if isinstance(result, str) else json.dumps(result)
-        return 200, [("Content-Type", "application/json")], body.encode("utf-8")
+        text = result if isinstance(result, str) else json.dumps(result)
+        return 200, [("Content-Type", "application/json")], text.encode("utf-8")
     status = result["statusCode"]
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise ValueError(f"invalid statusCode {status!r}")
@@ -221,7 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _read_chunks(self) -> bytes:
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             size = int(self.rfile.readline(64).split(b";", 1)[0].strip() or b"0", 16)
             if size == 0:

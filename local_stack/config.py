@@ -107,10 +107,7 @@ def remove_state(pid: int, path: Path = STATE_PATH) -> None:
     state = read_state(path)
     if state is not None and state.get("pid") != pid:
         return
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 def settings_problems(document: str) -> list[str]:

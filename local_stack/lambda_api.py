@@ -163,7 +163,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LambdaApi
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         if not (path.startswith(PATH_PREFIX) and path.endswith(PATH_SUFFIX)):
             self._discard_body()

@@ -34,7 +34,7 @@ def apply() -> None:
             return original(self, transact_items)
         _check_then_write(self, transact_items)
 
-    DynamoDBBackend.transact_write_items = transact_write_items
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _PATCHED = True
 
 
@@ -70,7 +70,7 @@ def _check_then_write(backend: Any, transact_items: list[dict[str, Any]]) -> Non
         )
     if any(code is not None for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
-    for item, key in zip(transact_items, keys):
+    for item, key in zip(transact_items, keys, strict=False):
         op_type, op = next(iter(item.items()))
         if op_type == "Put":
             backend.put_item(op["TableName"], op["Item"])

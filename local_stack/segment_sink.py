@@ -170,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API: exercises the client's session
     disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {name.title(): value for name, value in self.headers.items()}  # "Authorization", ...
         status, extra_headers, body = self.server.sink._handle(self.path, headers, raw)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from local_stack.lambda_runtime import ACCOUNT_ID, REGION
@@ -22,7 +22,7 @@ def parameter_change_event(
     name: str, operation: str = "Update", kind: str = "String", now: datetime | None = None
 ) -> dict[str, Any]:
     """The EventBridge event of an SSM parameter change (source aws.ssm)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

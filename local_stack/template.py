@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
+        assert isinstance(node, yaml.MappingNode)
         value = loader.construct_mapping(node, deep=True)
     return {name: value}
 
@@ -79,7 +81,7 @@ def function_spec(template: dict[str, Any], logical_id: str, refs: dict[str, str
     return FunctionSpec(logical_id, ROOT / props["CodeUri"], module, handler, environment)
 
 
-def parameter_default(template: dict[str, Any], name: str) -> str:
+def parameter_default(template: Mapping[str, Any], name: str) -> str:
     return str(template["Parameters"][name]["Default"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from segment_connector.errors import NotConfigured, Unauthorized
 

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    target = argparse.ArgumentParser(add_help=False)
+    target = _Parser(add_help=False)
     where = target.add_argument_group("target (default: the deployed stack named in samconfig.toml)")
     where.add_argument(
         "--local",
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--stack-name", metavar="NAME", help="the deployed stack (default: samconfig.toml's stack_name)")
     where.add_argument("--region", help="its AWS region (default: samconfig.toml's, else your AWS configuration)")
     where.add_argument("--profile", help="AWS profile to use")
-    as_json = argparse.ArgumentParser(add_help=False)
+    as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     settings = commands.add_parser(

@@ -24,7 +24,7 @@ DEFAULT_STACK_NAME = "segment-connector"
 REQUIRED_OUTPUTS = ("TableName", "ParameterPrefix", "OutboundFunctionName")
 LOCAL_CREDENTIALS = {
     "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",  # noqa: S105 - emulator
+    "aws_secret_access_key": "testing",
     "aws_session_token": "testing",
 }
 INVOKE_READ_TIMEOUT = 910  # seconds: longer than any function may run (900 s)
@@ -120,7 +120,8 @@ def state_path(cwd: Path | None = None) -> Path | None:
         return Path(os.environ[STATE_ENV])
     found = _find_upwards(STATE_FILE, cwd)
     if found is None:
-        beside = _repository() / STATE_FILE if _repository() else None
+        repository = _repository()
+        beside = repository / STATE_FILE if repository else None
         found = beside if beside is not None and beside.exists() else None
     return found
 
@@ -182,8 +183,9 @@ def samconfig_defaults(cwd: Path | None = None) -> dict[str, str]:
     """`stack_name`, `region` and `profile` of samconfig.toml's default deploy parameters (or its
     global ones, which SAM applies to every command)."""
     path = _find_upwards(Path(SAMCONFIG), cwd)
-    if path is None and _repository() and (_repository() / SAMCONFIG).exists():
-        path = _repository() / SAMCONFIG
+    repository = _repository()
+    if path is None and repository and (repository / SAMCONFIG).exists():
+        path = repository / SAMCONFIG
     if path is None:
         return {}
     try:

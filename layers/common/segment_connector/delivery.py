@@ -12,9 +12,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
 
 from segment_connector.models.items import StoredEvent
 from segment_connector.segment_client import HELD_BACK, SegmentClient
@@ -225,7 +224,7 @@ class DeadLetters:
 
     def __init__(self, store: ProfileStore, now: datetime) -> None:
         self.store = store
-        self.now = now.astimezone(timezone.utc)
+        self.now = now.astimezone(UTC)
         self.count = 0
 
     def _at(self) -> str:
@@ -305,6 +304,7 @@ def _is_message(payload: Any) -> bool:
 
 def _letter_time(letter: dict[str, Any]) -> str:
     """The `<time>` part of sk `<time>#<messageId>`: rewriting there keeps the letter's place."""
-    sk, message_id = letter["sk"], letter["message_id"]
+    sk: str = letter["sk"]
+    message_id: str = letter["message_id"]
     suffix = f"#{message_id}"
     return sk[: -len(suffix)] if sk.endswith(suffix) else sk.partition("#")[0]

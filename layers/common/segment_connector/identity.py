@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from segment_connector.models.items import (
     IdentityAlias,
@@ -43,7 +44,7 @@ class Resolution:
     expected: int | None
     retired: list[tuple[IdentityAlias, int]] = field(default_factory=list)
     aliases: list[IdentityAlias] = field(default_factory=list)
-    before: dict | None = None
+    before: dict[str, Any] | None = None
 
     def changed(self) -> bool:
         return bool(self.retired or self.aliases) or self.profile.model_dump(exclude={"updated_at"}) != self.before
@@ -92,34 +93,14 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
     """
     claimed = claims.pks()
     lookup = _Lookup(store, [pk for _, pk in claimed] + list(force_merge))
-    found = {pk: lookup.profile_at(pk) for _, pk in claimed}
+    candidates = [lookup.profile_at(pk) for _, pk in claimed]
     forced = [p for p in (lookup.profile_at(pk) for pk in force_merge) if p is not None]
-
-    def mergeable(profile: UserProfile | None) -> bool:
-        return profile is not None and (not claims.user_id or profile.user_id in (None, claims.user_id))
-
-    candidates = [found[pk] for _, pk in claimed]
-    if claims.user_id:
-        target = found[claimed[0][1]]
-        if target is None:
-            target = next((p for p in candidates[1:] if mergeable(p)), None)
-    else:
-        target = next((p for p in candidates if p is not None), None)
-    if target is None and forced:
-        target = forced[0]
-
-    if target is None:
-        profile = UserProfile(pk=claimed[0][1], created_at=now, updated_at=now)
-        resolution = Resolution(profile=profile, expected=None)
-    else:
-        profile = target.model_copy(deep=True)
-        resolution = Resolution(
-            profile=profile, expected=target.version, before=target.model_dump(exclude={"updated_at"})
-        )
+    target = _target(claims, candidates, forced)
+    resolution = _start(target, claimed[0][1], now)
+    profile = resolution.profile
 
     absorbed = {id(target)}
-    sources = [p for p in candidates if mergeable(p)] + forced
-    for source in sources:
+    for source in [p for p in candidates if _mergeable(p, claims)] + forced:
         if source is not None and id(source) not in absorbed and source.pk != profile.pk:
             absorbed.add(id(source))
             _absorb(profile, source)
@@ -128,6 +109,34 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
     _claim(profile, claims, lookup, absorbed, resolution)
     _place(profile, resolution)
     return resolution
+
+
+def _mergeable(profile: UserProfile | None, claims: Claims) -> bool:
+    """A found profile joins the claims' user unless it belongs to another known user."""
+    return profile is not None and (not claims.user_id or profile.user_id in (None, claims.user_id))
+
+
+def _target(claims: Claims, candidates: list[UserProfile | None], forced: list[UserProfile]) -> UserProfile | None:
+    """The profile the claims resolve to: the user_id's (else the first mergeable other one), or
+    without a user_id the first one found; else the first profile an alias call merges."""
+    if claims.user_id:
+        target = candidates[0]
+        if target is None:
+            target = next((p for p in candidates[1:] if _mergeable(p, claims)), None)
+    else:
+        target = next((p for p in candidates if p is not None), None)
+    if target is None and forced:
+        target = forced[0]
+    return target
+
+
+def _start(target: UserProfile | None, pk: str, now: str) -> Resolution:
+    """A copy of the target to merge into (read at its version), or a new profile at `pk`."""
+    if target is None:
+        return Resolution(profile=UserProfile(pk=pk, created_at=now, updated_at=now), expected=None)
+    return Resolution(
+        profile=target.model_copy(deep=True), expected=target.version, before=target.model_dump(exclude={"updated_at"})
+    )
 
 
 def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[int], resolution: Resolution) -> None:
@@ -141,7 +150,7 @@ def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[
             profile.identities.append(pk)
         if kind == "user_id" and not profile.user_id:
             profile.user_id = claims.user_id
-        elif kind == "anonymous_id":
+        elif kind == "anonymous_id" and claims.anonymous_id:  # pks() names only the ids it has
             if claims.anonymous_id in profile.anonymous_ids:
                 profile.anonymous_ids.remove(claims.anonymous_id)
             profile.anonymous_ids.append(claims.anonymous_id)  # the most recent one last

@@ -6,10 +6,11 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -105,7 +106,7 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     details = []
     for item in error.errors(include_url=False):
         location = [str(part) for part in item["loc"]]
-        if location and location[0] in TRACKING_CALLS[:-1] + ("delete",):
+        if location and location[0] in (*TRACKING_CALLS[:-1], "delete"):
             location = location[1:]  # drop the discriminator tag pydantic puts first
         details.append({"field": ".".join(location) or "(message)", "error": item["msg"]})
     return details
@@ -122,8 +123,9 @@ def split_messages(body: Any, call: str | None) -> tuple[list[Any], bool]:
     elif isinstance(body, dict) and "batch" in body:
         if not isinstance(body["batch"], list):
             raise BadRequest("`batch` must be a list of messages")
-        shared_context = body.get("context") if isinstance(body.get("context"), dict) else {}
-        shared_integrations = body.get("integrations") if isinstance(body.get("integrations"), dict) else {}
+        context, integrations = body.get("context"), body.get("integrations")
+        shared_context = context if isinstance(context, dict) else {}
+        shared_integrations = integrations if isinstance(integrations, dict) else {}
         messages = [_with_shared(m, shared_context, shared_integrations) for m in body["batch"]]
     elif isinstance(body, dict) and call is None:
         return [body], True
@@ -134,7 +136,7 @@ def split_messages(body: Any, call: str | None) -> tuple[list[Any], bool]:
     return messages, False
 
 
-def _with_shared(message: Any, context: dict, integrations: dict) -> Any:
+def _with_shared(message: Any, context: dict[str, Any], integrations: dict[str, Any]) -> Any:
     """Top-level batch context/integrations apply to every item (Segment's batch semantics)."""
     if not isinstance(message, dict) or not (context or integrations):
         return message
@@ -154,7 +156,7 @@ class Ingestor:
         store: ProfileStore,
         settings: ConnectorSettings,
         source: str,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.store = store
         self.settings = settings
@@ -167,7 +169,7 @@ class Ingestor:
         self._with_id(message)
         now = self.clock()
         at = format_time(message.event_time(now))
-        handler = {
+        handlers: dict[str, Callable[[Any, str, str], Outcome]] = {
             "identify": self._identify,
             "track": self._event,
             "page": self._event,
@@ -175,7 +177,8 @@ class Ingestor:
             "group": self._group,
             "alias": self._alias,
             "delete": self._delete,
-        }[message.type]
+        }
+        handler = handlers[message.type]
         return handler(message, at, format_time(now))
 
     @staticmethod
@@ -230,6 +233,7 @@ class Ingestor:
             properties = {**message.properties}
             if message.category and "category" not in properties:
                 properties["category"] = message.category
+        assert message.message_id is not None  # apply() gave it one (_with_id)
         return StoredEvent.build(
             partition,
             message.message_id,
@@ -267,7 +271,8 @@ class Ingestor:
                 self, [(index, message) for index, message in messages if index in {i for i, _ in events}], single=False
             )
         applied += [
-            (index, "stored" if was_stored else "duplicate", None) for (index, _), was_stored in zip(events, stored)
+            (index, "stored" if was_stored else "duplicate", None)
+            for (index, _), was_stored in zip(events, stored, strict=False)
         ]
         return applied
 
@@ -418,11 +423,11 @@ def receive(
             result.reject(index, raw, error)
 
     ingestor = Ingestor(store, settings, delivery.source)
-    for index, outcome, error in sorted(_write(ingestor, valid, writers, single), key=lambda item: item[0]):
-        if error is None:
+    for index, outcome, failure in sorted(_write(ingestor, valid, writers, single), key=lambda item: item[0]):
+        if failure is None:
             result.counts[outcome] += 1
         else:
-            result.reject(index, raw_messages[index], error)
+            result.reject(index, raw_messages[index], failure)
     return result
 
 

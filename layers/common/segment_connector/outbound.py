@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -64,7 +64,7 @@ def message_id(pk: str, sequence_number: str, purpose: str) -> str:
 
 def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, now: datetime | None = None) -> Result:
     """OutboundFunction: a DynamoDB stream batch, or {"action": "replay"}."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if isinstance(event, Mapping) and event.get("action") == "replay":
         return _replay(store, clients, context, _replay_limit(event.get("limit")))
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
@@ -99,7 +99,7 @@ def _process(
     try:
         write_key = config.get_secret("write-key")
         plans = Planner(settings, store).plan(records)
-    except Exception as error:  # noqa: BLE001 - never crash mid-batch: Lambda retries the records
+    except Exception as error:
         log.exception("outbound: the batch could not be planned; all %d records are reported failed", len(records))
         return {_sequence_number(record): f"batch not planned: {error!r}" for record in records}
     metrics["SegmentEventsRecorded"] += _record_segment_events(store, plans)
@@ -112,7 +112,7 @@ def _process(
                 "outbound: no write key (SecureString %s): nothing is sent to Segment",
                 config.parameter_name("write-key"),
             )
-    elif entries:
+    elif entries and write_key:  # (entries without a write key: the branch above)
         client = clients.client(write_key, config.segment_api_url(settings))
         outcome = deliver(entries, client, clients.deadline(context))
     settlement = settle(plans, outcome, store, now)
@@ -150,7 +150,7 @@ def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> 
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
     def record_handler(record: DynamoDBRecord) -> None:
-        reason = failed.get(record.dynamodb.sequence_number if record.dynamodb else "")
+        reason = failed.get((record.dynamodb.sequence_number if record.dynamodb else None) or "")
         if reason:
             raise RecordFailed(reason)
 
@@ -315,7 +315,7 @@ class Planner:
         for raw in records:
             try:
                 change = _parse(raw)
-            except Exception as error:  # noqa: BLE001 - one bad record must not stop the others
+            except Exception as error:
                 seq = _sequence_number(raw)
                 log.exception("outbound: record %s cannot be read", seq, extra={"sequence_number": seq})
                 plan = RecordPlan(seq=seq, created=None, raw=raw)
@@ -333,7 +333,7 @@ class Planner:
                     self._plan_account(change)
                 elif isinstance(change.new, StoredEvent):
                     self._plan_event(change)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 log.exception(
                     "outbound: record %s cannot be planned", change.seq, extra={"sequence_number": change.seq}
                 )
@@ -344,30 +344,50 @@ class Planner:
 
     def _read(self, changes: list[_Change]) -> None:
         """One users_of_account per changed account, one profiles_at, one accounts read."""
+        images = self._account_images(changes)
+        self._read_account_users(changes)
+        self._read_profiles(changes)
+        missing = self._accounts_needed(changes) - images.keys()
+        self.accounts = {**(self.store.accounts(sorted(missing)) if missing else {}), **images}
+
+    def _account_images(self, changes: list[_Change]) -> dict[str, Account]:
+        """The batch's account images (the latest one wins); notes the users that link to an account."""
         images: dict[str, Account] = {}
         for change in changes:
             if isinstance(change.new, Account):
                 images[change.new.group_id] = change.new  # the latest image in the batch wins
             elif isinstance(change.new, UserProfile) and change.new.account_id and self._links(change):
                 self.linked.add((change.new.uid, change.new.account_id))
+        return images
+
+    def _read_account_users(self, changes: list[_Change]) -> None:
+        """The users of each changed account whose change may concern them (one query per account)."""
         for change in changes:
             if isinstance(change.new, Account) and any(self._account_work(change)):
                 gid = change.new.group_id
                 if gid not in self.account_users:
                     self.account_users[gid] = self.store.users_of_account(gid)
+
+    def _read_profiles(self, changes: list[_Change]) -> None:
+        """The profiles of the events' users and of the changed accounts' users (one profiles_at)."""
         pks = [c.new.pk for c in changes if isinstance(c.new, StoredEvent)]
         pks += [pk for users in self.account_users.values() for pk in users]
         if pks:
             self.profiles = profiles_at(self.store, list(dict.fromkeys(pks)))
+
+    def _accounts_needed(self, changes: list[_Change]) -> set[str]:
+        """Accounts whose traits the plan reads: the changed users' (old and new) and, when segments
+        use account traits, those of every profile read."""
         needed: set[str] = set()
         if self.settings.handle_accounts or self.rules.uses_account_traits:
             for change in changes:
                 if isinstance(change.new, UserProfile):
-                    needed.update(p.account_id for p in (change.new, change.old) if p and p.account_id)
+                    needed.update(
+                        p.account_id for p in (change.new, change.old) if isinstance(p, UserProfile) and p.account_id
+                    )
         if self.rules.uses_account_traits:
             needed.update(p.account_id for p in self.profiles.values() if p and p.account_id)
-        missing = needed - images.keys()
-        self.accounts = {**(self.store.accounts(sorted(missing)) if missing else {}), **images}
+        return needed
 
     def _links(self, change: _Change) -> bool:
         """Whether a user record links its user to a(nother) account."""
@@ -549,6 +569,7 @@ def segment_events(
 def _context(stored: dict[str, Any]) -> OutboundContext:
     """The useful part of the event's context (strings only); the library is always ours."""
     picked = {key: stored[key] for key in CONTEXT_KEYS if isinstance(stored.get(key), str)}
-    page = stored.get("page") if isinstance(stored.get("page"), Mapping) else {}
+    stored_page = stored.get("page")
+    page: Mapping[str, Any] = stored_page if isinstance(stored_page, Mapping) else {}
     page_fields = {key: page[key] for key in PAGE_KEYS if isinstance(page.get(key), str)}
     return OutboundContext.model_validate({**picked, **({"page": Page(**page_fields)} if page_fields else {})})

@@ -6,11 +6,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from segment_connector.errors import BadRequest, NotFound
+from segment_connector.identity import profiles_at
 from segment_connector.models.items import IDENTITY_ORDER, UserProfile, identity_pk
 from segment_connector.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.models.settings import ConnectorSettings
 from segment_connector.storage import ProfileStore
-from segment_connector.identity import profiles_at
 
 DEFAULT_EVENT_LIMIT = 50
 MAX_EVENT_LIMIT = 500
@@ -24,7 +24,7 @@ def parse_reference(reference: str) -> str:
             "user reference must be user_id:<id>, anonymous_id:<id> or email:<address>",
             [{"field": "id", "error": f"got {reference!r}"}],
         )
-    return identity_pk(kind, value.strip().lower() if kind == "email" else value)  # type: ignore[arg-type]
+    return identity_pk(kind, value.strip().lower() if kind == "email" else value)
 
 
 def find_user(store: ProfileStore, reference: str) -> UserProfile:

@@ -28,7 +28,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from segment_connector import config
@@ -90,7 +90,7 @@ def handle(
     now: datetime | None = None,
 ) -> Result:
     invoker = invoker or FunctionInvoker()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     function = getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     action = event.get("action") if isinstance(event, Mapping) else None
     if is_settings_change(event):
@@ -134,11 +134,17 @@ def start(
         )
     current = store.resync_job()
     unfinished = current is not None and current["status"] in ("running", "failed")
-    if unfinished and not full and current["target"] == target and current["status"] == "running":
+    if (
+        current is not None
+        and unfinished
+        and not full
+        and current["target"] == target
+        and current["status"] == "running"
+    ):
         return Result(public(current))  # the same change announced twice
     if full:
         base, layers = NOTHING_SENT.model_dump_json(), []
-    elif unfinished:
+    elif current is not None and unfinished:
         base = current["base"]
         layers = [
             {"settings": current["target"], "segments": current["segments"], "progress": current["progress"]},
@@ -176,7 +182,8 @@ def _synchronized_settings(current: Mapping[str, Any] | None) -> str:
     """What Segment got everything with: the last finished job's target; before any job, the
     settings version before this change (parameter history), else the template's defaults."""
     if current is not None:
-        return current["target"] if current["status"] == "done" else current["base"]
+        synchronized: str = current["target"] if current["status"] == "done" else current["base"]
+        return synchronized
     return config.previous_settings_document() or ConnectorSettings().model_dump_json()
 
 
@@ -273,7 +280,7 @@ class Worker:
                 "covered": _key_text(items[-1].pk, items[-1].sk) if items else progress.get("covered", ""),
             }
             updated = self.store.record_resync_progress(
-                job["id"], segment, progress, counters, next_key is None, format_time(datetime.now(timezone.utc))
+                job["id"], segment, progress, counters, next_key is None, format_time(datetime.now(UTC))
             )
             if updated is None:
                 log.info("resync %s: superseded; segment %d stops", job["id"], segment)
@@ -305,13 +312,13 @@ class Worker:
                 order={entry.message_id: entry.user for entry in entries},
             )
             reasons = {**report.failed, **report.rejected}
-        DeadLetters(self.store, datetime.now(timezone.utc)).keep(
+        DeadLetters(self.store, datetime.now(UTC)).keep(
             [(entry, f"resync: {reasons[entry.message_id]}") for entry in entries if entry.message_id in reasons]
         )
         return len(entries) - len(reasons), len(reasons)
 
     def _finish(self, job: Mapping[str, Any]) -> None:
-        at = format_time(datetime.now(timezone.utc))
+        at = format_time(datetime.now(UTC))
         if self.store.end_resync(job["id"], "done", {"finished_at": at, "base": job["target"], "layers": "[]"}):
             log.info("resync %s done: %s", job["id"], {name: job.get(name) for name in COUNTERS})
 
@@ -328,23 +335,19 @@ class Worker:
         if attempts < MAX_STEP_ATTEMPTS:
             retry = {**progress, "attempts": attempts}
             if (
-                self.store.record_resync_progress(
-                    job["id"], segment, retry, {}, False, format_time(datetime.now(timezone.utc))
-                )
+                self.store.record_resync_progress(job["id"], segment, retry, {}, False, format_time(datetime.now(UTC)))
                 is not None
             ):
                 self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
             return Result({"resync_id": job["id"], "segment": segment, "retrying": attempts})
         message = f"segment {segment} failed {attempts} times: {error!r}"[:1000]
-        self.store.end_resync(
-            job["id"], "failed", {"error": message, "finished_at": format_time(datetime.now(timezone.utc))}
-        )
+        self.store.end_resync(job["id"], "failed", {"error": message, "finished_at": format_time(datetime.now(UTC))})
         log.error("resync %s failed: %s", job["id"], message)
         return Result({"resync_id": job["id"], "segment": segment, "failed": message}, {"ResyncRunsFailed": 1})
 
     def _time_left(self) -> float:
         if self.context is not None and hasattr(self.context, "get_remaining_time_in_millis"):
-            return self.context.get_remaining_time_in_millis() / 1000
+            return float(self.context.get_remaining_time_in_millis()) / 1000
         return float("inf")
 
     @staticmethod

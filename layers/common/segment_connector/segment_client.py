@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # requests is imported when a client is made: no cost for invocations that send nothing
@@ -106,7 +105,9 @@ class SegmentClient:
             if batch:
                 self._deliver(batch, deadline, report)
             if order is not None:
-                blocked.update(order.get(message_id) for message_id in report.failed)
+                # A failed message without a key holds nothing back (None must not enter the set:
+                # every other message without a key would then look blocked).
+                blocked.update(key for message_id in report.failed if (key := order.get(message_id)) is not None)
         if report.failed or report.rejected:
             logger.warning(
                 "segment: %d delivered, %d failed, %d rejected in %d requests",
@@ -152,7 +153,8 @@ class SegmentClient:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return _Outcome("failed", "deadline reached before sending")
-            timeout = tuple(min(limit, max(remaining, MIN_TIMEOUT)) for limit in self._timeouts)
+            connect, read = (min(limit, max(remaining, MIN_TIMEOUT)) for limit in self._timeouts)
+            timeout = (connect, read)
             report.requests += 1
             outcome = self._attempt(_body(batch), timeout)
             attempt += 1
@@ -165,7 +167,7 @@ class SegmentClient:
                 return _Outcome("failed", f"{outcome.reason} (gave up after {attempt} attempts: deadline)")
             self._sleep(wait)
 
-    def _attempt(self, body: bytes, timeout: tuple[float, ...]) -> _Outcome:
+    def _attempt(self, body: bytes, timeout: tuple[float, float]) -> _Outcome:
         import requests
 
         try:
@@ -226,7 +228,7 @@ def _body(batch: list[_Item]) -> bytes:
 
 def _backoff(attempt: int) -> float:
     """0.2 s, 0.4 s, 0.8 s ... capped at 5 s, with "equal jitter" (between half and all of it)."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
     return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
 

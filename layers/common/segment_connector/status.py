@@ -63,7 +63,8 @@ def status_warnings(
                 "no_write_key",
                 (
                     "Segments or a User Filter are set but there is no write key, so nothing can be sent to Segment. "
-                    f"Store the source's write key as {prefix.rstrip('/')}/write-key: segment-connector keys set write-key."
+                    f"Store the source's write key as {prefix.rstrip('/')}/write-key: "
+                    "segment-connector keys set write-key."
                 ),
             )
         )
@@ -110,7 +111,8 @@ def status_warnings(
             StatusWarning(
                 "forward_events_loop",
                 (
-                    "forward_events is on: events that came from Segment are sent back to Segment, and if a source of the "
+                    "forward_events is on: events that came from Segment are sent back to Segment, "
+                    "and if a source of the "
                     "same workspace feeds this destination they loop. "
                     f'The guard: messages sent by the connector carry context.library.name "{LIBRARY_NAME}" and '
                     f"integrations {opt_out}, and inbound ignores them; keep those fields intact on the way "
@@ -123,7 +125,8 @@ def status_warnings(
             StatusWarning(
                 "no_api_key",
                 (
-                    f"The inbound API key parameter {prefix.rstrip('/')}/api-key does not exist, so Segment's deliveries "
+                    f"The inbound API key parameter {prefix.rstrip('/')}/api-key does not exist, "
+                    "so Segment's deliveries "
                     "are refused (500 not_configured, and Segment retries them). "
                     "Create it: segment-connector keys set api-key."
                 ),

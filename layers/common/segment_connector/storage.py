@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segment_connector.storable import exact_decimal
 from segment_connector.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
 from segment_connector.models.items import (
     ACCOUNT_SK,
@@ -26,6 +26,7 @@ from segment_connector.models.items import (
     UserProfile,
     account_pk,
 )
+from segment_connector.storable import exact_decimal
 
 DEDUP_DAYS = 8
 RESYNC_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}
@@ -74,7 +75,8 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return from_dynamo({key: _deserializer.deserialize(value) for key, value in item.items()})
+    result: dict[str, Any] = from_dynamo({key: _deserializer.deserialize(value) for key, value in item.items()})
+    return result
 
 
 def _identity_item(raw: dict[str, Any]) -> UserProfile | IdentityAlias | None:
@@ -516,7 +518,8 @@ class ProfileStore:
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self.client, operation)(**kwargs)
+            response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
+            return response
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code in _UNAVAILABLE:
@@ -563,7 +566,7 @@ class ProfileStore:
         if not tasks:
             return counts
         with ThreadPoolExecutor(max_workers=min(len(tasks), 16), thread_name_prefix="count") as pool:
-            for (kind, _), found in zip(tasks, pool.map(count, tasks)):
+            for (kind, _), found in zip(tasks, pool.map(count, tasks), strict=False):
                 counts[kind] += found
         return counts
 
@@ -604,7 +607,7 @@ class ProfileStore:
 
 def _backoff(attempt: int) -> float:
     """Unprocessed items are throttled items: wait 50 ms, 100 ms, 200 ms ... with jitter."""
-    return 0.05 * 2**attempt * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
+    return 0.05 * 2.0**attempt * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
 
 _shared: ProfileStore | None = None

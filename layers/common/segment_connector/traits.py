@@ -142,23 +142,37 @@ def _merge_leaf(traits: dict[str, Any], times: dict[str, str], path: Path, value
     encoded = [encode_path(path[:depth]) for depth in range(1, len(path) + 1)]
     if any(times.get(key, "") > at for key in encoded):
         return False  # a newer call set this value, or replaced a subtree holding it
-    below = encoded[-1] + "/"
     current = _get(traits, path)
     if value is CUTOFF:
         return isinstance(current, dict) and _cut(times, current, path, encoded, at)
     if isinstance(value, dict):
-        changed = _make_dicts(traits, path)
-        if not any(times.get(key, "") >= at for key in encoded) and not any(
-            t >= at for key, t in times.items() if key.startswith(below)
-        ):
-            times[encoded[-1] + _DICT_SEEN] = at  # for a value older than `at` at this path to lose
-        return changed
+        return _merge_empty_dict(traits, times, path, encoded, at)
     if isinstance(current, dict):
+        below = encoded[-1] + "/"
         under = [key for key in times if key.startswith(below)]
         if any(times[key] > at for key in under):
             return _cut(times, current, path, encoded, at)  # a newer call set a dict here
         for key in under:
             del times[key]
+    return _set_leaf(traits, times, path, encoded, value, current, at)
+
+
+def _merge_empty_dict(traits: dict[str, Any], times: dict[str, str], path: Path, encoded: list[str], at: str) -> bool:
+    """An empty object makes its path an object (merging with one there); its time is kept as
+    `<path>/~` unless something at or under the path is as new."""
+    below = encoded[-1] + "/"
+    changed = _make_dicts(traits, path)
+    if not any(times.get(key, "") >= at for key in encoded) and not any(
+        t >= at for key, t in times.items() if key.startswith(below)
+    ):
+        times[encoded[-1] + _DICT_SEEN] = at  # for a value older than `at` at this path to lose
+    return changed
+
+
+def _set_leaf(
+    traits: dict[str, Any], times: dict[str, str], path: Path, encoded: list[str], value: Any, current: Any, at: str
+) -> bool:
+    """Set a scalar (or list) leaf: its missing parents become objects, and it gets time `at`."""
     changed = _make_dicts(traits, path[:-1])
     if current is _MISSING or not _same(current, value):
         _get(traits, path[:-1])[path[-1]] = copy.deepcopy(value) if isinstance(value, list) else value

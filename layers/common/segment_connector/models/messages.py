@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -56,7 +56,7 @@ OptionalId = Annotated[str | None, BeforeValidator(_id_string)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: {} if value is None else value)]
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECONDS_FROM = 10**11  # a numeric time above this is in milliseconds (10^11 s is in the year 5138)
 
 
@@ -71,10 +71,10 @@ def parse_time(value: Any) -> datetime | None:
     try:
         if isinstance(value, (int, float)):
             seconds = value / 1000 if abs(value) > MILLISECONDS_FROM else value
-            parsed = datetime.fromtimestamp(seconds, timezone.utc)
+            parsed = datetime.fromtimestamp(seconds, UTC)
         elif isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
-            parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
         else:
             raise ValueError
     except (ValueError, OverflowError, OSError):
@@ -90,7 +90,7 @@ Time = Annotated[datetime | None, BeforeValidator(parse_time)]
 
 def format_time(value: datetime) -> str:
     """Sortable UTC ISO-8601 with milliseconds, the one format stored everywhere."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 class _Message(BaseModel):
@@ -172,7 +172,7 @@ class DeleteMessage(_UserMessage):
 
 
 SegmentMessage = Annotated[
-    Union[IdentifyMessage, TrackMessage, PageMessage, ScreenMessage, GroupMessage, AliasMessage, DeleteMessage],
+    IdentifyMessage | TrackMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage | DeleteMessage,
     Field(discriminator="type"),
 ]
 MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage)

@@ -7,13 +7,12 @@ the inbound side. Dumped with camelCase aliases and without None fields (`payloa
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
-from segment_connector import __version__
-from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
+from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS, __version__
 
 MAX_MESSAGE_ID_LENGTH = 99
 
@@ -96,7 +95,5 @@ class ScreenCall(_Call):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-OutboundMessage = Annotated[
-    Union[IdentifyCall, GroupCall, TrackCall, PageCall, ScreenCall], Field(discriminator="type")
-]
+OutboundMessage = Annotated[IdentifyCall | GroupCall | TrackCall | PageCall | ScreenCall, Field(discriminator="type")]
 OUTBOUND_ADAPTER: TypeAdapter[Any] = TypeAdapter(OutboundMessage)

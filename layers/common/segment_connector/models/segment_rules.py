@@ -109,36 +109,63 @@ def _contains(actual: Any, expected: str | bool | Decimal) -> bool:
 def _leaf_test(op: Op, value: Any, has_value: bool) -> Callable[[Any], bool]:
     """Validate a leaf's value for its op and return the predicate on the trait's value."""
     if op in ("exists", "missing"):
-        if has_value:
-            raise ValueError(f"op '{op}' takes no 'value'")
-        return (lambda a: a is not None) if op == "exists" else (lambda a: a is None)
+        return _presence_test(op, has_value)
     if not has_value:
         raise ValueError(f"op '{op}' requires a 'value'")
     if value is None:
         raise ValueError(f"op '{op}': 'value' must not be null (use 'exists'/'missing')")
-
     if op in ("in", "nin"):
-        if not isinstance(value, list) or not value:
-            raise ValueError(f"op '{op}' requires a non-empty list 'value', got {value!r}")
-        options = [_scalar(v) for v in value]
-        if None in options:
-            raise ValueError(f"op '{op}': list items must be strings, numbers or booleans")
-        test = lambda a: any(_equals(a, o) for o in options)  # noqa: E731
-        return (lambda a: not test(a)) if op == "nin" else test
+        return _membership_test(op, value)
     if op in _ORDER:
-        bound = _moment(value) if isinstance(value, str) else _number(value)
-        if bound is None:
-            raise ValueError(f"op '{op}' requires a number or an ISO-8601 date/datetime 'value', got {value!r}")
-        cmp = _ORDER[op]
-        return lambda a: (pair := _ordered(a, bound)) is not None and cmp(*pair)
+        return _order_test(op, value)
     if op in ("starts_with", "ends_with"):
-        if not isinstance(value, str):
-            raise ValueError(f"op '{op}' requires a string 'value', got {value!r}")
-        if op == "starts_with":
-            return lambda a: isinstance(a, str) and a.startswith(value)
-        return lambda a: isinstance(a, str) and a.endswith(value)
+        return _affix_test(op, value)
+    return _scalar_test(op, value)  # eq, neq, contains
 
-    expected = _scalar(value)  # eq, neq, contains
+
+def _presence_test(op: Op, has_value: bool) -> Callable[[Any], bool]:
+    """exists / missing: no value."""
+    if has_value:
+        raise ValueError(f"op '{op}' takes no 'value'")
+    return (lambda a: a is not None) if op == "exists" else (lambda a: a is None)
+
+
+def _membership_test(op: Op, value: Any) -> Callable[[Any], bool]:
+    """in / nin: a non-empty list of scalars."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"op '{op}' requires a non-empty list 'value', got {value!r}")
+    scalars = [_scalar(v) for v in value]
+    options = [option for option in scalars if option is not None]
+    if len(options) != len(scalars):
+        raise ValueError(f"op '{op}': list items must be strings, numbers or booleans")
+
+    def test(actual: Any) -> bool:
+        return any(_equals(actual, option) for option in options)
+
+    return (lambda a: not test(a)) if op == "nin" else test
+
+
+def _order_test(op: Op, value: Any) -> Callable[[Any], bool]:
+    """gt / gte / lt / lte: a number, or an ISO date compared as a date."""
+    bound = _moment(value) if isinstance(value, str) else _number(value)
+    if bound is None:
+        raise ValueError(f"op '{op}' requires a number or an ISO-8601 date/datetime 'value', got {value!r}")
+    cmp = _ORDER[op]
+    return lambda a: (pair := _ordered(a, bound)) is not None and cmp(*pair)
+
+
+def _affix_test(op: Op, value: Any) -> Callable[[Any], bool]:
+    """starts_with / ends_with: a string."""
+    if not isinstance(value, str):
+        raise ValueError(f"op '{op}' requires a string 'value', got {value!r}")
+    if op == "starts_with":
+        return lambda a: isinstance(a, str) and a.startswith(value)
+    return lambda a: isinstance(a, str) and a.endswith(value)
+
+
+def _scalar_test(op: Op, value: Any) -> Callable[[Any], bool]:
+    """eq / neq / contains: a string, number or boolean."""
+    expected = _scalar(value)
     if expected is None:
         raise ValueError(f"op '{op}' requires a string, number or boolean 'value', got {value!r}")
     if op == "contains":
@@ -183,9 +210,9 @@ class Rule(BaseModel):
         if kinds and given & {"trait", "op", "value"}:
             raise ValueError(f"'{kinds[0]}' cannot be combined with 'trait'/'op'/'value'")
         if kinds == ["all"] or kinds == ["any"]:
-            children, combine = (self.all_, all) if kinds == ["all"] else (self.any_, any)
+            children, combine = (self.all_ or [], all) if kinds == ["all"] else (self.any_ or [], any)
             self._match = lambda lookup: combine(c.matches(lookup) for c in children)
-        elif kinds == ["not"]:
+        elif kinds == ["not"] and self.not_ is not None:
             child = self.not_
             self._match = lambda lookup: not child.matches(lookup)
         elif self.trait is None or self.op is None:
@@ -195,7 +222,7 @@ class Rule(BaseModel):
             self._match = lambda lookup: test(lookup(parts))
         return self
 
-    def __repr_args__(self):  # show only the keys this node uses
+    def __repr_args__(self) -> list[tuple[str | None, Any]]:  # show only the keys this node uses
         return [(k, v) for k, v in super().__repr_args__() if v is not None]
 
     def matches(self, lookup: Lookup) -> bool:
@@ -262,10 +289,10 @@ def _dig(obj: Any, parts: Sequence[str]) -> Any:
 def user_segment_names(
     definitions: list[UserSegmentDefinition],
     *,
-    traits: dict,
+    traits: dict[str, Any],
     email: str | None,
     user_id: str | None,
-    account_traits: dict | None,
+    account_traits: dict[str, Any] | None,
 ) -> list[str]:
     def lookup(parts: tuple[str, ...]) -> Any:
         if parts == ("email",):
@@ -279,7 +306,7 @@ def user_segment_names(
     return [d.name for d in definitions if d.rule.matches(lookup)]
 
 
-def account_segment_names(definitions: list[AccountSegmentDefinition], *, traits: dict) -> list[str]:
+def account_segment_names(definitions: list[AccountSegmentDefinition], *, traits: dict[str, Any]) -> list[str]:
     def lookup(parts: tuple[str, ...]) -> Any:
         return _dig(traits, parts)
 
