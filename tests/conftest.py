@@ -1,62 +1,51 @@
-"""Shared fixtures: a moto account built from template.yaml, and handlers loaded from their files."""
+"""Shared fixtures (every fixture of the suite lives here; helpers are in harness.py and
+stream_helpers.py): a moto account built from template.yaml, handlers loaded from their files,
+the Segment sink, the connector wired end to end and the function's log."""
 
 from __future__ import annotations
 
-import base64
-import importlib.util
-import json
-import sys
-import threading
-from pathlib import Path
-from typing import Any, Callable
+import logging
+from collections.abc import Callable
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from local_stack import moto_patches
-from local_stack.api import build_event
-from local_stack.lambda_runtime import LambdaContext
+from harness import (
+    API_KEY,
+    INBOUND_ENVIRONMENT,
+    LOG_PACKAGE,
+    PREFIX,
+    SETTINGS_DEFAULT,
+    TABLE,
+    TEMPLATE,
+    Api,
+    Aws,
+    FakeTime,
+    FunctionLog,
+    SerializedClient,
+    basic,
+    load_handler_module,
+)
 from local_stack.segment_sink import SegmentSink
-from local_stack.template import ROOT, load_template, parameter_default, table_definition, ttl_attribute
+from local_stack.template import table_definition, ttl_attribute
+from stream_helpers import WRITE_KEY, Connector
 
-TEMPLATE = load_template()
-moto_patches.apply()  # the same emulator as the local stack
-TABLE = "connector-test"
-PREFIX = parameter_default(TEMPLATE, "ParameterPrefix")
-API_KEY = "test-api-key"
-SETTINGS_DEFAULT = TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"]
-INBOUND_ENVIRONMENT = TEMPLATE["Resources"]["InboundFunction"]["Properties"]["Environment"]["Variables"]
-
-
-class SerializedClient:
-    """A boto3 client shared by threads the way the local stack shares moto: one call at a time
-    (moto's backends are not thread-safe; DynamoDB itself serves the calls side by side)."""
-
-    def __init__(self, client: Any):
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return method(*args, **kwargs)
-
-        return call
-
-
-def load_handler_module(function: str) -> Any:
-    """functions/<function>/app.py under a module name of its own (both files are app.py)."""
-    name = f"{function}_app_under_test"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+# Older test modules import these from conftest; new code imports them from harness.
+__all__ = [
+    "API_KEY",
+    "PREFIX",
+    "SETTINGS_DEFAULT",
+    "TABLE",
+    "TEMPLATE",
+    "Api",
+    "Aws",
+    "FakeTime",
+    "SerializedClient",
+    "basic",
+    "load_handler_module",
+]
 
 
 @pytest.fixture
@@ -95,49 +84,6 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     config.clear_caches()
 
 
-class Aws:
-    def __init__(self, dynamodb: Any, ssm: Any):
-        self.dynamodb = dynamodb
-        self.ssm = ssm
-
-    def set_settings(self, **overrides: Any) -> None:
-        from segment_connector import config
-
-        settings = {**json.loads(SETTINGS_DEFAULT), **overrides}
-        self.ssm.put_parameter(Name=f"{PREFIX}/settings", Value=json.dumps(settings), Type="String", Overwrite=True)
-        config.clear_caches()
-
-    def set_secret(self, suffix: str, value: str) -> None:
-        from segment_connector import config
-
-        self.ssm.put_parameter(Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", Overwrite=True)
-        config.clear_caches()
-
-    def items(self) -> list[dict[str, Any]]:
-        from segment_connector.storage import deserialize
-
-        pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
-        return [deserialize(item) for page in pages for item in page["Items"]]
-
-    def items_of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [item for item in self.items() if item.get("kind") == kind]
-
-
-class FakeTime:
-    """clock() starts at 0 and only moves when the client sleeps: waits are recorded, never taken."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
@@ -148,48 +94,6 @@ def sink():
     """Given a Segment stand-in on 127.0.0.1."""
     with SegmentSink() as running:
         yield running
-
-
-def basic(key: str = API_KEY) -> str:
-    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-
-
-class Api:
-    """Calls the inbound handler with API Gateway HTTP API events, as API Gateway would."""
-
-    def __init__(self, module: Any):
-        self.module = module
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        headers: dict[str, str] | None = None,
-        auth: str | None = basic(),
-        raw: bytes | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
-        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        all_headers = {
-            "content-type": "application/json",
-            **({"authorization": auth} if auth else {}),
-            **(headers or {}),
-        }
-        event = build_event(method, path, list(all_headers.items()), data)
-        response = self.module.lambda_handler(event, LambdaContext("InboundFunction", 512, 10))
-        text = response.get("body") or ""
-        if response.get("isBase64Encoded"):
-            text = base64.b64decode(text).decode()
-        return response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
-        status, payload, _ = self.request("POST", path, body, **kwargs)
-        return status, payload
-
-    def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        status, payload, _ = self.request("GET", path, **kwargs)
-        return status, payload
 
 
 @pytest.fixture
@@ -208,3 +112,30 @@ def message() -> Callable[..., dict[str, Any]]:
         return body
 
     return build
+
+
+@pytest.fixture
+def connector(aws: Aws, api: Api, sink: SegmentSink, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> Connector:
+    """Given the deployed pieces with a write key and SEGMENT_API_URL pointing at the sink."""
+    aws.set_secret("write-key", WRITE_KEY)
+    monkeypatch.setenv("SEGMENT_API_URL", sink.url)
+    return Connector(aws, api, sink, fake_time, load_handler_module("outbound"))
+
+
+@pytest.fixture
+def function_log(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Given Lambda's runtime handler on the root logger (WARNING, the runtime's default level)."""
+    log = FunctionLog(monkeypatch, capsys)
+    package = logging.getLogger(LOG_PACKAGE)
+    saved = package.handlers, package.level, package.propagate
+    root = logging.getLogger()
+    root_level = root.level
+    runtime = logging.StreamHandler(log.runtime)
+    root.addHandler(runtime)
+    root.setLevel(logging.WARNING)
+    yield log
+    log.restore()
+    root.removeHandler(runtime)
+    root.setLevel(root_level)
+    package.handlers, package.propagate = saved[0], saved[2]
+    package.setLevel(saved[1])

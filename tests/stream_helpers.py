@@ -3,19 +3,19 @@
 Records come from moto's DynamoDB stream, are shaped like Lambda's event (`lambda_record`) and
 pass the template's FilterCriteria (`event_filter`). A batch whose records are reported failed is
 handed again from its lowest failed sequence number, as Lambda does with ReportBatchItemFailures.
-The fixtures at the end (`connector`, `sink`, `fake_time`) are imported by tests/test_outbound*.py.
+`Connector` wires it to the inbound API and the Segment sink (the `connector` fixture in conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import boto3
-import pytest
 import requests
 
-from conftest import TABLE, Api, Aws, FakeTime, load_handler_module
+from harness import TABLE, Api, Aws, FakeTime
 from local_stack import event_filter
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.segment_sink import SegmentSink
@@ -86,7 +86,7 @@ def failed_sequence_numbers(response: Any) -> list[str]:
     return [failure["itemIdentifier"] for failure in (response or {}).get("batchItemFailures", [])]
 
 
-# -- fixtures for the outbound tests (import them into a test module to use them) ---------------
+# -- the connector wired end to end (the `connector` fixture in conftest.py) -----------------------
 
 
 def _loopback_session() -> requests.Session:
@@ -101,7 +101,7 @@ class Connector:
     def __init__(self, aws: Aws, api: Api, sink: SegmentSink, fake_time: FakeTime, module: Any):
         self.aws, self.api, self.sink, self.time, self.module = aws, api, sink, fake_time, module
         self.stream = TableStream(TABLE)
-        self.use_client(**{})
+        self.use_client()
 
     def use_client(self, **client_options: Any) -> None:
         """A fresh warm container's client pool with the fake clock (and SegmentClient options)."""
@@ -135,14 +135,6 @@ class Connector:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return sorted(self.aws.items_of_kind("deadletter"), key=lambda item: item["sk"])
-
-
-@pytest.fixture
-def connector(aws: Aws, api: Api, sink: SegmentSink, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> Connector:
-    """Given the deployed pieces with a write key and SEGMENT_API_URL pointing at the sink."""
-    aws.set_secret("write-key", WRITE_KEY)
-    monkeypatch.setenv("SEGMENT_API_URL", sink.url)
-    return Connector(aws, api, sink, fake_time, load_handler_module("outbound"))
 
 
 def emitted_metrics(stdout: str) -> dict[str, float]:

@@ -23,14 +23,14 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, Aws
+from harness import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, Aws
 from local_stack.lambda_api import LambdaApi, function_name_of
 from local_stack.settings_watcher import SettingsWatcher, parameter_change_event
 from local_stack.template import ROOT
 from segment_connector import cli
 from segment_connector.cli_target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
 from segment_connector.storage import ProfileStore
-from stream_helpers import WRITE_KEY, connector  # noqa: F401 - fixture
+from stream_helpers import WRITE_KEY
 from test_local_stack import WAIT_SECONDS, Stack, free_port
 
 STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
@@ -412,7 +412,7 @@ def test_keys_set_prompts_without_echo_on_a_terminal(deployed: Aws, run, monkeyp
         prompts.append(prompt)
         return "s3cr3t-typed"
 
-    monkeypatch.setattr(cli.getpass, "getpass", fake_getpass)
+    monkeypatch.setattr(cli.getpass, "getpass", fake_getpass)  # type: ignore[attr-defined]
     result = run("keys", "set", "admin-key", tty=True, stdin="not read from a terminal\n")
     assert result.code == 0 and prompts == [f"value of {PREFIX}/admin-key (not shown): "]
     assert secret(deployed, "admin-key")["Value"] == "s3cr3t-typed"
@@ -633,7 +633,7 @@ def dead_letter(event: str, at: str) -> str:
     return message_id
 
 
-def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: Functions) -> None:  # noqa: F811
+def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: Functions) -> None:
     # Given two dead letters and the OutboundFunction (in-process) behind the invoker
     functions.handlers[OUTBOUND] = connector.handler
     first = dead_letter("First", "2026-01-01T00:00:00.000001Z")
@@ -658,7 +658,7 @@ def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: F
     assert [event for event, _ in connector.tracks()] == ["First", "Second"]
 
 
-def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> None:  # noqa: F811
+def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> None:
     functions.handlers[OUTBOUND] = connector.handler
     message_id = dead_letter("Only", "2026-01-01T00:00:00.000001Z")
     result = run("replay", "--json")
@@ -710,7 +710,7 @@ def test_users_get_errors(deployed: Aws, run) -> None:
 
 
 @pytest.fixture
-def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any]]]:
+def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any], threading.Event]]:
     calls: list[Any] = []
     done = threading.Event()
 
@@ -740,7 +740,7 @@ def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any]]]:
 
 
 def test_local_lambda_api_request_response(lambda_api) -> None:
-    api, target, calls, _ = lambda_api
+    _, target, calls, _ = lambda_api
     # by logical id, by the local name, as an ARN with a qualifier
     assert target.invoke("OutboundFunction", {"action": "replay", "limit": 2}) == {
         "echo": {"action": "replay", "limit": 2}
@@ -752,14 +752,14 @@ def test_local_lambda_api_request_response(lambda_api) -> None:
 
 
 def test_local_lambda_api_reports_function_errors_as_lambda_does(lambda_api) -> None:
-    api, target, _, _ = lambda_api
+    _, target, _, _ = lambda_api
     response = target.client("lambda").invoke(FunctionName="OutboundFunction", Payload=b'{"boom": true}')
     assert response["StatusCode"] == 200 and response["FunctionError"] == "Unhandled"
     error = json.loads(response["Payload"].read())
     assert (error["errorType"], error["errorMessage"]) == ("RuntimeError", "boom!") and error["stackTrace"]
     with pytest.raises(FunctionFailed, match="OutboundFunction failed: RuntimeError: boom!"):
         target.invoke("OutboundFunction", {"boom": True})
-    with pytest.raises(FunctionFailed, match="Runtime.ImportModuleError: ModuleNotFoundError"):
+    with pytest.raises(FunctionFailed, match=r"Runtime\.ImportModuleError: ModuleNotFoundError"):
         target.invoke("ResyncFunction", {"action": "status"})
     with pytest.raises(ClientError) as missing:
         target.invoke("Nope", {})
@@ -767,7 +767,7 @@ def test_local_lambda_api_reports_function_errors_as_lambda_does(lambda_api) -> 
 
 
 def test_local_lambda_api_event_invocations_run_in_the_background(lambda_api) -> None:
-    api, target, calls, done = lambda_api
+    _, target, calls, done = lambda_api
     response = target.client("lambda").invoke(
         FunctionName="OutboundFunction", InvocationType="Event", Payload=b'{"async": true}'
     )
@@ -791,7 +791,7 @@ def test_replay_local_goes_through_the_lambda_api(lambda_api, tmp_path: Path, ru
     seen: list[Any] = []
     api.register(
         ["OutboundFunction"],
-        lambda event: seen.append(event) or {"replayed": 0, "failed": 0, "remaining": 0, "letters": []},
+        lambda event: seen.append(event) or {"replayed": 0, "failed": 0, "remaining": 0, "letters": []},  # type: ignore[func-returns-value]
     )
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["replay", "--local", "--limit", "3"]) == 0  # the real invoker: Lambda Invoke

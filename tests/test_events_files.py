@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from local_stack.lambda_runtime import LambdaContext
-from stream_helpers import connector  # noqa: F401 - fixture
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 ORDER = ["identify", "page", "track", "screen", "group", "alias", "profile", "delete"]

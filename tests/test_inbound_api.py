@@ -11,7 +11,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import API_KEY, PREFIX, basic
+from harness import API_KEY, PREFIX, basic
 
 
 def test_health_needs_no_credentials(api):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SerializedClient, basic
+from harness import SerializedClient, basic
 from segment_connector import inbound
 from segment_connector.inbound import Delivery, Secrets, receive
 from segment_connector.models.settings import ConnectorSettings
@@ -82,7 +82,7 @@ def test_a_1000_message_spec_batch_of_2_3_mb_is_stored_whole(api, aws, message):
     assert status == 200 and answer["stored"] == 1000 and "rejected" not in answer, {
         k: v for k, v in answer.items() if k != "rejected"
     }
-    events = [item for item in aws.items_of_kind("event")]
+    events = list(aws.items_of_kind("event"))
     assert len(events) == 667
     assert len(user(api, "user_id:u7")[1]["anonymous_ids"]) == 1
 
@@ -147,10 +147,10 @@ def test_an_unusable_time_rejects_that_message_with_a_field_error(api, aws, mess
 def test_lone_surrogates_in_values_are_stored_as_replacement_characters(api, message):
     # Given traits, properties and context holding lone UTF-16 surrogates (keys and values)
     raw = (
-        '[{"type":"identify","userId":"u1","messageId":"i1","traits":{"name":"Ann\\ud800e","k\\udfff":1}},'
-        '{"type":"track","userId":"u1","messageId":"t1","event":"E\\ud83d","properties":{"p":"\\udc00"},'
-        '"context":{"page":{"title":"x\\ud800"}}}]'
-    ).encode()
+        b'[{"type":"identify","userId":"u1","messageId":"i1","traits":{"name":"Ann\\ud800e","k\\udfff":1}},'
+        b'{"type":"track","userId":"u1","messageId":"t1","event":"E\\ud83d","properties":{"p":"\\udc00"},'
+        b'"context":{"page":{"title":"x\\ud800"}}}]'
+    )
     # When delivered
     status, answer = api.post("/segment", raw=raw)
     # Then both are stored, each surrogate replaced by U+FFFD, the rest of the text kept
@@ -365,7 +365,7 @@ def test_50_identifies_of_one_user_through_linked_anonymous_ids_are_200_the_firs
     # Then it is answered 200 the first time: every identify stored, none retried after a lost race
     assert result.counts["stored"] == 50 and not result.rejected
     assert len(conflicts) == 50
-    profile = [item for item in aws.items_of_kind("user")]
+    profile = list(aws.items_of_kind("user"))
     assert len(profile) == 1
     assert profile[0]["traits"]["last"] == 49 and all(profile[0]["traits"][f"t{n}"] == n for n in range(50))
 

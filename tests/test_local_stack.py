@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ def test_lambda_record_has_lambda_shape() -> None:
         "eventVersion": "1.0",
         "eventSource": "aws:dynamodb",
         "dynamodb": {
-            "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=timezone.utc),
+            "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=UTC),
             "Keys": {"pk": {"S": "k"}},
             "NewImage": {"b": {"B": b"\x01"}, "bs": {"BS": [b"\x02"]}},
             "SequenceNumber": "7",
@@ -562,7 +562,7 @@ def test_round_trip_through_the_local_stack(stack: Stack) -> None:
         "userId": user,
         "event": "Webhook Event",
         "messageId": f"m-{uuid.uuid4()}",
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
     }
     answer = requests.post(f"{stack.url}/segment", json=webhook, auth=("local-api-key", ""), timeout=WAIT_SECONDS)
     assert answer.status_code == 200, answer.text

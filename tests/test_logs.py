@@ -8,80 +8,15 @@ and log level, and reads what the function writes to stdout.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from typing import Any
 
-import pytest
-
-from conftest import PREFIX, TABLE, basic, load_handler_module
+from harness import PREFIX, basic
 from local_stack.api import build_event
-from local_stack.lambda_runtime import LambdaContext, template_refs
-from local_stack.template import function_spec
+from local_stack.lambda_runtime import LambdaContext
 from segment_connector import config
-from stream_helpers import TEMPLATE, WRITE_KEY, connector, outbound_context  # noqa: F401 - fixture
-
-PACKAGE = "segment_connector"
-HANDLER_FILES = {"InboundFunction": "inbound", "OutboundFunction": "outbound"}
-
-
-class FunctionLog:
-    """Cold starts of a function as on Lambda, and the JSON lines it writes."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-        self.monkeypatch, self.capsys = monkeypatch, capsys
-        self.runtime = io.StringIO()  # what Lambda's own root handler would print
-        self.records: list[dict[str, Any]] = []
-        self.replaced: dict[str, Any] = {}  # service name -> the logging.Logger it had before the test
-
-    def cold_start(self, logical_id: str) -> Any:
-        """Import the function's handler in a fresh container with the template's logging settings."""
-        environment = function_spec(TEMPLATE, logical_id, template_refs(TEMPLATE, TABLE)).environment
-        for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
-            self.monkeypatch.setenv(name, environment[name])
-        # A new process has no Logger of that name yet: Powertools makes one writing to stdout (capsys).
-        service = environment["POWERTOOLS_SERVICE_NAME"]
-        previous = logging.Logger.manager.loggerDict.pop(service, None)
-        self.replaced.setdefault(service, previous)
-        return load_handler_module(HANDLER_FILES[logical_id])
-
-    def restore(self) -> None:
-        for service, previous in self.replaced.items():
-            logging.Logger.manager.loggerDict.pop(service, None)
-            if previous is not None:
-                logging.Logger.manager.loggerDict[service] = previous
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Every log line written so far (metrics lines left out), parsed."""
-        for line in self.capsys.readouterr().out.splitlines():
-            document = json.loads(line)
-            if "level" in document:
-                self.records.append(document)
-        return self.records
-
-    def find(self, text: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if text in line["message"]]
-
-
-@pytest.fixture
-def function_log(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Given Lambda's runtime handler on the root logger (WARNING, the runtime's default level)."""
-    log = FunctionLog(monkeypatch, capsys)
-    package = logging.getLogger(PACKAGE)
-    saved = package.handlers, package.level, package.propagate
-    root = logging.getLogger()
-    root_level = root.level
-    runtime = logging.StreamHandler(log.runtime)
-    root.addHandler(runtime)
-    root.setLevel(logging.WARNING)
-    yield log
-    log.restore()
-    root.removeHandler(runtime)
-    root.setLevel(root_level)
-    package.handlers, package.propagate = saved[0], saved[2]
-    package.setLevel(saved[1])
-
+from stream_helpers import WRITE_KEY, outbound_context
 
 # -- outbound -------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import TABLE
+from harness import TABLE
 
 
 def put(pk: str, condition: str | None = None) -> dict:

@@ -12,7 +12,6 @@ import pytest
 from segment_connector import __version__
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
-from stream_helpers import connector  # noqa: F401 - fixture
 
 PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
 VIP = {"name": "VIP", "rule": {"trait": "spent", "op": "gte", "value": 1000}}
@@ -417,8 +416,8 @@ def test_one_profile_lookup_serves_all_events_of_a_batch(connector, message, mon
     calls = []
     import segment_connector.outbound as outbound
 
-    real = outbound.profiles_at
-    monkeypatch.setattr(outbound, "profiles_at", lambda store, pks: calls.append(pks) or real(store, pks))
+    real = outbound.profiles_at  # type: ignore[attr-defined]
+    monkeypatch.setattr(outbound, "profiles_at", lambda store, pks: calls.append(pks) or real(store, pks))  # type: ignore[func-returns-value]
     # When the batch is handled
     connector.drain()
     # Then their users were read with one profiles_at call, and the three tracks were sent
@@ -557,7 +556,7 @@ def test_an_account_trait_change_moves_its_users_between_user_segments(connector
     connector.drain()
     # Then one last identify, and Left Segment is recorded on the user
     assert segments_of(connector.sent("identify")) == [["Enterprise"], []]
-    status, events = connector.api.get("/v1/users/user_id:u1/events")
+    _, events = connector.api.get("/v1/users/user_id:u1/events")
     assert ("Left Segment", "connector") in [(e["event"], e["source"]) for e in events]
 
 

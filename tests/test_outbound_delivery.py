@@ -9,13 +9,12 @@ import time
 import pytest
 import requests
 
-from conftest import PREFIX
+from harness import PREFIX
 from segment_connector import config
 from segment_connector.delivery import ClientPool
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
-from stream_helpers import connector, emitted_metrics, failed_sequence_numbers  # noqa: F401 - fixture
-from test_logs import function_log  # noqa: F401 - fixture
+from stream_helpers import emitted_metrics, failed_sequence_numbers
 
 EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PREFIX, TABLE, load_handler_module
+from harness import PREFIX, TABLE, load_handler_module
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
 from segment_connector import resync
@@ -189,7 +189,7 @@ def test_settings_that_do_not_change_what_is_sent_start_no_work(resyncs, aws):
 def test_a_resync_over_10000_profiles_sends_exactly_the_users_whose_view_changed(resyncs, aws):
     # Given 10,000 users with random plans and scores, everyone sent, "High" = score >= 50
     rng = random.Random(7)
-    users = [
+    users: list[dict[str, Any]] = [
         {"user_id": f"u{n:05d}", "traits": {"plan": rng.choice(["free", "pro", "team"]), "score": rng.randrange(100)}}
         for n in range(10_000)
     ]
@@ -222,7 +222,7 @@ def test_settings_changed_during_a_resync_restart_it_and_send_nothing_twice(resy
     # Given 400 users, half pro, none sent yet; pages of 10 so that a job takes many steps
     monkeypatch.setattr(resync, "PAGE_SIZE", 10)
     monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)  # one page per invocation
-    users = [
+    users: list[dict[str, Any]] = [
         {"user_id": f"u{n:03d}", "traits": {"plan": "pro" if n % 2 else "free", "tier": n % 3}} for n in range(400)
     ]
     aws.set_settings(segments=[PRO], synchronized_segments=[])

@@ -10,7 +10,6 @@ from email.utils import format_datetime
 import pytest
 import requests
 
-from conftest import FakeTime
 from local_stack.segment_sink import SegmentSink
 from segment_connector.segment_client import HELD_BACK, SegmentClient
 
@@ -67,7 +66,7 @@ def test_batches_are_filled_up_to_max_batch_bytes_in_order(sink, make_client):
     assert len(requests_) > 1
     sizes = [int(request.headers["Content-Length"]) for request in requests_]
     assert all(size <= limit for size in sizes)
-    for size, following in zip(sizes, requests_[1:]):
+    for size, following in zip(sizes, requests_[1:], strict=False):
         next_message = json.dumps(following.body["batch"][0], separators=(",", ":"))
         assert size + 1 + len(next_message) > limit
     # And the order is preserved

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from segment_connector import LIBRARY_NAME
 from segment_connector.models.settings import ConnectorSettings
-from segment_connector.status import CODES, StatusWarning, Warning, status_warnings
+from segment_connector.status import CODES, StatusWarning, Warning, status_warnings  # noqa: A004 - the alias under test
 
-KEYS = {"has_write_key": True, "has_api_key": True}
+KEYS: dict[str, Any] = {"has_write_key": True, "has_api_key": True}
 SENDS_SOMETHING = {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}
 
 

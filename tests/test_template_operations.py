@@ -92,7 +92,7 @@ def widget_metrics(title: str) -> list[tuple[str, str, dict[str, str], dict[str,
         if not fields:
             continue
         namespace, metric, *dims = fields
-        lines.append((namespace, metric, dict(zip(dims[::2], dims[1::2])), options))
+        lines.append((namespace, metric, dict(zip(dims[::2], dims[1::2], strict=False)), options))
     return lines
 
 

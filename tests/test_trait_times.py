@@ -15,7 +15,7 @@ try:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 except ImportError:  # the property tests below need it; the deterministic ones do not
-    given = None
+    given = None  # type: ignore[assignment]
 
 T0, T1, T2, T3, T4, T5, T6 = (f"2026-01-0{day}T00:00:00.000Z" for day in range(1, 8))
 TRICKY_KEYS = ["", "/", "~", "~0", "~1", "/~", "a/b", "a~1b", ".", "a.b", "é", "🙂", " ", "~~//"]
@@ -120,7 +120,8 @@ def test_a_same_time_redelivery_changes_nothing():
     call = (T1, {"plan": "pro", "address": {"city": "Paris", "geo": {}}, "tags": ["a"]})
     traits, times = applied([call, (T2, {"address": {"city": "Lyon"}})])
     before = copy.deepcopy((traits, times))
-    assert not merge_traits(traits, times, *reversed(call))
+    at, incoming = call
+    assert not merge_traits(traits, times, incoming, at)
     assert (traits, times) == before
 
 

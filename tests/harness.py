@@ -1,0 +1,192 @@
+"""Test helpers (plain functions, classes and constants; the fixtures are in conftest.py).
+
+A moto account built from template.yaml (`Aws`), handlers loaded from their files
+(`load_handler_module`), the inbound API called with API Gateway events (`Api`), a fake clock
+(`FakeTime`) and the function's log as on Lambda (`FunctionLog`).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import logging
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from local_stack import moto_patches
+from local_stack.api import build_event
+from local_stack.lambda_runtime import LambdaContext, template_refs
+from local_stack.template import ROOT, function_spec, load_template, parameter_default
+
+TEMPLATE = load_template()
+moto_patches.apply()  # the same emulator as the local stack
+TABLE = "connector-test"
+PREFIX = parameter_default(TEMPLATE, "ParameterPrefix")
+API_KEY = "test-api-key"
+SETTINGS_DEFAULT = TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"]
+INBOUND_ENVIRONMENT = TEMPLATE["Resources"]["InboundFunction"]["Properties"]["Environment"]["Variables"]
+
+
+class SerializedClient:
+    """A boto3 client shared by threads the way the local stack shares moto: one call at a time
+    (moto's backends are not thread-safe; DynamoDB itself serves the calls side by side)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+def load_handler_module(function: str) -> Any:
+    """functions/<function>/app.py under a module name of its own (both files are app.py)."""
+    name = f"{function}_app_under_test"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Aws:
+    def __init__(self, dynamodb: Any, ssm: Any):
+        self.dynamodb = dynamodb
+        self.ssm = ssm
+
+    def set_settings(self, **overrides: Any) -> None:
+        from segment_connector import config
+
+        settings = {**json.loads(SETTINGS_DEFAULT), **overrides}
+        self.ssm.put_parameter(Name=f"{PREFIX}/settings", Value=json.dumps(settings), Type="String", Overwrite=True)
+        config.clear_caches()
+
+    def set_secret(self, suffix: str, value: str) -> None:
+        from segment_connector import config
+
+        self.ssm.put_parameter(Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", Overwrite=True)
+        config.clear_caches()
+
+    def items(self) -> list[dict[str, Any]]:
+        from segment_connector.storage import deserialize
+
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
+        return [deserialize(item) for page in pages for item in page["Items"]]
+
+    def items_of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [item for item in self.items() if item.get("kind") == kind]
+
+
+class FakeTime:
+    """clock() starts at 0 and only moves when the client sleeps: waits are recorded, never taken."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def basic(key: str = API_KEY) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+class Api:
+    """Calls the inbound handler with API Gateway HTTP API events, as API Gateway would."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: str | None = basic(),
+        raw: bytes | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        all_headers = {
+            "content-type": "application/json",
+            **({"authorization": auth} if auth else {}),
+            **(headers or {}),
+        }
+        event = build_event(method, path, list(all_headers.items()), data)
+        response = self.module.lambda_handler(event, LambdaContext("InboundFunction", 512, 10))
+        text = response.get("body") or ""
+        if response.get("isBase64Encoded"):
+            text = base64.b64decode(text).decode()
+        return response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        status, payload, _ = self.request("POST", path, body, **kwargs)
+        return status, payload
+
+    def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        status, payload, _ = self.request("GET", path, **kwargs)
+        return status, payload
+
+
+# -- the function's log -----------------------------------------------------------------------------
+
+LOG_PACKAGE = "segment_connector"
+HANDLER_FILES = {"InboundFunction": "inbound", "OutboundFunction": "outbound"}
+
+
+class FunctionLog:
+    """Cold starts of a function as on Lambda, and the JSON lines it writes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+        self.monkeypatch, self.capsys = monkeypatch, capsys
+        self.runtime = io.StringIO()  # what Lambda's own root handler would print
+        self.records: list[dict[str, Any]] = []
+        self.replaced: dict[str, Any] = {}  # service name -> the logging.Logger it had before the test
+
+    def cold_start(self, logical_id: str) -> Any:
+        """Import the function's handler in a fresh container with the template's logging settings."""
+        environment = function_spec(TEMPLATE, logical_id, template_refs(TEMPLATE, TABLE)).environment
+        for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"):
+            self.monkeypatch.setenv(name, environment[name])
+        # A new process has no Logger of that name yet: Powertools makes one writing to stdout (capsys).
+        service = environment["POWERTOOLS_SERVICE_NAME"]
+        previous = logging.Logger.manager.loggerDict.pop(service, None)
+        self.replaced.setdefault(service, previous)
+        return load_handler_module(HANDLER_FILES[logical_id])
+
+    def restore(self) -> None:
+        for service, previous in self.replaced.items():
+            logging.Logger.manager.loggerDict.pop(service, None)
+            if previous is not None:
+                logging.Logger.manager.loggerDict[service] = previous
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every log line written so far (metrics lines left out), parsed."""
+        for line in self.capsys.readouterr().out.splitlines():
+            document = json.loads(line)
+            if "level" in document:
+                self.records.append(document)
+        return self.records
+
+    def find(self, text: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if text in line["message"]]
