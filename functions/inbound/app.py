@@ -67,38 +67,128 @@ def _authorize_read() -> None:
     )
 
 
-@app.get("/health")
-def health() -> Response:
+# -- routes -------------------------------------------------------------------------------------
+# The metadata below (plain strings and dicts: nothing is built from it at import) feeds the
+# OpenAPI document, docs/openapi.json, which `make openapi` generates (local_stack/openapi.py).
+
+
+_JSON = content_types.APPLICATION_JSON
+_REF = "#/components/schemas/"
+ERROR_ANSWERS = {
+    400: "Body not JSON or an invalid message (`details` names the fields)",
+    401: "Bad or missing credentials",
+    404: "No such user, account or route",
+    413: "Body over 5 MiB or 4,000 messages, or a single message over 32 KB",
+    500: "Settings invalid or keys not configured (Segment retries)",
+    503: "DynamoDB throttled or unavailable (`Retry-After`; Segment retries)",
+}
+_DELIVERY_ERRORS = (400, 401, 413, 500, 503)
+_READ_ERRORS = (400, 401, 404, 500, 503)
+_DELIVERY_BODY = {"required": True, "content": {_JSON: {"schema": {"$ref": _REF + "Delivery"}}}}
+
+
+def _answers(ok: str, schema: str, *errors: int) -> dict[int, Any]:
+    answers: dict[int, Any] = {200: {"description": ok, "content": {_JSON: {"schema": {"$ref": _REF + schema}}}}}
+    for status in sorted(errors):
+        answers[status] = {
+            "description": ERROR_ANSWERS[status],
+            "content": {_JSON: {"schema": {"$ref": _REF + "Error"}}},
+        }
+    return answers
+
+
+@app.get(
+    "/health",
+    summary="Health check",
+    description="Answers without authentication and without touching DynamoDB or SSM.",
+    tags=["Health"],
+    operation_id="health",
+    responses=_answers("The function runs", "Health"),
+    openapi_extensions={"security": []},
+)
+def health() -> Response[dict[str, Any]]:
     return _json(200, {"status": "ok"})
 
 
-@app.route("/segment", method=DELIVERY_METHODS)
-def segment_destination() -> Response:
+@app.route(
+    "/segment",
+    method=DELIVERY_METHODS,
+    summary="Segment destination delivery",
+    description=(
+        "One Segment message, a JSON array of messages (Webhooks (Actions) batching) or "
+        '`{"batch": [...]}`, stored with source `segment`. Accepts `POST`, `PUT` and `PATCH`. '
+        "Authenticated by Basic auth or a valid `X-Signature` (HMAC-SHA1 of the body with the shared secret). "
+        "Invalid items of a batch are listed in `rejected` without failing the others."
+    ),
+    tags=["Deliveries"],
+    responses=_answers("Stored (counts per outcome)", "DeliveryResult", *_DELIVERY_ERRORS),
+    openapi_extensions={"requestBody": _DELIVERY_BODY},
+)
+def segment_destination() -> Response[dict[str, Any]]:
     return _deliver("segment")
 
 
-@app.post("/v1/<call>")
-def tracking_api(call: str) -> Response:
+@app.post(
+    "/v1/<call>",
+    summary="Tracking API call",
+    description=(
+        "Segment's HTTP Tracking API: `call` is identify, track, page, screen, group, alias or batch; "
+        "stored with source `api`. Authenticated by Basic auth (the API key as user name), "
+        '`X-Signature`, or `"writeKey"` in the body. Any other `call` is answered 404.'
+    ),
+    tags=["Deliveries"],
+    operation_id="trackingApiCall",
+    responses=_answers("Stored (counts per outcome)", "DeliveryResult", *_DELIVERY_ERRORS, 404),
+    openapi_extensions={"requestBody": _DELIVERY_BODY},
+)
+def tracking_api(call: str) -> Response[dict[str, Any]]:
     if call not in inbound.TRACKING_CALLS:
         return not_found(None)
     return _deliver("api", call)
 
 
-@app.get("/v1/users/<reference>")
-def get_user(reference: str) -> Response:
+@app.get(
+    "/v1/users/<reference>",
+    summary="A user profile",
+    description=(
+        "`reference` is `user_id:<v>`, `anonymous_id:<v>` or `email:<v>` (URL-encoded). "
+        "Returns the stored traits and ids with the user's current segments. Basic auth only."
+    ),
+    tags=["Profile API"],
+    operation_id="getUser",
+    responses=_answers("The user", "User", *_READ_ERRORS),
+)
+def get_user(reference: str) -> Response[dict[str, Any]]:
     _authorize_read()
     return _json(200, profiles.user_view(store(), config.load_settings(), reference))
 
 
-@app.get("/v1/users/<reference>/events")
-def get_user_events(reference: str) -> Response:
+@app.get(
+    "/v1/users/<reference>/events",
+    summary="A user's events",
+    description=(
+        "The events of all the user's identities, newest first; `limit` (query) is 1 to 500, default 50. "
+        "Basic auth only."
+    ),
+    tags=["Profile API"],
+    operation_id="getUserEvents",
+    responses=_answers("The events, newest first", "Events", *_READ_ERRORS),
+)
+def get_user_events(reference: str) -> Response[dict[str, Any]]:
     _authorize_read()
     limit = app.current_event.get_query_string_value("limit")
     return _json(200, profiles.user_events(store(), reference, limit))
 
 
-@app.get("/v1/accounts/<group_id>")
-def get_account(group_id: str) -> Response:
+@app.get(
+    "/v1/accounts/<group_id>",
+    summary="An account",
+    description="An account (group) with its traits and current account segments. Basic auth only.",
+    tags=["Profile API"],
+    operation_id="getAccount",
+    responses=_answers("The account", "Account", *_READ_ERRORS),
+)
+def get_account(group_id: str) -> Response[dict[str, Any]]:
     _authorize_read()
     return _json(200, profiles.account_view(store(), config.load_settings(), group_id))
 
@@ -121,7 +211,7 @@ PROFILE_ROUTES = (
 
 
 @app.not_found
-def not_found(_: Exception | None) -> Response:
+def not_found(_: Exception | None) -> Response[dict[str, Any]]:
     path = app.current_event.path
     if app.current_event.http_method == "GET":
         for pattern, view in PROFILE_ROUTES:
@@ -132,14 +222,15 @@ def not_found(_: Exception | None) -> Response:
                 except ConnectorError as error:
                     return connector_error(error)
     allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
+    answer: ConnectorError
     if allowed:
-        error: ConnectorError = MethodNotAllowed(f"method not allowed; use {allowed[0]}", headers={"Allow": allowed[0]})
+        answer = MethodNotAllowed(f"method not allowed; use {allowed[0]}", headers={"Allow": allowed[0]})
     else:
-        error = NotFound(f"no route {path}")
-    return connector_error(error)
+        answer = NotFound(f"no route {path}")
+    return connector_error(answer)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -1,0 +1,237 @@
+"""The OpenAPI document of the inbound HTTP API (docs/openapi.json), generated from the code.
+
+    python -m local_stack.openapi docs/openapi.json     # `make openapi`: (re)write it
+    python -m local_stack.openapi --check docs/openapi.json   # exit 1 if it is stale
+
+Operations (paths, methods, path parameters, summaries, descriptions, answers) come from the
+routes of functions/inbound/app.py through Powertools' `get_openapi_json_schema`; the request
+schemas from the message models of `segment_connector.models.messages`; the answer schemas from
+the models below, which mirror `segment_connector.profiles` and `IngestResult.body`
+(tests/test_openapi.py checks real answers against them). Nothing here runs in a Lambda function:
+the handler builds no schema at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from local_stack.template import ROOT
+
+DOCUMENT = ROOT / "docs" / "openapi.json"
+INBOUND_APP = ROOT / "functions" / "inbound" / "app.py"
+LAYER_DIR = ROOT / "layers" / "common"
+REF = "#/components/schemas/{model}"
+
+
+# -- answer schemas (what the handlers return) ---------------------------------------------------
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Schema):
+    status: Literal["ok"]
+
+
+class FieldError(_Schema):
+    field: str = Field(description="Dotted path of the field, e.g. traits.address.city")
+    error: str
+
+
+class Rejected(_Schema):
+    index: int = Field(description="Position of the message in the delivery")
+    messageId: str | int | None = Field(description="The message's id, when it had a usable one")  # noqa: N815 - the wire name
+    error: str
+    details: list[FieldError] = Field(default_factory=list, description="Present when fields are named")
+
+
+class DeliveryResult(_Schema):
+    success: Literal[True]
+    stored: int
+    duplicate: int = Field(description="Already stored (same messageId): acknowledged, not stored again")
+    unchanged: int = Field(description="Redelivered or without effect: the data was already there")
+    ignored: int = Field(description="Sent by this connector or opted out (integrations), or a disabled call type")
+    rejected: list[Rejected] = Field(
+        default_factory=list, description="Invalid messages of a batch (present only when there are some)"
+    )
+
+
+class Error(_Schema):
+    error: str
+    code: str = Field(description="bad_request, unauthorized, not_found, method_not_allowed, payload_too_large, ...")
+    message: str
+    details: list[FieldError] = Field(default_factory=list, description="Present when fields are named")
+
+
+class User(_Schema):
+    id: str = Field(description="The profile's id: its best identity, e.g. user_id:u1")
+    user_id: str | None
+    anonymous_ids: list[str] = Field(description="Oldest first")
+    email: str | None
+    traits: dict[str, Any]
+    segments: list[str] = Field(description="Names of the user segments the user is in now")
+    account_id: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class Event(_Schema):
+    message_id: str
+    type: Literal["track", "page", "screen"]
+    event: str | None = Field(description="The track's event name, or the page/screen name")
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    timestamp: str = Field(description="ISO-8601 in UTC with milliseconds")
+    source: str = Field(description="segment, api or connector")
+
+
+class Account(_Schema):
+    id: str = Field(description="The groupId")
+    traits: dict[str, Any]
+    segments: list[str] = Field(description="Names of the account segments the account is in now")
+
+
+ANSWERS: dict[str, Any] = {
+    "Health": Health,
+    "DeliveryResult": DeliveryResult,
+    "Error": Error,
+    "User": User,
+    "Events": list[Event],
+    "Account": Account,
+}
+
+
+# Query parameters a handler reads from the event itself (no signature parameter declares them).
+QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/v1/users/{reference}/events", "get"): [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "How many events, newest first",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+        }
+    ],
+}
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+def _schemas() -> dict[str, Any]:
+    """Components: the answer models and the message models, every $ref pointing at components."""
+    from segment_connector.models.messages import SegmentMessage
+
+    schemas: dict[str, Any] = {}
+
+    def add(name: str, annotation: Any) -> None:
+        schema = TypeAdapter(annotation).json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+
+    for name, annotation in ANSWERS.items():
+        add(name, annotation)
+    add("Message", SegmentMessage)
+    schemas["Delivery"] = {
+        "description": (
+            "One message, a JSON array of messages (Webhooks (Actions) batching) or "
+            '`{"batch": [...]}`. On `/v1/<call>` the path names the call for a single message; '
+            'the Tracking API may carry `"writeKey"`. At most 5 MiB and 4,000 messages; one '
+            "message at most 32 KB."
+        ),
+        "oneOf": [
+            {"$ref": REF.format(model="Message")},
+            {"type": "array", "items": {"$ref": REF.format(model="Message")}, "maxItems": 4000},
+            {
+                "type": "object",
+                "properties": {
+                    "batch": {"type": "array", "items": {"$ref": REF.format(model="Message")}, "maxItems": 4000},
+                    "writeKey": {"type": "string"},
+                },
+                "required": ["batch"],
+            },
+        ],
+    }
+    return dict(sorted(schemas.items()))
+
+
+def _inbound_app() -> Any:
+    """functions/inbound/app.py's resolver (imported as the Lambda runtime would, without AWS)."""
+    if str(LAYER_DIR) not in sys.path:
+        sys.path.insert(0, str(LAYER_DIR))
+    spec = importlib.util.spec_from_file_location("inbound_app_for_openapi", INBOUND_APP)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {INBOUND_APP}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def document() -> dict[str, Any]:
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBase, License, Tag
+
+    from segment_connector import __version__
+
+    app = _inbound_app()
+    generated = app.get_openapi_json_schema(
+        title="segment-connector HTTP API",
+        version=__version__,
+        openapi_version="3.1.0",
+        description=(
+            "Segment deliveries, Segment's HTTP Tracking API and the Profile API of a self-hosted "
+            "segment-connector stack (see README.md). Every error answer has a JSON body "
+            "`{error, code, message, details?}`; an unknown route is answered 404, a known path "
+            "with another method 405 with `Allow`."
+        ),
+        license_info=License(name="Apache-2.0", identifier="Apache-2.0"),
+        tags=[
+            Tag(name="Deliveries", description="Segment destination and Tracking API calls: stored in DynamoDB"),
+            Tag(name="Profile API", description="Users, their events and accounts as stored (Basic auth only)"),
+            Tag(name="Health", description="Liveness"),
+        ],
+        security_schemes={
+            "basicAuth": HTTPBase(
+                scheme="basic",
+                description='The API key as user name, an empty password: `Basic base64("<api key>:")`.',
+            )
+        },
+        security=[{"basicAuth": []}],
+    )
+    doc: dict[str, Any] = json.loads(generated)
+    for (path, method), parameters in QUERY_PARAMETERS.items():
+        doc["paths"][path][method].setdefault("parameters", []).extend(parameters)
+    doc.setdefault("components", {})["schemas"] = _schemas()
+    return doc
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack.openapi", description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, default=DOCUMENT)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the code")
+    args = parser.parse_args(argv)
+    text = render(document())
+    if args.check:
+        current = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
+        if current != text:
+            print(f"{args.path} is stale: run `make openapi`", file=sys.stderr)
+            return 1
+        return 0
+    args.path.write_text(text, encoding="utf-8")
+    print(f"wrote {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
