@@ -242,3 +242,16 @@ def test_order_holds_back_later_messages_of_a_user_whose_message_failed(sink, ma
     assert report.delivered == ["m2"]
     assert report.failed["m3"] == HELD_BACK and report.failed["m1"].startswith("HTTP 503")
     assert "m3" not in [m["messageId"] for m in sink.messages]
+
+
+def test_a_failed_message_without_a_key_holds_nothing_back(sink, make_client):
+    # Given one message per request, Segment failing m1, and an order that keys only m3
+    sink.responder = lambda path, body: (
+        (503, {}, {"error": "unavailable"}) if any(m["messageId"] == "m1" for m in body["batch"]) else None
+    )
+    messages = [track("m1"), track("m2"), track("m3")]
+    # When sent
+    report = make_client(sink.url, max_batch_messages=1).send(messages, deadline=5.0, order={"m3": "ann"})
+    # Then the messages without a key after m1 are still sent
+    assert report.delivered == ["m2", "m3"]
+    assert report.failed["m1"].startswith("HTTP 503") and HELD_BACK not in report.failed.values()
