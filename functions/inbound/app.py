@@ -68,7 +68,7 @@ def _authorize_read() -> None:
 
 
 # -- routes -------------------------------------------------------------------------------------
-# The metadata below (plain strings and dicts: nothing is built from it at import) feeds the
+# The metadata below (small dicts and strings; no schema is generated at import) feeds the
 # OpenAPI document, docs/openapi.json, which `make openapi` generates (local_stack/openapi.py).
 
 
