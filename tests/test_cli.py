@@ -23,7 +23,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from harness import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, Aws
+from harness import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, WAIT_SECONDS, Aws, Stack, free_port
 from local_stack.lambda_api import LambdaApi, function_name_of
 from local_stack.settings_watcher import SettingsWatcher, parameter_change_event
 from local_stack.template import ROOT
@@ -31,7 +31,6 @@ from segment_connector import cli
 from segment_connector.cli_target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
 from segment_connector.storage import ProfileStore
 from stream_helpers import WRITE_KEY
-from test_local_stack import WAIT_SECONDS, Stack, free_port
 
 STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
 OUTBOUND = "segment-connector-OutboundFunction-AbC123"

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import pytest
 import requests
 from moto import mock_aws
 
+from harness import WAIT_SECONDS, Stack, free_port
 from local_stack import event_filter
 from local_stack.api import build_event, http_response
 from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document, settings_problems
@@ -31,8 +31,6 @@ from local_stack.template import ROOT, load_template, parameter_default, table_d
 
 TEMPLATE = load_template()
 PATTERNS = MappingSettings.from_template(TEMPLATE, "OutboundFunction").patterns
-READY_SECONDS = 120  # bound on start-up (first run may install the venv)
-WAIT_SECONDS = 30  # bound on any other wait; never a timing assertion
 
 
 def stream_record(event_name: str, new: dict[str, Any] | None, seq: str = "100") -> dict[str, Any]:
@@ -439,79 +437,6 @@ def test_replay_without_a_running_stack_says_so(tmp_path: Path) -> None:
 
 HANDLERS_PRESENT = all((ROOT / "functions" / name / "app.py").exists() for name in ("inbound", "outbound"))
 needs_handlers = pytest.mark.skipif(not HANDLERS_PRESENT, reason="functions/*/app.py not written yet")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Stack:
-    """A local stack subprocess whose merged stdout/stderr is collected line by line."""
-
-    def __init__(self, command: list[str], port: int, extra_env: dict[str, str] | None = None):
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            not in (
-                "SEGMENT_API_URL",
-                "API_KEY",
-                "SHARED_SECRET",
-                "WRITE_KEY",
-                "CONNECTOR_SETTINGS",
-                "AWS_ENDPOINT_URL",
-                "TABLE_NAME",
-                "PARAMETER_PREFIX",
-            )
-        }
-        env.update({"PORT": str(port), **(extra_env or {})})
-        self.url = f"http://127.0.0.1:{port}"
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for_line(self, predicate: Any, timeout: float) -> str | None:
-        def found() -> str | None:
-            return next((line for line in self.lines if predicate(line)), None)
-
-        with self._changed:
-            self._changed.wait_for(lambda: found() is not None or self.process.poll() is not None, timeout)
-            return found()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_ready(self) -> None:
-        line = self.wait_for_line(lambda text: "ready" in text, READY_SECONDS)
-        assert line is not None, f"no ready line; output:\n{self.output}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(WAIT_SECONDS)
 
 
 # Every user is synchronized, so the outbound side has something to send to the sink.
