@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -70,8 +70,9 @@ def parse_time(value: Any) -> datetime | None:
         raise ValueError("must be an ISO-8601 date-time or epoch seconds/milliseconds")
     try:
         if isinstance(value, (int, float)):
-            seconds = value / 1000 if abs(value) > MILLISECONDS_FROM else value
-            parsed = datetime.fromtimestamp(seconds, UTC)
+            # timedelta, not fromtimestamp: whole milliseconds stay exact (no float division)
+            unit = "milliseconds" if abs(value) > MILLISECONDS_FROM else "seconds"
+            parsed = EARLIEST + timedelta(**{unit: value})
         elif isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
             parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
