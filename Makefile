@@ -78,9 +78,9 @@ format: venv
 openapi: venv
 	$(PY) -m local_stack.openapi docs/openapi.json
 
+# The report is printed even when a test fails; the exit status is pytest's.
 coverage: venv
-	$(PY) -m coverage run -m pytest
-	$(PY) -m coverage report
+	@status=0; $(PY) -m coverage run -m pytest || status=$$?; $(PY) -m coverage report; exit $$status
 
 build: tools
 	PATH="$(dir $(PYTHON)):$$PATH" $(TOOLS)/bin/sam build
@@ -96,4 +96,4 @@ soak: venv
 	$(PY) -m soak
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
