@@ -1,8 +1,8 @@
 """`python -m bench [part ...]`: every part when none is named (what `make bench` runs).
 
-  cold-start  import + init of each handler against boto3's own (bench/cold_start.py)
-  inbound     batches and single messages with modelled DynamoDB latency (bench/inbound_latency.py)
-  capacity    DynamoDB units and cost per message type, and what would save (bench/message_costs.py)
+cold-start  import + init of each handler against boto3's own (bench/cold_start.py)
+inbound     batches and single messages with modelled DynamoDB latency (bench/inbound_latency.py)
+capacity    DynamoDB units and cost per message type, and what would save (bench/message_costs.py)
 """
 
 from __future__ import annotations

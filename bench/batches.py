@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from bench.capacity import Call
 from bench.dynamodb_model import ModelledDynamoDB
@@ -59,13 +60,18 @@ def limits_lifted(body_bytes: int, messages: int) -> Iterator[list[str]]:
             setattr(inbound, name, value)
 
 
-def run_batch(seed: list[dict[str, Any]], batch: list[dict[str, Any]], writers: int | None,
-              model: ModelledDynamoDB, settings: dict[str, Any] | None = None) -> BatchRun:
+def run_batch(
+    seed: list[dict[str, Any]],
+    batch: list[dict[str, Any]],
+    writers: int | None,
+    model: ModelledDynamoDB,
+    settings: dict[str, Any] | None = None,
+) -> BatchRun:
     body = json.dumps(batch, separators=(",", ":")).encode()
     with InboundStack(settings, writers=writers) as stack:
         model.recording = False
         for start in range(0, len(seed), SEED_CHUNK):
-            answer = stack.post(seed[start:start + SEED_CHUNK])
+            answer = stack.post(seed[start : start + SEED_CHUNK])
             if answer.status != 200:
                 raise RuntimeError(f"seeding failed: {answer.status} {answer.body}")
         refused = None
@@ -79,9 +85,20 @@ def run_batch(seed: list[dict[str, Any]], batch: list[dict[str, Any]], writers: 
                 answer = stack.post(body)
         model.recording = False
         return BatchRun(
-            writers=stack.writers, messages=len(batch), body_bytes=len(body), status=answer.status,
-            answer=answer.body or {}, refused=refused, wall=answer.seconds,
-            modelled=model.modelled(answer.seconds, answer.cpu), floor=model.floor(answer.cpu), moto_wall=model.moto_wall,
-            moto_cpu=model.moto_cpu, connector_cpu=answer.cpu - model.excluded_cpu, calls=list(model.calls),
-            max_in_flight=model.max_in_flight, log_bytes=answer.log_bytes, other_cpu=answer.other_cpu,
+            writers=stack.writers,
+            messages=len(batch),
+            body_bytes=len(body),
+            status=answer.status,
+            answer=answer.body or {},
+            refused=refused,
+            wall=answer.seconds,
+            modelled=model.modelled(answer.seconds, answer.cpu),
+            floor=model.floor(answer.cpu),
+            moto_wall=model.moto_wall,
+            moto_cpu=model.moto_cpu,
+            connector_cpu=answer.cpu - model.excluded_cpu,
+            calls=list(model.calls),
+            max_in_flight=model.max_in_flight,
+            log_bytes=answer.log_bytes,
+            other_cpu=answer.other_cpu,
         )

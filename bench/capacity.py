@@ -28,8 +28,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -51,6 +52,7 @@ FLOOR_PER_MILLION = (PRICE_HTTP_API_REQUEST + PRICE_LAMBDA_REQUEST + PRICE_WRITE
 
 # -- item size -------------------------------------------------------------------------------
 
+
 def number_size(text: str) -> int:
     digits = text.lstrip("+-").lower().split("e")[0].replace(".", "").strip("0")
     return 1 + math.ceil(max(len(digits), 1) / 2)
@@ -58,7 +60,7 @@ def number_size(text: str) -> int:
 
 def value_size(value: Mapping[str, Any]) -> int:
     """Size of one typed attribute value ({"S": ...}, {"N": ...}, {"M": {...}}, ...)."""
-    (kind, raw), = value.items()
+    ((kind, raw),) = value.items()
     if kind == "S":
         return len(raw.encode("utf-8"))
     if kind == "N":
@@ -96,6 +98,7 @@ def read_units(size: int) -> int:
 
 # -- indexes ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Index:
     name: str
@@ -115,8 +118,11 @@ class TableModel:
 
     def with_index(self, name: str, projection: str | None) -> TableModel:
         """The same table with index `name` projecting `projection` (None: without that index)."""
-        indexes = tuple(replace(ix, projection=projection) if ix.name == name else ix
-                        for ix in self.indexes if not (ix.name == name and projection is None))
+        indexes = tuple(
+            replace(ix, projection=projection) if ix.name == name and projection is not None else ix
+            for ix in self.indexes
+            if not (ix.name == name and projection is None)
+        )
         return replace(self, indexes=indexes)
 
 
@@ -127,8 +133,15 @@ def table_model(template: Mapping[str, Any], logical_id: str = "Table") -> Table
     for spec in [*props.get("LocalSecondaryIndexes", []), *props.get("GlobalSecondaryIndexes", [])]:
         schema = {k["KeyType"]: k["AttributeName"] for k in spec["KeySchema"]}
         projection = spec.get("Projection", {})
-        indexes.append(Index(spec["IndexName"], schema["HASH"], schema.get("RANGE"),
-                             projection.get("ProjectionType", "ALL"), tuple(projection.get("NonKeyAttributes", ()))))
+        indexes.append(
+            Index(
+                spec["IndexName"],
+                schema["HASH"],
+                schema.get("RANGE"),
+                projection.get("ProjectionType", "ALL"),
+                tuple(projection.get("NonKeyAttributes", ())),
+            )
+        )
     return TableModel(keys, tuple(indexes))
 
 
@@ -144,8 +157,9 @@ def index_entry(item: Mapping[str, Any] | None, index: Index, table: TableModel)
     return {name: value for name, value in item.items() if name in names}
 
 
-def index_write_units(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, index: Index,
-                      table: TableModel) -> int:
+def index_write_units(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, index: Index, table: TableModel
+) -> int:
     before, after = index_entry(old, index, table), index_entry(new, index, table)
     if before is None and after is None:
         return 0
@@ -160,6 +174,7 @@ def index_write_units(old: Mapping[str, Any] | None, new: Mapping[str, Any] | No
 
 
 # -- recorded calls --------------------------------------------------------------------------
+
 
 @dataclass
 class Call:
@@ -199,8 +214,14 @@ class Usage:
         return self.write_total * PRICE_WRITE_UNIT + self.read * PRICE_READ_UNIT
 
 
-def _written(table: TableModel, call: Call, item_or_key: Mapping[str, Any], new: Mapping[str, Any] | None,
-             factor: int, failed: bool) -> Usage:
+def _written(
+    table: TableModel,
+    call: Call,
+    item_or_key: Mapping[str, Any],
+    new: Mapping[str, Any] | None,
+    factor: int,
+    failed: bool,
+) -> Usage:
     key = table.key_of(item_or_key)
     old = call.before.get(key)
     if failed:
@@ -235,7 +256,7 @@ def call_usage(call: Call, table: TableModel) -> Usage:
     if op == "TransactWriteItems":
         usage = Usage()
         for action in params["TransactItems"]:
-            (kind, body), = action.items()
+            ((kind, body),) = action.items()
             if kind == "ConditionCheck":
                 size = item_size(call.before.get(table.key_of(body["Key"])))
                 usage += Usage(read=TRANSACTION_FACTOR * read_units(size))
@@ -287,6 +308,7 @@ def total_usage(calls: Iterable[Call], table: TableModel) -> Usage:
 
 # -- what-ifs: the same requests under a changed design ---------------------------------------------
 
+
 def map_written_items(calls: Iterable[Call], change: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Call]:
     """The calls with every item they write (and its before/after images) passed through `change`."""
 
@@ -333,7 +355,9 @@ def eventually_consistent(calls: Iterable[Call]) -> list[Call]:
     changed = []
     for call in calls:
         if call.operation == "BatchGetItem":
-            items = {name: {**request, "ConsistentRead": False} for name, request in call.params["RequestItems"].items()}
+            items = {
+                name: {**request, "ConsistentRead": False} for name, request in call.params["RequestItems"].items()
+            }
             call = replace(call, params={**call.params, "RequestItems": items})
         elif call.operation == "GetItem":
             call = replace(call, params={**call.params, "ConsistentRead": False})
@@ -346,6 +370,7 @@ def starts_with(attribute: str, prefix: str) -> Callable[[str, dict[str, Any]], 
         item = body.get("Item") or body.get("Key") or {}
         value = item.get(attribute, {}).get("S", "")
         return value.startswith(prefix)
+
     return match
 
 
@@ -388,6 +413,10 @@ def written_items(calls: Iterable[Call], attempted: bool = False) -> list[dict[s
             items.append(params["Item"])
         items.extend(a["Put"]["Item"] for a in params.get("TransactItems", []) if "Put" in a)
         if call.operation == "BatchWriteItem":
-            items.extend(r["PutRequest"]["Item"] for requests in params["RequestItems"].values()
-                         for r in requests if "PutRequest" in r)
+            items.extend(
+                r["PutRequest"]["Item"]
+                for requests in params["RequestItems"].values()
+                for r in requests
+                if "PutRequest" in r
+            )
     return items

@@ -27,7 +27,9 @@ spec.loader.exec_module(module)
 """
 # What the stack the handlers are built on costs by itself (Powertools Logger, Metrics, an event
 # handler and parameters, and pydantic's first model): the floor under both handlers.
-FLOOR = BASELINE + """
+FLOOR = (
+    BASELINE
+    + """
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities import parameters
@@ -36,25 +38,37 @@ Logger(); Metrics(); APIGatewayHttpResolver()
 class Probe(pydantic.BaseModel):
     x: int = 1
 """
+)
 CASES = {
     "baseline (boto3 + dynamodb client)": BASELINE,
     "floor (powertools + pydantic)": FLOOR,
-    "InboundFunction": HANDLER.format(layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/inbound/app.py"),
-                                      init="module.store()"),
-    "OutboundFunction": HANDLER.format(layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/outbound/app.py"),
-                                       init="getattr(module, 'store', lambda: None)()"),
+    "InboundFunction": HANDLER.format(
+        layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/inbound/app.py"), init="module.store()"
+    ),
+    "OutboundFunction": HANDLER.format(
+        layer=str(ROOT / "layers/common"),
+        path=str(ROOT / "functions/outbound/app.py"),
+        init="getattr(module, 'store', lambda: None)()",
+    ),
 }
 TIMER = "import time; _t = time.perf_counter()\n{code}\nprint(time.perf_counter() - _t)"
 
 
 def sample(code: str) -> float:
     # The handlers' environment as template.yaml sets it (the baseline gets the same).
-    function_env = function_spec(load_template(), "InboundFunction", {"Table": "bench", "ParameterPrefix": "/bench",
-                                                                     "LogLevel": "INFO"}).environment
-    env = {**os.environ, **function_env, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
-           "AWS_SECRET_ACCESS_KEY": "x"}
-    out = subprocess.run([sys.executable, "-c", TIMER.format(code=code)], env=env, capture_output=True, text=True,
-                         check=True)
+    function_env = function_spec(
+        load_template(), "InboundFunction", {"Table": "bench", "ParameterPrefix": "/bench", "LogLevel": "INFO"}
+    ).environment
+    env = {
+        **os.environ,
+        **function_env,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", TIMER.format(code=code)], env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 

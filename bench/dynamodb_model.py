@@ -30,8 +30,18 @@ from botocore.exceptions import ClientError
 
 from bench.capacity import Call, TableModel
 
-_CAPACITY_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "GetItem", "BatchGetItem", "BatchWriteItem",
-                        "Query", "Scan", "TransactWriteItems", "TransactGetItems"}
+_CAPACITY_OPERATIONS = {
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "GetItem",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "Query",
+    "Scan",
+    "TransactWriteItems",
+    "TransactGetItems",
+}
 
 
 class ModelledDynamoDB:
@@ -74,8 +84,8 @@ class ModelledDynamoDB:
                         model.moto_cpu += time.thread_time() - cpu
 
         self._saved = [(BaseClient, "_make_api_call", make_api_call), (BotocoreStubber, "__call__", stub)]
-        BaseClient._make_api_call = patched_make_api_call
-        BotocoreStubber.__call__ = patched_stub
+        setattr(BaseClient, "_make_api_call", patched_make_api_call)  # noqa: B010 - patching a method on purpose
+        setattr(BotocoreStubber, "__call__", patched_stub)  # noqa: B010 - patching a method on purpose
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -152,26 +162,7 @@ class ModelledDynamoDB:
 
     def _probe(self, client: Any, operation: str, params: dict[str, Any], updated_only: bool = False) -> dict[str, Any]:
         """Current images of the items this request writes or checks (direct moto reads)."""
-        targets: list[tuple[str, dict[str, Any]]] = []
-        if operation in ("PutItem", "DeleteItem", "UpdateItem"):
-            if not updated_only or operation == "UpdateItem":
-                targets.append((params["TableName"], self._key(params.get("Key") or params["Item"])))
-        elif operation == "TransactWriteItems":
-            for action in params["TransactItems"]:
-                (kind, body), = action.items()
-                if not updated_only or kind == "Update":
-                    targets.append((body["TableName"], self._key(body.get("Key") or body["Item"])))
-        elif operation == "BatchWriteItem" and not updated_only:
-            for name, requests in params["RequestItems"].items():
-                for request in requests:
-                    body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
-                    targets.append((name, self._key(body)))
-        elif operation == "GetItem" and "ProjectionExpression" in params and not updated_only:
-            targets.append((params["TableName"], self._key(params["Key"])))
-        elif operation == "BatchGetItem" and not updated_only:
-            for name, request in params["RequestItems"].items():
-                if "ProjectionExpression" in request:
-                    targets.extend((name, self._key(key)) for key in request["Keys"])
+        targets = self._targets(operation, params, updated_only)
         images: dict[str, Any] = {}
         if not targets:
             return images
@@ -186,6 +177,41 @@ class ModelledDynamoDB:
             self.probe_wall += time.perf_counter() - wall
             self.probe_cpu += time.thread_time() - cpu
         return images
+
+    def _targets(self, operation: str, params: dict[str, Any], updated_only: bool) -> list[tuple[str, dict[str, Any]]]:
+        """(table, key) of each item a request writes (`updated_only`: that it updates in place)."""
+        if operation in ("PutItem", "DeleteItem", "UpdateItem"):
+            if updated_only and operation != "UpdateItem":
+                return []
+            return [(params["TableName"], self._key(params.get("Key") or params["Item"]))]
+        if operation == "TransactWriteItems":
+            return [
+                (body["TableName"], self._key(body.get("Key") or body["Item"]))
+                for action in params["TransactItems"]
+                for kind, body in action.items()
+                if not updated_only or kind == "Update"
+            ]
+        if updated_only:
+            return []
+        return self._read_targets(operation, params)
+
+    def _read_targets(self, operation: str, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        if operation == "BatchWriteItem":
+            return [
+                (name, self._key(request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]))
+                for name, requests in params["RequestItems"].items()
+                for request in requests
+            ]
+        if operation == "GetItem" and "ProjectionExpression" in params:
+            return [(params["TableName"], self._key(params["Key"]))]
+        if operation == "BatchGetItem":
+            return [
+                (name, self._key(key))
+                for name, request in params["RequestItems"].items()
+                if "ProjectionExpression" in request
+                for key in request["Keys"]
+            ]
+        return []
 
     def _key(self, item: dict[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self.table.keys}

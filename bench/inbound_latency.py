@@ -40,13 +40,19 @@ def measure(seed: list[dict], batch: list[dict], writers: int) -> BatchRun:
 def main() -> int:
     traffic = Traffic()
     seed, batch = traffic.seed(), traffic.batch(max(BATCH_SIZES))
-    print(f"\ninbound with {LATENCY * 1000:g} ms per DynamoDB request (moto's CPU taken out = 'modelled'); "
-          f"template: INBOUND_WRITERS {TEMPLATE_WRITERS}, {MEMORY_MB} MB, timeout {TIMEOUT_S} s")
-    print(f"  {len(seed)} users identified before each batch; budget {BUDGET_S:g} s modelled, Segment times out "
-          f"at {SEGMENT_TIMEOUT_S:g} s; 'CPU@{MEMORY_MB}MB' = connector CPU x{LAMBDA_VCPU_MB / MEMORY_MB:.2f} "
-          f"(Lambda has 1 vCPU at {LAMBDA_VCPU_MB} MB), a floor under Lambda's wall time")
-    print(f"  this machine: {os.cpu_count()} CPUs; 'others' = CPU time other processes used during the run "
-          "(it inflates wall and modelled times)")
+    print(
+        f"\ninbound with {LATENCY * 1000:g} ms per DynamoDB request (moto's CPU taken out = 'modelled'); "
+        f"template: INBOUND_WRITERS {TEMPLATE_WRITERS}, {MEMORY_MB} MB, timeout {TIMEOUT_S} s"
+    )
+    print(
+        f"  {len(seed)} users identified before each batch; budget {BUDGET_S:g} s modelled, Segment times out "
+        f"at {SEGMENT_TIMEOUT_S:g} s; 'CPU@{MEMORY_MB}MB' = connector CPU x{LAMBDA_VCPU_MB / MEMORY_MB:.2f} "
+        f"(Lambda has 1 vCPU at {LAMBDA_VCPU_MB} MB), a floor under Lambda's wall time"
+    )
+    print(
+        f"  this machine: {os.cpu_count()} CPUs; 'others' = CPU time other processes used during the run "
+        "(it inflates wall and modelled times)"
+    )
     failed = False
     for size in BATCH_SIZES:
         failed |= report_batch(seed, batch[:size], batch)
@@ -57,15 +63,39 @@ def main() -> int:
 def report_batch(seed: list[dict], messages: list[dict], population: list[dict]) -> bool:
     """Print one batch at the template's writers and at 1; True when the template's run fails."""
     body = len(json.dumps(messages, separators=(",", ":")).encode())
-    print(f"\n  batch of {len(messages):,} messages: {body / 1e6:.2f} MB ({body / len(messages) / 1024:.2f} KB/message), "
-          f"{_profiles(messages)} of {_profiles(population)} users/visitors, {_mix(messages)}")
+    print(
+        f"\n  batch of {len(messages):,} messages: {body / 1e6:.2f} MB ({body / len(messages) / 1024:.2f} KB/message), "
+        f"{_profiles(messages)} of {_profiles(population)} users/visitors, {_mix(messages)}"
+    )
     runs = [measure(seed, messages, writers) for writers in dict.fromkeys((TEMPLATE_WRITERS, 1))]
     if runs[0].refused:
-        print(f"    as deployed: 413 \"{runs[0].refused}\" - measured with the limit lifted"
-              + (" (Lambda takes 6 MB at most: such a body never reaches the function)" if body > 6e6 else ""))
-    print(f"    {'writers':>7} {'answer':24} {'modelled':>8} {'budget':>6} {'wall':>6} {'moto CPU':>8} "
-          f"{'connector CPU':>13} {'CPU@' + str(MEMORY_MB) + 'MB':>10} {'vs 10 s':>7} {'requests':>8} "
-          f"{'req/msg':>7} {'parallel':>8} {'others':>6}")
+        print(
+            f'    as deployed: 413 "{runs[0].refused}" - measured with the limit lifted'
+            + (" (Lambda takes 6 MB at most: such a body never reaches the function)" if body > 6e6 else "")
+        )
+    failed = _print_runs(runs)
+    for run in runs:
+        print(f"    requests at {run.writers:>2} writer{'s' if run.writers > 1 else ' '}: {_by_operation(run)}")
+    if len(runs) == 2 and runs[0].modelled > 0:
+        path = (
+            ""
+            if {c.operation for c in runs[0].calls} == {c.operation for c in runs[1].calls}
+            else " (1 writer takes the per-message write path)"
+        )
+        print(
+            f"    {runs[0].writers} writers: {runs[1].modelled / runs[0].modelled:.1f}x faster than 1, "
+            f"{len(runs[1].calls) / max(1, len(runs[0].calls)):.1f}x fewer requests{path}"
+        )
+    return failed
+
+
+def _print_runs(runs: list[BatchRun]) -> bool:
+    """One row per run; True when the template's run fails its budget."""
+    print(
+        f"    {'writers':>7} {'answer':24} {'modelled':>8} {'budget':>6} {'wall':>6} {'moto CPU':>8} "
+        f"{'connector CPU':>13} {'CPU@' + str(MEMORY_MB) + 'MB':>10} {'vs 10 s':>7} {'requests':>8} "
+        f"{'req/msg':>7} {'parallel':>8} {'others':>6}"
+    )
     failed = busy = False
     for run in runs:
         contended = run.max_in_flight > 1 and run.other_cpu > 0.5 * run.wall
@@ -76,21 +106,18 @@ def report_batch(seed: list[dict], messages: list[dict], population: list[dict])
         failed |= verdict == "FAIL" and run.writers == TEMPLATE_WRITERS
         stretched = run.cpu_at(MEMORY_MB)
         timeout = "ok" if max(stretched, run.modelled) <= SEGMENT_TIMEOUT_S else "OVER"
-        print(f"    {run.writers:7} {run.status} {_outcomes(run.answer):20} {run.modelled:7.2f}"
-              f"{'*' if contended else 's'} {verdict:>6} {run.wall:5.1f}s {run.moto_cpu:7.1f}s "
-              f"{run.connector_cpu:12.2f}s {stretched:9.2f}s {timeout:>7} {len(run.calls):8,} "
-              f"{len(run.calls) / run.messages:7.3f} {run.max_in_flight:8} {run.other_cpu:5.1f}s")
+        print(
+            f"    {run.writers:7} {run.status} {_outcomes(run.answer):20} {run.modelled:7.2f}"
+            f"{'*' if contended else 's'} {verdict:>6} {run.wall:5.1f}s {run.moto_cpu:7.1f}s "
+            f"{run.connector_cpu:12.2f}s {stretched:9.2f}s {timeout:>7} {len(run.calls):8,} "
+            f"{len(run.calls) / run.messages:7.3f} {run.max_in_flight:8} {run.other_cpu:5.1f}s"
+        )
     if busy:
-        print("    * other processes kept a CPU busy for over half of this run: its modelled time is inflated; "
-              + ", ".join(f"at least {r.floor:.2f} s at {r.writers} writers" for r in runs if r.max_in_flight > 1)
-              + " (connector CPU or the busiest writer's latencies)")
-    for run in runs:
-        print(f"    requests at {run.writers:>2} writer{'s' if run.writers > 1 else ' '}: {_by_operation(run)}")
-    if len(runs) == 2 and runs[0].modelled > 0:
-        path = ("" if {c.operation for c in runs[0].calls} == {c.operation for c in runs[1].calls}
-                else " (1 writer takes the per-message write path)")
-        print(f"    {runs[0].writers} writers: {runs[1].modelled / runs[0].modelled:.1f}x faster than 1, "
-              f"{len(runs[1].calls) / max(1, len(runs[0].calls)):.1f}x fewer requests{path}")
+        print(
+            "    * other processes kept a CPU busy for over half of this run: its modelled time is inflated; "
+            + ", ".join(f"at least {r.floor:.2f} s at {r.writers} writers" for r in runs if r.max_in_flight > 1)
+            + " (connector CPU or the busiest writer's latencies)"
+        )
     return failed
 
 
@@ -100,8 +127,10 @@ def report_single_deliveries() -> None:
         singles = scenarios.run(model, scenarios.SINGLE_DELIVERIES)
     for m in singles:
         ops = ", ".join(m.operations) or "none"
-        print(f"    {m.name:42} {m.outcome:9} {len(m.calls)} request{'s' if len(m.calls) != 1 else ' '} "
-              f"{m.modelled * 1000:5.0f} ms  {ops}" + ("" if m.consistent else "  (repeats differed)"))
+        print(
+            f"    {m.name:42} {m.outcome:9} {len(m.calls)} request{'s' if len(m.calls) != 1 else ' '} "
+            f"{m.modelled * 1000:5.0f} ms  {ops}" + ("" if m.consistent else "  (repeats differed)")
+        )
 
 
 def _profiles(messages: list[dict]) -> int:

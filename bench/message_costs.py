@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench import scenarios
 from bench.batches import LAMBDA_VCPU_MB, BatchRun, run_batch
@@ -68,12 +69,17 @@ def _context_keep() -> dict[str, Any]:
     try:
         from segment_connector import outbound
 
-        keep: dict[str, Any] = {key: None for key in outbound.CONTEXT_KEYS}
-        keep["page"] = {key: None for key in outbound.PAGE_KEYS}
+        keep: dict[str, Any] = dict.fromkeys(outbound.CONTEXT_KEYS)
+        keep["page"] = dict.fromkeys(outbound.PAGE_KEYS)
         return keep
     except (ImportError, AttributeError):
-        return {"ip": None, "userAgent": None, "locale": None, "timezone": None,
-                "page": {"url": None, "referrer": None, "path": None, "title": None, "search": None}}
+        return {
+            "ip": None,
+            "userAgent": None,
+            "locale": None,
+            "timezone": None,
+            "page": {"url": None, "referrer": None, "path": None, "title": None, "search": None},
+        }
 
 
 What = Callable[[list[Call]], list[Call]]
@@ -97,14 +103,27 @@ def what_ifs(table: TableModel) -> list[tuple[str, TableModel, What]]:
         ("identity reads eventually consistent", table, eventually_consistent),
     ]
     if lsi:
-        options.append((f"all of the above, without LSI {lsi.name}", table.with_index(lsi.name, None),
-                        lambda calls: eventually_consistent(trim(no_check(no_dedup(calls))))))
+        options.append(
+            (
+                f"all of the above, without LSI {lsi.name}",
+                table.with_index(lsi.name, None),
+                lambda calls: eventually_consistent(trim(no_check(no_dedup(calls)))),
+            )
+        )
     return options
 
 
 def _ops(calls: list[Call]) -> str:
-    names = {"TransactWriteItems": "TWI", "BatchGetItem": "BGI", "BatchWriteItem": "BWI", "PutItem": "Put",
-             "GetItem": "Get", "UpdateItem": "Upd", "DeleteItem": "Del", "Query": "Q"}
+    names = {
+        "TransactWriteItems": "TWI",
+        "BatchGetItem": "BGI",
+        "BatchWriteItem": "BWI",
+        "PutItem": "Put",
+        "GetItem": "Get",
+        "UpdateItem": "Upd",
+        "DeleteItem": "Del",
+        "Query": "Q",
+    }
     parts = [names.get(c.operation, c.operation) + ("!" if c.error else "") for c in calls]
     return " ".join(parts) or "-"
 
@@ -116,8 +135,10 @@ def _units(usage: Usage) -> str:
 
 def main() -> int:
     table = table_model(TEMPLATE)
-    print(f"\nDynamoDB capacity and cost per message (on-demand, us-east-1; requests as made, {LATENCY * 1000:g} ms "
-          f"modelled latency; Lambda arm64 {MEMORY_MB} MB, CPU x{CPU_STRETCH:.2f} of this machine's)")
+    print(
+        f"\nDynamoDB capacity and cost per message (on-demand, us-east-1; requests as made, {LATENCY * 1000:g} ms "
+        f"modelled latency; Lambda arm64 {MEMORY_MB} MB, CPU x{CPU_STRETCH:.2f} of this machine's)"
+    )
     with ModelledDynamoDB(table, LATENCY, images=True, sleep=False) as model:
         measured = scenarios.run(model)
     traffic = Traffic()
@@ -132,24 +153,32 @@ def main() -> int:
 
 def print_per_message(measured: list[scenarios.Measured], table: TableModel) -> None:
     print("  WRU = write request units (table + index), RRU = read request units; ! = failed condition / cancelled")
-    print(f"  {'message':40} {'sent':>5} {'requests':18} {'item':>5} {'WRU':>6} {'RRU':>5} {'moto':>5} "
-          f"{'DDB $/M':>8} {'Lambda':>7} {'total $/M':>9} {'x floor':>7}")
+    print(
+        f"  {'message':40} {'sent':>5} {'requests':18} {'item':>5} {'WRU':>6} {'RRU':>5} {'moto':>5} "
+        f"{'DDB $/M':>8} {'Lambda':>7} {'total $/M':>9} {'x floor':>7}"
+    )
     for m in measured:
         usage = total_usage(m.calls, table)
         largest = max((item_size(item) for item in written_items(m.calls, attempted=True)), default=0)
         moto = [c.moto_units for c in m.calls]
-        moto_text = "n/a" if any(u is None for u in moto) else f"{sum(moto):g}"
+        moto_text = "n/a" if any(u is None for u in moto) else f"{sum(u for u in moto if u is not None):g}"
         seconds = single_lambda_seconds(m)
         total = usage.dollars() + PRICE_HTTP_API_REQUEST + lambda_dollars(seconds)
         flag = "" if m.consistent else "  (repeats differed)"
-        print(f"  {m.name:40} {m.message_bytes / 1024:4.1f}K {_ops(m.calls):18} {largest / 1024:4.1f}K {_units(usage)} "
-              f"{moto_text:>5} {usage.dollars() * 1e6:8.2f} {seconds * 1000:5.0f}ms {total * 1e6:9.2f} "
-              f"{total * 1e6 / FLOOR_PER_MILLION:6.1f}x  {m.outcome}{flag}")
-    print("  sent = the message as Segment sends it; item = the largest item written; Lambda = estimated duration: "
-          f"the time without moto + the connector's CPU x{CPU_STRETCH - 1:.2f} more ({MEMORY_MB} MB CPU share), "
-          "billed per ms")
-    print(f"  floor: HTTP API $1.00 + Lambda request $0.20 + one 1 KB write $0.625 = ${FLOOR_PER_MILLION:.3f}/M "
-          "(one message per request)")
+        print(
+            f"  {m.name:40} {m.message_bytes / 1024:4.1f}K {_ops(m.calls):18} {largest / 1024:4.1f}K {_units(usage)} "
+            f"{moto_text:>5} {usage.dollars() * 1e6:8.2f} {seconds * 1000:5.0f}ms {total * 1e6:9.2f} "
+            f"{total * 1e6 / FLOOR_PER_MILLION:6.1f}x  {m.outcome}{flag}"
+        )
+    print(
+        "  sent = the message as Segment sends it; item = the largest item written; Lambda = estimated duration: "
+        f"the time without moto + the connector's CPU x{CPU_STRETCH - 1:.2f} more ({MEMORY_MB} MB CPU share), "
+        "billed per ms"
+    )
+    print(
+        f"  floor: HTTP API $1.00 + Lambda request $0.20 + one 1 KB write $0.625 = ${FLOOR_PER_MILLION:.3f}/M "
+        "(one message per request)"
+    )
     print("  " + _moto_comparison([c for m in measured for c in m.calls], table))
 
 
@@ -159,31 +188,51 @@ def print_batched(run: BatchRun, measured: list[scenarios.Measured], table: Tabl
     http = metered * PRICE_HTTP_API_REQUEST / run.messages
     lam = lambda_dollars(batch_lambda_seconds(run)) / run.messages
     total = per.dollars() + http + lam
-    print(f"\n  batched: {run.messages:,} messages per delivery ({run.body_bytes / 1e6:.1f} MB, {run.writers} writers, "
-          f"answer {run.status} {_outcomes(run.answer)}), per message:")
-    print(f"    {len(run.calls) / run.messages:.2f} requests ({_by_operation(run.calls)}), "
-          f"WRU {per.write:.2f}+{per.index_write:.2f}, RRU {per.read:.2f}")
-    print(f"    DynamoDB ${per.dollars() * 1e6:.2f}/M + HTTP API ${http * 1e6:.3f}/M ({metered} metered requests of "
-          f"512 KB) + Lambda ${lam * 1e6:.3f}/M (at least {batch_lambda_seconds(run):.2f} s) = ${total * 1e6:.2f}/M")
+    print(
+        f"\n  batched: {run.messages:,} messages per delivery ({run.body_bytes / 1e6:.1f} MB, {run.writers} writers, "
+        f"answer {run.status} {_outcomes(run.answer)}), per message:"
+    )
+    print(
+        f"    {len(run.calls) / run.messages:.2f} requests ({_by_operation(run.calls)}), "
+        f"WRU {per.write:.2f}+{per.index_write:.2f}, RRU {per.read:.2f}"
+    )
+    print(
+        f"    DynamoDB ${per.dollars() * 1e6:.2f}/M + HTTP API ${http * 1e6:.3f}/M ({metered} metered requests of "
+        f"512 KB) + Lambda ${lam * 1e6:.3f}/M (at least {batch_lambda_seconds(run):.2f} s) = ${total * 1e6:.2f}/M"
+    )
     logs = statistics.mean(m.log_bytes for m in measured)
-    print(f"  not in the totals: CloudWatch Logs - the handler prints {logs:.0f} bytes per invocation (EMF metrics), "
-          f"${logs * PRICE_LOGS_GB / 1e9 * 1e6:.2f}/M invocations at $0.50/GB, plus Lambda's START/END/REPORT lines;")
+    print(
+        f"  not in the totals: CloudWatch Logs - the handler prints {logs:.0f} bytes per invocation (EMF metrics), "
+        f"${logs * PRICE_LOGS_GB / 1e9 * 1e6:.2f}/M invocations at $0.50/GB, plus Lambda's START/END/REPORT lines;"
+    )
     events = [i for i in written_items(run.calls) if i.get("kind", {}).get("S") == "event"]
     if events:
         stored = statistics.mean(stored_bytes(i, table) for i in events)
         ttl = ttl_attribute(TEMPLATE)
         expiring = sum(1 for i in events if ttl and ttl in i)
-        print(f"  storage: an event keeps {stored / 1024:.1f} KB (table + indexes) = "
-              f"${stored * 1e6 / 1e9 * PRICE_STORAGE_GB_MONTH:.2f}/month per million events kept "
-              f"({'none' if not expiring else expiring} of {len(events)} with a TTL), point-in-time recovery on top.")
+        print(
+            f"  storage: an event keeps {stored / 1024:.1f} KB (table + indexes) = "
+            f"${stored * 1e6 / 1e9 * PRICE_STORAGE_GB_MONTH:.2f}/month per million events kept "
+            f"({expiring or 'none'} of {len(events)} with a TTL), point-in-time recovery on top."
+        )
 
 
 def print_what_ifs(run: BatchRun, measured: list[scenarios.Measured], table: TableModel) -> None:
-    picks = [m for m in measured if m.name in ("track, userId + linked anonymousId", "page, known user (userId only)",
-                                                "identify, known user, traits changed")]
+    picks = [
+        m
+        for m in measured
+        if m.name
+        in (
+            "track, userId + linked anonymousId",
+            "page, known user (userId only)",
+            "identify, known user, traits changed",
+        )
+    ]
     print("\nthe same requests re-priced under design changes (DynamoDB $ per million messages)")
-    print(f"  {'change':46} {'batch WRU':>9} {'RRU':>5} {'$/M':>6} {'saved':>6} {'KB kept':>7}"
-          + "".join(f" {m.name.split(',')[0] + '*':>10}" for m in picks))
+    print(
+        f"  {'change':46} {'batch WRU':>9} {'RRU':>5} {'$/M':>6} {'saved':>6} {'KB kept':>7}"
+        + "".join(f" {m.name.split(',')[0] + '*':>10}" for m in picks)
+    )
     base = None
     for label, model_table, change in what_ifs(table):
         calls = change(run.calls)
@@ -192,14 +241,16 @@ def print_what_ifs(run: BatchRun, measured: list[scenarios.Measured], table: Tab
         kept = [i for i in written_items(calls) if i.get("kind", {}).get("S") == "event"]
         kb = statistics.mean(stored_bytes(i, model_table) for i in kept) / 1024 if kept else 0
         singles = "".join(f" {total_usage(change(m.calls), model_table).dollars() * 1e6:10.2f}" for m in picks)
-        print(f"  {label:46} {usage.write_total:9.2f} {usage.read:5.2f} {usage.dollars() * 1e6:6.2f} "
-              f"{(base - usage.dollars()) * 1e6:6.2f} {kb:7.2f}{singles}")
+        print(
+            f"  {label:46} {usage.write_total:9.2f} {usage.read:5.2f} {usage.dollars() * 1e6:6.2f} "
+            f"{(base - usage.dollars()) * 1e6:6.2f} {kb:7.2f}{singles}"
+        )
     print("  * single deliveries: " + "; ".join(m.name for m in picks) + "; KB kept = storage per event")
 
 
 def _moto_comparison(calls: list[Call], table: TableModel) -> str:
     """Where moto's ReturnConsumedCapacity and the model disagree, by operation."""
-    agree, differ, missing = 0, {}, set()
+    agree, differ, missing = 0, dict[str, set[tuple[float, float]]](), set[str]()
     for call in calls:
         usage = call_usage(call, table)
         ours = usage.write_total + usage.read
@@ -214,9 +265,12 @@ def _moto_comparison(calls: list[Call], table: TableModel) -> str:
         moto = "/".join(f"{m:g}" for m in sorted({m for m, _ in pairs}))
         low, high = min(o for _, o in pairs), max(o for _, o in pairs)
         parts.append(f"{op} moto {moto} vs {low:g}" + (f"-{high:g}" if high != low else ""))
-    return (f"moto's ReturnConsumedCapacity matches the units above on {agree} of {len(calls)} requests; differs: "
-            + ("; ".join(parts) or "none") + (f"; none reported for {', '.join(sorted(missing))}" if missing else "")
-            + " (moto counts requests, not sizes, indexes or transactions)")
+    return (
+        f"moto's ReturnConsumedCapacity matches the units above on {agree} of {len(calls)} requests; differs: "
+        + ("; ".join(parts) or "none")
+        + (f"; none reported for {', '.join(sorted(missing))}" if missing else "")
+        + " (moto counts requests, not sizes, indexes or transactions)"
+    )
 
 
 def _outcomes(answer: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from bench.capacity import Call
 from bench.dynamodb_model import ModelledDynamoDB
@@ -77,8 +77,12 @@ SCENARIOS = [
     Scenario("redelivered identify", *_dup_identify),
 ]
 # Part 1's single-message deliveries.
-SINGLE_DELIVERIES = ["track, known user (userId only)", "identify, known user, traits changed",
-                     "track, userId + linked anonymousId", "group, known user (handle_accounts on)"]
+SINGLE_DELIVERIES = [
+    "track, known user (userId only)",
+    "identify, known user, traits changed",
+    "track, userId + linked anonymousId",
+    "group, known user (handle_accounts on)",
+]
 
 
 @dataclass
@@ -119,12 +123,22 @@ def run(model: ModelledDynamoDB, names: list[str] | None = None) -> list[Measure
                 answer = stack.post(message)
                 model.recording = False
                 body = answer.body or {}
-                outcome = next((k for k in ("stored", "duplicate", "unchanged", "ignored") if body.get(k)),
-                               body.get("error", "?"))
-                runs.append(Measured(
-                    scenario.name, answer.status, outcome, model.calls, len(json.dumps(message, separators=(",", ":"))),
-                    model.modelled(answer.seconds, answer.cpu), answer.cpu - model.excluded_cpu,
-                    answer.log_bytes, operations=[c.operation for c in model.calls]))
+                outcome = next(
+                    (k for k in ("stored", "duplicate", "unchanged", "ignored") if body.get(k)), body.get("error", "?")
+                )
+                runs.append(
+                    Measured(
+                        scenario.name,
+                        answer.status,
+                        outcome,
+                        model.calls,
+                        len(json.dumps(message, separators=(",", ":"))),
+                        model.modelled(answer.seconds, answer.cpu),
+                        answer.cpu - model.excluded_cpu,
+                        answer.log_bytes,
+                        operations=[c.operation for c in model.calls],
+                    )
+                )
             first = runs[0]
             first.consistent = all(r.operations == first.operations for r in runs)
             first.modelled = statistics.median(r.modelled for r in runs)

@@ -47,6 +47,7 @@ TIMEOUT_S = int(function_property("Timeout", 3))
 def handler_module() -> Any:
     name = "bench_inbound_app"
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / "inbound" / "app.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -90,9 +91,16 @@ class InboundStack:
 
         from local_stack import moto_patches
 
-        env = {**function_environment(), "INBOUND_WRITERS": str(self.writers), "AWS_DEFAULT_REGION": "us-east-1",
-               "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
-               "AWS_ENDPOINT_URL": None, "SEGMENT_API_URL": None}
+        env = {
+            **function_environment(),
+            "INBOUND_WRITERS": str(self.writers),
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SESSION_TOKEN": "bench",
+            "AWS_ENDPOINT_URL": None,
+            "SEGMENT_API_URL": None,
+        }
         for name, value in env.items():
             self._saved_env[name] = os.environ.get(name)
             if value is None:
@@ -106,7 +114,8 @@ class InboundStack:
         dynamodb.create_table(**table_definition(TEMPLATE, TABLE))
         if ttl_attribute(TEMPLATE):
             dynamodb.update_time_to_live(
-                TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(TEMPLATE)})
+                TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(TEMPLATE)}
+            )
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name=f"{PREFIX}/api-key", Value=API_KEY, Type="SecureString")
         ssm.put_parameter(Name=f"{PREFIX}/settings", Value=json.dumps(self.settings), Type="String")
@@ -146,5 +155,11 @@ class InboundStack:
         text = response.get("body") or ""
         if response.get("isBase64Encoded"):
             text = base64.b64decode(text).decode()
-        return Answer(response["statusCode"], json.loads(text) if text else None, wall, cpu,
-                      len(printed.getvalue().encode()), max(0.0, busy - cpu))
+        return Answer(
+            response["statusCode"],
+            json.loads(text) if text else None,
+            wall,
+            cpu,
+            len(printed.getvalue().encode()),
+            max(0.0, busy - cpu),
+        )

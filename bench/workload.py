@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PAGES = [
     ("/", "Acme Outdoor - Gear for every trail"),
     ("/collections/tents", "Tents & Shelters - Acme Outdoor"),
@@ -33,12 +33,24 @@ PRODUCTS = [
     ("prod-4410", "STOVE-MICRO-TI", "Micro Titanium Stove", "Cooking", "Fieldcraft", "Titanium", 64.0),
 ]
 AGENTS = [
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
-     "Safari/537.36", "Windows", False),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
-     "Safari/605.1.15", "macOS", False),
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-     "Version/18.1 Mobile/15E148 Safari/604.1", "iOS", True),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+        "Safari/537.36",
+        "Windows",
+        False,
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 "
+        "Safari/605.1.15",
+        "macOS",
+        False,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Mobile/15E148 Safari/604.1",
+        "iOS",
+        True,
+    ),
 ]
 CAMPAIGNS = [
     {"name": "spring_sale_2026", "source": "newsletter", "medium": "email", "content": "hero_banner_tents"},
@@ -88,8 +100,12 @@ class Traffic:
             email=f"customer.{index:05d}@example.com",
             agent=self.rng.choice(AGENTS),
             ip=f"198.51.{index // 250}.{index % 250 + 1}",
-            traits={"first_name": f"First{index}", "last_name": f"Last{index}", "plan": "free",
-                    "created_at": (START - timedelta(days=400 - index % 400)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            traits={
+                "first_name": f"First{index}",
+                "last_name": f"Last{index}",
+                "plan": "free",
+                "created_at": (START - timedelta(days=400 - index % 400)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
         )
 
     # -- one message -------------------------------------------------------------------------
@@ -128,49 +144,104 @@ class Traffic:
             "locale": "en-US",
             "timezone": "America/Denver",
             "userAgent": agent,
-            "userAgentData": {"brands": [{"brand": "Google Chrome", "version": "131"},
-                                         {"brand": "Chromium", "version": "131"},
-                                         {"brand": "Not_A Brand", "version": "24"}],
-                              "mobile": mobile, "platform": platform, "architecture": "x86", "bitness": "64",
-                              "model": "", "platformVersion": "15.0.0", "uaFullVersion": "131.0.6778.86",
-                              "fullVersionList": [{"brand": "Google Chrome", "version": "131.0.6778.86"},
-                                                  {"brand": "Chromium", "version": "131.0.6778.86"},
-                                                  {"brand": "Not_A Brand", "version": "24.0.0.0"}]},
-            "page": {"path": path, "referrer": self.rng.choice(REFERRERS), "search": query, "title": title,
-                     "url": f"https://shop.acme-outdoor.example{path}{query}"},
+            "userAgentData": {
+                "brands": [
+                    {"brand": "Google Chrome", "version": "131"},
+                    {"brand": "Chromium", "version": "131"},
+                    {"brand": "Not_A Brand", "version": "24"},
+                ],
+                "mobile": mobile,
+                "platform": platform,
+                "architecture": "x86",
+                "bitness": "64",
+                "model": "",
+                "platformVersion": "15.0.0",
+                "uaFullVersion": "131.0.6778.86",
+                "fullVersionList": [
+                    {"brand": "Google Chrome", "version": "131.0.6778.86"},
+                    {"brand": "Chromium", "version": "131.0.6778.86"},
+                    {"brand": "Not_A Brand", "version": "24.0.0.0"},
+                ],
+            },
+            "page": {
+                "path": path,
+                "referrer": self.rng.choice(REFERRERS),
+                "search": query,
+                "title": title,
+                "url": f"https://shop.acme-outdoor.example{path}{query}",
+            },
             "campaign": campaign,
-            "consent": {"categoryPreferences": {"Advertising": mobile, "Analytics": True, "Functional": True,
-                                                "Personalization": True, "DataSharing": False}},
+            "consent": {
+                "categoryPreferences": {
+                    "Advertising": mobile,
+                    "Analytics": True,
+                    "Functional": True,
+                    "Personalization": True,
+                    "DataSharing": False,
+                }
+            },
             "instanceId": self._uuid(),
             "sessionId": 1772442000000 + user.index,
         }
 
     def _server_context(self) -> dict[str, Any]:
-        return {"library": {"name": "analytics-node", "version": "2.1.2"}, "ip": "10.20.3.17",
-                "traits": {"source": "order-service"}}
+        return {
+            "library": {"name": "analytics-node", "version": "2.1.2"},
+            "ip": "10.20.3.17",
+            "traits": {"source": "order-service"},
+        }
 
     def track(self, user: User, server: bool = False, ids: str = "both") -> dict[str, Any]:
         message = self._base(user, "track", server, ids)
         event = self.rng.choice(TRACK_EVENTS)
         product = self.rng.choice(PRODUCTS)
-        item = {"product_id": product[0], "sku": product[1], "name": product[2], "category": product[3],
-                "brand": product[4], "variant": product[5], "price": product[6], "quantity": 1,
-                "url": f"https://shop.acme-outdoor.example/products/{product[1].lower()}",
-                "image_url": f"https://cdn.acme-outdoor.example/img/{product[1].lower()}-800x800.jpg"}
+        item = {
+            "product_id": product[0],
+            "sku": product[1],
+            "name": product[2],
+            "category": product[3],
+            "brand": product[4],
+            "variant": product[5],
+            "price": product[6],
+            "quantity": 1,
+            "url": f"https://shop.acme-outdoor.example/products/{product[1].lower()}",
+            "image_url": f"https://cdn.acme-outdoor.example/img/{product[1].lower()}-800x800.jpg",
+        }
         if event == "Order Completed":
             second = self.rng.choice(PRODUCTS)
-            products = [item, {**item, "product_id": second[0], "sku": second[1], "name": second[2],
-                               "price": second[6], "quantity": 2}]
+            products: list[dict[str, Any]] = [
+                item,
+                {
+                    **item,
+                    "product_id": second[0],
+                    "sku": second[1],
+                    "name": second[2],
+                    "price": second[6],
+                    "quantity": 2,
+                },
+            ]
             total = round(sum(p["price"] * p["quantity"] for p in products), 2)
-            properties: dict[str, Any] = {"order_id": f"ord-{self.sequence:07d}", "affiliation": "Web Shop",
-                                          "subtotal": total, "total": total + 9.95, "revenue": total,
-                                          "shipping": 9.95, "tax": round(total * 0.07, 2), "currency": "USD",
-                                          "coupon": "SPRING10", "products": products}
+            properties: dict[str, Any] = {
+                "order_id": f"ord-{self.sequence:07d}",
+                "affiliation": "Web Shop",
+                "subtotal": total,
+                "total": total + 9.95,
+                "revenue": total,
+                "shipping": 9.95,
+                "tax": round(total * 0.07, 2),
+                "currency": "USD",
+                "coupon": "SPRING10",
+                "products": products,
+            }
         elif event == "Products Searched":
             properties = {"query": self.rng.choice(["ultralight tent", "45l backpack", "down sleeping bag"])}
         else:
-            properties = {**item, "currency": "USD", "position": self.rng.randint(1, 24),
-                          "cart_id": f"cart-{user.index:05d}"}
+            properties = {
+                **item,
+                "currency": "USD",
+                "position": self.rng.randint(1, 24),
+                "cart_id": f"cart-{user.index:05d}",
+            }
         message.update(event=event, properties=properties)
         return message
 
@@ -183,15 +254,21 @@ class Traffic:
     def identify(self, user: User, change: bool = True) -> dict[str, Any]:
         message = self._base(user, "identify")
         if change:
-            user.traits = {**user.traits, "plan": self.rng.choice(["free", "plus", "pro"]),
-                           "last_order_at": _iso(self.clock), "orders_count": user.traits.get("orders_count", 0) + 1}
+            user.traits = {
+                **user.traits,
+                "plan": self.rng.choice(["free", "plus", "pro"]),
+                "last_order_at": _iso(self.clock),
+                "orders_count": user.traits.get("orders_count", 0) + 1,
+            }
         message["traits"] = {**user.traits, "email": user.email}
         return message
 
     def group(self, user: User, group_id: str) -> dict[str, Any]:
         message = self._base(user, "group")
-        message.update(groupId=group_id, traits={"name": f"Company {group_id}", "industry": "Outdoor retail",
-                                                 "employees": 42, "plan": "business"})
+        message.update(
+            groupId=group_id,
+            traits={"name": f"Company {group_id}", "industry": "Outdoor retail", "employees": 42, "plan": "business"},
+        )
         return message
 
     # -- many messages -----------------------------------------------------------------------

@@ -21,10 +21,13 @@ from bench.capacity import (
     write_units,
 )
 
-TABLE = TableModel(("pk", "sk"), (
-    Index("by_time", "pk", "event_time", "ALL"),
-    Index("users_by_account", "account_id", None, "KEYS_ONLY"),
-))
+TABLE = TableModel(
+    ("pk", "sk"),
+    (
+        Index("by_time", "pk", "event_time", "ALL"),
+        Index("users_by_account", "account_id", None, "KEYS_ONLY"),
+    ),
+)
 
 
 def s(text: str) -> dict:
@@ -79,17 +82,24 @@ def test_put_of_a_new_event_pays_table_and_lsi():
 def test_failed_condition_costs_the_existing_item_and_no_index_write():
     existing = event(size=1500)
     key = TABLE.key_of(existing)
-    usage = total_usage([Call("PutItem", {"Item": existing}, error="ConditionalCheckFailedException",
-                              before={key: existing})], TABLE)
+    usage = total_usage(
+        [Call("PutItem", {"Item": existing}, error="ConditionalCheckFailedException", before={key: existing})], TABLE
+    )
     assert (usage.write, usage.index_write) == (2, 0)
 
 
 def test_transactions_double_writes_and_condition_checks_cost_two_reads():
     alias = {"pk": s("id#anonymous_id#a1"), "sk": s("identity"), "kind": s("alias")}
-    call = Call("TransactWriteItems", {"TransactItems": [
-        {"Put": {"Item": event(size=1500)}},
-        {"ConditionCheck": {"Key": {"pk": alias["pk"], "sk": alias["sk"]}}},
-    ]}, before={TABLE.key_of(alias): alias})
+    call = Call(
+        "TransactWriteItems",
+        {
+            "TransactItems": [
+                {"Put": {"Item": event(size=1500)}},
+                {"ConditionCheck": {"Key": {"pk": alias["pk"], "sk": alias["sk"]}}},
+            ]
+        },
+        before={TABLE.key_of(alias): alias},
+    )
     usage = total_usage([call], TABLE)
     assert (usage.write, usage.index_write, usage.read) == (4, 2, 2)
 
@@ -97,8 +107,11 @@ def test_transactions_double_writes_and_condition_checks_cost_two_reads():
 def test_reads_by_consistency():
     found = {"pk": s("id#user_id#u1"), "sk": s("identity"), "data": s("x" * 5000)}
     keys = [{"pk": found["pk"], "sk": found["sk"]}, {"pk": s("id#email#e"), "sk": s("identity")}]
-    strong = Call("BatchGetItem", {"RequestItems": {"t": {"Keys": keys, "ConsistentRead": True}}},
-                  response={"Responses": {"t": [found]}})
+    strong = Call(
+        "BatchGetItem",
+        {"RequestItems": {"t": {"Keys": keys, "ConsistentRead": True}}},
+        response={"Responses": {"t": [found]}},
+    )
     eventual = Call("BatchGetItem", {"RequestItems": {"t": {"Keys": keys}}}, response={"Responses": {"t": [found]}})
     assert total_usage([strong], TABLE).read == 2 + 1  # 5 KB item, and a missing one still costs a unit
     assert total_usage([eventual], TABLE).read == 1.5
@@ -107,13 +120,19 @@ def test_reads_by_consistency():
 def test_what_ifs_rewrite_the_recorded_requests():
     marker = {"Put": {"Item": {"pk": s("msg#m1"), "sk": s("msg")}}}
     profile = {"Put": {"Item": {"pk": s("id#user_id#u1"), "sk": s("identity")}}}
-    calls = drop_transact_items([Call("TransactWriteItems", {"TransactItems": [marker, profile]})],
-                                starts_with("pk", "msg#"))
+    calls = drop_transact_items(
+        [Call("TransactWriteItems", {"TransactItems": [marker, profile]})], starts_with("pk", "msg#")
+    )
     assert [(c.operation, c.params["Item"]["pk"]["S"]) for c in calls] == [("PutItem", "id#user_id#u1")]
-    item = {**event(size=10), "context": {"M": {"ip": s("1.2.3.4"), "page": {"M": {"url": s("u"), "hash": s("h")}},
-                                                 "library": s("x" * 2000)}}}
-    (trimmed,) = map_written_items([Call("PutItem", {"Item": item})], keep_map_keys("context", {"ip": None,
-                                                                                             "page": {"url": None}}))
+    item = {
+        **event(size=10),
+        "context": {
+            "M": {"ip": s("1.2.3.4"), "page": {"M": {"url": s("u"), "hash": s("h")}}, "library": s("x" * 2000)}
+        },
+    }
+    (trimmed,) = map_written_items(
+        [Call("PutItem", {"Item": item})], keep_map_keys("context", {"ip": None, "page": {"url": None}})
+    )
     assert trimmed.params["Item"]["context"] == {"M": {"ip": s("1.2.3.4"), "page": {"M": {"url": s("u")}}}}
     assert item["context"]["M"]["library"]  # the recorded call is left as it was
 
