@@ -976,3 +976,43 @@ def test_the_local_stack_starts_without_a_loadable_resync_function(tmp_path: Pat
         assert not state.exists()
     finally:
         running.kill()
+
+
+@pytest.mark.e2e
+def test_the_examples_of_the_operate_issue_behave_on_the_local_stack(tmp_path: Path) -> None:
+    """A pro user stored while the User Filter is [] is sent once the filter names its segment, and
+    a rule change sends an identify and a Left Segment event (both through `settings put`)."""
+    state = tmp_path / "state.json"
+    empty = {"segments": [PRO], "synchronized_segments": [], "synchronized_properties": ["email"]}
+    stack = Stack(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "local_stack"],
+        free_port(),
+        {"CONNECTOR_SETTINGS": str(settings_file(tmp_path, empty)), STATE_ENV: str(state)},
+    )
+    try:
+        stack.wait_ready()
+        # Given a pro user stored while nobody is sent
+        user = f"why-{uuid.uuid4().hex[:8]}"
+        identify = {"type": "identify", "userId": user, "traits": {"plan": "pro", "email": f"{user}@example.com"}}
+        answer = requests.post(f"{stack.url}/segment", json=identify, auth=("local-api-key", ""), timeout=WAIT_SECONDS)
+        assert answer.status_code == 200
+        # When the User Filter is set to ["Pro"] with the CLI
+        pro = {**empty, "synchronized_segments": ["Pro"]}
+        assert segment_connector(state, "settings", "put", settings_file(tmp_path, pro), "--local").returncode == 0
+        # Then the user's identify reaches Segment within about a minute, with its segments and email
+        sent = stack.wait_for_line(lambda line: line.startswith(f"segment <- identify userId={user} "), 90)
+        assert sent and '"hull_segments": ["Pro"]' in sent and f"{user}@example.com" in sent, stack.output
+        # When the rule changes so that the user leaves "Pro" (everyone sent)
+        team = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "team"}}
+        moved = {**empty, "segments": [team], "synchronized_segments": ["ALL"]}
+        assert segment_connector(state, "settings", "put", settings_file(tmp_path, moved), "--local").returncode == 0
+        # Then an identify without the segment and a Left Segment event are sent
+        left = stack.wait_for_line(
+            lambda line: line.startswith(f"segment <- identify userId={user} ") and '"hull_segments": []' in line, 90
+        )
+        assert left, stack.output
+        assert stack.wait_for_line(
+            lambda line: line.startswith(f"segment <- track userId={user} ") and "Left Segment" in line, 90
+        ), stack.output
+    finally:
+        stack.kill()
