@@ -220,8 +220,9 @@ def _banner(
     else:
         target = f"{segment_url} (local sink: outbound calls are printed below as `segment <- ...`)"
     write_key = "local-write-key (default)" if config.write_key_is_default else "(from WRITE_KEY)"
-    api_key = f"{config.api_key}" + (" (default)" if config.api_key_is_default else " (API_KEY)")
-    key = _shell_quote(f"{config.api_key}:")
+    # A key of your own (API_KEY) is never printed: the commands below read it from the variable.
+    api_key = f"{config.api_key} (default)" if config.api_key_is_default else "(from API_KEY, not shown)"
+    key = _shell_quote(f"{config.api_key}:") if config.api_key_is_default else '"$API_KEY:"'
     say("segment-connector local stack")
     say(f"  URL:            {url}")
     say(f"  API key:        {api_key}")

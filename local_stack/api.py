@@ -238,6 +238,7 @@ class ApiServer(ThreadingHTTPServer):
     """ThreadingHTTPServer that hands every request, as an API Gateway event, to `invoke`."""
 
     daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when many senders connect at once
 
     def __init__(self, host: str, port: int, invoke: Invoke):
         self.invoke = invoke

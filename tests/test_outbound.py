@@ -602,3 +602,19 @@ def test_the_account_filter_names_only_defined_account_segments(aws, names):
     with pytest.raises(SettingsInvalid) as error:
         config.load_settings()
     assert "synchronized_account_segments" in str(error.value.details)
+
+
+def test_one_users_calls_reach_segment_in_the_order_of_a_large_delivery(connector, message):
+    # Given everyone sent, with the trait "step"
+    connector.settings(synchronized_segments=["ALL"], synchronized_properties=["step"])
+    # When one delivery (large enough to be written in rounds) holds identify, 7 tracks, identify
+    calls = [message("identify", userId="u1", traits={"step": 1})]
+    calls += [message("track", userId="u1", event="Step", properties={"step": n}) for n in range(2, 9)]
+    calls += [message("identify", userId="u1", traits={"step": 9})]
+    # And other users' events in the same delivery
+    calls += [message("track", userId=f"other{n}", event="Step", properties={"step": 0}) for n in range(6)]
+    connector.post(*calls)
+    connector.drain()
+    # Then u1's calls reach Segment in the order they were sent
+    steps = [m.get("traits", m.get("properties", {})).get("step") for m in connector.sent() if m.get("userId") == "u1"]
+    assert steps == list(range(1, 10))

@@ -6,7 +6,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +40,7 @@ MAX_BATCH_MESSAGES = 4_000  # Webhooks (Actions) sends at most this many per req
 MAX_WRITE_ATTEMPTS = 8
 GENERATED_ID_PREFIX = "generated-"
 PARALLEL_FROM = 8  # messages in one delivery before profiles are written in parallel
+BATCH_EVENTS_FROM = 4  # events in one round before they are stored in batches
 EVENTS_PER_WRITE = 100  # events of a delivery stored together: one BatchGetItem + four BatchWriteItem
 ID_FIELDS = frozenset(
     {
@@ -471,30 +472,44 @@ Applied = tuple[int, Any, "BadRequest | None"]
 
 
 def _write(ingestor: Ingestor, messages: list[tuple[int, Any]], writers: int, single: bool) -> list[Applied]:
-    """Store the messages. A small delivery is written in order. A large one is split by the
-    profile its messages resolve to: one profile's messages are written in order, different
-    profiles side by side (they cannot race), then the events that need no profile change are
-    stored in batches, so that a Webhooks (Actions) batch of thousands fits in Segment's 10 s."""
+    """Store the messages, each profile's in delivery order (the stream, and so Segment, sees them
+    in that order). A small delivery is written one message at a time. A large one is split by the
+    profile its messages resolve to and written in rounds: each round takes the next message of
+    every profile; profile changes are written side by side (they cannot race: one per profile),
+    the round's events together in batches (at most one per profile, so their order holds), so
+    that a Webhooks (Actions) batch of thousands fits in Segment's 10 s."""
     if writers <= 1 or len(messages) <= PARALLEL_FROM:
         return _apply_in_order(ingestor, messages, single)
-    groups, events = _plan(ingestor, messages)
-    chunks = [events[start : start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
+    applied: list[Applied] = []
     with ThreadPoolExecutor(max_workers=writers) as pool:
-        applied = [
-            item for part in pool.map(lambda group: _apply_in_order(ingestor, group, single), groups) for item in part
-        ]
-        applied += [item for part in pool.map(ingestor.store_events, chunks) for item in part]
+        for events, changes in _rounds(_plan(ingestor, messages)):
+            chunks = [events[start : start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
+            futures = [pool.submit(_apply_in_order, ingestor, [item], single) for item in changes]
+            futures += [pool.submit(ingestor.store_events, chunk) for chunk in chunks]
+            applied += [item for future in futures for item in future.result()]
     return applied
 
 
-def _plan(
-    ingestor: Ingestor, messages: list[tuple[int, Any]]
-) -> tuple[list[list[tuple[int, Any]]], list[tuple[int, Any]]]:
-    """(groups of messages that touch the same profile, in delivery order; events to store in batches).
+Planned = tuple[int, Any, bool]  # (index in the body, message, may be stored in a batch of events)
+
+
+def _rounds(groups: list[list[Planned]]) -> Iterator[tuple[list[tuple[int, Any]], list[tuple[int, Any]]]]:
+    """(events to batch, messages to apply one by one) of each round: the n-th message of every group."""
+    for depth in range(max((len(group) for group in groups), default=0)):
+        step = [group[depth] for group in groups if depth < len(group)]
+        events = [(index, message) for index, message, batchable in step if batchable]
+        changes = [(index, message) for index, message, batchable in step if not batchable]
+        if len(events) < BATCH_EVENTS_FROM:  # one conditional put each is cheaper than a batch
+            events, changes = [], changes + events
+        yield events, changes
+
+
+def _plan(ingestor: Ingestor, messages: list[tuple[int, Any]]) -> list[list[Planned]]:
+    """The messages in groups that touch the same profile, each in delivery order.
 
     Messages are joined when they name a common identity or identities of one stored profile
-    (e.g. anonymous ids already linked to one user). An event goes to the batches unless it must
-    link an anonymous id first, or its profile is deleted in this delivery (order matters then).
+    (e.g. anonymous ids already linked to one user). An event may be batched unless it must link
+    an anonymous id first, or its profile is deleted in this delivery.
     """
     claims = [ingestor.claimed_pks(message) for _, message in messages]
     owners = identity_owners(ingestor.store, list(dict.fromkeys(pk for pks in claims for pk in pks)))
@@ -507,19 +522,18 @@ def _plan(
         return node
 
     for position, pks in enumerate(claims):
-        nodes = [f"#{position}"] + pks + [owner for owner, _ in (owners[pk] for pk in pks) if owner]
+        nodes = [f"#{position}", *pks, *(owner for owner, _ in (owners[pk] for pk in pks) if owner)]
         for node in nodes[1:]:
             parent[root(node)] = root(nodes[0])
     deleted = {root(f"#{position}") for position, (_, message) in enumerate(messages) if message.type == "delete"}
-    groups: dict[str, list[tuple[int, Any]]] = {}
-    events: list[tuple[int, Any]] = []
+    groups: dict[str, list[Planned]] = {}
     for position, (index, message) in enumerate(messages):
         group = root(f"#{position}")
-        if message.type in ("track", "page", "screen") and group not in deleted and _linked(message, ingestor, owners):
-            events.append((index, message))
-        else:
-            groups.setdefault(group, []).append((index, message))
-    return list(groups.values()), events
+        batchable = (
+            message.type in ("track", "page", "screen") and group not in deleted and _linked(message, ingestor, owners)
+        )
+        groups.setdefault(group, []).append((index, message, batchable))
+    return list(groups.values())
 
 
 def _linked(message: Any, ingestor: Ingestor, owners: dict[str, tuple[str | None, bool]]) -> bool:
