@@ -22,6 +22,7 @@ help:
 	@echo "make bench   benchmarks (cold start, DynamoDB requests per message)"
 	@echo "make replay  send dead-lettered outbound messages again (the local stack; segment-connector replay for a deployed one)"
 	@echo "make soak    reliability run against its own local stack (~10 min): load, redelivery, hostile inputs"
+	@echo "make browser install Debian's chromium for the console's browser tests (as root; else prints how)"
 
 # The app's and the tests' dependencies, the lint tools, then the operator CLI
 # (.venv/bin/segment-connector), installed editable so that it runs the package as checked out.
@@ -95,5 +96,31 @@ replay: venv
 soak: venv
 	$(PY) -m soak
 
+# The console's browser tests (tests/test_console_browser.py) drive Debian's chromium through
+# Playwright (no browser download); without it they are skipped. Not a prerequisite of `test`.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "chromium is missing: run as root: apt-get install -y chromium" >&2; exit 1; fi; }
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+
+# The common layer, run by `sam build` (template.yaml: CommonLayer's BuildMethod makefile) in a
+# copy of layers/common/, ARTIFACTS_DIR set: what the python3.13 build method made (the pinned
+# dependencies, arm64 wheels, and the package), plus bytecode. Lambda's file system is read-only,
+# so without .pyc files every cold start compiles each module it imports again (about doubles
+# the init time: BENCH_BUILT=1 python -m bench cold-start). unchecked-hash: the .pyc is used as
+# is, no timestamp check that the zip's file times could fail; the deployed files never change.
+LAYER_PLATFORM ?= --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
+.PHONY: build-CommonLayer
+build-CommonLayer:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13) and "Python 3.13 needed: .pyc files are version-specific")'
+	rm -rf "$(ARTIFACTS_DIR)/python"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --target "$(ARTIFACTS_DIR)/python" \
+		$(LAYER_PLATFORM) -r requirements.txt
+	cp -R segment_connector "$(ARTIFACTS_DIR)/python/"
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"  # jmespath's jp.py script: nothing imports it
+	find "$(ARTIFACTS_DIR)/python" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python" >/dev/null

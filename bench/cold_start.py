@@ -2,14 +2,23 @@
 
 Each sample is a fresh Python process; samples of the handlers and of the baseline are
 interleaved and the medians compared, so a noisy machine affects both sides alike.
+
+By default the handlers run from the source tree, whose __pycache__ folders hold compiled
+bytecode. BENCH_BUILT=1 runs them as Lambda does instead: the common layer as `make
+build-CommonLayer` builds it (for this machine's platform), the functions' app.py without bytecode,
+and no process may write a .pyc (Lambda's file system is read-only). The baseline's boto3 is
+precompiled, like the runtime's.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from local_stack.template import ROOT, function_spec, load_template
 
@@ -39,18 +48,41 @@ class Probe(pydantic.BaseModel):
     x: int = 1
 """
 )
-CASES = {
-    "baseline (boto3 + dynamodb client)": BASELINE,
-    "floor (powertools + pydantic)": FLOOR,
-    "InboundFunction": HANDLER.format(
-        layer=str(ROOT / "layers/common"), path=str(ROOT / "functions/inbound/app.py"), init="module.store()"
-    ),
-    "OutboundFunction": HANDLER.format(
-        layer=str(ROOT / "layers/common"),
-        path=str(ROOT / "functions/outbound/app.py"),
-        init="getattr(module, 'store', lambda: None)()",
-    ),
-}
+BUILT = os.environ.get("BENCH_BUILT") == "1"
+
+
+def cases(layer: Path, functions: Path) -> dict[str, str]:
+    """The baseline first; a handler whose function is not in this checkout is left out."""
+    found = {
+        "baseline (boto3 + dynamodb client)": BASELINE,
+        "floor (powertools + pydantic)": f"import sys; sys.path.insert(0, {str(layer)!r})\n" + FLOOR,
+    }
+    for name, init in (
+        ("InboundFunction", "module.store()"),
+        ("OutboundFunction", "getattr(module, 'store', lambda: None)()"),
+    ):
+        app = functions / name.removesuffix("Function").lower() / "app.py"
+        if app.exists():
+            found[name] = HANDLER.format(layer=str(layer), path=str(app), init=init)
+    return found
+
+
+def built_layer(into: Path) -> tuple[Path, Path]:
+    """The layer as `sam build` makes it, with this machine's wheels; the functions' app.py alone."""
+    subprocess.run(
+        [
+            *("make", "--no-print-directory", "-f", str(ROOT / "Makefile"), "-C", str(ROOT / "layers/common")),
+            *("build-CommonLayer", f"ARTIFACTS_DIR={into / 'layer'}", "LAYER_PLATFORM="),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for app in (ROOT / "functions").glob("*/app.py"):
+        (into / "functions" / app.parent.name).mkdir(parents=True)
+        shutil.copy(app, into / "functions" / app.parent.name / "app.py")
+    return into / "layer" / "python", into / "functions"
+
+
 TIMER = "import time; _t = time.perf_counter()\n{code}\nprint(time.perf_counter() - _t)"
 
 
@@ -65,6 +97,7 @@ def sample(code: str) -> float:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
+        **({"PYTHONDONTWRITEBYTECODE": "1"} if BUILT else {}),
     }
     out = subprocess.run(
         [sys.executable, "-c", TIMER.format(code=code)], env=env, capture_output=True, text=True, check=True
@@ -73,18 +106,22 @@ def sample(code: str) -> float:
 
 
 def main() -> int:
-    for name in [n for n in list(CASES) if n.endswith("Function")]:
-        if not (ROOT / "functions" / name.removesuffix("Function").lower() / "app.py").exists():
-            del CASES[name]
-    for code in CASES.values():  # warm the OS file cache and .pyc files once
+    with tempfile.TemporaryDirectory() as tmp:
+        if BUILT:
+            return measure(cases(*built_layer(Path(tmp))), "built layer, no .pyc written")
+        return measure(cases(ROOT / "layers/common", ROOT / "functions"), "source tree")
+
+
+def measure(cases: dict[str, str], where: str) -> int:
+    for code in cases.values():  # warm the OS file cache (and the source tree's .pyc files) once
         sample(code)
-    times: dict[str, list[float]] = {name: [] for name in CASES}
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(SAMPLES):
-        for name, code in CASES.items():
+        for name, code in cases.items():
             times[name].append(sample(code))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    baseline = medians.pop(next(iter(CASES)))
-    print(f"cold start, median of {SAMPLES} fresh processes (baseline {baseline * 1000:.0f} ms)", flush=True)
+    baseline = medians.pop(next(iter(cases)))
+    print(f"cold start ({where}), median of {SAMPLES} fresh processes (baseline {baseline * 1000:.0f} ms)", flush=True)
     failed = False
     for name, median in medians.items():
         ratio = median / baseline
@@ -92,3 +129,7 @@ def main() -> int:
         failed |= verdict == "OVER GOAL"
         print(f"  {name:30} {median * 1000:6.0f} ms  {ratio:4.2f}x baseline  {verdict}")
     return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from local_stack import aws
-from local_stack.api import ApiServer
+from local_stack.api import ApiServer, route_by_path
 from local_stack.config import (
     STATE_ENV,
     STATE_PATH,
@@ -34,7 +34,8 @@ from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
 
 HOST = "127.0.0.1"
-FUNCTIONS = ("InboundFunction", "OutboundFunction", "ResyncFunction")  # loaded in this order
+FUNCTIONS = ("InboundFunction", "OutboundFunction", "ResyncFunction", "ConsoleFunction")  # loaded in this order
+OPTIONAL_FUNCTIONS = ("ResyncFunction", "ConsoleFunction")  # the stack runs without them (a warning)
 
 
 def say(line: str = "") -> None:
@@ -97,7 +98,7 @@ def _run(
     aws.put_parameters(
         endpoint,
         aws.connector_parameters(
-            config.prefix, config.api_key, config.write_key, config.settings, config.shared_secret
+            config.prefix, config.api_key, config.write_key, config.settings, config.shared_secret, config.admin_key
         ),
     )
 
@@ -125,11 +126,12 @@ def _run(
         try:
             functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
         except Exception as error:
-            if logical_id != "ResyncFunction":
+            if logical_id not in OPTIONAL_FUNCTIONS:
                 raise
             not_loaded[logical_id] = f"{type(error).__name__}: {error}"
             say(f"WARNING: {logical_id} could not be loaded ({not_loaded[logical_id]});")
-            say("  it answers invocations with Runtime.ImportModuleError and settings changes start no resync.")
+            consequence = "settings changes start no resync" if logical_id == "ResyncFunction" else "no console"
+            say(f"  it answers invocations with Runtime.ImportModuleError ({consequence}).")
         lambdas.register(
             function_names(template, logical_id),
             functions[logical_id].call if logical_id in functions else None,
@@ -147,7 +149,9 @@ def _run(
     worker.start()
     cleanups.append(lambda: worker.stop(timeout=10))
 
-    api.invoke = inbound.invoke
+    # API Gateway's routes: the console's paths go to ConsoleFunction, everything else to inbound.
+    console = functions.get("ConsoleFunction")
+    api.invoke = route_by_path({"/console": console.invoke}, inbound.invoke) if console else inbound.invoke
     api.start()
     cleanups.append(api.shutdown)  # runs before server_close (cleanups run in reverse)
     lambdas.start()
@@ -220,6 +224,7 @@ def _banner(
     else:
         target = f"{segment_url} (local sink: outbound calls are printed below as `segment <- ...`)"
     write_key = "local-write-key (default)" if config.write_key_is_default else "(from WRITE_KEY)"
+    admin_key = f"{config.admin_key} (default)" if config.admin_key_is_default else "(from ADMIN_KEY, not shown)"
     # A key of your own (API_KEY) is never printed: the commands below read it from the variable.
     api_key = f"{config.api_key} (default)" if config.api_key_is_default else "(from API_KEY, not shown)"
     key = _shell_quote(f"{config.api_key}:") if config.api_key_is_default else '"$API_KEY:"'
@@ -230,6 +235,8 @@ def _banner(
     say(f"  settings:       {config.settings_source}")
     say(f"  Segment target: {target}")
     say(f"  write key:      {write_key}")
+    if "ConsoleFunction" not in not_loaded:
+        say(f"  console:        {url}/console (sign in with the admin key: {admin_key})")
     say(f"  AWS emulator:   {endpoint} (table {table}, parameters under {config.prefix}/)")
     functions = ", ".join(f"{name} (NOT LOADED)" if name in not_loaded else name for name in FUNCTIONS)
     say(f"  Lambda API:     {lambda_url} ({functions})")

@@ -128,6 +128,21 @@ def _is_text(headers: dict[str, str]) -> bool:
     return media_type.startswith("text/") or media_type in _TEXT_TYPES or media_type.endswith(("+json", "+xml"))
 
 
+def route_by_path(
+    prefixes: dict[str, Callable[[dict[str, Any]], Any]], default: Callable[[dict[str, Any]], Any]
+) -> Callable[[dict[str, Any]], Any]:
+    """One function per path prefix (`/console` takes /console and /console/...), else `default`."""
+
+    def invoke(event: dict[str, Any]) -> Any:
+        path = event.get("rawPath", "")
+        for prefix, target in prefixes.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return target(event)
+        return default(event)
+
+    return invoke
+
+
 def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """(status, headers, body) API Gateway makes of a handler's return value (format 2.0).
 

@@ -99,7 +99,7 @@ def put_parameters(endpoint_url: str, parameters: Mapping[str, tuple[str, str]])
 
 
 def connector_parameters(
-    prefix: str, api_key: str, write_key: str, settings: str, shared_secret: str | None
+    prefix: str, api_key: str, write_key: str, settings: str, shared_secret: str | None, admin_key: str | None = None
 ) -> dict[str, tuple[str, str]]:
     parameters = {
         f"{prefix}/api-key": ("SecureString", api_key),
@@ -108,6 +108,8 @@ def connector_parameters(
     }
     if shared_secret:
         parameters[f"{prefix}/shared-secret"] = ("SecureString", shared_secret)
+    if admin_key:
+        parameters[f"{prefix}/admin-key"] = ("SecureString", admin_key)
     return parameters
 
 

@@ -15,6 +15,7 @@ from local_stack.template import ROOT, parameter_default
 DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-api-key"
 DEFAULT_WRITE_KEY = "local-write-key"
+DEFAULT_ADMIN_KEY = "local-admin-key"
 STATE_ENV = "SEGMENT_CONNECTOR_STATE"  # another state file (the operator CLI reads the same variable)
 STATE_PATH = Path(os.environ.get(STATE_ENV) or ROOT / ".local-stack" / "state.json").absolute()
 LOCAL_OVERRIDES = {"synchronized_segments": ["ALL"]}
@@ -34,10 +35,15 @@ class LocalConfig:
     settings_source: str
     segment_api_url: str | None
     prefix: str
+    admin_key: str = DEFAULT_ADMIN_KEY
 
     @property
     def api_key_is_default(self) -> bool:
         return self.api_key == DEFAULT_API_KEY
+
+    @property
+    def admin_key_is_default(self) -> bool:
+        return self.admin_key == DEFAULT_ADMIN_KEY
 
     @property
     def write_key_is_default(self) -> bool:
@@ -62,6 +68,7 @@ def load_config(template: Mapping[str, Any], environ: Mapping[str, str] = os.env
         settings_source=source,
         segment_api_url=environ.get("SEGMENT_API_URL") or None,
         prefix=parameter_default(dict(template), "ParameterPrefix"),
+        admin_key=environ.get("ADMIN_KEY") or DEFAULT_ADMIN_KEY,
     )
 
 

@@ -78,6 +78,9 @@ def template_refs(template: Mapping[str, Any], table_name: str) -> dict[str, str
         if "Default" in spec
     }
     refs["Table"] = table_name
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            refs[logical_id] = local_function_name(logical_id)  # !Ref of a function is its name
     return refs
 
 

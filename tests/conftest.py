@@ -13,9 +13,11 @@ import pytest
 from moto import mock_aws
 
 from harness import (
+    ADMIN_KEY,
     API_KEY,
     INBOUND_ENVIRONMENT,
     LOG_PACKAGE,
+    OUTBOUND_FUNCTION,
     PREFIX,
     SETTINGS_DEFAULT,
     TABLE,
@@ -26,6 +28,7 @@ from harness import (
     FunctionLog,
     SerializedClient,
     basic,
+    bearer,
     load_handler_module,
 )
 from local_stack.segment_sink import SegmentSink
@@ -139,3 +142,47 @@ def function_log(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[
     root.setLevel(root_level)
     package.handlers, package.propagate = saved[0], saved[2]
     package.setLevel(saved[1])
+
+
+# -- the console's API (tests/test_console_api.py) -----------------------------------------------
+
+
+@pytest.fixture
+def console_api(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """Given ConsoleFunction with an admin key (its environment as template.yaml sets it)."""
+    aws.set_secret("admin-key", ADMIN_KEY)
+    for name, value in TEMPLATE["Resources"]["ConsoleFunction"]["Properties"]["Environment"]["Variables"].items():
+        monkeypatch.setenv(name, OUTBOUND_FUNCTION if name == "OUTBOUND_FUNCTION_NAME" else str(value))
+    return Api(load_handler_module("console"), auth=bearer())
+
+
+# -- the console in a browser (tests/test_console_browser.py) ----------------------------------------
+
+CHROMIUM_PATH = "/usr/bin/chromium"  # Debian's chromium package; Playwright never downloads a browser here
+CHROMIUM_MISSING = "Chromium is missing (the console's browser tests need it): apt-get install -y chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Given headless Chromium driven by Playwright (one browser; each test opens its own context)."""
+    import os
+
+    if not os.access(CHROMIUM_PATH, os.X_OK):
+        pytest.skip(CHROMIUM_MISSING)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -32,6 +32,8 @@ moto_patches.apply()  # the same emulator as the local stack
 TABLE = "connector-test"
 PREFIX = parameter_default(TEMPLATE, "ParameterPrefix")
 API_KEY = "test-api-key"
+ADMIN_KEY = "test-admin-key"
+OUTBOUND_FUNCTION = "connector-test-outbound"
 SETTINGS_DEFAULT = TEMPLATE["Resources"]["SettingsParameter"]["Properties"]["Value"]
 INBOUND_ENVIRONMENT = TEMPLATE["Resources"]["InboundFunction"]["Properties"]["Environment"]["Variables"]
 
@@ -114,11 +116,17 @@ def basic(key: str = API_KEY) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
 
-class Api:
-    """Calls the inbound handler with API Gateway HTTP API events, as API Gateway would."""
+def bearer(key: str = ADMIN_KEY) -> str:
+    return f"Bearer {key}"
 
-    def __init__(self, module: Any):
+
+class Api:
+    """Calls a handler with API Gateway HTTP API events, as API Gateway would (`auth`: the
+    Authorization header sent unless a request names its own)."""
+
+    def __init__(self, module: Any, auth: str | None = None):
         self.module = module
+        self.auth = auth or basic()
 
     def request(
         self,
@@ -127,13 +135,13 @@ class Api:
         body: Any = None,
         *,
         headers: dict[str, str] | None = None,
-        auth: str | None = basic(),
+        auth: str | None = "default",
         raw: bytes | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         all_headers = {
             "content-type": "application/json",
-            **({"authorization": auth} if auth else {}),
+            **({"authorization": self.auth if auth == "default" else auth} if auth else {}),
             **(headers or {}),
         }
         event = build_event(method, path, list(all_headers.items()), data)
@@ -141,7 +149,9 @@ class Api:
         text = response.get("body") or ""
         if response.get("isBase64Encoded"):
             text = base64.b64decode(text).decode()
-        return response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}
+        answer_headers = response.get("headers") or {}
+        is_json = "json" in str(answer_headers.get("Content-Type", "application/json"))
+        return response["statusCode"], (json.loads(text) if is_json else text) if text else None, answer_headers
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         status, payload, _ = self.request("POST", path, body, **kwargs)
@@ -149,6 +159,10 @@ class Api:
 
     def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
         status, payload, _ = self.request("GET", path, **kwargs)
+        return status, payload
+
+    def put(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        status, payload, _ = self.request("PUT", path, body, **kwargs)
         return status, payload
 
 

@@ -295,8 +295,8 @@ def test_settings_show_reports_an_invalid_stored_document(deployed: Aws, run) ->
     deployed.set_settings(synchronized_segments=["Ghost"], bogus=1)
     shown = run("settings", "show", "--json").json
     assert shown["valid"] is False
-    # the model stops at the unknown key; the warnings still name the unknown segment
-    assert {e["field"] for e in shown["errors"]} == {"bogus"}
+    # every problem is named at its field: the unknown key and the filter's unknown segment
+    assert {e["field"] for e in shown["errors"]} == {"bogus", "synchronized_segments"}
     assert [w["code"] for w in shown["warnings"]] == ["no_write_key", "unknown_segment"]
     result = run("settings", "show")
     assert "is invalid" in result.err and "  bogus: Extra inputs are not permitted" in result.err
@@ -524,11 +524,14 @@ def test_status_reports_settings_errors(deployed: Aws, run, functions: Functions
     deployed.set_settings(synchronized_segments=["Ghost"])
     report = run("status", "--json").json
     assert [w["code"] for w in report["warnings"]] == ["no_write_key", "unknown_segment"]
-    assert report["settings_errors"][0]["field"] == "(document)" and "Ghost" in report["settings_errors"][0]["error"]
+    assert (
+        report["settings_errors"][0]["field"] == "synchronized_segments"
+        and "Ghost" in report["settings_errors"][0]["error"]
+    )
 
 
-def test_count_kinds_scans_in_parallel_segments_and_pages() -> None:
-    # Given a table whose scan answers two pages per segment
+def test_count_kinds_scans_the_table_once_in_parallel_segments_and_pages() -> None:
+    # Given a table whose scan answers two pages per segment (kinds user, user, event on each)
     class Client:
         def __init__(self) -> None:
             self.requests: list[dict[str, Any]] = []
@@ -537,7 +540,8 @@ def test_count_kinds_scans_in_parallel_segments_and_pages() -> None:
         def scan(self, **request: Any) -> dict[str, Any]:
             with self.lock:
                 self.requests.append(request)
-            page = {"Count": 10 if request["ExpressionAttributeValues"][":kind"]["S"] == "user" else 1}
+            items = [{"kind": {"S": kind}} for kind in ("user", "user", "event")]
+            page = {"Items": items, "Count": 3, "ScannedCount": 5}
             return page if "ExclusiveStartKey" in request else {**page, "LastEvaluatedKey": {"pk": {"S": "x"}}}
 
         def query(self, **request: Any) -> dict[str, Any]:
@@ -546,14 +550,33 @@ def test_count_kinds_scans_in_parallel_segments_and_pages() -> None:
 
     client = Client()
     store = ProfileStore("t", client)
-    # When counting / Then every segment's pages are summed, per kind, with COUNT scans filtered on kind
-    assert store.count_kinds(["user", "event"], total_segments=3) == {"user": 60, "event": 6}
-    assert len(client.requests) == 12
-    assert {(r["Segment"], r["TotalSegments"], r["Select"], r["FilterExpression"]) for r in client.requests} == {
-        (segment, 3, "COUNT", "kind = :kind") for segment in range(3)
+    # When counting
+    counted = store.count_kinds(["user", "event"], total_segments=3)
+    # Then one scan per segment, every page, returning only the kind: exact counts per kind
+    assert counted.exact and counted.counts == {"user": 12, "event": 6}
+    assert len(client.requests) == 6
+    assert {(r["Segment"], r["TotalSegments"], r["ProjectionExpression"]) for r in client.requests} == {
+        (segment, 3, "#kind") for segment in range(3)
     }
     assert store.count_dead_letters() == 5
     assert client.requests[-1]["KeyConditionExpression"] == "pk = :pk" and client.requests[-1]["Select"] == "COUNT"
+
+
+def test_count_kinds_out_of_time_estimates_from_the_share_of_each_kind() -> None:
+    # Given a table of 1,000 items whose scan never ends (every page has more)
+    class Client:
+        def scan(self, **request: Any) -> dict[str, Any]:
+            items = [{"kind": {"S": "user"}}, {"kind": {"S": "event"}}, {"kind": {"S": "event"}}]
+            return {"Items": items, "ScannedCount": 4, "LastEvaluatedKey": {"pk": {"S": "x"}}}
+
+        def describe_table(self, **request: Any) -> dict[str, Any]:
+            return {"Table": {"ItemCount": 1000}}
+
+    # When counting with no time to finish
+    counted = ProfileStore("t", Client()).count_kinds(["user", "event"], total_segments=2, seconds=0)
+    # Then the counts are estimates: each kind's share of the items read, times the table's item count
+    assert not counted.exact
+    assert counted.counts == {"user": 250, "event": 500}
 
 
 # -- resync --------------------------------------------------------------------------------------------

@@ -464,6 +464,7 @@ def test_startup_prints_settings_and_one_ready_line(stack: Stack) -> None:
     assert stack.url in output and "local-api-key" in output
     assert "shared secret:  not set" in output and "(CONNECTOR_SETTINGS)" in output
     assert f"curl -s -u local-api-key: {stack.url}/v1/users/user_id:u1" in output
+    assert f"console:        {stack.url}/console (sign in with the admin key: local-admin-key (default))" in output
     assert sum("ready" in line for line in stack.lines) == 1
     state = json.loads(STATE_PATH.read_text())
     assert state["aws_endpoint_url"].startswith("http://127.0.0.1:")

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
-from segment_connector.errors import NotConfigured, Unauthorized
+from segment_connector.errors import ConsoleNotConfigured, NotConfigured, Unauthorized
 
 
 def _same(given: str, expected: str) -> bool:
@@ -66,3 +66,18 @@ def authenticate(
         if isinstance(given, str) and _same(given.strip(), api_key):
             return
     raise Unauthorized("missing or invalid credentials: use Basic auth with the API key or a valid X-Signature")
+
+
+def authenticate_admin(authorization: str | None, admin_key: str | None, *, parameter: str) -> None:
+    """The console's check: `Authorization: Bearer <admin key>`, compared in constant time.
+
+    `parameter` names the admin key's parameter in the 503 answered while it does not exist.
+    """
+    if not admin_key:
+        raise ConsoleNotConfigured(
+            f"the console has no admin key: create the SecureString {parameter} "
+            "(segment-connector keys set admin-key; ADMIN_KEY for make run)"
+        )
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not _same(token.strip(), admin_key):
+        raise Unauthorized("missing or invalid admin key: send Authorization: Bearer <admin key>")

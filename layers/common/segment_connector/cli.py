@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from segment_connector import __version__
 from segment_connector.cli_target import FunctionFailed, Invoker, Target, TargetError, resolve
+from segment_connector.settings_document import parse_settings_text, stored_text
 from segment_connector.status import StatusWarning, status_warnings
 
 PROG = "segment-connector"
@@ -313,33 +314,6 @@ def _dump(value: Any) -> str:
 # -- settings ------------------------------------------------------------------------------------
 
 
-def parse_settings(text: str) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
-    """(the document, its errors): errors name the field, as the functions report them."""
-    from pydantic import ValidationError
-
-    from segment_connector.models.settings import ConnectorSettings
-
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        return None, [{"field": "(document)", "error": f"not JSON: {error}"}]
-    if not isinstance(document, dict):
-        return None, [{"field": "(document)", "error": "must be a JSON object"}]
-    try:
-        ConnectorSettings.model_validate_json(_stored(document))
-    except ValidationError as error:
-        return document, [
-            {"field": ".".join(str(part) for part in item["loc"]) or "(document)", "error": item["msg"]}
-            for item in error.errors(include_url=False)
-        ]
-    return document, []
-
-
-def _stored(document: Mapping[str, Any]) -> str:
-    """The text stored in SSM: compact (a standard parameter holds 4 KB), key order kept."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
 def _read_file(name: str) -> str:
     if name == "-":
         return sys.stdin.read()
@@ -364,7 +338,7 @@ def settings_show(command: Command) -> int:
         raise CliError(
             f"{name} does not exist in the {command.target.label}: create it with `{PROG} settings put FILE`"
         )
-    document, errors = parse_settings(text)
+    document, errors = parse_settings_text(text)
     warnings = command.warnings(document or {})
     if command.json:
         _out(
@@ -387,7 +361,7 @@ def settings_show(command: Command) -> int:
 
 
 def settings_validate(command: Command) -> int:
-    document, errors = parse_settings(_read_file(command.args.file))
+    document, errors = parse_settings_text(_read_file(command.args.file))
     offline = command.args.offline
     keys = set(KEYS) if offline else None
     warnings = (
@@ -407,7 +381,7 @@ def settings_validate(command: Command) -> int:
 
 
 def settings_put(command: Command) -> int:
-    document, errors = parse_settings(_read_file(command.args.file))
+    document, errors = parse_settings_text(_read_file(command.args.file))
     target = command.target
     warnings = command.warnings(document or {})
     if errors or document is None:
@@ -430,7 +404,7 @@ def settings_put(command: Command) -> int:
     name = target.parameter("settings")
     version = (
         target.client("ssm")
-        .put_parameter(Name=name, Value=_stored(document), Type="String", Overwrite=True)
+        .put_parameter(Name=name, Value=stored_text(document), Type="String", Overwrite=True)
         .get("Version")
     )
     if command.json:
@@ -496,7 +470,7 @@ def show_status(command: Command) -> int:
     target = command.target
     text = command.settings_text()
     document, errors = (
-        parse_settings(text)
+        parse_settings_text(text)
         if text is not None
         else (None, [{"field": "(document)", "error": f"{target.parameter('settings')} does not exist"}])
     )

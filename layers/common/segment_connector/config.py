@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from segment_connector.errors import SettingsInvalid
 from segment_connector.models.settings import ConnectorSettings
+from segment_connector.settings_document import field_errors
 
 SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
 SECRET_MAX_AGE = 300
@@ -44,11 +45,9 @@ def parse_settings(raw: str | None) -> ConnectorSettings:
     try:
         return ConnectorSettings.model_validate_json(raw or "{}")
     except ValidationError as error:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(document)", "error": e["msg"]}
-            for e in error.errors(include_url=False)
-        ]
-        raise SettingsInvalid(f"connector settings {parameter_name('settings')} are invalid", details) from None
+        raise SettingsInvalid(
+            f"connector settings {parameter_name('settings')} are invalid", field_errors(error)
+        ) from None
 
 
 def current_settings_document() -> str:

@@ -62,6 +62,27 @@ class NotConfigured(ConnectorError):
     code = "not_configured"
 
 
+class ConsoleNotConfigured(ConnectorError):
+    """No admin key exists, so nobody can sign in to the console: a setup step (503), not a client error."""
+
+    status = 503
+    code = "not_configured"
+
+
+class SettingsRejected(ConnectorError):
+    """A settings document sent to the console that the functions' model refuses (nothing saved)."""
+
+    status = 400
+    code = "settings_invalid"
+
+
+class ReplayFailed(ConnectorError):
+    """OutboundFunction raised while replaying dead letters (they are kept; try again)."""
+
+    status = 502
+    code = "replay_failed"
+
+
 class StoreUnavailable(ConnectorError):
     """DynamoDB throttled or unreachable: 503 + Retry-After; dedup makes Segment's retry safe."""
 

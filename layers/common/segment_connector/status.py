@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
-from segment_connector.models.settings import ALL, ConnectorSettings
+from segment_connector.models.settings import ALL
+from segment_connector.settings_document import with_defaults
 
 CODES = (
     "no_write_key",
@@ -50,7 +51,7 @@ def status_warnings(
 
     `prefix` (the SSM parameter prefix) only makes the messages name the parameters exactly.
     """
-    settings = _with_defaults(document if isinstance(document, Mapping) else {})
+    settings = with_defaults(document if isinstance(document, Mapping) else {})
     segments = _definition_names(settings["segments"])
     account_segments = _definition_names(settings["account_segments"])
     user_filter = _names(settings["synchronized_segments"])
@@ -133,13 +134,6 @@ def status_warnings(
             )
         )
     return warnings
-
-
-def _with_defaults(document: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = {
-        name: field.get_default(call_default_factory=True) for name, field in ConnectorSettings.model_fields.items()
-    }
-    return {**defaults, **document}
 
 
 def _names(value: Any) -> list[str]:

@@ -532,43 +532,89 @@ class ProfileStore:
 
     # -- operations (CLI, status) ----------------------------------------------------------------
 
-    def count_kinds(self, kinds: Iterable[str], total_segments: int = 4) -> dict[str, int]:
-        """How many items of each kind (user, account, event, ...): per kind, a parallel Scan that
-        counts (Select=COUNT, FilterExpression on kind), every page, the segments side by side.
+    def count_kinds(self, kinds: Iterable[str], total_segments: int = 4, seconds: float | None = None) -> KindCounts:
+        """How many items of each kind (user, account, event, ...): ONE parallel Scan of the table
+        that returns only `kind`, every page, the segments side by side.
 
-        A Scan reads the whole table once per kind (its cost is the table's size): for the
-        operator's `status`, never for a function.
+        A Scan reads the whole table (its cost is the table's size): for operators (CLI status,
+        console), never for the functions' hot paths. With `seconds`, it stops by then and
+        estimates instead: the kinds' shares of what was read, times DescribeTable's item count.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         kinds = list(dict.fromkeys(kinds))
+        deadline = None if seconds is None else time.monotonic() + seconds
+        values = {f":k{i}": {"S": kind} for i, kind in enumerate(kinds)}
 
-        def count(task: tuple[str, int]) -> int:
-            kind, segment = task
+        def count(segment: int) -> tuple[dict[str, int], int, bool]:
             request: dict[str, Any] = {
                 "TableName": self.table,
-                "Select": "COUNT",
                 "Segment": segment,
                 "TotalSegments": total_segments,
-                "FilterExpression": "kind = :kind",
-                "ExpressionAttributeValues": {":kind": {"S": kind}},
+                "ProjectionExpression": "#kind",
+                "FilterExpression": f"#kind IN ({', '.join(values)})",
+                "ExpressionAttributeNames": {"#kind": "kind"},
+                "ExpressionAttributeValues": values,
             }
-            found = 0
+            found = dict.fromkeys(kinds, 0)
+            scanned = 0
             while True:
                 response = self._call("scan", **request)
-                found += int(response.get("Count", 0))
+                for item in response.get("Items", []):
+                    found[item["kind"]["S"]] += 1
+                scanned += int(response.get("ScannedCount", 0))
                 if "LastEvaluatedKey" not in response:
-                    return found
+                    return found, scanned, True
+                if deadline is not None and time.monotonic() > deadline:
+                    return found, scanned, False
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-        tasks = [(kind, segment) for kind in kinds for segment in range(total_segments)]
         counts = dict.fromkeys(kinds, 0)
-        if not tasks:
-            return counts
-        with ThreadPoolExecutor(max_workers=min(len(tasks), 16), thread_name_prefix="count") as pool:
-            for (kind, _), found in zip(tasks, pool.map(count, tasks), strict=False):
-                counts[kind] += found
-        return counts
+        if not kinds:
+            return KindCounts(counts, exact=True)
+        with ThreadPoolExecutor(max_workers=min(total_segments, 16), thread_name_prefix="count") as pool:
+            results = list(pool.map(count, range(total_segments)))
+        scanned = sum(result[1] for result in results)
+        for found, _, _ in results:
+            for kind, number in found.items():
+                counts[kind] += number
+        if all(result[2] for result in results):
+            return KindCounts(counts, exact=True)
+        total = int(self._call("describe_table", TableName=self.table)["Table"].get("ItemCount", 0))
+        if scanned:
+            counts = {kind: max(number, round(number * total / scanned)) for kind, number in counts.items()}
+        return KindCounts(counts, exact=False)
+
+    def sample_kinds(
+        self, kinds: Iterable[str], per_segment: int, total_segments: int = 4, max_pages: int = 3
+    ) -> list[dict[str, Any]]:
+        """A bounded sample of the items of these kinds: per parallel-scan segment, pages until
+        `per_segment` items or `max_pages` pages (each at most 1 MB read), segments side by side.
+        The segments split the key space by hash, so the sample spreads over the whole table."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        values = {f":k{i}": {"S": kind} for i, kind in enumerate(dict.fromkeys(kinds))}
+
+        def sample(segment: int) -> list[dict[str, Any]]:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "Segment": segment,
+                "TotalSegments": total_segments,
+                "FilterExpression": f"#kind IN ({', '.join(values)})",
+                "ExpressionAttributeNames": {"#kind": "kind"},
+                "ExpressionAttributeValues": values,
+            }
+            items: list[dict[str, Any]] = []
+            for _ in range(max_pages):
+                response = self._call("scan", **request)
+                items.extend(deserialize(raw) for raw in response.get("Items", []))
+                if len(items) >= per_segment or "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            return items[:per_segment]
+
+        with ThreadPoolExecutor(max_workers=min(total_segments, 16), thread_name_prefix="sample") as pool:
+            return [item for items in pool.map(sample, range(total_segments)) for item in items]
 
     def count_dead_letters(self) -> int:
         """How many dead letters are kept (a Query on their partition that counts, every page)."""
@@ -603,6 +649,17 @@ class ProfileStore:
         for letter in letters:
             letter["payload"] = json.loads(letter["payload"])
         return letters[:limit]
+
+
+@dataclass(frozen=True)
+class KindCounts:
+    """Items per kind; `exact` False: an estimate (the count ran out of time)."""
+
+    counts: dict[str, int]
+    exact: bool
+
+    def __getitem__(self, kind: str) -> int:
+        return self.counts[kind]
 
 
 def _backoff(attempt: int) -> float:

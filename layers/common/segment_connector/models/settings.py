@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
 
 from segment_connector.models.segment_rules import AccountSegments, UserSegments
 
@@ -40,18 +40,19 @@ class ConnectorSettings(BaseModel):
     forward_events: bool = False
     segment_api_url: HttpUrl = HttpUrl("https://api.segment.io")
 
-    @model_validator(mode="after")
-    def _filter_names_known(self) -> ConnectorSettings:
-        for field, definitions in (
-            ("synchronized_segments", "segments"),
-            ("synchronized_account_segments", "account_segments"),
-        ):
-            unknown = unknown_filter_names(getattr(self, field), getattr(self, definitions))
-            if unknown:
-                raise ValueError(
-                    f"{field} names segments that are not defined in `{definitions}`: {', '.join(unknown)}"
-                )
-        return self
+    @field_validator("synchronized_segments", "synchronized_account_segments")
+    @classmethod
+    def _filter_names_known(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        """A filter names defined segments (or ALL); the error is the filter's own field."""
+        definitions = "segments" if info.field_name == "synchronized_segments" else "account_segments"
+        if definitions not in info.data:  # the definitions are invalid themselves: reported there
+            return names
+        unknown = unknown_filter_names(names, info.data[definitions])
+        if unknown:
+            raise ValueError(
+                f"{info.field_name} names segments that are not defined in `{definitions}`: {', '.join(unknown)}"
+            )
+        return names
 
     @property
     def api_url(self) -> str:

@@ -1,0 +1,312 @@
+"""The console's logic: what its pages show and the changes it may make (settings, write key).
+
+Pure of HTTP and of boto3: the handler passes the stores, the invoker and the secrets it read.
+Nothing here returns a key's value but the `Authorization` header Segment needs, built from the
+API key. Everything users sent (traits, event names) is returned as data; the page renders it as
+text only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import ValidationError
+
+from segment_connector import profiles, resync
+from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsRejected
+from segment_connector.invoker import FunctionFailed, FunctionInvoker
+from segment_connector.models.items import Account, UserProfile
+from segment_connector.models.segment_rules import (
+    AccountSegmentDefinition,
+    UserSegmentDefinition,
+    account_segment_names,
+    user_segment_names,
+)
+from segment_connector.models.settings import ConnectorSettings
+from segment_connector.parameter_store import ParameterStore
+from segment_connector.settings_document import (
+    field_errors,
+    parse_settings_text,
+    stored_text,
+    validate_document,
+    with_defaults,
+)
+from segment_connector.status import status_warnings
+from segment_connector.storage import ProfileStore
+
+COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
+COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)
+COUNT_SEGMENTS = 16
+DEAD_LETTERS_SHOWN = 50
+SAMPLE_PER_SEGMENT = 250  # users (or accounts, events) per scan segment of a sample
+SAMPLE_SEGMENTS = 4
+PREVIEW_EXAMPLES = 5
+USER_EVENTS_SHOWN = 20
+MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
+NAME_DEPTH = 4  # nested traits offered down to a.b.c.d
+MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit
+MAX_WRITE_KEY_BYTES = 1024
+REFERENCE_KINDS = ("user_id", "anonymous_id", "email")
+PAGE_AND_SCREEN = ("page", "screen")
+
+
+@dataclass(frozen=True)
+class Console:
+    """What the console's operations work with (one per invocation; the stores are shared)."""
+
+    store: ProfileStore
+    parameters: ParameterStore
+    invoker: FunctionInvoker
+    outbound_function: str
+
+    # -- dashboard ---------------------------------------------------------------------------
+
+    def dashboard(self, api_key: str | None, webhook_url: str) -> dict[str, Any]:
+        document, _ = self._settings_document()
+        counted = self.store.count_kinds(COUNTED_KINDS.values(), COUNT_SEGMENTS, seconds=COUNT_SECONDS)
+        counts: dict[str, Any] = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
+        counts["dead_letters"] = self.store.count_dead_letters()
+        counts["exact"] = counted.exact
+        return {
+            "webhook_url": webhook_url,
+            "auth_header": authorization_header(api_key),
+            "warnings": self._warnings(document, has_api_key=api_key is not None),
+            "counts": counts,
+            "resync": resync.public(self.store.resync_job()),
+            "dead_letters": [
+                _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)
+            ],
+        }
+
+    def replay(self) -> dict[str, Any]:
+        """OutboundFunction sends the dead letters again (it holds the write key and the client)."""
+        try:
+            answer = self.invoker.invoke(self.outbound_function, {"action": "replay"})
+        except FunctionFailed as error:
+            raise ReplayFailed(f"the replay failed (the dead letters are kept): {error}") from None
+        return answer if isinstance(answer, dict) else {"answer": answer}
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        document, errors = self._settings_document()
+        view: dict[str, Any] = {
+            "settings": with_defaults(document),
+            "write_key_set": "write-key" in self.parameters.existing(["write-key"]),
+        }
+        if errors:
+            view["errors"] = errors
+        return view
+
+    def save_settings(self, body: bytes, has_api_key: bool) -> dict[str, Any]:
+        """Validate with the functions' model and store; a change starts a resync (EventBridge)."""
+        document = _json_object(body, "the settings document")
+        errors = validate_document(document)
+        if errors:
+            raise SettingsRejected("the settings are invalid: nothing was saved", errors)
+        text = stored_text(document)
+        if len(text.encode("utf-8")) > MAX_SETTINGS_BYTES:
+            raise SettingsRejected(
+                "the settings document is too large: nothing was saved",
+                [{"field": "(document)", "error": f"{len(text.encode())} bytes; at most {MAX_SETTINGS_BYTES}"}],
+            )
+        changed = self.parameters.read("settings") != text
+        version = self.parameters.write("settings", text, secure=False) if changed else None
+        return {
+            "saved": changed,
+            "version": version,
+            "resync": "started" if changed else "unchanged",
+            "settings": with_defaults(document),
+            "warnings": self._warnings(document, has_api_key=has_api_key),
+        }
+
+    def set_write_key(self, body: bytes) -> dict[str, Any]:
+        value = _json_object(body, "the body").get("write_key")
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest("write_key must be a non-empty string", [{"field": "write_key", "error": "missing"}])
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_WRITE_KEY_BYTES:
+            raise BadRequest(
+                "write_key is too long", [{"field": "write_key", "error": f"at most {MAX_WRITE_KEY_BYTES} bytes"}]
+            )
+        self.parameters.write("write-key", value.strip(), secure=True)
+        return {"write_key_set": True}
+
+    # -- names for the pickers -------------------------------------------------------------------
+
+    def catalogue(self) -> dict[str, Any]:
+        """Trait and event names from a bounded sample of the table, read on demand (no write on
+        the inbound path): the most frequent first, at most MAX_NAMES each."""
+        items = self.store.sample_kinds(["user", "account", "event"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        traits: Counter[str] = Counter()
+        account_traits: Counter[str] = Counter()
+        events: Counter[str] = Counter()
+        sampled: Counter[str] = Counter()
+        for item in items:
+            kind = item.get("kind")
+            sampled[str(kind)] += 1
+            if kind == "user":
+                traits.update(trait_paths(item.get("traits")))
+            elif kind == "account":
+                account_traits.update(trait_paths(item.get("traits")))
+            elif kind == "event":
+                name = item.get("event") if item.get("type") == "track" else item.get("type")
+                if isinstance(name, str) and name:
+                    events[name] += 1
+        for name in PAGE_AND_SCREEN:
+            events.setdefault(name, 0)
+        return {
+            "traits": _most_frequent(traits),
+            "account_traits": _most_frequent(account_traits),
+            "events": _most_frequent(events),
+            "sampled": {"users": sampled["user"], "accounts": sampled["account"], "events": sampled["event"]},
+        }
+
+    # -- segments --------------------------------------------------------------------------------
+
+    def preview(self, body: bytes) -> dict[str, Any]:
+        """How many profiles of a sample a rule matches, and a few of them."""
+        request = _json_object(body, "the body")
+        kind = request.get("kind", "user")
+        if kind not in ("user", "account"):
+            raise BadRequest("kind must be user or account", [{"field": "kind", "error": f"got {kind!r}"}])
+        rule = {"name": "preview", "rule": request.get("rule")}
+        try:
+            if kind == "user":
+                user_definition = UserSegmentDefinition.model_validate(rule)
+            else:
+                account_definition = AccountSegmentDefinition.model_validate(rule)
+        except ValidationError as error:
+            raise BadRequest("the rule is invalid", field_errors(error)) from None
+        items = self.store.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        if kind == "user":
+            matched = self._matching_users([UserProfile.model_validate(item) for item in items], user_definition)
+        else:
+            matched = [
+                {"id": account.group_id, "traits": account.traits}
+                for account in (Account.model_validate(item) for item in items)
+                if account_segment_names([account_definition], traits=account.traits)
+            ]
+        return {"kind": kind, "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
+
+    def _matching_users(self, users: list[UserProfile], definition: UserSegmentDefinition) -> list[dict[str, Any]]:
+        account_traits: dict[str, dict[str, Any]] = {}
+        if any((leaf.trait or "").startswith("account.") for _, leaf in definition.rule.leaves()):
+            ids = {user.account_id for user in users if user.account_id}
+            account_traits = {group_id: account.traits for group_id, account in self.store.accounts(ids).items()}
+        return [
+            {"id": user.uid, "user_id": user.user_id, "email": user.email, "traits": user.traits}
+            for user in users
+            if user_segment_names(
+                [definition],
+                traits=user.traits,
+                email=user.email,
+                user_id=user.user_id,
+                account_traits=account_traits.get(user.account_id or ""),
+            )
+        ]
+
+    # -- users -----------------------------------------------------------------------------------
+
+    def find_user(self, query: str | None) -> dict[str, Any]:
+        """`user_id:x`, `anonymous_id:x`, `email:x`, or a bare value tried as each of them."""
+        text = (query or "").strip()
+        if not text:
+            raise BadRequest("q is empty: give a user_id, anonymous_id or email", [{"field": "q", "error": "empty"}])
+        settings = self._valid_settings()
+        kind, sep, value = text.partition(":")
+        candidates = (
+            [(kind, value)] if sep and kind in REFERENCE_KINDS and value else [(k, text) for k in REFERENCE_KINDS]
+        )
+        for kind, value in candidates:
+            reference = f"{kind}:{quote(value, safe='')}"
+            try:
+                user = profiles.user_view(self.store, settings, reference)
+            except NotFound:
+                continue
+            account = None
+            if user["account_id"]:
+                try:
+                    account = profiles.account_view(self.store, settings, quote(user["account_id"], safe=""))
+                except NotFound:
+                    account = None
+            events = profiles.user_events(self.store, reference, str(USER_EVENTS_SHOWN))
+            return {"user": user, "events": events, "account": account}
+        raise NotFound(
+            f"no user with user_id, anonymous_id or email {text!r}" if len(candidates) > 1 else f"no user {text}"
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _settings_document(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        text = self.parameters.read("settings")
+        if text is None:
+            return {}, [{"field": "(document)", "error": f"{self.parameters.name('settings')} does not exist"}]
+        document, errors = parse_settings_text(text)
+        return document or {}, errors
+
+    def _valid_settings(self) -> ConnectorSettings:
+        """The stored settings, or the defaults while they are invalid (a lookup still works)."""
+        document, errors = self._settings_document()
+        return ConnectorSettings.model_validate(document) if not errors else ConnectorSettings()
+
+    def _warnings(self, document: Mapping[str, Any], *, has_api_key: bool) -> list[dict[str, str]]:
+        existing = self.parameters.existing(["write-key"])
+        return list(
+            status_warnings(
+                document, has_write_key="write-key" in existing, has_api_key=has_api_key, prefix=self.parameters.prefix
+            )
+        )
+
+
+def authorization_header(api_key: str | None) -> str | None:
+    """What Segment's destination sends: Basic auth with the API key as user name, no password."""
+    if not api_key:
+        return None
+    return "Basic " + base64.b64encode(f"{api_key}:".encode()).decode("ascii")
+
+
+def trait_paths(traits: Any, prefix: str = "", depth: int = 1) -> list[str]:
+    """Dotted paths of a profile's traits: nested objects down to NAME_DEPTH, anything else a leaf."""
+    if not isinstance(traits, Mapping):
+        return []
+    paths: list[str] = []
+    for name, value in traits.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value and depth < NAME_DEPTH:
+            paths.extend(trait_paths(value, f"{path}.", depth + 1))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _most_frequent(counter: Counter[str]) -> list[str]:
+    return [name for name, _ in sorted(counter.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_NAMES]]
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise BadRequest(f"{what} is not JSON", [{"field": "(body)", "error": str(error)[:200]}]) from None
+    if not isinstance(document, dict):
+        raise BadRequest(f"{what} must be a JSON object", [{"field": "(body)", "error": "not an object"}])
+    return document
+
+
+def _dead_letter_summary(letter: Mapping[str, Any]) -> dict[str, Any]:
+    payload = letter.get("payload")
+    payload = payload if isinstance(payload, Mapping) else {}
+    sk = str(letter.get("sk", ""))
+    return {
+        "message_id": letter.get("message_id"),
+        "reason": letter.get("reason"),
+        "at": sk.partition("#")[0],
+        "type": payload.get("type"),
+        "user_id": payload.get("userId") or payload.get("anonymousId"),
+    }

@@ -1,0 +1,402 @@
+"""ConsoleFunction: the page, the admin key, and each console API route against moto."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from harness import ADMIN_KEY, API_KEY, OUTBOUND_FUNCTION, PREFIX, Api, Aws, basic, bearer, load_handler_module
+from segment_connector.invoker import FunctionInvoker
+
+API_ROUTES = [
+    ("GET", "/console/api/dashboard", None),
+    ("GET", "/console/api/settings", None),
+    ("PUT", "/console/api/settings", {"synchronized_segments": ["ALL"]}),
+    ("PUT", "/console/api/write-key", {"write_key": "w"}),
+    ("GET", "/console/api/catalogue", None),
+    ("POST", "/console/api/segments/preview", {"kind": "user", "rule": {"trait": "a", "op": "exists"}}),
+    ("GET", "/console/api/users?q=u1", None),
+    ("POST", "/console/api/replay", {}),
+]
+
+
+def settings_in_ssm(aws: Aws) -> dict[str, Any]:
+    parameter = aws.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]
+    return {"version": parameter["Version"], "document": json.loads(parameter["Value"])}
+
+
+def identify(aws_api: Api, user_id: str, traits: dict[str, Any], **fields: Any) -> None:
+    status, answer = aws_api.post("/segment", {"type": "identify", "userId": user_id, "traits": traits, **fields})
+    assert status == 200, answer
+
+
+@pytest.fixture
+def inbound(aws: Aws) -> Api:
+    return Api(load_handler_module("inbound"))
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_policy(console_api: Api) -> None:
+    # When the page is fetched (no key needed: it holds no data)
+    status, html, headers = console_api.request("GET", "/console", auth=None)
+    # Then it is HTML loading only its own script and style, under a CSP that forbids inline script and framing
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert 'src="/console/assets/console.js"' in html and "<script>" not in html
+    for name, media_type in (("console.js", "text/javascript"), ("console.css", "text/css")):
+        status, text, headers = console_api.request("GET", f"/console/assets/{name}", auth=None)
+        assert status == 200 and headers["Content-Type"].startswith(media_type) and text
+    # And nothing else is read from the disk
+    for path in ("/console/assets/app.py", "/console/assets/..%2Fapp.py", "/console/assets/index.html"):
+        status, body, _ = console_api.request("GET", path, auth=None)
+        assert status == 404 and body["code"] == "not_found", path
+
+
+# -- the admin key ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "body"), API_ROUTES)
+def test_without_an_admin_key_every_api_route_is_503_not_configured(
+    aws: Aws, console_api: Api, method: str, path: str, body: Any
+) -> None:
+    # Given no admin key parameter
+    aws.ssm.delete_parameter(Name=f"{PREFIX}/admin-key")
+    from segment_connector import config
+
+    config.clear_caches()
+    # When any API route is called
+    status, answer, _ = console_api.request(method, path, body)
+    # Then 503 not_configured says how to set one
+    assert status == 503 and answer["code"] == "not_configured"
+    assert "keys set admin-key" in answer["message"] and f"{PREFIX}/admin-key" in answer["message"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), API_ROUTES)
+@pytest.mark.parametrize("auth", [None, bearer("wrong"), basic(ADMIN_KEY), f"Bearer {ADMIN_KEY}x", "Bearer"])
+def test_a_wrong_or_missing_admin_key_is_401_and_changes_nothing(
+    aws: Aws, console_api: Api, method: str, path: str, body: Any, auth: str | None
+) -> None:
+    before = settings_in_ssm(aws)
+    status, answer, _ = console_api.request(method, path, body, auth=auth)
+    assert status == 401 and answer["code"] == "unauthorized"
+    assert settings_in_ssm(aws) == before
+    assert "write-key" not in {p["Name"].rsplit("/", 1)[1] for p in aws.ssm.describe_parameters()["Parameters"]}
+
+
+def test_unknown_console_routes_are_404_json(console_api: Api) -> None:
+    status, answer, _ = console_api.request("GET", "/console/api/nothing")
+    assert status == 404 and answer["code"] == "not_found"
+    status, answer, _ = console_api.request("DELETE", "/console/api/settings")
+    assert status == 404 and answer["code"] == "not_found"
+
+
+# -- dashboard -------------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_what_to_paste_into_segment_and_the_state(aws: Aws, console_api: Api, inbound: Api) -> None:
+    # Given two users, one event, no write key, and the deployed default settings
+    identify(inbound, "u1", {"plan": "pro"})
+    identify(inbound, "u2", {"plan": "free"})
+    assert inbound.post("/segment", {"type": "track", "userId": "u1", "event": "Signed Up"})[0] == 200
+    # When the dashboard is read through the API's own host name
+    status, board, headers = console_api.request(
+        "GET",
+        "/console/api/dashboard",
+        headers={"host": "abc.execute-api.eu-west-1.amazonaws.com", "x-forwarded-proto": "https"},
+    )
+    # Then the webhook URL is that host's /segment and the header is Basic auth with the API key
+    assert status == 200
+    assert board["webhook_url"] == "https://abc.execute-api.eu-west-1.amazonaws.com/segment"
+    assert board["auth_header"] == basic(API_KEY)
+    assert headers["Cache-Control"] == "no-store"
+    # And the counts, the resync and the (absent) dead letters are there
+    assert board["counts"] == {"users": 2, "accounts": 0, "events": 1, "dead_letters": 0, "exact": True}
+    assert board["resync"] == {"status": "none"} and board["dead_letters"] == []
+    # And no secret other than that header's key is in the answer
+    aws.set_secret("write-key", "secret-write-key")
+    aws.set_secret("shared-secret", "secret-shared")
+    text = json.dumps(console_api.request("GET", "/console/api/dashboard")[1])
+    assert "secret-write-key" not in text and "secret-shared" not in text and ADMIN_KEY not in text
+
+
+def test_dashboard_warnings_follow_the_keys_and_settings(aws: Aws, console_api: Api) -> None:
+    # Given segments but no write key
+    aws.set_settings(segments=[{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}])
+    codes = [w["code"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]]
+    assert codes == ["no_write_key"]
+    # When the write key is set through the console
+    assert console_api.put("/console/api/write-key", {"write_key": "wk"}) == (200, {"write_key_set": True})
+    # Then the warning is gone and the empty User Filter is the one left
+    codes = [w["code"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]]
+    assert codes == ["no_users_in_filter"]
+
+
+def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console_api: Api, monkeypatch) -> None:
+    # Given a dead letter and OutboundFunction reachable through Lambda's Invoke API
+    from segment_connector.storage import ProfileStore
+
+    store = ProfileStore("connector-test", aws.dynamodb)
+    payload = {"type": "identify", "userId": "u9", "messageId": "sc-1", "traits": {}}
+    store.put_dead_letter("sc-1", payload, "Segment answered 400", "2026-01-01T00:00:00.000Z")
+    invoked: list[tuple[str, dict[str, Any]]] = []
+
+    class Lambda:
+        def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
+            invoked.append((FunctionName, json.loads(Payload)))
+            answer = {"replayed": 0, "failed": 1, "remaining": 1, "letters": []}
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+    monkeypatch.setattr(console_api.module, "_invoker", FunctionInvoker(Lambda()))
+    # When the dashboard is read
+    board = console_api.get("/console/api/dashboard")[1]
+    # Then the letter is listed with its reason
+    assert board["counts"]["dead_letters"] == 1
+    assert board["dead_letters"] == [
+        {
+            "message_id": "sc-1",
+            "reason": "Segment answered 400",
+            "at": "2026-01-01T00:00:00.000Z",
+            "type": "identify",
+            "user_id": "u9",
+        }
+    ]
+    # When replay is pressed
+    status, answer = console_api.post("/console/api/replay", {})
+    # Then OutboundFunction got {"action": "replay"} and its answer is shown
+    assert status == 200 and answer["failed"] == 1
+    assert invoked == [(OUTBOUND_FUNCTION, {"action": "replay"})]
+
+
+def test_a_failing_replay_is_502_and_names_the_error(console_api: Api, monkeypatch) -> None:
+    class Lambda:
+        def invoke(self, **_: Any) -> dict[str, Any]:
+            body = json.dumps({"errorMessage": "boom", "errorType": "RuntimeError"}).encode()
+            return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(body)}
+
+    monkeypatch.setattr(console_api.module, "_invoker", FunctionInvoker(Lambda()))
+    status, answer = console_api.post("/console/api/replay", {})
+    assert status == 502 and answer["code"] == "replay_failed" and "boom" in answer["message"]
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def test_settings_are_shown_with_defaults_and_whether_a_write_key_exists(aws: Aws, console_api: Api) -> None:
+    status, view = console_api.get("/console/api/settings")
+    assert status == 200 and view["write_key_set"] is False and "errors" not in view
+    assert view["settings"]["synchronized_segments"] == []
+    assert view["settings"]["synchronized_account_segments"] == ["ALL"]
+    assert view["settings"]["synchronized_properties"] == [] and view["settings"]["forward_events"] is False
+    aws.set_secret("write-key", "wk-value")
+    status, view = console_api.get("/console/api/settings")
+    assert view["write_key_set"] is True and "wk-value" not in json.dumps(view)
+
+
+def test_an_invalid_stored_document_is_shown_with_its_errors(aws: Aws, console_api: Api) -> None:
+    aws.set_settings(synchronized_segments=["Ghost"])
+    view = console_api.get("/console/api/settings")[1]
+    assert view["settings"]["synchronized_segments"] == ["Ghost"]
+    assert [e["field"] for e in view["errors"]] == ["synchronized_segments"]
+
+
+def test_saving_valid_settings_writes_the_parameter_and_answers_the_new_warnings(aws: Aws, console_api: Api) -> None:
+    # Given the deployed defaults (version 1) and a write key
+    aws.set_secret("write-key", "wk")
+    before = settings_in_ssm(aws)
+    document = {
+        **console_api.get("/console/api/settings")[1]["settings"],
+        "segments": [{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}],
+        "synchronized_segments": ["Pro"],
+        "synchronized_properties": ["plan", "address.city"],
+    }
+    # When saved
+    status, answer = console_api.put("/console/api/settings", document)
+    # Then the parameter holds the document (a new version: EventBridge starts the resync)
+    assert status == 200 and answer["saved"] is True and answer["resync"] == "started"
+    after = settings_in_ssm(aws)
+    assert after["version"] == before["version"] + 1 and after["document"] == document
+    assert answer["warnings"] == [] and answer["settings"]["synchronized_segments"] == ["Pro"]
+    # When the same document is saved again, nothing is written (no resync for nothing)
+    status, answer = console_api.put("/console/api/settings", document)
+    assert answer["saved"] is False and answer["resync"] == "unchanged"
+    assert settings_in_ssm(aws)["version"] == after["version"]
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"synchronized_segments": ["Ghost"]}, "synchronized_segments"),
+        ({"handle_pages": "maybe"}, "handle_pages"),
+        ({"segments": [{"name": "A", "rule": {"trait": "x", "op": "nope"}}]}, "segments.0.rule.op"),
+        ({"synchronized_properties": [".bad"]}, "synchronized_properties.0"),
+        ({"unknown_setting": 1}, "unknown_setting"),
+        ({"synchronized_account_segments": ["Big"]}, "synchronized_account_segments"),
+    ],
+)
+def test_invalid_settings_are_400_with_field_errors_and_nothing_saved(
+    aws: Aws, console_api: Api, document: dict[str, Any], field: str
+) -> None:
+    before = settings_in_ssm(aws)
+    status, answer = console_api.put("/console/api/settings", document)
+    assert status == 400 and answer["code"] == "settings_invalid"
+    assert field in [e["field"] for e in answer["details"]]
+    assert all(not e["error"].startswith("Value error") for e in answer["details"])
+    assert settings_in_ssm(aws) == before
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b"[1, 2]", b'"text"', b"[" * 5000])
+def test_a_settings_body_that_is_not_a_json_object_is_400(aws: Aws, console_api: Api, raw: bytes) -> None:
+    before = settings_in_ssm(aws)
+    status, answer, _ = console_api.request("PUT", "/console/api/settings", raw=raw)
+    assert status == 400 and answer["code"] == "bad_request"
+    assert settings_in_ssm(aws) == before
+
+
+def test_a_document_over_the_standard_tier_is_saved_up_to_the_advanced_limit(aws: Aws, console_api: Api) -> None:
+    # Given segments whose document is over 4 KB (a standard parameter's limit)
+    segments = [{"name": f"Segment {i}", "rule": {"trait": f"trait_{i}", "op": "exists"}} for i in range(80)]
+    status, answer = console_api.put("/console/api/settings", {"segments": segments})
+    assert status == 200 and answer["saved"] is True
+    assert len(segments) == len(settings_in_ssm(aws)["document"]["segments"])
+    # And one over 8 KB is refused whole
+    segments = [{"name": f"Segment {i}", "rule": {"trait": f"trait_{i}", "op": "exists"}} for i in range(200)]
+    status, answer = console_api.put("/console/api/settings", {"segments": segments})
+    assert status == 400 and answer["details"][0]["field"] == "(document)"
+
+
+def test_the_write_key_is_stored_as_a_secure_string_and_never_answered(aws: Aws, console_api: Api) -> None:
+    status, answer = console_api.put("/console/api/write-key", {"write_key": "  wk-123  "})
+    assert (status, answer) == (200, {"write_key_set": True})
+    parameter = aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)["Parameter"]
+    assert parameter["Type"] == "SecureString" and parameter["Value"] == "wk-123"
+    for body in ({"write_key": ""}, {"write_key": "   "}, {"write_key": 5}, {}, {"write_key": "k" * 2000}):
+        status, answer = console_api.put("/console/api/write-key", body)
+        assert status == 400 and answer["details"][0]["field"] == "write_key"
+    assert aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)["Parameter"]["Value"] == "wk-123"
+
+
+# -- names, previews, users ------------------------------------------------------------------------------
+
+
+def test_the_catalogue_offers_trait_and_event_names_from_a_sample(aws: Aws, console_api: Api, inbound: Api) -> None:
+    # Given users with flat and nested traits, an account and events
+    aws.set_settings(handle_accounts=True)
+    identify(inbound, "u1", {"plan": "pro", "address": {"city": "Paris", "zip": "75001"}})
+    identify(inbound, "u2", {"plan": "free", "<b>odd</b>": 1})
+    assert inbound.post("/segment", {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"size": 5}})[0] == 200
+    for event in ("Signed Up", "Signed Up", "Paid"):
+        assert inbound.post("/segment", {"type": "track", "userId": "u1", "event": event})[0] == 200
+    assert inbound.post("/segment", {"type": "page", "userId": "u1", "name": "Home"})[0] == 200
+    # When the catalogue is read
+    status, names = console_api.get("/console/api/catalogue")
+    # Then nested traits are dotted, the most frequent come first, and page and screen are offered
+    assert status == 200
+    assert names["traits"][0] == "plan"
+    assert set(names["traits"]) == {"plan", "address.city", "address.zip", "<b>odd</b>"}
+    assert names["account_traits"] == ["size"]
+    assert names["events"][0] == "Signed Up" and set(names["events"]) == {"Signed Up", "Paid", "page", "screen"}
+    assert names["sampled"] == {"users": 2, "accounts": 1, "events": 4}
+
+
+def test_the_catalogue_reads_a_bounded_sample_and_writes_nothing(aws: Aws, console_api: Api, monkeypatch) -> None:
+    from segment_connector import console as console_logic
+
+    monkeypatch.setattr(console_logic, "SAMPLE_PER_SEGMENT", 2)
+    items = aws.items()
+    for index in range(40):
+        aws.dynamodb.put_item(
+            TableName="connector-test",
+            Item={"pk": {"S": f"id#user_id#n{index}"}, "sk": {"S": "profile"}, "kind": {"S": "user"},
+                  "traits": {"M": {f"t{index}": {"N": "1"}}}},
+        )  # fmt: skip
+    names = console_api.get("/console/api/catalogue")[1]
+    assert names["sampled"]["users"] <= 2 * console_logic.SAMPLE_SEGMENTS
+    assert len(names["traits"]) <= 2 * console_logic.SAMPLE_SEGMENTS
+    assert len(aws.items()) == len(items) + 40
+
+
+def test_a_rule_preview_counts_matching_users_of_the_sample(aws: Aws, console_api: Api, inbound: Api) -> None:
+    identify(inbound, "u1", {"plan": "pro", "email": "one@example.com"})
+    identify(inbound, "u2", {"plan": "pro"})
+    identify(inbound, "u3", {"plan": "free"})
+    rule = {"trait": "plan", "op": "eq", "value": "pro"}
+    status, preview = console_api.post("/console/api/segments/preview", {"kind": "user", "rule": rule})
+    assert status == 200 and (preview["sampled"], preview["matched"]) == (3, 2)
+    assert {example["user_id"] for example in preview["examples"]} == {"u1", "u2"}
+    assert all(example["traits"]["plan"] == "pro" for example in preview["examples"])
+
+
+def test_a_rule_preview_reads_account_traits_and_previews_account_rules(
+    aws: Aws, console_api: Api, inbound: Api
+) -> None:
+    aws.set_settings(handle_accounts=True)
+    identify(inbound, "u1", {"plan": "pro"})
+    identify(inbound, "u2", {"plan": "pro"})
+    assert (
+        inbound.post("/segment", {"type": "group", "userId": "u1", "groupId": "big", "traits": {"size": 500}})[0] == 200
+    )
+    user_rule = {
+        "all": [{"trait": "plan", "op": "eq", "value": "pro"}, {"trait": "account.size", "op": "gt", "value": 100}]
+    }
+    preview = console_api.post("/console/api/segments/preview", {"kind": "user", "rule": user_rule})[1]
+    assert preview["matched"] == 1 and preview["examples"][0]["user_id"] == "u1"
+    account_rule = {"trait": "size", "op": "gte", "value": 500}
+    preview = console_api.post("/console/api/segments/preview", {"kind": "account", "rule": account_rule})[1]
+    assert (preview["sampled"], preview["matched"]) == (1, 1) and preview["examples"][0]["id"] == "big"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "user", "rule": {"trait": "plan", "op": "bogus"}}, "rule.op"),
+        ({"kind": "user"}, "rule"),
+        ({"kind": "account", "rule": {"trait": "email", "op": "exists"}}, "rule"),
+        ({"kind": "robot", "rule": {"trait": "a", "op": "exists"}}, "kind"),
+    ],
+)
+def test_an_invalid_rule_preview_is_400_naming_the_problem(console_api: Api, body: dict[str, Any], field: str) -> None:
+    status, answer = console_api.post("/console/api/segments/preview", body)
+    assert status == 400 and answer["details"][0]["field"] == field
+
+
+def test_user_lookup_by_any_identity_shows_traits_segments_account_and_events(
+    aws: Aws, console_api: Api, inbound: Api
+) -> None:
+    # Given a user with an email, an anonymous id, an account and events, and a segment that matches
+    aws.set_settings(
+        handle_accounts=True, segments=[{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}]
+    )
+    identify(
+        inbound,
+        "u1",
+        {"plan": "pro", "email": "One@Example.com", "x": "<img src=x onerror=alert(1)>"},
+        anonymousId="a1",
+    )
+    assert (
+        inbound.post("/segment", {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}})[0]
+        == 200
+    )
+    assert inbound.post("/segment", {"type": "track", "userId": "u1", "event": "Paid"})[0] == 200
+    # When looked up by user id, anonymous id, email (bare or prefixed)
+    for query in ("u1", "a1", "one@example.com", "user_id:u1", "email:ONE@example.com", "anonymous_id:a1"):
+        status, found = console_api.get(f"/console/api/users?q={query}")
+        # Then the same user, with its segments, account and latest events
+        assert status == 200, query
+        assert found["user"]["user_id"] == "u1" and found["user"]["segments"] == ["Pro"]
+        assert found["user"]["traits"]["x"] == "<img src=x onerror=alert(1)>"
+        assert found["account"]["id"] == "g1" and found["account"]["traits"] == {"name": "Acme"}
+        assert [event["event"] for event in found["events"]] == ["Paid"]
+
+
+@pytest.mark.parametrize(("query", "status"), [("", 400), ("%20", 400), ("nobody", 404), ("user_id:a1", 404)])
+def test_user_lookup_without_a_match_is_a_clear_error(console_api: Api, inbound: Api, query: str, status: int) -> None:
+    identify(inbound, "u1", {}, anonymousId="a1")
+    answer_status, answer = console_api.get(f"/console/api/users?q={query}")
+    assert answer_status == status and answer["code"] in ("bad_request", "not_found")
