@@ -142,7 +142,9 @@ class Console:
     def catalogue(self) -> dict[str, Any]:
         """Trait and event names from a bounded sample of the table, read on demand (no write on
         the inbound path): the most frequent first, at most MAX_NAMES each."""
-        items = self.store.sample_kinds(["user", "account", "event"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        # Two samples: events outnumber profiles, and would crowd them out of a single one.
+        items = self.store.sample_kinds(["user", "account"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        items += self.store.sample_kinds(["event"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
         traits: Counter[str] = Counter()
         account_traits: Counter[str] = Counter()
         events: Counter[str] = Counter()
