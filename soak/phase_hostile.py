@@ -7,11 +7,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from local_stack.child_process import HOST
 from soak import config, hostile, wire
 from soak.hostile import Case, Tag
 from soak.report import Check, say
 from soak.session import Session
-from soak.stack import HOST
 from soak.table import Table, keys_of
 from soak.wire import Reply, send_raw
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from local_stack.child_process import HOST
 from soak.config import QUIET_SECONDS, SENDERS, STOP_RESERVE_SECONDS
 from soak.flaky_sink import FlakySink
 from soak.report import Report
-from soak.stack import HOST, Stack
+from soak.stack import Stack
 from soak.wire import JsonClient
 
 T = TypeVar("T")

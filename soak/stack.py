@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
+from local_stack.child_process import HOST, ChildProcess, free_port, stack_environment
 from local_stack.config import STATE_ENV
 from local_stack.template import ROOT
 
-HOST = "127.0.0.1"
 # Lines worth counting in the stack's output (the handler's traceback, the stream worker giving up).
 MARKERS = {
     "handler failed": "handler failed",
@@ -27,12 +23,6 @@ MARKERS = {
     "retry ": "stream retry",
     "error while reading the stream": "stream read error",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class Stack:
@@ -53,61 +43,36 @@ class Stack:
         self.markers: Counter[str] = Counter()
         self.lines = 0
         self._ready = threading.Event()
-        self._ended = threading.Event()
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            not in (
-                "SEGMENT_API_URL",
-                "API_KEY",
-                "SHARED_SECRET",
-                "WRITE_KEY",
-                "CONNECTOR_SETTINGS",
-                "AWS_ENDPOINT_URL",
-                "TABLE_NAME",
-                "PARAMETER_PREFIX",
-                "PORT",
-            )
-        }
-        clean.update(env, PORT=str(self.port), PYTHONUNBUFFERED="1")
-        clean[STATE_ENV] = str(self.state_path)  # `make run`'s state file (make replay, e2e tests) is left alone
-        self._log: TextIO = open(log_path, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local_stack"],
-            cwd=ROOT,
-            env=clean,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="backslashreplace",
-            start_new_session=True,
+        environment = stack_environment(
+            {
+                **env,
+                "PORT": str(self.port),
+                "PYTHONUNBUFFERED": "1",
+                # `make run`'s state file (make replay, e2e tests) is left alone
+                STATE_ENV: str(self.state_path),
+            }
         )
-        self._reader = threading.Thread(target=self._read, name="stack-output", daemon=True)
-        self._reader.start()
+        self._log: TextIO = open(log_path, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        self.child = ChildProcess([sys.executable, "-m", "local_stack"], environment, self._line)
+        self.process = self.child.process
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines += 1
-            self._log.write(line)
-            for name, secret in self.secrets.items():
-                if secret in line:
-                    self.leaks.append((self.lines, name, self._ready.is_set()))
-            for needle, label in MARKERS.items():
-                if needle in line:
-                    self.markers[label] += 1
-            if not self._ready.is_set() and "ready" in line:
-                self._ready.set()
-        self._log.flush()
-        self._ended.set()
+    def _line(self, line: str) -> None:
+        self.lines += 1
+        self._log.write(line)
+        for name, secret in self.secrets.items():
+            if secret in line:
+                self.leaks.append((self.lines, name, self._ready.is_set()))
+        for needle, label in MARKERS.items():
+            if needle in line:
+                self.markers[label] += 1
+        if not self._ready.is_set() and "ready" in line:
+            self._ready.set()
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait for the ready line; False at once if the stack exits first."""
         until = time.monotonic() + timeout
         while not self._ready.wait(0.2):
-            if self._ended.is_set() or time.monotonic() >= until:
+            if self.child.ended.is_set() or time.monotonic() >= until:
                 break
         return self._ready.is_set() and self.process.poll() is None
 
@@ -116,20 +81,12 @@ class Stack:
 
     def stop(self, grace: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL to the whole process group after `grace` seconds; the exit code."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._ended.wait(10)
+        code = self.child.terminate(grace)
+        self.child.ended.wait(10)
         self._log.close()
         self.state_path.unlink(missing_ok=True)
-        return self.process.returncode
+        return code
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        self.child.kill(10)
         self.state_path.unlink(missing_ok=True)  # a killed stack leaves its state file behind

@@ -12,10 +12,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 from typing import Any
@@ -24,6 +20,8 @@ import pytest
 
 from local_stack import moto_patches
 from local_stack.api import build_event
+from local_stack.child_process import ChildProcess, stack_environment
+from local_stack.child_process import free_port as free_port  # the e2e tests import it from here
 from local_stack.lambda_runtime import LambdaContext, template_refs
 from local_stack.template import ROOT, function_spec, load_template, parameter_default
 
@@ -216,54 +214,23 @@ READY_SECONDS = 120  # bound on start-up (first run may install the venv)
 WAIT_SECONDS = 30  # bound on any other wait; never a timing assertion
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Stack:
     """A local stack subprocess whose merged stdout/stderr is collected line by line."""
 
     def __init__(self, command: list[str], port: int, extra_env: dict[str, str] | None = None):
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            not in (
-                "SEGMENT_API_URL",
-                "API_KEY",
-                "SHARED_SECRET",
-                "WRITE_KEY",
-                "CONNECTOR_SETTINGS",
-                "AWS_ENDPOINT_URL",
-                "TABLE_NAME",
-                "PARAMETER_PREFIX",
-            )
-        }
-        env.update({"PORT": str(port), **(extra_env or {})})
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        environment = stack_environment({"PORT": str(port), **(extra_env or {})})
+        self.child = ChildProcess(command, environment, self._add_line, self._ended)
+        self.process = self.child.process
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
+    def _add_line(self, line: str) -> None:
+        with self._changed:
+            self.lines.append(line.rstrip("\n"))
+            self._changed.notify_all()
+
+    def _ended(self) -> None:
         with self._changed:
             self._changed.notify_all()
 
@@ -272,7 +239,7 @@ class Stack:
             return next((line for line in self.lines if predicate(line)), None)
 
         with self._changed:
-            self._changed.wait_for(lambda: found() is not None or self.process.poll() is not None, timeout)
+            self._changed.wait_for(lambda: found() is not None or self.child.ended.is_set(), timeout)
             return found()
 
     @property
@@ -284,6 +251,4 @@ class Stack:
         assert line is not None, f"no ready line; output:\n{self.output}"
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(WAIT_SECONDS)
+        self.child.kill(WAIT_SECONDS)
