@@ -363,7 +363,7 @@
     clear(body);
     letters.forEach(function (letter) {
       var row = el("tr", {}, [
-        el("td", { text: asText(letter.at) }),
+        el("td", { className: "nowrap", text: asText(letter.at) }),
         el("td", { text: asText(letter.type) }),
         el("td", { text: asText(letter.user_id) }),
         el("td", { className: "mono", text: asText(letter.message_id) }),
@@ -966,6 +966,7 @@
       return;
     }
     $("user-search").disabled = true;
+    show($("user-result"), false); // nothing of the previous user stays on screen
     message(box, "Looking up…", "info");
     api("GET", "/users?q=" + encodeURIComponent(query)).then(function (result) {
       $("user-search").disabled = false;
