@@ -393,6 +393,24 @@ def test_user_lookup_by_any_identity_shows_traits_segments_account_and_events(
         assert found["user"]["traits"]["x"] == "<img src=x onerror=alert(1)>"
         assert found["account"]["id"] == "g1" and found["account"]["traits"] == {"name": "Acme"}
         assert [event["event"] for event in found["events"]] == ["Paid"]
+        # And not sent: the deployed default User Filter is empty
+        assert found["sent"] == {"in_user_filter": False, "identify_traits": None}
+
+
+def test_user_lookup_shows_the_traits_a_user_in_the_filter_is_sent_with(
+    aws: Aws, console_api: Api, inbound: Api
+) -> None:
+    aws.set_settings(
+        segments=[{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}],
+        synchronized_segments=["Pro"],
+        synchronized_properties=["plan", "address.city"],
+    )
+    identify(inbound, "u1", {"plan": "pro", "seats": 3, "address": {"city": "Oslo", "zip": "0150"}})
+    found = console_api.get("/console/api/users?q=u1")[1]
+    assert found["sent"] == {
+        "in_user_filter": True,
+        "identify_traits": {"plan": "pro", "address": {"city": "Oslo"}, "hull_segments": ["Pro"]},
+    }
 
 
 @pytest.mark.parametrize(("query", "status"), [("", 400), ("%20", 400), ("nobody", 404), ("user_id:a1", 404)])

@@ -572,6 +572,25 @@ def test_user_lookup_shows_traits_segments_and_events(console: Console, stack: S
         expect(console.by("user-profile")).to_contain_text(user)
     screenshot(page, "user")
 
+    # Given the User Filter is that segment and only `plan` is sent
+    put_settings(stack, synchronized_segments=[segment], synchronized_properties=["plan"])
+    # When the user is looked up
+    console.by("user-query").fill(user)
+    console.by("user-search").click()
+    # Then the page says it is sent, with the identify's traits: plan and hull_segments, not seats
+    expect(console.by("user-sent")).to_contain_text("In the User Filter")
+    sent = console.by("user-sent-traits")
+    expect(sent.locator('[data-trait="plan"]')).to_contain_text(plan)
+    expect(sent.locator('[data-trait="hull_segments"]')).to_contain_text(segment)
+    expect(sent.locator('[data-trait="seats"]')).to_have_count(0)
+    # And a user outside the filter is said not to be sent
+    outsider = f"out-{tag()}"
+    deliver(stack, {"type": "identify", "userId": outsider, "traits": {"plan": "none"}})
+    console.by("user-query").fill(outsider)
+    console.by("user-search").click()
+    expect(console.by("user-sent")).to_contain_text("Not in the User Filter")
+    put_settings(stack, synchronized_segments=["ALL"], synchronized_properties=[])
+
     # When nobody matches: said so, nothing stale shown
     console.by("user-query").fill(f"user_id:nobody-{tag()}")
     console.by("user-search").click()

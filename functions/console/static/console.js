@@ -1013,6 +1013,16 @@
     if (!list.length) node.appendChild(el("li", { className: "hint", text: "In no segment." }));
   }
 
+  /** Whether the user is in the User Filter, and the traits of the identify call it is sent with. */
+  function renderSent(sent) {
+    if (sent.in_user_filter) {
+      message($("user-sent"), "In the User Filter: sent to Segment with these traits (and the events chosen in Settings).", "ok");
+    } else {
+      message($("user-sent"), "Not in the User Filter: this user and its events are not sent to Segment.", "warning");
+    }
+    traitRows($("user-sent-traits"), sent.identify_traits || {});
+  }
+
   function renderUser(data) {
     var user = data.user || {};
     definitionList($("user-profile"), [
@@ -1026,6 +1036,7 @@
     ]);
     tagList($("user-segments"), user.segments);
     traitRows($("user-traits"), user.traits);
+    renderSent(data.sent || {});
 
     var account = $("user-account");
     clear(account);

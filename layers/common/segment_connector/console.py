@@ -29,6 +29,7 @@ from segment_connector.models.segment_rules import (
     user_segment_names,
 )
 from segment_connector.models.settings import ConnectorSettings
+from segment_connector.outbound import Rules
 from segment_connector.parameter_store import ParameterStore
 from segment_connector.settings_document import (
     field_errors,
@@ -238,7 +239,7 @@ class Console:
                 except NotFound:
                     account = None
             events = profiles.user_events(self.store, reference, str(USER_EVENTS_SHOWN))
-            return {"user": user, "events": events, "account": account}
+            return {"user": user, "events": events, "account": account, "sent": _what_is_sent(settings, user)}
         raise NotFound(
             f"no user with user_id, anonymous_id or email {text!r}" if len(candidates) > 1 else f"no user {text}"
         )
@@ -285,6 +286,16 @@ def trait_paths(traits: Any, prefix: str = "", depth: int = 1) -> list[str]:
         else:
             paths.append(path)
     return paths
+
+
+def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether the user is in the User Filter and the traits its identify carries to Segment."""
+    rules = Rules(settings)
+    in_filter = rules.in_filter(user["segments"])
+    return {
+        "in_user_filter": in_filter,
+        "identify_traits": rules.sent_traits(user["traits"], user["segments"]) if in_filter else None,
+    }
 
 
 def _most_frequent(counter: Counter[str]) -> list[str]:

@@ -250,7 +250,11 @@ class Rules:
         return self.settings.sends_all_users() or any(name in self.settings.synchronized_segments for name in segments)
 
     def identify_traits(self, profile: UserProfile, segments: list[str]) -> dict[str, Any]:
-        return {**_pick(profile.traits, self.settings.synchronized_properties), SEGMENTS_TRAIT: segments}
+        return self.sent_traits(profile.traits, segments)
+
+    def sent_traits(self, traits: dict[str, Any], segments: list[str]) -> dict[str, Any]:
+        """The traits of the identify call a user in the filter is sent with."""
+        return {**_pick(traits, self.settings.synchronized_properties), SEGMENTS_TRAIT: segments}
 
     def group_traits(self, account: Account | None) -> dict[str, Any]:
         traits = account.traits if account else {}
