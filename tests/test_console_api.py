@@ -418,3 +418,14 @@ def test_user_lookup_without_a_match_is_a_clear_error(console_api: Api, inbound:
     identify(inbound, "u1", {}, anonymousId="a1")
     answer_status, answer = console_api.get(f"/console/api/users?q={query}")
     assert answer_status == status and answer["code"] in ("bad_request", "not_found")
+
+
+def test_a_new_admin_key_applies_without_waiting_for_a_cold_start(aws: Aws, console_api: Api, monkeypatch) -> None:
+    # Given a signed-in console (its key cached for KEY_MAX_AGE seconds; here 0, as if they had passed)
+    monkeypatch.setattr(console_api.module, "KEY_MAX_AGE", 0)
+    assert console_api.get("/console/api/settings")[0] == 200
+    # When the admin key is rotated in SSM (no cache cleared)
+    aws.ssm.put_parameter(Name=f"{PREFIX}/admin-key", Value="rotated", Type="SecureString", Overwrite=True)
+    # Then the old key is refused and the new one accepted
+    assert console_api.get("/console/api/settings")[0] == 401
+    assert console_api.get("/console/api/settings", auth=bearer("rotated"))[0] == 200

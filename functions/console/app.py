@@ -41,6 +41,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# Keys are read again after a few seconds: a new or rotated admin key applies at once (the
+# console's traffic is a person's clicks, so the extra SSM reads cost nothing worth caching for).
+KEY_MAX_AGE = 5
 _files: dict[str, str] = {}
 _parameters: ParameterStore | None = None
 _invoker = FunctionInvoker()
@@ -84,7 +87,7 @@ def require_admin_key(resolver: APIGatewayHttpResolver, next_middleware: NextMid
     if resolver.current_event.path.startswith("/console/api/"):
         authenticate_admin(
             resolver.current_event.headers.get("authorization"),
-            config.get_secret("admin-key"),
+            config.get_secret("admin-key", KEY_MAX_AGE),
             parameter=config.parameter_name("admin-key"),
         )
     return next_middleware(resolver)
@@ -121,7 +124,7 @@ def asset(name: str) -> Response:
 
 @app.get("/console/api/dashboard")
 def dashboard() -> Response:
-    return _json(200, console().dashboard(config.get_secret("api-key"), webhook_url()))
+    return _json(200, console().dashboard(config.get_secret("api-key", KEY_MAX_AGE), webhook_url()))
 
 
 @app.post("/console/api/replay")
@@ -136,7 +139,9 @@ def get_settings() -> Response:
 
 @app.put("/console/api/settings")
 def put_settings() -> Response:
-    return _json(200, console().save_settings(_body(), has_api_key=config.get_secret("api-key") is not None))
+    return _json(
+        200, console().save_settings(_body(), has_api_key=config.get_secret("api-key", KEY_MAX_AGE) is not None)
+    )
 
 
 @app.put("/console/api/write-key")

@@ -64,17 +64,17 @@ def previous_settings_document() -> str | None:
     return versions[-2]["Value"] if len(versions) >= 2 else None
 
 
-def get_secret(suffix: str) -> str | None:
+def get_secret(suffix: str, max_age: int = SECRET_MAX_AGE) -> str | None:
     """A SecureString under the prefix, or None when it does not exist (absence cached too)."""
     name = parameter_name(suffix)
     if _absent.get(name, 0) > time.monotonic():
         return None
     try:
-        value = parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE)
+        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
     except parameters.exceptions.GetParameterError as error:
         if "ParameterNotFound" not in repr(error.__cause__ or error):
             raise
-        _absent[name] = time.monotonic() + SECRET_MAX_AGE
+        _absent[name] = time.monotonic() + max_age
         return None
     return value or None
 
