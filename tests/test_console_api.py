@@ -429,3 +429,27 @@ def test_a_new_admin_key_applies_without_waiting_for_a_cold_start(aws: Aws, cons
     # Then the old key is refused and the new one accepted
     assert console_api.get("/console/api/settings")[0] == 401
     assert console_api.get("/console/api/settings", auth=bearer("rotated"))[0] == 200
+
+
+def test_the_catalogue_stays_small_whatever_names_senders_make_up(aws: Aws, console_api: Api, monkeypatch) -> None:
+    from segment_connector import console as console_logic
+
+    monkeypatch.setattr(console_logic, "MAX_NAMES", 5)
+    # Given profiles with a thousand-character trait name, and more names than offered
+    for index in range(8):
+        traits = {f"trait_{index}": 1, "x" * 1000 + str(index): 1, "common": 1}
+        aws.dynamodb.put_item(
+            TableName="connector-test",
+            Item={"pk": {"S": f"id#user_id#n{index}"}, "sk": {"S": "profile"}, "kind": {"S": "user"},
+                  "traits": {"M": {name: {"N": "1"} for name in traits}}},
+        )  # fmt: skip
+    aws.dynamodb.put_item(
+        TableName="connector-test",
+        Item={"pk": {"S": "id#user_id#n0"}, "sk": {"S": "event#m1"}, "kind": {"S": "event"},
+              "type": {"S": "track"}, "event": {"S": "E" * 1000}},
+    )  # fmt: skip
+    names = console_api.get("/console/api/catalogue")[1]
+    # Then the most frequent short names only, at most MAX_NAMES
+    assert names["traits"][0] == "common" and len(names["traits"]) == 5
+    assert all(len(name) <= console_logic.MAX_NAME_LENGTH for name in names["traits"])
+    assert names["events"] == ["page", "screen"]

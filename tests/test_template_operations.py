@@ -481,3 +481,19 @@ def test_inbound_reserved_concurrency_is_set_through_the_parameter() -> None:
 def test_inbound_reserved_concurrency_pattern(value: str, accepted: bool) -> None:
     # Given the AllowedPattern / Then empty or a positive whole number; 0 would switch the API off
     assert bool(re.fullmatch(PARAMETERS["InboundReservedConcurrency"]["AllowedPattern"], value)) is accepted
+
+
+# -- the settings parameter ------------------------------------------------------------------------
+
+# What the stack created <prefix>/settings with. Operators change the document afterwards (CLI,
+# console); CloudFormation writes the template's Value again whenever it differs from the last
+# deployed template, so a new default here would overwrite every operator's settings on their
+# next `sam deploy`. Change defaults in ConnectorSettings instead (missing keys take them).
+FIRST_SETTINGS = (
+    '{"handle_pages": true, "handle_screens": true, "handle_accounts": false, '
+    '"ignore_segment_userId": false, "synchronized_segments": [], "send_events": ["ALL"]}'
+)
+
+
+def test_the_settings_parameter_value_never_changes() -> None:
+    assert props("SettingsParameter")["Value"] == FIRST_SETTINGS

@@ -50,6 +50,7 @@ SAMPLE_SEGMENTS = 4
 PREVIEW_EXAMPLES = 5
 USER_EVENTS_SHOWN = 20
 MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
+MAX_NAME_LENGTH = 200  # longer names (senders choose them) are left out of the pickers: type them in
 NAME_DEPTH = 4  # nested traits offered down to a.b.c.d
 MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit
 MAX_WRITE_KEY_BYTES = 1024
@@ -159,7 +160,7 @@ class Console:
                 account_traits.update(trait_paths(item.get("traits")))
             elif kind == "event":
                 name = item.get("event") if item.get("type") == "track" else item.get("type")
-                if isinstance(name, str) and name:
+                if isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH:
                     events[name] += 1
         for name in PAGE_AND_SCREEN:
             events.setdefault(name, 0)
@@ -299,7 +300,10 @@ def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[
 
 
 def _most_frequent(counter: Counter[str]) -> list[str]:
-    return [name for name, _ in sorted(counter.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_NAMES]]
+    """At most MAX_NAMES names of at most MAX_NAME_LENGTH characters: the answer stays small
+    whatever names senders made up."""
+    offered = [(name, count) for name, count in counter.items() if len(name) <= MAX_NAME_LENGTH]
+    return [name for name, _ in sorted(offered, key=lambda pair: (-pair[1], pair[0]))[:MAX_NAMES]]
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
