@@ -17,7 +17,7 @@ help:
 	@echo "make test    make lint, sam build, then every test"
 	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), sam validate --lint"
 	@echo "make format  ruff format + ruff check --fix"
-	@echo "make openapi regenerate docs/openapi.json from the inbound routes"
+	@echo "make openapi regenerate docs/openapi.json from the inbound and console routes"
 	@echo "make coverage  the tests under coverage, with a report"
 	@echo "make bench   benchmarks (cold start, DynamoDB requests per message)"
 	@echo "make replay  send dead-lettered outbound messages again (the local stack; segment-connector replay for a deployed one)"

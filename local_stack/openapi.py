@@ -1,14 +1,15 @@
-"""The OpenAPI document of the inbound HTTP API (docs/openapi.json), generated from the code.
+"""The OpenAPI document of the HTTP API (docs/openapi.json), generated from the code.
 
     python -m local_stack.openapi docs/openapi.json     # `make openapi`: (re)write it
     python -m local_stack.openapi --check docs/openapi.json   # exit 1 if it is stale
 
 Operations (paths, methods, path parameters, summaries, descriptions, answers) come from the
-routes of functions/inbound/app.py through Powertools' `get_openapi_json_schema`; the request
-schemas from the message models of `segment_connector.models.messages`; the answer schemas from
-the models below, which mirror `segment_connector.profiles` and `IngestResult.body`
-(tests/test_openapi.py checks real answers against them). Nothing here runs in a Lambda function:
-the handler builds no schema at import.
+routes of functions/inbound/app.py and functions/console/app.py through Powertools'
+`get_openapi_json_schema`; the request schemas from the message models of
+`segment_connector.models.messages` and the settings model; the answer schemas from the models
+below, which mirror `segment_connector.profiles`, `IngestResult.body` and
+`segment_connector.console` (tests/test_openapi.py checks real answers against them). Nothing
+here runs in a Lambda function: the handlers build no schema at import.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from local_stack.template import ROOT
 
 DOCUMENT = ROOT / "docs" / "openapi.json"
 INBOUND_APP = ROOT / "functions" / "inbound" / "app.py"
+CONSOLE_APP = ROOT / "functions" / "console" / "app.py"
 LAYER_DIR = ROOT / "layers" / "common"
 REF = "#/components/schemas/{model}"
 
@@ -99,6 +101,111 @@ class Account(_Schema):
     segments: list[str] = Field(description="Names of the account segments the account is in now")
 
 
+# -- the console's answers -------------------------------------------------------------------------
+
+
+class StatusWarning(_Schema):
+    code: str = Field(description="no_write_key, no_users_in_filter, nothing_to_send, unknown_segment, ...")
+    message: str
+
+
+class Counts(_Schema):
+    users: int
+    accounts: int
+    events: int
+    dead_letters: int
+    exact: bool = Field(description="False: users, accounts and events are estimated (the count ran out of time)")
+
+
+class DeadLetter(_Schema):
+    message_id: str | None
+    reason: str | None
+    at: str = Field(description="When it was kept (ISO-8601)")
+    type: str | None
+    user_id: str | None = Field(description="The userId (else anonymousId) of the message")
+
+
+class ConsoleDashboard(_Schema):
+    webhook_url: str = Field(description="This API's /segment, as the caller reached it")
+    auth_header: str | None = Field(description='`Basic base64("<api key>:")`; null without an API key')
+    warnings: list[StatusWarning]
+    counts: Counts
+    resync: dict[str, Any] = Field(description='The last resync job (`{"status": "none"}` before the first)')
+    dead_letters: list[DeadLetter] = Field(description="The 50 oldest")
+
+
+class ReplayedLetter(_Schema):
+    message_id: str
+    outcome: Literal["replayed", "failed"]
+    reason: str | None
+
+
+class ConsoleReplay(_Schema):
+    replayed: int
+    failed: int
+    remaining: int
+    letters: list[ReplayedLetter]
+
+
+class ConsoleSettings(_Schema):
+    settings: dict[str, Any] = Field(description="The document, missing settings at their defaults")
+    write_key_set: bool
+    errors: list[FieldError] = Field(default_factory=list, description="Present when the stored document is invalid")
+
+
+class ConsoleSaved(_Schema):
+    saved: bool = Field(description="False: the document was already stored as it is")
+    version: int | None = Field(description="The parameter's new version")
+    resync: Literal["started", "unchanged"]
+    settings: dict[str, Any]
+    warnings: list[StatusWarning]
+
+
+class ConsoleWriteKey(_Schema):
+    write_key: str = Field(min_length=1, max_length=1024)
+
+
+class ConsoleWriteKeySet(_Schema):
+    write_key_set: Literal[True]
+
+
+class Sampled(_Schema):
+    users: int
+    accounts: int
+    events: int
+
+
+class ConsoleCatalogue(_Schema):
+    traits: list[str] = Field(description="Dotted trait paths of users, most frequent first")
+    account_traits: list[str]
+    events: list[str] = Field(description="Track event names, plus page and screen")
+    sampled: Sampled
+
+
+class ConsolePreviewRequest(_Schema):
+    kind: Literal["user", "account"] = "user"
+    rule: dict[str, Any] = Field(description="A segment rule, as in the settings' `segments`")
+
+
+class ConsolePreview(_Schema):
+    kind: Literal["user", "account"]
+    sampled: int
+    matched: int
+    examples: list[dict[str, Any]] = Field(description="A few of the matching users (id, user_id, email, traits)")
+
+
+class Sent(_Schema):
+    in_user_filter: bool
+    identify_traits: dict[str, Any] | None = Field(description="The traits its identify carries; null when not sent")
+
+
+class ConsoleUser(_Schema):
+    user: User
+    events: list[Event] = Field(description="The latest 20, newest first")
+    account: Account | None
+    sent: Sent
+
+
 ANSWERS: dict[str, Any] = {
     "Health": Health,
     "DeliveryResult": DeliveryResult,
@@ -106,6 +213,16 @@ ANSWERS: dict[str, Any] = {
     "User": User,
     "Events": list[Event],
     "Account": Account,
+    "ConsoleDashboard": ConsoleDashboard,
+    "ConsoleReplay": ConsoleReplay,
+    "ConsoleSettings": ConsoleSettings,
+    "ConsoleSaved": ConsoleSaved,
+    "ConsoleWriteKey": ConsoleWriteKey,
+    "ConsoleWriteKeySet": ConsoleWriteKeySet,
+    "ConsoleCatalogue": ConsoleCatalogue,
+    "ConsolePreviewRequest": ConsolePreviewRequest,
+    "ConsolePreview": ConsolePreview,
+    "ConsoleUser": ConsoleUser,
 }
 
 
@@ -120,6 +237,15 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
         }
     ],
+    ("/console/api/users", "get"): [
+        {
+            "name": "q",
+            "in": "query",
+            "required": True,
+            "description": "user_id:<v>, anonymous_id:<v>, email:<v>, or a bare value tried as each",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    ],
 }
 
 
@@ -129,6 +255,7 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
 def _schemas() -> dict[str, Any]:
     """Components: the answer models and the message models, every $ref pointing at components."""
     from segment_connector.models.messages import SegmentMessage
+    from segment_connector.models.settings import ConnectorSettings
 
     schemas: dict[str, Any] = {}
 
@@ -140,6 +267,7 @@ def _schemas() -> dict[str, Any]:
     for name, annotation in ANSWERS.items():
         add(name, annotation)
     add("Message", SegmentMessage)
+    add("SettingsDocument", ConnectorSettings)
     schemas["Delivery"] = {
         "description": (
             "One message, a JSON array of messages (Webhooks (Actions) batching) or "
@@ -163,31 +291,31 @@ def _schemas() -> dict[str, Any]:
     return dict(sorted(schemas.items()))
 
 
-def _inbound_app() -> Any:
-    """functions/inbound/app.py's resolver (imported as the Lambda runtime would, without AWS)."""
+def _resolver(path: Path) -> Any:
+    """A handler's resolver (its app.py imported as the Lambda runtime would, without AWS)."""
     if str(LAYER_DIR) not in sys.path:
         sys.path.insert(0, str(LAYER_DIR))
-    spec = importlib.util.spec_from_file_location("inbound_app_for_openapi", INBOUND_APP)
+    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_app_for_openapi", path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {INBOUND_APP}")
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.app
 
 
 def document() -> dict[str, Any]:
-    from aws_lambda_powertools.event_handler.openapi.models import HTTPBase, License, Tag
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBase, HTTPBearer, License, Tag
 
     from segment_connector import __version__
 
-    app = _inbound_app()
+    app = _resolver(INBOUND_APP)
     generated = app.get_openapi_json_schema(
         title="segment-connector HTTP API",
         version=__version__,
         openapi_version="3.1.0",
         description=(
             "Segment deliveries, Segment's HTTP Tracking API and the Profile API of a self-hosted "
-            "segment-connector stack (see README.md). Every error answer has a JSON body "
+            "segment-connector stack, and the console's API (see README.md). Every error answer has a JSON body "
             "`{error, code, message, details?}`; an unknown route is answered 404, a known path "
             "with another method 405 with `Allow`."
         ),
@@ -196,16 +324,20 @@ def document() -> dict[str, Any]:
             Tag(name="Deliveries", description="Segment destination and Tracking API calls: stored in DynamoDB"),
             Tag(name="Profile API", description="Users, their events and accounts as stored (Basic auth only)"),
             Tag(name="Health", description="Liveness"),
+            Tag(name="Console", description="The console's data and changes (admin key as a Bearer token)"),
         ],
         security_schemes={
             "basicAuth": HTTPBase(
                 scheme="basic",
                 description='The API key as user name, an empty password: `Basic base64("<api key>:")`.',
-            )
+            ),
+            "bearerAuth": HTTPBearer(description="The console's admin key (<prefix>/admin-key)"),
         },
         security=[{"basicAuth": []}],
     )
     doc: dict[str, Any] = json.loads(generated)
+    console: dict[str, Any] = json.loads(_resolver(CONSOLE_APP).get_openapi_json_schema(openapi_version="3.1.0"))
+    doc["paths"].update(console["paths"])
     for (path, method), parameters in QUERY_PARAMETERS.items():
         doc["paths"][path][method].setdefault("parameters", []).extend(parameters)
     doc.setdefault("components", {})["schemas"] = _schemas()

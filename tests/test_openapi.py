@@ -19,6 +19,16 @@ ROUTES = {
     ("/v1/accounts/{group_id}", "get"),
     ("/health", "get"),
 }
+CONSOLE_ROUTES = {
+    ("/console/api/dashboard", "get"),
+    ("/console/api/replay", "post"),
+    ("/console/api/settings", "get"),
+    ("/console/api/settings", "put"),
+    ("/console/api/write-key", "put"),
+    ("/console/api/catalogue", "get"),
+    ("/console/api/segments/preview", "post"),
+    ("/console/api/users", "get"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +43,7 @@ def test_the_committed_document_matches_the_code(document: dict[str, Any]) -> No
 
 def test_every_route_is_documented_with_basic_auth(document: dict[str, Any]) -> None:
     operations = {(path, method) for path, methods in document["paths"].items() for method in methods}
-    assert operations == ROUTES
+    assert operations == ROUTES | CONSOLE_ROUTES
     assert document["components"]["securitySchemes"]["basicAuth"] == {
         "type": "http",
         "scheme": "basic",
@@ -86,4 +96,82 @@ def test_answers_match_their_schemas(document: dict[str, Any], api: Any, aws: An
         matches(document, "Error", answer)
     status, answer = api.post("/segment", {"type": "identify"})
     assert status == 400 and answer["details"]
+    matches(document, "Error", answer)
+
+
+def test_console_routes_are_documented_with_the_admin_key(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, method in CONSOLE_ROUTES:
+        operation = document["paths"][path][method]
+        assert operation["security"] == [{"bearerAuth": []}], (path, method)
+        assert operation["tags"] == ["Console"] and operation["summary"] and operation["description"]
+        assert {"200", "401", "503"} <= set(operation["responses"])
+    body = document["paths"]["/console/api/settings"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/SettingsDocument"}
+
+
+def test_console_answers_match_their_schemas(document: dict[str, Any], console_api: Any, aws: Any, monkeypatch) -> None:
+    import io
+    import json
+
+    from harness import Api, load_handler_module
+    from segment_connector.invoker import FunctionInvoker
+
+    # Given a user with an event and an account, a segment in the filter, and a dead letter
+    aws.set_settings(
+        handle_accounts=True,
+        segments=[{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}],
+        synchronized_segments=["Pro"],
+        synchronized_properties=["plan"],
+    )
+    inbound = Api(load_handler_module("inbound"))
+    for body in (
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro", "email": "a@example.com"}},
+        {"type": "track", "userId": "u1", "event": "Paid", "properties": {"amount": 3}},
+        {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
+    ):
+        assert inbound.post("/segment", body)[0] == 200
+    from segment_connector.storage import ProfileStore
+
+    ProfileStore("connector-test", aws.dynamodb).put_dead_letter(
+        "sc-1",
+        {"type": "identify", "userId": "u1", "messageId": "sc-1"},
+        "Segment answered 400",
+        "2026-01-01T00:00:00.000Z",
+    )
+
+    class Lambda:
+        def invoke(self, **_: Any) -> dict[str, Any]:
+            answer = {
+                "replayed": 1,
+                "failed": 0,
+                "remaining": 0,
+                "letters": [{"message_id": "sc-1", "outcome": "replayed", "reason": None}],
+            }
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+    monkeypatch.setattr(console_api.module, "_invoker", FunctionInvoker(Lambda()))
+    settings = console_api.get("/console/api/settings")[1]
+    rule = {"trait": "plan", "op": "eq", "value": "pro"}
+    # When every console route is called / Then each answer matches its schema
+    calls: tuple[tuple[tuple[str, str, Any], str], ...] = (
+        (("GET", "/console/api/dashboard", None), "ConsoleDashboard"),
+        (("POST", "/console/api/replay", {}), "ConsoleReplay"),
+        (("GET", "/console/api/settings", None), "ConsoleSettings"),
+        (("PUT", "/console/api/settings", {**settings["settings"], "forward_events": True}), "ConsoleSaved"),
+        (("PUT", "/console/api/write-key", {"write_key": "wk"}), "ConsoleWriteKeySet"),
+        (("GET", "/console/api/catalogue", None), "ConsoleCatalogue"),
+        (("POST", "/console/api/segments/preview", {"kind": "user", "rule": rule}), "ConsolePreview"),
+        (("GET", "/console/api/users?q=u1", None), "ConsoleUser"),
+        (("PUT", "/console/api/settings", {"synchronized_segments": ["Ghost"]}), "Error"),
+        (("GET", "/console/api/users?q=nobody", None), "Error"),
+    )
+    for (method, path, body), schema in calls:
+        status, answer, _ = console_api.request(method, path, body)
+        assert (status == 200) == (schema != "Error"), (path, answer)
+        matches(document, schema, answer)
+    matches(document, "SettingsDocument", settings["settings"])
+    matches(document, "ConsolePreviewRequest", {"kind": "user", "rule": rule})
+    status, answer, _ = console_api.request("GET", "/console/api/dashboard", auth=None)
+    assert status == 401
     matches(document, "Error", answer)

@@ -77,7 +77,7 @@ def _file(name: str, content_type: str) -> Response:
     return Response(status_code=200, content_type=content_type, body=_files[name], headers=SECURITY_HEADERS)
 
 
-def _body() -> bytes:
+def _raw_body() -> bytes:
     event = app.current_event
     return base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode()
 
@@ -107,60 +107,151 @@ def webhook_url() -> str:
 # -- the page -------------------------------------------------------------------------------------
 
 
-@app.get("/console")
-def page() -> Response:
+@app.get("/console", include_in_schema=False)
+def page() -> Response[str]:
     return _file("index.html", "text/html; charset=utf-8")
 
 
-@app.get("/console/assets/<name>")
-def asset(name: str) -> Response:
+@app.get("/console/assets/<name>", include_in_schema=False)
+def asset(name: str) -> Response[str]:
     if name not in ASSETS:
         raise NotFound(f"no asset {name}")
     return _file(name, ASSETS[name])
 
 
 # -- the API --------------------------------------------------------------------------------------
+# The metadata (plain dicts; no schema is built at import) feeds docs/openapi.json (`make openapi`).
+
+_REF = "#/components/schemas/"
+_ADMIN: dict[str, Any] = {"security": [{"bearerAuth": []}]}
+_ERRORS = {
+    400: "Not a JSON object, or invalid (`details` names the fields)",
+    401: "Missing or wrong admin key",
+    404: "No such user",
+    502: "OutboundFunction failed",
+    503: "No admin key exists (`not_configured`), or DynamoDB/SSM busy",
+}
 
 
-@app.get("/console/api/dashboard")
-def dashboard() -> Response:
+def _answers(ok: str, schema: str, *errors: int) -> dict[int, Any]:
+    json_of = content_types.APPLICATION_JSON
+    answers: dict[int, Any] = {200: {"description": ok, "content": {json_of: {"schema": {"$ref": _REF + schema}}}}}
+    for status in sorted({401, 503, *errors}):
+        answers[status] = {"description": _ERRORS[status], "content": {json_of: {"schema": {"$ref": _REF + "Error"}}}}
+    return answers
+
+
+def _request(schema: str) -> dict[str, Any]:
+    content = {content_types.APPLICATION_JSON: {"schema": {"$ref": _REF + schema}}}
+    return {**_ADMIN, "requestBody": {"required": True, "content": content}}
+
+
+@app.get(
+    "/console/api/dashboard",
+    summary="The console's dashboard",
+    description="What to paste into Segment, the status warnings, counts, the last resync and the oldest dead letters.",
+    tags=["Console"],
+    operation_id="consoleDashboard",
+    responses=_answers("The dashboard", "ConsoleDashboard"),
+    openapi_extensions=_ADMIN,
+)
+def dashboard() -> Response[dict[str, Any]]:
     return _json(200, console().dashboard(config.get_secret("api-key", KEY_MAX_AGE), webhook_url()))
 
 
-@app.post("/console/api/replay")
-def replay() -> Response:
+@app.post(
+    "/console/api/replay",
+    summary="Replay dead letters",
+    description="OutboundFunction sends the dead letters again; its counts and each letter's outcome.",
+    tags=["Console"],
+    operation_id="consoleReplay",
+    responses=_answers("The replay's outcome", "ConsoleReplay", 502),
+    openapi_extensions=_ADMIN,
+)
+def replay() -> Response[dict[str, Any]]:
     return _json(200, console().replay())
 
 
-@app.get("/console/api/settings")
-def get_settings() -> Response:
+@app.get(
+    "/console/api/settings",
+    summary="The settings document",
+    description="The stored document with every missing setting at its default, whether a write key exists, "
+    "and the document's errors when it is invalid.",
+    tags=["Console"],
+    operation_id="consoleSettings",
+    responses=_answers("The settings", "ConsoleSettings"),
+    openapi_extensions=_ADMIN,
+)
+def get_settings() -> Response[dict[str, Any]]:
     return _json(200, console().settings())
 
 
-@app.put("/console/api/settings")
-def put_settings() -> Response:
+@app.put(
+    "/console/api/settings",
+    summary="Save the settings document",
+    description="Validated with the functions' model (400 `settings_invalid` naming each field, nothing saved); "
+    "a changed document starts a resync.",
+    tags=["Console"],
+    operation_id="consoleSaveSettings",
+    responses=_answers("Saved (or unchanged)", "ConsoleSaved", 400),
+    openapi_extensions=_request("SettingsDocument"),
+)
+def put_settings() -> Response[dict[str, Any]]:
     return _json(
-        200, console().save_settings(_body(), has_api_key=config.get_secret("api-key", KEY_MAX_AGE) is not None)
+        200, console().save_settings(_raw_body(), has_api_key=config.get_secret("api-key", KEY_MAX_AGE) is not None)
     )
 
 
-@app.put("/console/api/write-key")
-def put_write_key() -> Response:
-    return _json(200, console().set_write_key(_body()))
+@app.put(
+    "/console/api/write-key",
+    summary="Set the write key",
+    description="Stores `write_key` as the SecureString <prefix>/write-key; the value is never answered.",
+    tags=["Console"],
+    operation_id="consoleSetWriteKey",
+    responses=_answers("Stored", "ConsoleWriteKeySet", 400),
+    openapi_extensions=_request("ConsoleWriteKey"),
+)
+def put_write_key() -> Response[dict[str, Any]]:
+    return _json(200, console().set_write_key(_raw_body()))
 
 
-@app.get("/console/api/catalogue")
-def catalogue() -> Response:
+@app.get(
+    "/console/api/catalogue",
+    summary="Trait and event names",
+    description="Names for the settings' pickers, from a bounded sample of the table (most frequent first).",
+    tags=["Console"],
+    operation_id="consoleCatalogue",
+    responses=_answers("The names", "ConsoleCatalogue"),
+    openapi_extensions=_ADMIN,
+)
+def catalogue() -> Response[dict[str, Any]]:
     return _json(200, console().catalogue())
 
 
-@app.post("/console/api/segments/preview")
-def preview() -> Response:
-    return _json(200, console().preview(_body()))
+@app.post(
+    "/console/api/segments/preview",
+    summary="Preview a segment rule",
+    description="How many users (or accounts) of a sample the rule matches, and a few of them.",
+    tags=["Console"],
+    operation_id="consolePreview",
+    responses=_answers("The preview", "ConsolePreview", 400),
+    openapi_extensions=_request("ConsolePreviewRequest"),
+)
+def preview() -> Response[dict[str, Any]]:
+    return _json(200, console().preview(_raw_body()))
 
 
-@app.get("/console/api/users")
-def find_user() -> Response:
+@app.get(
+    "/console/api/users",
+    summary="Look a user up",
+    description="`q` is `user_id:<v>`, `anonymous_id:<v>`, `email:<v>` or a bare value tried as each: the user, "
+    "its account, latest events and what is sent to Segment.",
+    tags=["Console"],
+    operation_id="consoleFindUser",
+    responses=_answers("The user", "ConsoleUser", 400, 404),
+    openapi_extensions=_ADMIN,
+)
+def find_user() -> Response[dict[str, Any]]:
     return _json(200, console().find_user(app.current_event.get_query_string_value("q")))
 
 
