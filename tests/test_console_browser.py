@@ -194,14 +194,14 @@ class Console:
         self.by(f"tab-{name}").click()
         expect(self.by(f"tab-{name}")).to_have_attribute("aria-selected", "true")
 
-    def choice(self, field_name: str, value: str) -> Any:
-        """The checkbox for `value` in the multi-select `setting-<field_name>`."""
-        return self.by(f"setting-{field_name}").locator(f'input[type="checkbox"][data-value="{css(value)}"]')
+    def option(self, field_name: str, value: str) -> Any:
+        """The option for `value` in the multi-select `setting-<field_name>`."""
+        return self.by(f"setting-{field_name}").locator(f'option[value="{css(value)}"]')
 
     def settings_loaded(self) -> None:
         """The settings (re)read since the tab was shown: the form is no longer busy."""
         expect(self.by("settings-form")).to_have_attribute("aria-busy", "false", timeout=EXPECT_MS)
-        expect(self.choice("synchronized_segments", "ALL")).to_have_count(1)
+        expect(self.option("synchronized_segments", "ALL")).to_have_count(1)
 
     def save_settings(self) -> Any:
         self.by("settings-save").click()
@@ -383,12 +383,14 @@ def test_changing_the_user_filter_saves_it_updates_the_warnings_and_starts_a_res
     job = next_resync(stack, job)
     page = console.signed_in()
 
-    # When the User Filter is emptied and saved
+    # When the User Filter is emptied and saved (a native multi-select: Playwright's select_option)
     console.tab("settings")
     console.settings_loaded()
-    console.choice("synchronized_segments", "ALL").uncheck()
-    for box in console.by("setting-synchronized_segments").locator('input[type="checkbox"]').all():
-        box.uncheck()
+    user_filter = console.by("setting-synchronized_segments")
+    expect(user_filter).to_have_values(["ALL"])
+    expect(user_filter.locator("option").first).to_have_text("ALL")
+    user_filter.select_option([])
+    expect(user_filter).to_have_values([])
     expect(console.save_settings()).to_contain_text("A resync started")
     # Then the parameter holds no filter, and the dashboard warns that nobody is sent
     assert settings_of(stack)["synchronized_segments"] == []
@@ -397,11 +399,13 @@ def test_changing_the_user_filter_saves_it_updates_the_warnings_and_starts_a_res
     expect(console.by("warnings").locator('[data-code="no_users_in_filter"]')).to_have_count(1)
     job = next_resync(stack, job)
 
-    # When the segment is ticked and saved
+    # When the segment is chosen and saved
     console.tab("settings")
     console.settings_loaded()
-    expect(console.choice("synchronized_segments", segment)).not_to_be_checked()
-    console.choice("synchronized_segments", segment).check()
+    expect(user_filter).to_have_values([])
+    expect(console.option("synchronized_segments", segment)).to_have_text(segment)
+    user_filter.select_option([segment])
+    expect(user_filter).to_have_values([segment])
     lines = resync_lines(stack)
     result = console.save_settings()
     # Then the page says a resync started, the parameter changed, the warning is gone
@@ -418,12 +422,18 @@ def test_changing_the_user_filter_saves_it_updates_the_warnings_and_starts_a_res
     expect(console.by("resync-status")).not_to_have_text("none yet")
     screenshot(page, "dashboard-after-save")
 
-    # When a field is invalid (a trait path with a space): its error next to it, nothing saved
+    # When the page is shown again: the saved filter is selected
     console.tab("settings")
     console.settings_loaded()
+    expect(user_filter).to_have_values([segment])
+
+    # When a field is invalid (a trait path with a space): its error next to it, nothing saved
+    attributes = console.by("setting-synchronized_properties")
+    attributes.select_option([])
     console.by("add-synchronized_properties").fill("not a path")
     console.by("add-synchronized_properties-button").click()
-    expect(console.choice("synchronized_properties", "not a path")).to_be_checked()
+    expect(attributes).to_have_values(["not a path"])
+    expect(console.option("synchronized_properties", "not a path")).to_have_text("not a path")
     result = console.save_settings()
     expect(result).to_contain_text("Not saved")
     expect(result).to_contain_text("synchronized_properties")
@@ -431,6 +441,57 @@ def test_changing_the_user_filter_saves_it_updates_the_warnings_and_starts_a_res
     expect(console.by("error-synchronized_segments")).to_be_hidden()
     assert "not a path" not in settings_of(stack)["synchronized_properties"]
     screenshot(page, "settings-error")
+
+    # When ALL is chosen with the segment: only ALL is saved, and shown
+    console.tab("settings")
+    console.settings_loaded()
+    user_filter.select_option(["ALL", segment])
+    expect(user_filter).to_have_values(["ALL", segment])
+    expect(console.save_settings()).to_contain_text("Saved")
+    assert settings_of(stack)["synchronized_segments"] == ["ALL"]
+    expect(user_filter).to_have_values(["ALL"])
+
+
+def test_event_and_attribute_lists_keep_saved_names_and_add_new_ones(console: Console, stack: Stack) -> None:
+    # Given saved names that no user sent (not in the catalogue), and a defined segment
+    event = f"Unseen Event {tag()}"
+    trait = f"unseen_{tag()}"
+    put_settings(stack, send_events=["page", event], synchronized_properties=[trait])
+    console.signed_in()
+    # When the settings tab is shown
+    console.tab("settings")
+    console.settings_loaded()
+    events = console.by("setting-send_events")
+    attributes = console.by("setting-synchronized_properties")
+    # Then the saved names are selected options (ALL first, then page and screen), a hint under each list
+    expect(events).to_have_values(["page", event])
+    expect(events.locator("option").first).to_have_text("ALL")
+    expect(console.option("send_events", "screen")).to_have_count(1)
+    expect(attributes).to_have_values([trait])
+    expect(console.page.locator("#panel-settings")).to_contain_text("Ctrl-click (⌘-click on a Mac) to choose several")
+    for name in ("synchronized_segments", "synchronized_properties", "send_events"):
+        assert console.by(f"setting-{name}").evaluate("node => node.tagName + ':' + node.multiple") == "SELECT:true"
+        expect(console.by(f"setting-{name}")).to_have_accessible_name(re.compile(r"\S"))
+
+    # When a name is added (with ALL chosen before): it is a selected option, ALL is no longer chosen
+    added = f"Added Event {tag()}"
+    events.select_option(["ALL"])
+    console.by("add-send_events").fill(added)
+    console.by("add-send_events-button").click()
+    expect(events).to_have_values([added])
+    expect(console.option("send_events", event)).to_have_count(1)  # still listed, not chosen
+    events.select_option(["screen", event, added])
+    attributes.select_option([])
+    expect(console.save_settings()).to_contain_text("Saved")
+    # Then the saved lists are what was chosen
+    saved = settings_of(stack)
+    assert sorted(saved["send_events"]) == sorted(["screen", event, added])
+    assert saved["synchronized_properties"] == []
+    # And ALL chosen among events saves ALL alone
+    events.select_option(["ALL", "page"])
+    expect(console.save_settings()).to_contain_text("Saved")
+    assert settings_of(stack)["send_events"] == ["ALL"]
+    expect(events).to_have_values(["ALL"])
 
 
 def test_forward_events_shows_the_loop_warning(console: Console, stack: Stack) -> None:
@@ -622,17 +683,20 @@ def test_markup_from_users_is_shown_as_text_and_never_runs(console: Console, sta
     expect(events).to_contain_text(XSS_EVENT)
     assert events.locator("svg, img").count() == 0
 
-    # When the settings' attribute picker lists the trait names of the catalogue
+    # When the settings' attribute and event lists show the names of the catalogue
     console.tab("settings")
     console.settings_loaded()
-    picker = console.by("setting-synchronized_properties")
-    expect(console.choice("synchronized_properties", XSS_TRAIT)).to_have_count(1)
-    # Then the name is a label's text, no element
-    expect(picker).to_contain_text(XSS_TRAIT)
-    assert picker.locator("img").count() == 0
-    events_picker = console.by("setting-send_events")
-    expect(console.choice("send_events", XSS_EVENT)).to_have_count(1)
-    assert events_picker.locator("svg, img").count() == 0
+    for name, markup in (("synchronized_properties", XSS_TRAIT), ("send_events", XSS_EVENT)):
+        picker = console.by(f"setting-{name}")
+        option = console.option(name, markup)
+        # Then the name is an option's text (and value), no element
+        expect(option).to_have_count(1)
+        expect(option).to_have_text(markup)
+        assert option.text_content() == markup
+        assert picker.locator("img, svg").count() == 0
+        # And it can be chosen like any other name (not saved)
+        picker.select_option([markup])
+        expect(picker).to_have_values([markup])
 
     # And nothing ran: no dialog, no injected element anywhere, no error
     page.wait_for_timeout(300)  # an onerror/onload would fire on the next tasks

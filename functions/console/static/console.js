@@ -542,51 +542,94 @@
     updateForwardWarning();
   }
 
-  function renderChoices(field, selected) {
-    var container = $("setting-" + field);
-    clear(container);
-    var definedSegments = null;
-    if (field === "synchronized_segments") definedSegments = names((state.settings || {}).segments);
-    if (field === "synchronized_account_segments") definedSegments = names((state.settings || {}).account_segments);
-    var options = optionsFor(field, selected);
-    if (options.length === 0) {
-      container.appendChild(el("p", { className: "hint empty", text: "Nothing to choose yet: add a name below." }));
-    }
-    options.forEach(function (name, index) {
-      var id = "choice-" + field + "-" + index;
-      var input = el("input", { attrs: { type: "checkbox", id: id } });
-      input.setAttribute("data-value", name);
-      input.value = name;
-      input.checked = selected.indexOf(name) >= 0;
-      var label = el("label", { attrs: { for: id } });
-      label.appendChild(el("span", { text: name === ALL ? "ALL (everyone)" : name }));
-      if (definedSegments && name !== ALL && definedSegments.indexOf(name) < 0) {
-        label.appendChild(el("span", { className: "badge", text: "not defined" }));
+  var FIELDS_WITH_ALL = ["synchronized_segments", "send_events", "synchronized_account_segments"];
+  var ALL_TITLES = {
+    synchronized_segments: "ALL: every user",
+    send_events: "ALL: every event",
+    synchronized_account_segments: "ALL: every account",
+  };
+  var MIN_ROWS = 4;
+  var MAX_ROWS = 10;
+
+  /** One native <select multiple> per list setting: an option per name (its value and its text, as
+   * text), the saved names selected, saved names the catalogue does not know kept as options;
+   * `keep`: names listed already (added ones), kept as options when not selected. */
+  function renderChoices(field, selected, keep) {
+    var select = $("setting-" + field);
+    clear(select);
+    var options = unique(optionsFor(field, selected).concat(keep || []));
+    options.forEach(function (name) {
+      var option = el("option", { text: name });
+      option.value = name;
+      option.selected = selected.indexOf(name) >= 0;
+      if (name === ALL) {
+        option.className = "all";
+        option.title = ALL_TITLES[field] || "";
       }
-      container.appendChild(el("div", { className: "choice" + (name === ALL ? " all" : "") }, [input, label]));
+      select.appendChild(option);
     });
-    syncAll(container);
+    select.size = Math.max(MIN_ROWS, Math.min(options.length, MAX_ROWS));
+    updateNote(field);
   }
 
-  /** With ALL ticked, the other choices are moot: untick and disable them. */
-  function syncAll(container) {
-    var all = container.querySelector('input[data-value="ALL"]');
-    if (!all) return;
-    Array.prototype.forEach.call(container.querySelectorAll("input[type=checkbox]"), function (input) {
-      if (input === all) return;
-      if (all.checked) input.checked = false;
-      input.disabled = all.checked;
-    });
+  function definedSegments(field) {
+    if (field === "synchronized_segments") return names((state.settings || {}).segments);
+    if (field === "synchronized_account_segments") return names((state.settings || {}).account_segments);
+    return null;
+  }
+
+  /** The line under a list: nothing to choose yet, ALL overriding the rest, segments not defined. */
+  function updateNote(field) {
+    var note = $("note-" + field);
+    var select = $("setting-" + field);
+    var chosen = selectedValues(field);
+    var defined = definedSegments(field);
+    var text = "";
+    var kind = "info";
+    if (select.options.length === 0) {
+      text = "Nothing to choose yet: add a name below.";
+    } else if (chosen.indexOf(ALL) >= 0 && chosen.length > 1) {
+      text = "ALL is chosen: the others are not needed, only ALL is saved.";
+    } else if (defined) {
+      var missing = chosen.filter(function (name) {
+        return name !== ALL && defined.indexOf(name) < 0;
+      });
+      if (missing.length) {
+        text = "Not defined as a segment (nobody is in it): " + missing.join(", ");
+        kind = "warning";
+      }
+    }
+    note.textContent = text;
+    note.classList.remove("info", "warning");
+    if (text) note.classList.add(kind);
+    show(note, Boolean(text));
   }
 
   function selectedValues(field) {
-    var container = $("setting-" + field);
-    return Array.prototype.filter
-      .call(container.querySelectorAll("input[type=checkbox]"), function (input) {
-        return input.checked;
+    return Array.prototype.map.call($("setting-" + field).selectedOptions, function (option) {
+      return option.value;
+    });
+  }
+
+  /** What is saved for a list: ["ALL"] alone when ALL is chosen; otherwise the saved order is kept
+   * (then the new names, in the list's order), so saving an untouched form changes nothing. */
+  function chosenValues(field) {
+    var chosen = selectedValues(field);
+    if (FIELDS_WITH_ALL.indexOf(field) >= 0 && chosen.indexOf(ALL) >= 0) return [ALL];
+    var saved = names((state.settings || {})[field]);
+    var rank = function (name) {
+      var index = saved.indexOf(name);
+      return index < 0 ? saved.length : index;
+    };
+    return chosen
+      .map(function (name, position) {
+        return { name: name, position: position };
       })
-      .map(function (input) {
-        return input.getAttribute("data-value");
+      .sort(function (a, b) {
+        return rank(a.name) - rank(b.name) || a.position - b.position;
+      })
+      .map(function (item) {
+        return item.name;
       });
   }
 
@@ -604,7 +647,10 @@
         return value !== ALL;
       });
     }
-    renderChoices(field, selected);
+    var listed = Array.prototype.map.call($("setting-" + field).options, function (option) {
+      return option.value;
+    });
+    renderChoices(field, selected, listed);
     input.value = "";
     input.focus();
   }
@@ -616,7 +662,7 @@
   function formDocument() {
     var documentValue = clone(state.settings || {});
     MULTI_FIELDS.forEach(function (field) {
-      documentValue[field] = selectedValues(field);
+      documentValue[field] = chosenValues(field);
     });
     TOGGLES.forEach(function (field) {
       documentValue[field] = $("setting-" + field).checked;
@@ -1104,8 +1150,8 @@
     });
     $("settings-form").addEventListener("submit", onSettingsSubmit);
     $("settings-form").addEventListener("change", function (event) {
-      var container = event.target.closest(".choices");
-      if (container) syncAll(container);
+      var field = event.target.getAttribute("data-field");
+      if (MULTI_FIELDS.indexOf(field) >= 0) updateNote(field);
       if (event.target.id === "setting-forward_events") updateForwardWarning();
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-add]"), function (button) {
