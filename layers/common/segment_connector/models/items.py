@@ -23,7 +23,7 @@ def account_pk(group_id: str) -> str:
 
 
 class _Item(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     def to_item(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

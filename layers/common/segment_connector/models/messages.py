@@ -95,7 +95,7 @@ def format_time(value: datetime) -> str:
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=False, defer_build=True)
 
     message_id: OptionalId = _alias("messageId", "message_id")
     user_id: OptionalId = _alias("userId", "user_id")
@@ -176,4 +176,4 @@ SegmentMessage = Annotated[
     IdentifyMessage | TrackMessage | PageMessage | ScreenMessage | GroupMessage | AliasMessage | DeleteMessage,
     Field(discriminator="type"),
 ]
-MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage)
+MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(SegmentMessage, config=ConfigDict(defer_build=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS, __version__
@@ -18,7 +18,7 @@ MAX_MESSAGE_ID_LENGTH = 99
 
 
 class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
 
 class Library(_Camel):
@@ -96,4 +96,3 @@ class ScreenCall(_Call):
 
 
 OutboundMessage = Annotated[IdentifyCall | GroupCall | TrackCall | PageCall | ScreenCall, Field(discriminator="type")]
-OUTBOUND_ADAPTER: TypeAdapter[Any] = TypeAdapter(OutboundMessage)

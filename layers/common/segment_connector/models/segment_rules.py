@@ -176,7 +176,7 @@ def _scalar_test(op: Op, value: Any) -> Callable[[Any], bool]:
 class Rule(BaseModel):
     """One node of a rule tree; validation compiles it into a predicate (`matches`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     all_: list["Rule"] | None = Field(None, alias="all", min_length=1)
     any_: list["Rule"] | None = Field(None, alias="any", min_length=1)
@@ -240,7 +240,7 @@ class Rule(BaseModel):
 
 
 class SegmentDefinition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     rule: Rule

@@ -19,7 +19,7 @@ def unknown_filter_names(names: list[str], definitions: list[Any]) -> list[str]:
 
 
 class ConnectorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     # Inbound
     handle_pages: bool = True
