@@ -15,6 +15,7 @@ from moto import mock_aws
 from harness import (
     ADMIN_KEY,
     API_KEY,
+    CHROMIUM_ARGS,
     INBOUND_ENVIRONMENT,
     LOG_PACKAGE,
     OUTBOUND_FUNCTION,
@@ -29,6 +30,8 @@ from harness import (
     SerializedClient,
     basic,
     bearer,
+    chromium_missing,
+    chromium_path,
     load_handler_module,
 )
 from local_stack.segment_sink import SegmentSink
@@ -158,30 +161,17 @@ def console_api(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Api:
 
 # -- the console in a browser (tests/test_console_browser.py) ----------------------------------------
 
-CHROMIUM_PATH = "/usr/bin/chromium"  # Debian's chromium package; Playwright never downloads a browser here
-CHROMIUM_MISSING = "Chromium is missing (the console's browser tests need it): apt-get install -y chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture(scope="session")
 def browser():
     """Given headless Chromium driven by Playwright (one browser; each test opens its own context)."""
-    import os
-
-    if not os.access(CHROMIUM_PATH, os.X_OK):
-        pytest.skip(CHROMIUM_MISSING)
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

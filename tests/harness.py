@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import sys
 import threading
 from typing import Any
@@ -252,3 +253,32 @@ class Stack:
 
     def kill(self) -> None:
         self.child.kill(WAIT_SECONDS)
+
+
+# -- the console in a browser (tests/test_console_browser.py) ----------------------------------------
+
+# Debian's chromium package (`.ci/run` installs it); Playwright never downloads a browser here.
+# CHROMIUM names another Chromium or Chrome binary (e.g. on a fork's CI runner).
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    return os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+
+
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run (one line with the fix), or None."""
+    if os.access(chromium_path(), os.X_OK):
+        return None
+    return (
+        f"Chromium is missing at {chromium_path()} (the console's browser tests need it): "
+        "apt-get install -y chromium, or set CHROMIUM to a Chromium binary"
+    )

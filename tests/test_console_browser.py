@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import sys
 import time
@@ -24,14 +23,13 @@ import pytest
 import requests
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
-from conftest import CHROMIUM_MISSING, CHROMIUM_PATH
-from harness import WAIT_SECONDS, Stack, free_port
+from harness import WAIT_SECONDS, Stack, chromium_missing, free_port
 from local_stack.segment_sink import Response as SinkResponse
 from local_stack.segment_sink import SegmentSink
 from local_stack.template import ROOT
 
-if not os.access(CHROMIUM_PATH, os.X_OK):
-    pytest.skip(CHROMIUM_MISSING, allow_module_level=True)
+if chromium_missing():
+    pytest.skip(str(chromium_missing()), allow_module_level=True)
 
 pytestmark = pytest.mark.e2e
 
