@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from segment_connector import config
-from segment_connector.delivery import ClientPool, DeadLetters, Entry
+from segment_connector.delivery import ClientPool, DeadLetters, Entry, deliver
 from segment_connector.errors import SettingsInvalid
 from segment_connector.invoker import FunctionInvoker
 from segment_connector.models.items import Account, UserProfile
@@ -306,12 +306,8 @@ class Worker:
             )
             reasons = dict.fromkeys((entry.message_id for entry in entries), "no write key")
         else:
-            report = client.send(
-                [entry.payload for entry in entries],
-                deadline=deadline,
-                order={entry.message_id: entry.user for entry in entries},
-            )
-            reasons = {**report.failed, **report.rejected}
+            outcome = deliver(entries, client, deadline)
+            reasons = {**outcome.failed, **outcome.rejected}
         DeadLetters(self.store, datetime.now(UTC)).keep(
             [(entry, f"resync: {reasons[entry.message_id]}") for entry in entries if entry.message_id in reasons]
         )
