@@ -19,6 +19,7 @@ from segment_connector.errors import ConnectorError, NotFound, http_answer
 from segment_connector.invoker import FunctionInvoker
 from segment_connector.logs import route_package_logs
 from segment_connector.parameter_store import ParameterStore
+from segment_connector.route_docs import answers, request_body
 from segment_connector.storage import shared_store
 
 logger = Logger()
@@ -122,7 +123,6 @@ def asset(name: str) -> Response[str]:
 # -- the API --------------------------------------------------------------------------------------
 # The metadata (plain dicts; no schema is built at import) feeds docs/openapi.json (`make openapi`).
 
-_REF = "#/components/schemas/"
 _ADMIN: dict[str, Any] = {"security": [{"bearerAuth": []}]}
 _ERRORS = {
     400: "Not a JSON object, or invalid (`details` names the fields)",
@@ -134,16 +134,11 @@ _ERRORS = {
 
 
 def _answers(ok: str, schema: str, *errors: int) -> dict[int, Any]:
-    json_of = content_types.APPLICATION_JSON
-    answers: dict[int, Any] = {200: {"description": ok, "content": {json_of: {"schema": {"$ref": _REF + schema}}}}}
-    for status in sorted({401, 503, *errors}):
-        answers[status] = {"description": _ERRORS[status], "content": {json_of: {"schema": {"$ref": _REF + "Error"}}}}
-    return answers
+    return answers(ok, schema, {status: _ERRORS[status] for status in {401, 503, *errors}})
 
 
 def _request(schema: str) -> dict[str, Any]:
-    content = {content_types.APPLICATION_JSON: {"schema": {"$ref": _REF + schema}}}
-    return {**_ADMIN, "requestBody": {"required": True, "content": content}}
+    return {**_ADMIN, "requestBody": request_body(schema)}
 
 
 @app.get(

@@ -16,6 +16,7 @@ from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
 from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, http_answer
 from segment_connector.logs import route_package_logs
+from segment_connector.route_docs import answers, request_body
 from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger()
@@ -72,8 +73,6 @@ def _authorize_read() -> None:
 # OpenAPI document, docs/openapi.json, which `make openapi` generates (local_stack/openapi.py).
 
 
-_JSON = content_types.APPLICATION_JSON
-_REF = "#/components/schemas/"
 ERROR_ANSWERS = {
     400: "Body not JSON or an invalid message (`details` names the fields)",
     401: "Bad or missing credentials",
@@ -84,17 +83,11 @@ ERROR_ANSWERS = {
 }
 _DELIVERY_ERRORS = (400, 401, 413, 500, 503)
 _READ_ERRORS = (400, 401, 404, 500, 503)
-_DELIVERY_BODY = {"required": True, "content": {_JSON: {"schema": {"$ref": _REF + "Delivery"}}}}
+_DELIVERY_BODY = request_body("Delivery")
 
 
 def _answers(ok: str, schema: str, *errors: int) -> dict[int, Any]:
-    answers: dict[int, Any] = {200: {"description": ok, "content": {_JSON: {"schema": {"$ref": _REF + schema}}}}}
-    for status in sorted(errors):
-        answers[status] = {
-            "description": ERROR_ANSWERS[status],
-            "content": {_JSON: {"schema": {"$ref": _REF + "Error"}}},
-        }
-    return answers
+    return answers(ok, schema, {status: ERROR_ANSWERS[status] for status in errors})
 
 
 @app.get(
