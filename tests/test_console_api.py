@@ -453,3 +453,30 @@ def test_the_catalogue_stays_small_whatever_names_senders_make_up(aws: Aws, cons
     assert names["traits"][0] == "common" and len(names["traits"]) == 5
     assert all(len(name) <= console_logic.MAX_NAME_LENGTH for name in names["traits"])
     assert names["events"] == ["page", "screen"]
+
+
+def test_values_senders_control_reach_the_console_whole(aws: Aws, console_api: Api, inbound: Api) -> None:
+    # Given traits with a 46-digit integer, tiny and decimal numbers, unicode with a bidi override,
+    # nesting 29 levels deep and a mixed list
+    deep: dict[str, Any] = {"leaf": "x"}
+    for _ in range(28):
+        deep = {"d": deep}
+    traits = {
+        "big": 10**45,
+        "small": 1e-100,
+        "dec": 0.1,
+        "uni": "日本語 🎉 \u202e",
+        "deep": deep,
+        "list": [1, "a", None, {"k": True}],
+    }
+    identify(inbound, "u1", traits)
+    # When the user is looked up, the names read and a rule on the big number previewed
+    found = console_api.get("/console/api/users?q=u1")[1]
+    names = console_api.get("/console/api/catalogue")[1]
+    preview = console_api.post(
+        "/console/api/segments/preview", {"kind": "user", "rule": {"trait": "big", "op": "gt", "value": 10**44}}
+    )[1]
+    # Then the values come back exactly as JSON, nested names stop at NAME_DEPTH, and the rule matches
+    assert found["user"]["traits"] == traits
+    assert set(names["traits"]) == {"big", "small", "dec", "uni", "deep.d.d.d", "list"}
+    assert preview["matched"] == 1
