@@ -92,11 +92,14 @@ def sample(code: str) -> float:
         load_template(), "InboundFunction", {"Table": "bench", "ParameterPrefix": "/bench", "LogLevel": "INFO"}
     ).environment
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
         **function_env,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
+        # Source tree: the warm-up writes .pyc files and every sample uses them, as the deployed
+        # (precompiled) layer does; a shell's PYTHONDONTWRITEBYTECODE would make each sample
+        # compile the package again. Built layer: its .pyc files are shipped, none is written.
         **({"PYTHONDONTWRITEBYTECODE": "1"} if BUILT else {}),
     }
     out = subprocess.run(
