@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segment_connector.invoker import FunctionFailed as FunctionFailed  # the CLI catches it from here
+from segment_connector.invoker import FunctionInvoker
+
 STATE_ENV = "SEGMENT_CONNECTOR_STATE"
 STATE_FILE = Path(".local-stack") / "state.json"
 SAMCONFIG = "samconfig.toml"
@@ -32,14 +35,6 @@ INVOKE_READ_TIMEOUT = 910  # seconds: longer than any function may run (900 s)
 
 class TargetError(Exception):
     """The target cannot be found or reached (the message is one line, for the operator)."""
-
-
-class FunctionFailed(Exception):
-    """An invocation ended in a function error (Lambda's FunctionError)."""
-
-    def __init__(self, function: str, error_type: str, message: str):
-        super().__init__(f"{function} failed: {error_type + ': ' if error_type else ''}{message}")
-        self.function, self.error_type, self.error_message = function, error_type, message
 
 
 Invoker = Callable[[str, dict[str, Any]], Any]  # (function name, payload) -> the function's result
@@ -89,19 +84,7 @@ class Target:
 
     def invoke(self, function: str, payload: dict[str, Any]) -> Any:
         """Invoke a function (RequestResponse) and return its JSON result; FunctionFailed on a function error."""
-        response = self.client("lambda").invoke(
-            FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload).encode("utf-8")
-        )
-        body = response["Payload"].read()
-        result = json.loads(body) if body else None
-        if response.get("FunctionError"):
-            error = result if isinstance(result, dict) else {}
-            raise FunctionFailed(
-                function,
-                str(error.get("errorType") or response["FunctionError"]),
-                str(error.get("errorMessage") or body.decode("utf-8", "replace")),
-            )
-        return result
+        return FunctionInvoker(self.client("lambda")).invoke(function, payload)
 
 
 def resolve(

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from segment_connector import profiles, resync
-from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsRejected
+from segment_connector import config, profiles, resync
+from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
 from segment_connector.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.models.items import Account, UserProfile
 from segment_connector.models.segment_rules import (
@@ -255,9 +255,11 @@ class Console:
         return document or {}, errors
 
     def _valid_settings(self) -> ConnectorSettings:
-        """The stored settings, or the defaults while they are invalid (a lookup still works)."""
-        document, errors = self._settings_document()
-        return ConnectorSettings.model_validate(document) if not errors else ConnectorSettings()
+        """The stored settings, or the defaults while they are missing or invalid (a lookup still works)."""
+        try:
+            return config.parse_settings(self.parameters.read("settings"))
+        except SettingsInvalid:
+            return ConnectorSettings()
 
     def _warnings(self, document: Mapping[str, Any], *, has_api_key: bool) -> list[dict[str, str]]:
         existing = self.parameters.existing(["write-key"])

@@ -1,5 +1,5 @@
 """FunctionInvoker: the only code that invokes Lambda functions (a resync fans its work out; the
-console asks OutboundFunction to replay dead letters)."""
+console asks OutboundFunction to replay dead letters; the operator CLI calls the functions)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Any
 
 
 class FunctionFailed(Exception):
-    """The invoked function raised (Lambda's FunctionError); the message is its error."""
+    """An invocation ended in a function error (Lambda's FunctionError)."""
+
+    def __init__(self, function: str, error_type: str, message: str):
+        super().__init__(f"{function} failed: {error_type + ': ' if error_type else ''}{message}")
+        self.function, self.error_type, self.error_message = function, error_type, message
 
 
 class FunctionInvoker:
@@ -28,12 +32,17 @@ class FunctionInvoker:
         self.client.invoke(FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode())
 
     def invoke(self, function_name: str, payload: dict[str, Any]) -> Any:
-        """Invoke and wait (RequestResponse): the function's answer; FunctionFailed if it raised."""
+        """Invoke and wait (RequestResponse): the function's JSON answer; FunctionFailed if it raised."""
         response = self.client.invoke(
-            FunctionName=function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+            FunctionName=function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode("utf-8")
         )
-        answer = json.loads(response["Payload"].read() or b"null")
+        body = response["Payload"].read()
+        answer = json.loads(body) if body else None
         if response.get("FunctionError"):
-            message = answer.get("errorMessage") if isinstance(answer, dict) else None
-            raise FunctionFailed(str(message or response["FunctionError"]))
+            error = answer if isinstance(answer, dict) else {}
+            raise FunctionFailed(
+                function_name,
+                str(error.get("errorType") or response["FunctionError"]),
+                str(error.get("errorMessage") or body.decode("utf-8", "replace")),
+            )
         return answer
