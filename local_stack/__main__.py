@@ -27,7 +27,7 @@ from local_stack.config import (
     settings_problems,
     write_state,
 )
-from local_stack.lambda_api import LambdaApi
+from local_stack.lambda_api import AsyncConfig, LambdaApi
 from local_stack.lambda_runtime import TABLE_NAME, LocalFunction, function_environment, function_names, load_function
 from local_stack.settings_watcher import SettingsWatcher
 from local_stack.stream import MappingSettings, StreamWorker
@@ -35,7 +35,11 @@ from local_stack.template import ROOT, load_template
 
 HOST = "127.0.0.1"
 FUNCTIONS = ("InboundFunction", "OutboundFunction", "ResyncFunction", "ConsoleFunction")  # loaded in this order
-OPTIONAL_FUNCTIONS = ("ResyncFunction", "ConsoleFunction")  # the stack runs without them (a warning)
+TEMPLATE_ENV = "TEMPLATE_FILE"  # another template (e.g. a shorter Timeout); default template.yaml at the root
+
+
+class FunctionNotLoaded(Exception):
+    """A function's handler could not be imported: the stack does not start."""
 
 
 def say(line: str = "") -> None:
@@ -46,7 +50,12 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
     """Run until SIGINT/SIGTERM; `handler_files` ({logical id: file}) is for tests of this module."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
-    template = load_template()
+    template_file = Path(os.environ.get(TEMPLATE_ENV) or ROOT / "template.yaml")
+    try:
+        template = load_template(template_file)
+    except (OSError, ValueError) as error:
+        print(f"local stack: cannot read the template {template_file} ({TEMPLATE_ENV}): {error}", file=sys.stderr)
+        return 2
     try:
         config = load_config(template)
     except ConfigError as error:
@@ -64,6 +73,9 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
     cleanups: list[Callable[[], Any]] = []
     try:
         return _run(template, config, stop, cleanups, handler_files or {})
+    except FunctionNotLoaded as error:
+        print(f"local stack: {error}", file=sys.stderr, flush=True)
+        return 1
     finally:
         # A second Ctrl-C while stopping interrupts the clean-up; a second SIGTERM does not
         # (make forwards the SIGTERM its process group got, so the stack gets it twice).
@@ -110,13 +122,18 @@ def _run(
         cleanups.append(sink.stop)
         segment_url = sink.url
 
+    # The on-failure destinations (SQS queues) of the stream mapping and of asynchronous invokes.
+    queues = aws.create_queues(template, endpoint)
+
+    def destination(queue: str | None, logical_id: str) -> Callable[[dict[str, Any]], None] | None:
+        return aws.sqs_destination(endpoint, queues[queue], logical_id) if queue in queues else None
+
     # Lambda's Invoke API, for the operator CLI (--local) and functions that invoke functions.
     lambdas = LambdaApi(HOST, out=sys.stdout)
     cleanups.append(lambdas.stop)
 
     # The functions' environment goes into os.environ before their modules are imported.
     functions: dict[str, LocalFunction] = {}
-    not_loaded: dict[str, str] = {}
     for logical_id in FUNCTIONS:
         if logical_id not in template["Resources"]:
             continue
@@ -126,25 +143,26 @@ def _run(
         try:
             functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
         except Exception as error:
-            if logical_id not in OPTIONAL_FUNCTIONS:
-                raise
-            not_loaded[logical_id] = f"{type(error).__name__}: {error}"
-            say(f"WARNING: {logical_id} could not be loaded ({not_loaded[logical_id]});")
-            consequence = "settings changes start no resync" if logical_id == "ResyncFunction" else "no console"
-            say(f"  it answers invocations with Runtime.ImportModuleError ({consequence}).")
+            raise FunctionNotLoaded(
+                f"{logical_id} could not be loaded (Runtime.ImportModuleError: {type(error).__name__}: {error})"
+            ) from error
+        senders = {queue: send for queue in queues if (send := destination(queue, logical_id)) is not None}
         lambdas.register(
             function_names(template, logical_id),
-            functions[logical_id].call if logical_id in functions else None,
-            not_loaded.get(logical_id),
+            functions[logical_id].call,
+            async_config=AsyncConfig.from_template(template, logical_id, senders),
         )
     inbound, outbound = functions["InboundFunction"], functions["OutboundFunction"]
 
+    mapping = MappingSettings.from_template(template, "OutboundFunction")
     worker = StreamWorker(
         aws.client("dynamodbstreams", endpoint),
         resources.stream_arn,
-        MappingSettings.from_template(template, "OutboundFunction"),
+        mapping,
         outbound.invoke,
         forget_iterators=aws.forget_stream_iterators,
+        on_failure=destination(mapping.on_failure, "OutboundFunction"),
+        function_name=outbound.name,
     )
     worker.start()
     cleanups.append(lambda: worker.stop(timeout=10))
@@ -182,7 +200,7 @@ def _run(
     )
     cleanups.append(lambda: remove_state(pid))
 
-    _banner(config, api.url, endpoint, resources.table_name, segment_url, lambdas.url, not_loaded)
+    _banner(config, api.url, endpoint, resources.table_name, segment_url, lambdas.url)
     say(f"local stack ready on {api.url} (Ctrl-C to stop)")
 
     while not stop.wait(0.5):
@@ -197,9 +215,6 @@ def _unavailable(event: dict[str, Any]) -> Any:
 
 def _settings_changed(lambdas: LambdaApi, name: str, event: dict[str, Any]) -> None:
     """EventBridge's rule: a settings change invokes ResyncFunction (Event)."""
-    if not lambdas.available("ResyncFunction"):
-        say(f"settings changed ({name}): no resync, ResyncFunction is not loaded")
-        return
     # The functions share this process and so one 30 s settings cache: a resync must read the new
     # document, as a fresh container would on AWS.
     from segment_connector import config as connector_config
@@ -216,7 +231,6 @@ def _banner(
     table: str,
     segment_url: str,
     lambda_url: str,
-    not_loaded: Mapping[str, str],
 ) -> None:
     shared = "set (SHARED_SECRET)" if config.shared_secret else "not set"
     if config.segment_api_url:
@@ -235,11 +249,9 @@ def _banner(
     say(f"  settings:       {config.settings_source}")
     say(f"  Segment target: {target}")
     say(f"  write key:      {write_key}")
-    if "ConsoleFunction" not in not_loaded:
-        say(f"  console:        {url}/console (sign in with the admin key: {admin_key})")
+    say(f"  console:        {url}/console (sign in with the admin key: {admin_key})")
     say(f"  AWS emulator:   {endpoint} (table {table}, parameters under {config.prefix}/)")
-    functions = ", ".join(f"{name} (NOT LOADED)" if name in not_loaded else name for name in FUNCTIONS)
-    say(f"  Lambda API:     {lambda_url} ({functions})")
+    say(f"  Lambda API:     {lambda_url} ({', '.join(FUNCTIONS)})")
     state = STATE_PATH.relative_to(ROOT) if STATE_PATH.is_relative_to(ROOT) else STATE_PATH
     say(f"  state file:     {state}" + (f" ({STATE_ENV})" if os.environ.get(STATE_ENV) else ""))
     say("")

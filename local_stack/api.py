@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from local_stack.lambda_runtime import LambdaError, RequestTooLarge
+
 ACCOUNT_ID = "123456789012"
 API_ID = "local"
 
@@ -22,7 +24,12 @@ API_ID = "local"
 # that is not valid UTF-8 or carries a Content-Encoding) arrives base64-encoded, like API Gateway.
 _TEXT_TYPES = ("application/json", "application/javascript", "application/xml", "application/ld+json")
 
+# What an HTTP API answers for a Lambda proxy integration that fails (the Lambda Developer Guide,
+# "Handling Lambda errors with an API Gateway API"): 502 when the function ran and failed (an
+# exception, a timeout, a response too large or malformed); 500 when Lambda's Invoke API refused
+# the invocation (an event over the 6 MB synchronous payload limit), the function never running.
 INTERNAL_ERROR = (502, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}')
+INVOKE_REFUSED = (500, [("Content-Type", "application/json")], b'{"message":"Internal Server Error"}')
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # an HTTP API refuses larger requests itself
 TOO_LARGE = (413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
 BAD_REQUEST = (400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
@@ -203,6 +210,12 @@ class _Handler(BaseHTTPRequestHandler):
         except _Refused as refused:
             status, headers, payload = refused.answer
             self.close_connection = True  # the rest of the body, if any, is not read
+        except RequestTooLarge as error:
+            print(f"{self.command} {self.path}: Lambda refused the event: {error}", file=sys.stderr, flush=True)
+            status, headers, payload = INVOKE_REFUSED
+        except LambdaError as error:
+            print(f"{self.command} {self.path}: {error.error_type}: {error}", file=sys.stderr, flush=True)
+            status, headers, payload = INTERNAL_ERROR
         except Exception:  # noqa: BLE001 - API Gateway answers 502 whatever the handler did
             print(f"{self.command} {self.path}: handler failed", file=sys.stderr, flush=True)
             traceback.print_exc()

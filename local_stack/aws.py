@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import boto3
 from botocore.config import Config
 
 from local_stack import moto_patches
-from local_stack.lambda_runtime import ACCOUNT_ID, REGION, local_aws_environment
+from local_stack.lambda_runtime import ACCOUNT_ID, REGION, STACK_NAME, local_aws_environment
 from local_stack.template import table_definition, ttl_attribute
 
 
@@ -123,3 +124,35 @@ def forget_stream_iterators(keep: Collection[str]) -> None:
 
     backend = dynamodbstreams_backends[ACCOUNT_ID][REGION]
     backend.shard_iterators = {arn: it for arn, it in list(backend.shard_iterators.items()) if arn in keep}
+
+
+def create_queues(template: Mapping[str, Any], endpoint_url: str) -> dict[str, str]:
+    """The template's AWS::SQS::Queue resources (the on-failure destinations): {logical id: queue URL}."""
+    sqs = client("sqs", endpoint_url)
+    urls = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::SQS::Queue":
+            continue
+        props = resource.get("Properties") or {}
+        attributes = {
+            name: str(props[name]) for name in ("MessageRetentionPeriod", "VisibilityTimeout") if name in props
+        }
+        name = f"{STACK_NAME}-{logical_id}"  # CloudFormation: <stack>-<logical id>-<suffix>
+        urls[logical_id] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return urls
+
+
+def sqs_destination(endpoint_url: str, queue_url: str, logical_id: str) -> Callable[[dict[str, Any]], None]:
+    """A sender of invocation records to an SQS destination: Lambda sends them with the function's
+    execution role, so the SendMessage runs as `logical_id`."""
+    from local_stack.iam.enforce import acting_as
+
+    clients: list[Any] = []  # made on first use: most functions never fail that far
+
+    def send(record: dict[str, Any]) -> None:
+        if not clients:
+            clients.append(client("sqs", endpoint_url))
+        with acting_as(logical_id):
+            clients[0].send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, default=str))
+
+    return send

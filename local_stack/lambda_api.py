@@ -7,7 +7,9 @@ operator CLI with `--local`, and functions invoking each other through AWS_ENDPO
   its JSON result; a handler exception answers 200 with `X-Amz-Function-Error: Unhandled` and
   `{"errorMessage", "errorType", "requestId", "stackTrace"}`, as Lambda does.
 - Event: answers 202 at once and runs the handler later on one of a few background workers
-  (Lambda queues asynchronous invocations too); a failure is printed, not retried.
+  (Lambda queues asynchronous invocations too). A failure (an exception, a timeout) is retried
+  per the function's EventInvokeConfig (MaximumRetryAttempts, default 2; Lambda waits 1 then 2
+  minutes, here `retry_delays`), then its invocation record goes to the on-failure destination.
 - DryRun: 204.
 
 A function is found by its logical id, its local name or the name it would have when deployed,
@@ -25,18 +27,59 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from local_stack.lambda_runtime import (
+    ACCOUNT_ID,
+    MAX_ASYNC_REQUEST_BYTES,
+    MAX_REQUEST_BYTES,
+    REGION,
+    LambdaError,
+    RequestTooLarge,
+)
+
 PATH_PREFIX = "/2015-03-31/functions/"
 PATH_SUFFIX = "/invocations"
 EVENT_WORKERS = 4  # asynchronous invocations running at once; the others wait in the queue
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous request
+MAX_PAYLOAD_BYTES = MAX_REQUEST_BYTES  # Lambda's limit for a synchronous request
+RETRY_DELAYS = (1.0, 2.0)  # seconds before the 1st and 2nd retry of a failed Event (Lambda: 60 and 120)
 
 Handler = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """The function's EventInvokeConfig: retries of a failed Event, then its on-failure destination."""
+
+    maximum_retry_attempts: int = 2
+    on_failure: Callable[[dict[str, Any]], None] | None = None  # sends an invocation record
+
+    @classmethod
+    def from_template(
+        cls, template: Mapping[str, Any], logical_id: str, destinations: Mapping[str, Callable[[dict[str, Any]], None]]
+    ) -> AsyncConfig:
+        """The function's EventInvokeConfig; `destinations` maps a queue's logical id to its sender."""
+        config = template["Resources"][logical_id].get("Properties", {}).get("EventInvokeConfig") or {}
+        target = (config.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
+        return cls(
+            maximum_retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
+            on_failure=destinations.get(resource_of(target)) if target is not None else None,
+        )
+
+
+def resource_of(reference: Any) -> str:
+    """The logical id behind `!GetAtt X.Arn` / `!Ref X` (or the string itself)."""
+    if isinstance(reference, dict):
+        if "Fn::GetAtt" in reference:
+            return str(reference["Fn::GetAtt"][0])
+        if "Ref" in reference:
+            return str(reference["Ref"])
+    return str(reference)
 
 
 @dataclass
@@ -44,6 +87,16 @@ class _Function:
     name: str
     invoke: Handler | None
     unavailable: str | None = None  # why the function could not be loaded
+    async_config: AsyncConfig = AsyncConfig()
+    arn: str = ""
+
+
+@dataclass
+class _Event:
+    function: _Function
+    payload: Any
+    request_id: str
+    attempt: int = 1
 
 
 class FunctionUnavailable(Exception):
@@ -64,12 +117,19 @@ class LambdaApi(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, event_workers: int = EVENT_WORKERS, out: Any = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        event_workers: int = EVENT_WORKERS,
+        out: Any = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         super().__init__((host, port), _RequestHandler)
         self.out = out
+        self.retry_delays = retry_delays
         self._functions: dict[str, _Function] = {}
-        self._events: queue.Queue[tuple[_Function, Any] | None] = queue.Queue()
+        self._events: queue.Queue[_Event | None] = queue.Queue()
         self._stopping = threading.Event()
         self._workers = [
             threading.Thread(target=self._work, name=f"lambda-event-{n}", daemon=True) for n in range(event_workers)
@@ -81,10 +141,18 @@ class LambdaApi(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def register(self, names: Iterable[str], invoke: Handler | None, unavailable: str | None = None) -> None:
-        """Make a function invokable under each of `names` (the first is the one reported)."""
+    def register(
+        self,
+        names: Iterable[str],
+        invoke: Handler | None,
+        unavailable: str | None = None,
+        async_config: AsyncConfig | None = None,
+    ) -> None:
+        """Make a function invokable under each of `names` (the first is the one reported; the
+        second, when given, is its deployed name, used in its ARN)."""
         names = list(dict.fromkeys(names))
-        function = _Function(names[0], invoke, unavailable)
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{names[1] if len(names) > 1 else names[0]}"
+        function = _Function(names[0], invoke, unavailable, async_config or AsyncConfig(), arn)
         for name in names:
             self._functions[name] = function
 
@@ -104,9 +172,11 @@ class LambdaApi(ThreadingHTTPServer):
             raise FunctionUnavailable(function.unavailable or f"{function.name} is not loaded")
         return function.invoke(payload)
 
-    def invoke_async(self, reference: str, payload: Any) -> None:
-        """Event: queued for a background worker."""
-        self._events.put((self._function(reference), payload))
+    def invoke_async(self, reference: str, payload: Any) -> str:
+        """Event: queued for a background worker; its request id."""
+        request_id = str(uuid.uuid4())
+        self._events.put(_Event(self._function(reference), payload, request_id))
+        return request_id
 
     def _function(self, reference: str) -> _Function:
         try:
@@ -119,16 +189,39 @@ class LambdaApi(ThreadingHTTPServer):
             job = self._events.get()
             if job is None or self._stopping.is_set():
                 return
-            function, payload = job
+            function = job.function
             try:
                 if function.invoke is None:
                     raise FunctionUnavailable(function.unavailable or f"{function.name} is not loaded")
-                function.invoke(payload)
+                function.invoke(job.payload)
             except Exception as error:  # noqa: BLE001 - Lambda logs it; the caller of an Event never sees it
                 if not self._stopping.is_set():
-                    self._say(f"lambda: {function.name} (Event) failed: {error!r}")
-                    if not isinstance(error, FunctionUnavailable):
-                        traceback.print_exc()
+                    self._failed(job, error)
+
+    def _failed(self, job: _Event, error: Exception) -> None:
+        """Retry a failed Event per the function's EventInvokeConfig, else send its record on."""
+        function, config = job.function, job.function.async_config
+        self._say(f"lambda: {function.name} (Event) failed, attempt {job.attempt}: {_error_type(error)}: {error}")
+        if not isinstance(error, (FunctionUnavailable, LambdaError)):
+            traceback.print_exception(error)
+        retry = job.attempt - 1
+        if retry < config.maximum_retry_attempts:
+            delay = self.retry_delays[min(retry, len(self.retry_delays) - 1)] if self.retry_delays else 0.0
+            again = _Event(function, job.payload, job.request_id, job.attempt + 1)
+            timer = threading.Timer(delay, lambda: None if self._stopping.is_set() else self._events.put(again))
+            timer.daemon = True
+            timer.start()
+            return
+        if config.on_failure is None:
+            self._say(
+                f"lambda: {function.name} (Event) dropped after {job.attempt} attempt(s) (no on-failure destination)"
+            )
+            return
+        try:
+            config.on_failure(invocation_record(function.arn, job.request_id, job.payload, error, job.attempt))
+            self._say(f"lambda: {function.name} (Event) failed {job.attempt} time(s): record sent to on-failure")
+        except Exception as failure:  # noqa: BLE001 - Lambda counts DestinationDeliveryFailures and goes on
+            self._say(f"lambda: {function.name} (Event): the on-failure destination refused the record: {failure!r}")
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -176,7 +269,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = -1
         if not 0 <= length <= MAX_PAYLOAD_BYTES:
             self.close_connection = True
-            self._error(413, "RequestTooLargeException", "request payload too large")
+            self._error(
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {MAX_PAYLOAD_BYTES} bytes for the Invoke operation",
+            )
             return
         body = self.rfile.read(length) if length else b""
         if not self.server.knows(reference):
@@ -189,6 +286,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         kind = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
         if kind == "Event":
+            if length > MAX_ASYNC_REQUEST_BYTES:
+                self._error(
+                    413,
+                    "RequestEntityTooLargeException",
+                    f"Request must be smaller than {MAX_ASYNC_REQUEST_BYTES} bytes for the Invoke operation",
+                )
+                return
             self.server.invoke_async(reference, payload)
             self._answer(202, b"")
         elif kind == "DryRun":
@@ -205,18 +309,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             result = self.server.invoke(reference, payload)
             body = json.dumps(result, default=str).encode("utf-8")
             error_header = None
+        except RequestTooLarge as refused:  # the Invoke API's own error: the function did not run
+            self._error(413, refused.error_type, str(refused))
+            return
         except Exception as error:  # noqa: BLE001 - Lambda answers 200 with the error as the payload
-            error_type = "Runtime.ImportModuleError" if isinstance(error, FunctionUnavailable) else type(error).__name__
-            body = json.dumps(
-                {
-                    "errorMessage": str(error),
-                    "errorType": error_type,
-                    "requestId": request_id,
-                    "stackTrace": traceback.format_tb(error.__traceback__)
-                    if not isinstance(error, FunctionUnavailable)
-                    else [],
-                }
-            ).encode("utf-8")
+            body = json.dumps(error_payload(error, request_id)).encode("utf-8")
             error_header = "Unhandled"
             elapsed = (time.monotonic() - started) * 1000
             self.server._say(f"lambda: {function_name_of(reference)} failed after {elapsed:.0f} ms: {error!r}")
@@ -250,3 +347,43 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, FunctionUnavailable):
+        return "Runtime.ImportModuleError"
+    if isinstance(error, LambdaError):
+        return error.error_type
+    return type(error).__name__
+
+
+def error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
+    """What Lambda returns for a failed invocation: errorMessage, errorType, requestId, stackTrace."""
+    own = not isinstance(error, (FunctionUnavailable, LambdaError))  # the handler's exception
+    return {
+        "errorMessage": str(error),
+        "errorType": _error_type(error),
+        "requestId": request_id,
+        "stackTrace": traceback.format_tb(error.__traceback__) if own else [],
+    }
+
+
+def invocation_record(
+    function_arn: str, request_id: str, payload: Any, error: BaseException, attempts: int
+) -> dict[str, Any]:
+    """The record Lambda sends to an asynchronous invocation's on-failure destination (SQS: the
+    message body), as in the Lambda Developer Guide's "Capturing records of Lambda asynchronous
+    invocations"."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"{function_arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": error_payload(error, request_id),
+    }
