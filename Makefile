@@ -9,12 +9,13 @@ VENV := .venv
 TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 
-.PHONY: help venv tools run test unit lint build bench replay clean format openapi coverage
+.PHONY: help venv tools run test unit lint build bench replay clean format openapi coverage iam iam-report
 .PHONY: lint-ruff lint-format lint-types lint-complexity lint-template
 
 help:
 	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
 	@echo "make test    make lint, sam build, then every test"
+	@echo "make iam     each function's calls against its role: granted, used, never used (fails on a denied call or an unused grant)"
 	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), sam validate --lint"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make openapi regenerate docs/openapi.json from the inbound and console routes"
@@ -44,10 +45,26 @@ $(TOOLS)/.installed: requirements-tools.txt constraints-tools.txt
 run: venv
 	$(PY) -m local_stack
 
-test: lint build unit  # pytest last: its summary closes the output
+test: lint build unit iam-report
 
-unit: venv
-	$(PY) -m pytest
+# Every AWS call a function makes in the tests is checked against its role (local_stack.iam) and
+# recorded for `make iam`'s report.
+IAM_CALLS := .local-stack/iam-calls.jsonl
+unit: venv tools
+	@mkdir -p .local-stack && rm -f $(IAM_CALLS)
+	IAM_CALLS_FILE=$(CURDIR)/$(IAM_CALLS) $(PY) -m pytest
+
+# `make iam`: the calls of the last full test run when they are newer than the template, else the
+# tests that exercise every function (a few minutes); then the report (iam-allowlist.yaml excuses).
+IAM_TESTS := tests/test_inbound_api.py tests/test_outbound_delivery.py tests/test_resync.py tests/test_console_api.py
+iam: $(IAM_CALLS) iam-report
+
+$(IAM_CALLS): template.yaml | venv tools
+	@mkdir -p .local-stack && rm -f $@
+	IAM_CALLS_FILE=$(CURDIR)/$@ $(PY) -m pytest -q -p no:cacheprovider $(IAM_TESTS)
+
+iam-report: venv tools
+	$(PY) -m local_stack.iam --calls $(IAM_CALLS)
 
 # Every check runs (-k) and any failure fails `make lint`; the configuration is in pyproject.toml.
 # (wildcard: a folder not in this checkout yet is skipped rather than reported missing)
@@ -96,13 +113,19 @@ replay: venv
 soak: venv
 	$(PY) -m soak
 
-# The console's browser tests (tests/test_console_browser.py) drive Debian's chromium through
-# Playwright (no browser download); without it they are skipped. Not a prerequisite of `test`.
+# The console's browser tests (tests/test_console_browser.py) drive Chromium through Playwright
+# (no browser download), found by one rule, the tests' (tests/harness.py chromium_path): the binary
+# named by CHROMIUM, else /usr/bin/chromium (Debian's chromium package, installed here as root).
+# Without it they are skipped (a failure under CI=true). `.ci/run` runs this before `make test`.
 .PHONY: browser
 browser:
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-		else echo "chromium is missing: run as root: apt-get install -y chromium" >&2; exit 1; fi; }
+	@chromium="$(or $(CHROMIUM),/usr/bin/chromium)"; \
+	if [ -x "$$chromium" ]; then exit 0; fi; \
+	if [ -n "$(CHROMIUM)" ]; then echo "CHROMIUM=$$chromium is not an executable Chromium" >&2; exit 1; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		echo "$$chromium is missing: as root, apt-get install -y chromium (or set CHROMIUM to a Chromium binary)" >&2; \
+		exit 1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium && test -x "$$chromium"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

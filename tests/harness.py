@@ -8,6 +8,7 @@ A moto account built from template.yaml (`Aws`), handlers loaded from their file
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.util
 import io
 import json
@@ -23,7 +24,10 @@ from local_stack import moto_patches
 from local_stack.api import build_event
 from local_stack.child_process import ChildProcess, stack_environment
 from local_stack.child_process import free_port as free_port  # the e2e tests import it from here
-from local_stack.lambda_runtime import LambdaContext, template_refs
+from local_stack.iam.deployment import authority_for
+from local_stack.iam.enforce import Authority, as_function
+from local_stack.iam.intrinsics import Deployment
+from local_stack.lambda_runtime import ACCOUNT_ID, REGION, LambdaContext, template_refs
 from local_stack.template import ROOT, function_spec, load_template, parameter_default
 
 TEMPLATE = load_template()
@@ -58,14 +62,42 @@ class SerializedClient:
 
 
 def load_handler_module(function: str) -> Any:
-    """functions/<function>/app.py under a module name of its own (both files are app.py)."""
+    """functions/<function>/app.py under a module name of its own (both files are app.py), its
+    handler acting as the template's function: every AWS call it makes is checked against that
+    function's role (local_stack.iam), as on AWS."""
     name = f"{function}_app_under_test"
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    module.lambda_handler = as_function(logical_id_of(function), module.lambda_handler)
     return module
+
+
+def logical_id_of(function: str) -> str:
+    """The template's function whose code is functions/<function>/."""
+    for logical_id, resource in TEMPLATE["Resources"].items():
+        code = resource.get("Properties", {}).get("CodeUri", "")
+        if resource.get("Type") == "AWS::Serverless::Function" and code.rstrip("/") == f"functions/{function}":
+            return str(logical_id)
+    raise KeyError(function)
+
+
+# The tests' deployment: the template's roles with the names the tests give the table and the
+# functions (ResyncFunction's FunctionName is ${AWS::StackName}-resync: "connector-resync").
+TEST_DEPLOYMENT = Deployment(
+    account=ACCOUNT_ID,
+    region=REGION,
+    stack_name="connector",
+    parameters={},
+    names={"Table": TABLE, "OutboundFunction": OUTBOUND_FUNCTION},
+)
+
+
+@functools.cache
+def iam_authority() -> Authority:
+    return authority_for(TEST_DEPLOYMENT)
 
 
 class Aws:

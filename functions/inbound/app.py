@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
-from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, http_answer
+from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
 from segment_connector.logs import route_package_logs
 from segment_connector.route_docs import answers, request_body
 from segment_connector.storage import ProfileStore, shared_store
@@ -189,7 +189,9 @@ def get_account(group_id: str) -> Response[dict[str, Any]]:
 @app.exception_handler(ConnectorError)
 def connector_error(error: ConnectorError) -> Response:
     status, body, headers = http_answer(error)
-    if status >= 500:
+    if isinstance(error, PermissionDenied):
+        logger.error("request failed: AWS denied a call", extra={"status": status, "denied": error.denied})
+    elif status >= 500:
         logger.warning("request failed", extra={"status": status, "error": error.message})
     return _json(status, body, headers)
 

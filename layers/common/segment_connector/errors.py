@@ -93,6 +93,26 @@ class StoreUnavailable(ConnectorError):
         super().__init__(message, details, headers={"Retry-After": "2"})
 
 
+class PermissionDenied(ConnectorError):
+    """AWS refused a call the connector needs (its role lacks a grant): a deployment fault an
+    operator must fix. 500, so Segment keeps retrying the delivery meanwhile; the log names the
+    action and the resource."""
+
+    status = 500
+    code = "permission_denied"
+
+    def __init__(self, denied: str):
+        super().__init__(
+            "the connector's AWS role does not allow a call it needs; an operator must fix the deployment "
+            "(the function's log names the action)",
+            None,
+        )
+        self.denied = denied
+
+
+ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
+
+
 class VersionConflict(Exception):
     """A guarded write lost a race; the caller reads again and retries."""
 

@@ -13,6 +13,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from segment_connector.errors import StoreUnavailable
 
+STANDARD_TIER_BYTES = 4096  # a standard parameter's limit (no charge); an advanced one holds 8 KB
+
+
+def tier_for(value: str) -> str:
+    """The tier of every write (the console's and the CLI's): Advanced over the standard tier's
+    4 KB, asked for by name (Intelligent-Tiering has been reported to refuse such a value as too
+    large for a standard parameter); up to 4 KB Intelligent-Tiering, which makes a standard
+    parameter and leaves one that is already advanced advanced (SSM refuses to make an advanced
+    parameter standard again: naming Standard would fail once a large document was stored)."""
+    return "Advanced" if len(value.encode("utf-8")) > STANDARD_TIER_BYTES else "Intelligent-Tiering"
+
 
 class ParameterStore:
     def __init__(self, prefix: str, client: Any = None):
@@ -40,21 +51,31 @@ class ParameterStore:
             raise
 
     def existing(self, suffixes: Iterable[str]) -> set[str]:
-        """Which of these parameters exist: one GetParameters without decryption (no value is used)."""
+        """Which of these parameters exist, from their metadata (DescribeParameters).
+
+        Not GetParameter(s): with the AWS managed key aws/ssm, a role allowed to get a
+        SecureString can always decrypt it, so a grant to check the write key's existence
+        would also be a grant to read the key.
+        """
         names = {self.name(suffix): suffix for suffix in suffixes}
-        response = self._call("get_parameters", Names=list(names), WithDecryption=False)
-        return {names[parameter["Name"]] for parameter in response.get("Parameters", [])}
+        found: set[str] = set()
+        request: dict[str, Any] = {"ParameterFilters": [{"Key": "Name", "Option": "Equals", "Values": list(names)}]}
+        while True:
+            response = self._call("describe_parameters", **request)
+            found.update(names[item["Name"]] for item in response.get("Parameters", []) if item["Name"] in names)
+            if not response.get("NextToken"):
+                return found
+            request["NextToken"] = response["NextToken"]
 
     def write(self, suffix: str, value: str, *, secure: bool) -> int:
-        """Overwrite (or create) the parameter; its new version. Intelligent-Tiering: a document
-        over the standard tier's 4 KB becomes an advanced parameter instead of failing."""
+        """Overwrite (or create) the parameter in the tier of `tier_for`; its new version."""
         response = self._call(
             "put_parameter",
             Name=self.name(suffix),
             Value=value,
             Type="SecureString" if secure else "String",
             Overwrite=True,
-            Tier="Intelligent-Tiering",
+            Tier=tier_for(value),
         )
         return int(response.get("Version", 0))
 

@@ -15,7 +15,14 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segment_connector.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
+from segment_connector.errors import (
+    ACCESS_DENIED_CODES,
+    BadRequest,
+    DuplicateMessage,
+    PermissionDenied,
+    StoreUnavailable,
+    VersionConflict,
+)
 from segment_connector.models.items import (
     ACCOUNT_SK,
     EVENT_SK_PREFIX,
@@ -526,6 +533,8 @@ class ProfileStore:
                 raise StoreUnavailable() from error
             if code == "ValidationException":
                 raise BadRequest(f"the data cannot be stored: {error.response['Error'].get('Message', '')}") from error
+            if code in ACCESS_DENIED_CODES:
+                raise PermissionDenied(str(error.response["Error"].get("Message", ""))) from error
             raise
         except BotoCoreError as error:
             raise StoreUnavailable() from error

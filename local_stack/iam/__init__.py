@@ -1,0 +1,1 @@
+"""What AWS IAM enforces, enforced locally: each function's calls checked against its own role."""

@@ -1,0 +1,64 @@
+"""The IAM authority of one local deployment: its roles, its place, and KMS as AWS applies it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from local_stack.iam.enforce import Authority
+from local_stack.iam.intrinsics import Deployment
+from local_stack.iam.requests import Need, Place
+from local_stack.iam.roles import function_roles
+from local_stack.template import TEMPLATE_PATH
+
+AWS_MANAGED_SSM_KEY = "alias/aws/ssm"
+_READS = ("GetParameter", "GetParameters", "GetParameterHistory")
+
+
+def authority_for(deployment: Deployment, template_path: Path = TEMPLATE_PATH) -> Authority:
+    roles = function_roles(template_path.read_text(encoding="utf-8"), deployment)
+    return Authority(roles=roles, place=Place(deployment.account, deployment.region), kms_needs=kms_needs)
+
+
+def kms_needs(service: str, operation: str, params: Mapping[str, Any], place: Place) -> list[Need]:
+    """The KMS permissions SSM uses on the caller's behalf for a SecureString.
+
+    With the AWS managed key aws/ssm, its key policy lets every principal of the account use it
+    through SSM: no IAM grant is involved. With a customer managed key, the caller's role needs
+    kms:Decrypt (reading the value) or kms:Encrypt (writing one) on that key, via SSM.
+    """
+    if service != "ssm":
+        return []
+    via = {"kms:viaservice": f"ssm.{place.region}.amazonaws.com"}
+    if operation in _READS and params.get("WithDecryption"):
+        names = params.get("Names") or [params.get("Name")]
+        keys = {_stored_key(place, str(name)) for name in names if name}
+        return [Need("kms:Decrypt", _key_arn(place, key), via) for key in sorted(k for k in keys if k)]
+    if operation == "PutParameter" and params.get("Type") == "SecureString":
+        key = params.get("KeyId") or AWS_MANAGED_SSM_KEY
+        if key != AWS_MANAGED_SSM_KEY:
+            return [Need("kms:Encrypt", _key_arn(place, str(key)), via)]
+    return []
+
+
+def _stored_key(place: Place, name: str) -> str | None:
+    """The customer managed key a stored SecureString is encrypted with (None: aws/ssm or not secure)."""
+    from moto.ssm.models import ssm_backends
+
+    parameter = ssm_backends[place.account][place.region].get_parameter(name)
+    if parameter is None or parameter.parameter_type != "SecureString":
+        return None
+    key = parameter.keyid or AWS_MANAGED_SSM_KEY
+    return None if key == AWS_MANAGED_SSM_KEY else str(key)
+
+
+def _key_arn(place: Place, key: str) -> str:
+    """Key policies and IAM see the key's ARN, whatever name (id, alias, ARN) the call used."""
+    from moto.kms.models import kms_backends
+
+    backend = kms_backends[place.account][place.region]
+    try:
+        return str(backend.describe_key(key).arn)
+    except Exception:  # noqa: BLE001 - an unknown key: IAM would check the name as given
+        return key if key.startswith("arn:") else place.arn("kms", f"key/{key}")
