@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -958,47 +957,10 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
 @pytest.mark.e2e
 def test_resync_wait_against_the_local_stack(local: tuple[Stack, Path]) -> None:
     stack, state = local
-    if "ResyncFunction (NOT LOADED)" in stack.output:
-        pytest.skip("ResyncFunction could not be loaded (segment_connector.resync not there yet)")
     result = segment_connector(state, "resync", "--wait", "--interval", "0.2", "--json", "--local")
     assert result.returncode == 0, result.stderr + stack.output
     job = json.loads(result.stdout)
     assert job["status"] == "done" and job["segments_done"] == job["segments"]
-
-
-@pytest.mark.e2e
-def test_the_local_stack_starts_without_a_loadable_resync_function(tmp_path: Path) -> None:
-    # Given a ResyncFunction whose code cannot be imported
-    broken = tmp_path / "app.py"
-    broken.write_text("import segment_connector.no_such_module\n")
-    state = tmp_path / "state.json"
-    script = (
-        "import sys; from pathlib import Path; import local_stack.__main__ as stack; "
-        f"sys.exit(stack.main({{'ResyncFunction': Path({str(broken)!r})}}))"
-    )
-    running = Stack([str(ROOT / ".venv" / "bin" / "python"), "-c", script], free_port(), {STATE_ENV: str(state)})
-    try:
-        # When it starts / Then it says so, and the rest runs
-        running.wait_ready()
-        assert "WARNING: ResyncFunction could not be loaded (ModuleNotFoundError" in running.output
-        assert "ResyncFunction (NOT LOADED)" in running.output
-        # And the CLI reports what the function answers, as Lambda would (Runtime.ImportModuleError)
-        status = segment_connector(state, "status", "--json", "--local")
-        assert status.returncode == 0, status.stderr
-        resync = json.loads(status.stdout)["resync"]
-        assert resync["status"] == "unknown" and "Runtime.ImportModuleError" in resync["error"]
-        started = segment_connector(state, "resync", "--local")
-        assert started.returncode == 1 and "ResyncFunction failed: Runtime.ImportModuleError" in started.stderr
-        # And a settings change says that no resync starts
-        document = settings_file(tmp_path, {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]})
-        assert segment_connector(state, "settings", "put", document, "--local").returncode == 0
-        assert running.wait_for_line(lambda line: "no resync, ResyncFunction is not loaded" in line, WAIT_SECONDS)
-        # And it still stops cleanly
-        running.process.send_signal(signal.SIGINT)
-        assert running.process.wait(WAIT_SECONDS) == 0, running.output
-        assert not state.exists()
-    finally:
-        running.kill()
 
 
 @pytest.mark.e2e
