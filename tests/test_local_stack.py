@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from harness import WAIT_SECONDS, Stack, free_port
 from local_stack import event_filter
 from local_stack.api import build_event, http_response
 from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document, settings_problems
-from local_stack.lambda_runtime import LambdaContext, function_environment, load_function
+from local_stack.lambda_runtime import LambdaContext, LocalFunction, function_environment, load_function
 from local_stack.stream import MappingSettings, StreamWorker, failed_from, lambda_record
 from local_stack.template import ROOT, load_template, parameter_default, table_definition
 
@@ -318,6 +319,98 @@ def test_worker_gives_up_after_maximum_retry_attempts(streamed_table: tuple[Any,
     assert recorder.batches == [["e1", "e2"], ["e1", "e2"], ["e1", "e2"], ["e3"]]
     assert worker.given_up == 2 and worker.delivered == 1
     assert any("gave up a batch of 2 record(s) after 2 retries" in line for line in lines)
+
+
+def test_a_timed_out_batch_is_retried_as_a_function_error(streamed_table: tuple[Any, Any, str]) -> None:
+    # Given an outbound function with a 1 s Timeout whose first invocation runs past it
+    dynamodb, streams, arn = streamed_table
+    put(dynamodb, "e1", "event")
+    calls: list[list[str]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        calls.append([r["dynamodb"]["NewImage"]["pk"]["S"] for r in event["Records"]])
+        if len(calls) == 1:
+            time.sleep(1.5)
+
+    timeouts: list[str] = []
+    function = LocalFunction("outbound", handler, 1.0, 128, {}, log=timeouts.append)
+    recorder = Recorder([function.invoke, function.invoke])
+    lines: list[str] = []
+    # When the stream worker hands it the batch
+    with running_worker(streams, arn, recorder, batch_size=10, retries=2, lines=lines) as worker:
+        recorder.wait_for_calls(2)
+    # Then the timeout fails the batch, which is retried and delivered
+    assert calls == [["e1"], ["e1"]] and worker.delivered == 1 and worker.given_up == 0
+    assert any("function error: Sandbox.Timedout" in line and "retry 1 of 2" in line for line in lines), lines
+    assert timeouts and timeouts[0].endswith("Task timed out after 1.00 seconds")
+
+
+def test_a_failing_batch_is_bisected_then_its_metadata_goes_to_the_on_failure_destination(
+    streamed_table: tuple[Any, Any, str],
+) -> None:
+    # Given the template's mapping (bisect on function error, OnFailure queue) with no retries, and a failing function
+    dynamodb, streams, arn = streamed_table
+    put(dynamodb, "e1", "event")
+    put(dynamodb, "e2", "event")
+    template = MappingSettings.from_template(TEMPLATE, "OutboundFunction")
+    assert template.bisect_on_function_error and template.on_failure == "OutboundFailureQueue"
+    assert template.maximum_record_age_seconds == 3600
+    settings = MappingSettings(
+        batch_size=10, maximum_retry_attempts=0, patterns=PATTERNS, bisect_on_function_error=True
+    )
+    recorder = Recorder([RuntimeError("boom")] * 3)
+    sent: list[dict[str, Any]] = []
+    worker = StreamWorker(
+        streams, arn, settings, recorder, log=lambda line: None, poll_seconds=0.01, on_failure=sent.append
+    )
+    # When the worker processes the batch
+    worker.start()
+    try:
+        recorder.wait_for_calls(3)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop(timeout=WAIT_SECONDS)
+    # Then it is split in two, each half fails, and each half's metadata (not its records) is sent on
+    assert recorder.batches == [["e1", "e2"], ["e1"], ["e2"]]
+    assert worker.given_up == 2 and len(sent) == 2
+    info = sent[0]["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1 and info["streamArn"] == arn and info["startSequenceNumber"]
+    assert sent[0]["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert sent[0]["responseContext"]["functionError"] == "Unhandled" and "Records" not in sent[0]
+
+
+def test_records_older_than_the_maximum_age_are_not_sent_again(streamed_table: tuple[Any, Any, str]) -> None:
+    # Given a mapping with a 60 s MaximumRecordAgeInSeconds and a clock an hour ahead of the records
+    dynamodb, streams, arn = streamed_table
+    put(dynamodb, "e1", "event")
+    settings = MappingSettings(
+        batch_size=10, maximum_retry_attempts=-1, patterns=PATTERNS, maximum_record_age_seconds=60
+    )
+    recorder = Recorder([])
+    sent: list[dict[str, Any]] = []
+    worker = StreamWorker(
+        streams,
+        arn,
+        settings,
+        recorder,
+        log=lambda line: None,
+        poll_seconds=0.01,
+        on_failure=sent.append,
+        clock=lambda: time.time() + 3600,
+    )
+    # When the worker reads them
+    worker.start()
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.stop(timeout=WAIT_SECONDS)
+    # Then the function is never invoked and their metadata goes to the on-failure destination
+    assert recorder.batches == [] and worker.given_up == 1
+    assert sent[0]["requestContext"]["condition"] == "RecordAgeExceeded"
 
 
 def test_forgetting_old_shard_iterators_keeps_the_current_one(streamed_table: tuple[Any, Any, str]) -> None:
