@@ -42,7 +42,7 @@ $(TOOLS)/.installed: requirements-tools.txt constraints-tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt -c constraints-tools.txt
 	touch $@
 
-run: venv
+run: venv tools  # tools: SAM's translator makes each function's role (local_stack.iam)
 	$(PY) -m local_stack
 
 test: lint build unit iam-report

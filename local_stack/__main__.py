@@ -27,8 +27,21 @@ from local_stack.config import (
     settings_problems,
     write_state,
 )
+from local_stack.iam.deployment import authority_for
+from local_stack.iam.enforce import ActingClient, enforce
+from local_stack.iam.intrinsics import Deployment
 from local_stack.lambda_api import AsyncConfig, LambdaApi
-from local_stack.lambda_runtime import TABLE_NAME, LocalFunction, function_environment, function_names, load_function
+from local_stack.lambda_runtime import (
+    ACCOUNT_ID,
+    REGION,
+    STACK_NAME,
+    TABLE_NAME,
+    LocalFunction,
+    deployed_function_name,
+    function_environment,
+    function_names,
+    load_function,
+)
 from local_stack.settings_watcher import SettingsWatcher
 from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
@@ -72,7 +85,7 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     cleanups: list[Callable[[], Any]] = []
     try:
-        return _run(template, config, stop, cleanups, handler_files or {})
+        return _run(template, template_file, config, stop, cleanups, handler_files or {})
     except FunctionNotLoaded as error:
         print(f"local stack: {error}", file=sys.stderr, flush=True)
         return 1
@@ -90,6 +103,7 @@ def main(handler_files: Mapping[str, Path] | None = None) -> int:
 
 def _run(
     template: dict[str, Any],
+    template_path: Path,
     config: LocalConfig,
     stop: threading.Event,
     cleanups: list[Callable[[], Any]],
@@ -107,6 +121,8 @@ def _run(
     endpoint = moto.start()
     cleanups.append(moto.stop)
     resources = aws.create_table(template, endpoint, TABLE_NAME)
+    # Each function's calls are checked against its role as `sam deploy` would create it.
+    enforce(authority_for(local_deployment(template, config.prefix), template_path))
     aws.put_parameters(
         endpoint,
         aws.connector_parameters(
@@ -156,7 +172,8 @@ def _run(
 
     mapping = MappingSettings.from_template(template, "OutboundFunction")
     worker = StreamWorker(
-        aws.client("dynamodbstreams", endpoint),
+        # The event source mapping reads the stream with the function's role.
+        ActingClient(aws.client("dynamodbstreams", endpoint), "OutboundFunction"),
         resources.stream_arn,
         mapping,
         outbound.invoke,
@@ -207,6 +224,17 @@ def _run(
         pass
     say("local stack: stopping")
     return 0
+
+
+def local_deployment(template: Mapping[str, Any], prefix: str) -> Deployment:
+    """The names this stack's resources have here (queues: <stack>-<logical id>, as aws.py makes them)."""
+    functions = [
+        logical_id
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]
+    names = {"Table": TABLE_NAME, **{fn: deployed_function_name(template, fn) for fn in functions}}
+    return Deployment(ACCOUNT_ID, REGION, STACK_NAME, {"ParameterPrefix": prefix}, names)
 
 
 def _unavailable(event: dict[str, Any]) -> Any:

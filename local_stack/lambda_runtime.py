@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local_stack.iam.enforce import as_function
 from local_stack.template import ROOT, function_spec, parameter_default
 
 REGION = "us-east-1"
@@ -250,7 +251,7 @@ def function_environment(
     """The function's environment: the template's variables, AWS pointed at the emulator (and
     Lambda at the local Invoke API, when there is one: boto3 honours AWS_ENDPOINT_URL_LAMBDA)."""
     spec = function_spec(dict(template), logical_id, template_refs(template, table_name))
-    name = local_function_name(logical_id)
+    name = deployed_function_name(template, logical_id)
     return {
         **spec.environment,
         **local_aws_environment(endpoint_url),
@@ -268,6 +269,11 @@ def function_environment(
 
 def local_function_name(logical_id: str) -> str:
     return f"segment-connector-local-{logical_id}"
+
+
+def deployed_function_name(template: Mapping[str, Any], logical_id: str) -> str:
+    """The function's name here: its FunctionName as deployed (stack STACK_NAME), else its local name."""
+    return function_names(template, logical_id)[-1]
 
 
 def function_names(template: Mapping[str, Any], logical_id: str) -> list[str]:
@@ -307,10 +313,11 @@ def load_function(
     """
 
     def import_handler() -> Callable[[Any, Any], Any]:
-        return _import_handler(template, logical_id, environment, handler_file)
+        # Every AWS call the handler makes is checked against the function's role (local_stack.iam).
+        return as_function(logical_id, _import_handler(template, logical_id, environment, handler_file))
 
     return LocalFunction(
-        name=local_function_name(logical_id),
+        name=deployed_function_name(template, logical_id),
         handler=import_handler(),
         timeout_s=float(function_properties(template, logical_id, "Timeout") or DEFAULT_TIMEOUT),
         memory_mb=int(function_properties(template, logical_id, "MemorySize") or DEFAULT_MEMORY),

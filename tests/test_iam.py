@@ -4,15 +4,29 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
-from harness import PREFIX, TABLE, TEMPLATE, TEST_DEPLOYMENT, Api, Aws, iam_authority
+from harness import (
+    PREFIX,
+    TABLE,
+    TEMPLATE,
+    TEST_DEPLOYMENT,
+    WAIT_SECONDS,
+    Api,
+    Aws,
+    Stack,
+    free_port,
+    iam_authority,
+)
 from local_stack.iam.deployment import authority_for
+from local_stack.iam.enforce import CALLS_FILE_ENV as IAM_CALLS_ENV
 from local_stack.iam.enforce import acting_as, enforce
 from local_stack.iam.policy import Statement, decide
 from local_stack.iam.report import Excuse, build_reports, render
@@ -104,7 +118,10 @@ def test_resources_of_indexes_batches_parameters_functions_and_queues() -> None:
     ssm = needs("ssm", "GetParameter", {"Name": "/segment-connector/x"}, PLACE)
     assert ssm[0].resource == "arn:aws:ssm:us-east-1:123456789012:parameter/segment-connector/x"
     invoke = needs("lambda", "Invoke", {"FunctionName": "f"}, PLACE)
-    assert (invoke[0].action, invoke[0].resource) == ("lambda:InvokeFunction", "arn:aws:lambda:us-east-1:123456789012:function:f")
+    assert (invoke[0].action, invoke[0].resource) == (
+        "lambda:InvokeFunction",
+        "arn:aws:lambda:us-east-1:123456789012:function:f",
+    )
     sqs = needs("sqs", "SendMessage", {"QueueUrl": "http://127.0.0.1:5/123456789012/q1"}, PLACE)
     assert sqs[0].resource == "arn:aws:sqs:us-east-1:123456789012:q1"
     assert needs("ssm", "DescribeParameters", {}, PLACE)[0].resource == "*"
@@ -182,9 +199,7 @@ def _without(logical_id: str, action: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_inbound_without_a_needed_action_answers_5xx_and_stores_nothing(
-    api: Api, aws: Aws, tmp_path: Path
-) -> None:
+def test_inbound_without_a_needed_action_answers_5xx_and_stores_nothing(api: Api, aws: Aws, tmp_path: Path) -> None:
     # Given InboundFunction's role without dynamodb:PutItem (the profile's transaction needs it)
     enforce(authority_for(TEST_DEPLOYMENT, _without("InboundFunction", "dynamodb:PutItem", tmp_path)))
     try:
@@ -240,3 +255,38 @@ def test_the_report_fails_on_a_denied_call() -> None:
     table, ok = render(build_reports({"F": role}, calls, []))
     assert not ok
     assert "DENIED:  a:C on arn:x" in table
+
+
+# -- the local stack (`make run`) enforces the same roles -------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_the_local_stack_with_a_needed_action_removed_logs_access_denied_sends_nothing_and_stays_up(
+    tmp_path: Path,
+) -> None:
+    # Given `make run` with a template whose OutboundFunction may not read its parameters
+    template = _without("OutboundFunction", "ssm:GetParameter", tmp_path)
+    stack = Stack(
+        [sys.executable, "-m", "local_stack"],
+        free_port(),
+        {"TEMPLATE_FILE": str(template), IAM_CALLS_ENV: ""},  # this run's denials are the point, not a finding
+    )
+    try:
+        stack.wait_ready()
+        # When Segment delivers an identify (stored by InboundFunction, whose role is intact)
+        answer = requests.post(
+            f"{stack.url}/segment",
+            json={"type": "identify", "userId": "denied-1", "traits": {"email": "d@example.com"}},
+            auth=("local-api-key", ""),
+            timeout=WAIT_SECONDS,
+        )
+        assert answer.status_code == 200, answer.text
+        # Then OutboundFunction's log shows AWS's access-denied failure naming the action
+        line = stack.wait_for_line(lambda text: "AccessDeniedException" in text, WAIT_SECONDS)
+        assert line is not None, stack.output
+        assert "ssm:GetParameter" in line
+        # and nothing reached Segment, and the stack still answers
+        assert not any(text.startswith("segment <- ") for text in stack.lines), stack.output
+        assert requests.get(f"{stack.url}/health", timeout=WAIT_SECONDS).json() == {"status": "ok"}
+    finally:
+        stack.kill()

@@ -71,6 +71,25 @@ def as_function(logical_id: str, handler: Callable[..., Any]) -> Callable[..., A
     return run
 
 
+class ActingClient:
+    """A boto3 client whose every call runs as `logical_id` (for what Lambda does with a function's
+    role outside its code: the event source mapping reading the stream, the destinations)."""
+
+    def __init__(self, client: Any, logical_id: str):
+        self._client, self._logical_id = client, logical_id
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with acting_as(self._logical_id):
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 def enforce(authority: Authority) -> None:
     """From now on, calls made while acting as a function are checked against `authority`."""
     global _authority
