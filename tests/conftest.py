@@ -90,6 +90,51 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     config.clear_caches()
 
 
+STANDARD_PARAMETER_BYTES = 4096  # SSM's limits, per tier (the ssm_tiers fixture)
+ADVANCED_PARAMETER_BYTES = 8192
+
+
+@pytest.fixture
+def ssm_tiers(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
+    """Given SSM's parameter tiers as AWS applies them, which moto does not (it stores any value in
+    any tier): a standard parameter holds 4 KB, an advanced one 8 KB (counted in UTF-8 bytes, the
+    stricter reading); an advanced parameter is never made standard again; Intelligent-Tiering
+    takes the standard tier unless the value needs the advanced one (or the parameter is advanced
+    already); without a Tier a parameter keeps its tier, a new one is standard (the default)."""
+    from moto.ssm.exceptions import ValidationException
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    put_parameter = SimpleSystemManagerBackend.put_parameter
+
+    def tiered(self: Any, name: str, description: Any, value: str, *args: Any, tier: Any = None, **kwargs: Any) -> Any:
+        size = len((value or "").encode("utf-8"))
+        current = self.get_parameter(name) if name in self._parameters else None
+        was_advanced = current is not None and current.tier == "Advanced"
+        if tier == "Intelligent-Tiering":
+            tier = "Advanced" if was_advanced or size > STANDARD_PARAMETER_BYTES else "Standard"
+        tier = tier or (current.tier if current is not None else "Standard")
+        if tier == "Standard" and was_advanced:
+            raise ValidationException(
+                "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from "
+                "the advanced-parameter tier to the standard-parameter tier."
+            )
+        if tier == "Standard" and size > STANDARD_PARAMETER_BYTES:
+            raise ValidationException(
+                "Standard tier parameters support a maximum parameter value of 4096 characters. To create a "
+                "larger parameter value, upgrade the parameter to use the advanced-parameter tier."
+            )
+        if size > ADVANCED_PARAMETER_BYTES:
+            raise ValidationException(
+                "1 validation error detected: Value at 'value' failed to satisfy constraint: "
+                "Member must have length less than or equal to 8192"
+            )
+        kwargs["tier"] = tier
+        return put_parameter(self, name, description, value, *args, **kwargs)
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "put_parameter", tiered)
+    return aws
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()

@@ -383,6 +383,62 @@ def test_settings_put_refuses_an_invalid_file_and_writes_nothing(deployed: Aws, 
     assert deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Version"] == 1
 
 
+def large_settings(segments: int) -> dict[str, Any]:
+    """A valid settings document of about 60 bytes per segment once stored."""
+    return {
+        "segments": [{"name": f"Segment {i}", "rule": {"trait": f"trait_{i}", "op": "exists"}} for i in range(segments)]
+    }
+
+
+def stored_tier(aws: Aws) -> str:
+    parameters = aws.ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [f"{PREFIX}/settings"]}]
+    )["Parameters"]
+    return str(parameters[0]["Tier"])
+
+
+def test_settings_put_stores_a_document_over_4_kb_as_an_advanced_parameter(
+    deployed: Aws, ssm_tiers: Aws, run, tmp_path: Path
+) -> None:
+    # Given a valid document between the standard tier's 4 KB and the advanced tier's 8 KB once stored
+    document = large_settings(80)
+    assert 4096 < len(json.dumps(document, separators=(",", ":")).encode()) <= 8192
+    # When it is put through the CLI, with SSM's tiers in force
+    result = run("settings", "put", settings_file(tmp_path, document))
+    # Then it is written as an advanced parameter (as the console writes it), and reads back whole
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"wrote {PREFIX}/settings (version 2)")
+    assert stored_tier(deployed) == "Advanced"
+    shown = run("settings", "show", "--json")
+    assert shown.code == 0 and shown.json["settings"] == document and shown.json["valid"] is True
+    # And a small document afterwards is written too (the parameter stays advanced: SSM never downgrades)
+    assert run("settings", "put", settings_file(tmp_path, {"synchronized_segments": ["ALL"]})).code == 0
+    assert json.loads(stored_settings(deployed)) == {"synchronized_segments": ["ALL"]}
+
+
+def test_settings_put_refuses_a_document_over_8_kb_with_a_clear_error(
+    deployed: Aws, ssm_tiers: Aws, run, tmp_path: Path
+) -> None:
+    # Given a valid document over the advanced tier's 8 KB once stored
+    before = stored_settings(deployed)
+    path = settings_file(tmp_path, large_settings(200))
+    # When it is put, or validated
+    result = run("settings", "put", path)
+    validated = run("settings", "validate", path, "--offline")
+    # Then nothing is written, and the error says why in one line: its size and the limit
+    assert result.code == 1 and result.out == ""
+    assert result.err.rstrip().splitlines()[-1].endswith("is too large for SSM: nothing written")
+    assert "  (document): " in result.err and "at most 8192" in result.err
+    assert stored_settings(deployed) == before
+    assert deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Version"] == 1
+    # And validate reports it as put would
+    assert validated.code == 1 and "at most 8192" in validated.out
+    # And with --json, the error names the document
+    report = run("settings", "put", path, "--json")
+    assert report.code == 1 and report.json["written"] is False
+    assert report.json["errors"][0]["field"] == "(document)" and "at most 8192" in report.json["errors"][0]["error"]
+
+
 # -- keys ----------------------------------------------------------------------------------------------
 
 

@@ -259,12 +259,18 @@ def test_a_settings_body_that_is_not_a_json_object_is_400(aws: Aws, console_api:
     assert settings_in_ssm(aws) == before
 
 
-def test_a_document_over_the_standard_tier_is_saved_up_to_the_advanced_limit(aws: Aws, console_api: Api) -> None:
-    # Given segments whose document is over 4 KB (a standard parameter's limit)
+def test_a_document_over_the_standard_tier_is_saved_up_to_the_advanced_limit(
+    aws: Aws, ssm_tiers: Aws, console_api: Api
+) -> None:
+    # Given segments whose document is over 4 KB (a standard parameter's limit), SSM's tiers in force
     segments = [{"name": f"Segment {i}", "rule": {"trait": f"trait_{i}", "op": "exists"}} for i in range(80)]
     status, answer = console_api.put("/console/api/settings", {"segments": segments})
     assert status == 200 and answer["saved"] is True
     assert len(segments) == len(settings_in_ssm(aws)["document"]["segments"])
+    parameters = aws.ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [f"{PREFIX}/settings"]}]
+    )["Parameters"]
+    assert parameters[0]["Tier"] == "Advanced"
     # And one over 8 KB is refused whole
     segments = [{"name": f"Segment {i}", "rule": {"trait": f"trait_{i}", "op": "exists"}} for i in range(200)]
     status, answer = console_api.put("/console/api/settings", {"segments": segments})

@@ -28,7 +28,14 @@ from urllib.parse import quote
 
 from segment_connector import __version__
 from segment_connector.cli_target import FunctionFailed, Invoker, Target, TargetError, resolve
-from segment_connector.settings_document import parse_settings_text, stored_text
+from segment_connector.settings_document import (
+    SETTINGS_PARAMETER,
+    FieldError,
+    parse_settings_text,
+    size_errors,
+    stored_text,
+    write_settings,
+)
 from segment_connector.status import StatusWarning, status_warnings
 
 PROG = "segment-connector"
@@ -151,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[target, as_json],
         help="validate a settings file and store it",
         description="Validate a settings file, then write it to <prefix>/settings (String, "
-        "overwritten). An invalid file is refused: nothing is written, exit 1. The functions "
+        "overwritten, as the console writes it: a standard parameter up to 4 KB, an advanced one up "
+        "to 8 KB). An invalid or larger file is refused: nothing is written, exit 1. The functions "
         "apply it within a minute and a resync brings Segment up to date.",
     )
     put.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
@@ -331,6 +339,14 @@ def _print_problems(errors: list[dict[str, str]], warnings: list[StatusWarning],
         say(f"warning: {warning.code}: {warning.message}")
 
 
+def _parse_settings_file(name: str) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """The file's document and its errors: the functions' model's, and SSM's size limit (8 KB stored)."""
+    document, errors = parse_settings_text(_read_file(name))
+    if document is not None:
+        errors = errors + size_errors(stored_text(document))
+    return document, errors
+
+
 def settings_show(command: Command) -> int:
     name = command.target.parameter("settings")
     text = command.settings_text()
@@ -361,7 +377,7 @@ def settings_show(command: Command) -> int:
 
 
 def settings_validate(command: Command) -> int:
-    document, errors = parse_settings_text(_read_file(command.args.file))
+    document, errors = _parse_settings_file(command.args.file)
     offline = command.args.offline
     keys = set(KEYS) if offline else None
     warnings = (
@@ -381,10 +397,12 @@ def settings_validate(command: Command) -> int:
 
 
 def settings_put(command: Command) -> int:
-    document, errors = parse_settings_text(_read_file(command.args.file))
+    document, errors = _parse_settings_file(command.args.file)
     target = command.target
     warnings = command.warnings(document or {})
     if errors or document is None:
+        only_size = document is not None and errors == size_errors(stored_text(document))
+        verdict = "too large for SSM" if only_size else "invalid"
         if command.json:
             _out(
                 _dump(
@@ -398,15 +416,14 @@ def settings_put(command: Command) -> int:
                 )
             )
         else:
-            _note(f"{command.args.file} is invalid:")
+            _note(f"{command.args.file} is {verdict}:")
             _print_problems(errors, warnings, to_stderr=True)
-        raise CliError(f"{command.args.file} is invalid: nothing written")
-    name = target.parameter("settings")
-    version = (
-        target.client("ssm")
-        .put_parameter(Name=name, Value=stored_text(document), Type="String", Overwrite=True)
-        .get("Version")
-    )
+        raise CliError(f"{command.args.file} is {verdict}: nothing written")
+    from segment_connector.parameter_store import ParameterStore
+
+    name = target.parameter(SETTINGS_PARAMETER)
+    # The console's write (settings_document.write_settings): the same tier rule, standard up to 4 KB.
+    version = write_settings(ParameterStore(target.parameter_prefix, target.client("ssm")), stored_text(document))
     if command.json:
         _out(
             _dump(

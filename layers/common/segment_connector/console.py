@@ -31,12 +31,16 @@ from segment_connector.models.segment_rules import (
 from segment_connector.models.settings import ConnectorSettings
 from segment_connector.outbound import Rules
 from segment_connector.parameter_store import ParameterStore
+from segment_connector.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
 from segment_connector.settings_document import (
+    SETTINGS_PARAMETER,
     field_errors,
     parse_settings_text,
+    size_errors,
     stored_text,
     validate_document,
     with_defaults,
+    write_settings,
 )
 from segment_connector.status import status_warnings
 from segment_connector.storage import ProfileStore
@@ -52,7 +56,6 @@ USER_EVENTS_SHOWN = 20
 MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
 MAX_NAME_LENGTH = 200  # longer names (senders choose them) are left out of the pickers: type them in
 NAME_DEPTH = 4  # nested traits offered down to a.b.c.d
-MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit
 MAX_WRITE_KEY_BYTES = 1024
 REFERENCE_KINDS = ("user_id", "anonymous_id", "email")
 PAGE_AND_SCREEN = ("page", "screen")
@@ -113,13 +116,11 @@ class Console:
         if errors:
             raise SettingsRejected("the settings are invalid: nothing was saved", errors)
         text = stored_text(document)
-        if len(text.encode("utf-8")) > MAX_SETTINGS_BYTES:
-            raise SettingsRejected(
-                "the settings document is too large: nothing was saved",
-                [{"field": "(document)", "error": f"{len(text.encode())} bytes; at most {MAX_SETTINGS_BYTES}"}],
-            )
-        changed = self.parameters.read("settings") != text
-        version = self.parameters.write("settings", text, secure=False) if changed else None
+        too_large = size_errors(text)
+        if too_large:
+            raise SettingsRejected("the settings document is too large: nothing was saved", too_large)
+        changed = self.parameters.read(SETTINGS_PARAMETER) != text
+        version = write_settings(self.parameters, text) if changed else None
         return {
             "saved": changed,
             "version": version,

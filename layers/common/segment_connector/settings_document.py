@@ -1,16 +1,27 @@
-"""The settings document as operators edit it (CLI, console): parse, validate, store as text."""
+"""The settings document as operators edit it (CLI, console): parse, validate, store as text.
+
+Both write it the same way (`write_settings`): the compact text, refused over 8 KB (an advanced
+SSM parameter's limit: `size_errors`), in ParameterStore's tier (`tier_for`): a standard
+parameter up to 4 KB, an advanced one above.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from segment_connector.models.settings import ConnectorSettings
 
+if TYPE_CHECKING:  # the CLI imports this module before it needs boto3 (`--help` stays quick)
+    from segment_connector.parameter_store import ParameterStore
+
 FieldError = dict[str, str]
+
+SETTINGS_PARAMETER = "settings"  # <prefix>/settings, a String parameter
+MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit
 
 
 def field_errors(error: ValidationError) -> list[FieldError]:
@@ -49,6 +60,21 @@ def parse_settings_text(text: str) -> tuple[dict[str, Any] | None, list[FieldErr
 def stored_text(document: Mapping[str, Any]) -> str:
     """The text stored in SSM: compact (a standard parameter holds 4 KB), key order kept."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def size_errors(text: str) -> list[FieldError]:
+    """Why SSM cannot hold this stored text (empty: it can, up to the advanced tier's 8 KB)."""
+    size = len(text.encode("utf-8"))
+    if size <= MAX_SETTINGS_BYTES:
+        return []
+    error = f"{size} bytes stored; SSM holds at most {MAX_SETTINGS_BYTES} (an advanced parameter)"
+    return [{"field": "(document)", "error": error}]
+
+
+def write_settings(parameters: ParameterStore, text: str) -> int:
+    """Store the text (checked by `size_errors`) as <prefix>/settings; its new version. The tier is
+    ParameterStore.write's (`tier_for`): standard up to 4 KB, advanced above."""
+    return parameters.write(SETTINGS_PARAMETER, text, secure=False)
 
 
 def with_defaults(document: Mapping[str, Any]) -> dict[str, Any]:
