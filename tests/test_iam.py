@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from harness import (
+    API_KEY,
     PREFIX,
     TABLE,
     TEMPLATE,
@@ -27,12 +29,14 @@ from harness import (
 )
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import CALLS_FILE_ENV as IAM_CALLS_ENV
-from local_stack.iam.enforce import acting_as, enforce
+from local_stack.iam.enforce import KMSAccessDeniedException, acting_as, enforce
 from local_stack.iam.policy import Statement, decide
 from local_stack.iam.report import Excuse, build_reports, render
 from local_stack.iam.requests import Place, needs
 from local_stack.iam.roles import Role, function_roles
 from local_stack.template import TEMPLATE_PATH
+from segment_connector import config
+from segment_connector.parameter_store import ParameterStore
 
 PLACE = Place("123456789012", "us-east-1")
 TABLE_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
@@ -192,6 +196,8 @@ def _without(logical_id: str, action: str, tmp_path: Path) -> Path:
     template = json.loads(json.dumps(TEMPLATE))
     for policy in template["Resources"][logical_id]["Properties"]["Policies"]:
         for statement in policy.get("Statement", []):
+            if "Fn::If" in statement:
+                statement = statement["Fn::If"][1]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             statement["Action"] = [a for a in actions if a != action] or ["none:None"]
     path = tmp_path / "template.json"
@@ -290,3 +296,72 @@ def test_the_local_stack_with_a_needed_action_removed_logs_access_denied_sends_n
         assert requests.get(f"{stack.url}/health", timeout=WAIT_SECONDS).json() == {"status": "ok"}
     finally:
         stack.kill()
+
+
+# -- a customer managed key (KmsKeyArn): the key policy, not the account, decides who reads a key ------------
+
+
+def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
+    api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack deployed with KmsKeyArn and its keys stored under that key
+    key = boto3.client("kms").create_key()["KeyMetadata"]
+    deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
+    for suffix, value in (("api-key", API_KEY), ("write-key", "write-key-value"), ("admin-key", "admin")):
+        aws.ssm.put_parameter(
+            Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", KeyId=key["Arn"], Overwrite=True
+        )
+    config.clear_caches()
+    queues = boto3.client("sqs")
+    queue = {
+        logical_id: queues.create_queue(
+            QueueName=f"{TEST_DEPLOYMENT.stack_name}-{logical_id}", Attributes={"KmsMasterKeyId": key["Arn"]}
+        )["QueueUrl"]
+        for logical_id in ("OutboundFailureQueue", "ResyncFailureQueue")
+    }
+    enforce(authority_for(deployment))
+    try:
+        # Then InboundFunction decrypts the API key (and Lambda its environment): deliveries work
+        status, answer = api.post("/segment", {"type": "identify", "userId": "k1", "messageId": "k1"})
+        assert status == 200, answer
+        # OutboundFunction and ResyncFunction read the write key; only they do
+        for function in ("OutboundFunction", "ResyncFunction"):
+            with acting_as(function):
+                value = aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)
+                assert value["Parameter"]["Value"] == "write-key-value"
+        for function in ("InboundFunction", "ConsoleFunction"):
+            with acting_as(function), pytest.raises(ClientError, match="AccessDenied"):
+                aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)
+        # The console reads the admin key and writes the write key under the same key
+        with acting_as("ConsoleFunction"):
+            assert aws.ssm.get_parameter(Name=f"{PREFIX}/admin-key", WithDecryption=True)["Parameter"]["Value"]
+            ParameterStore(PREFIX, aws.ssm, key_id=key["Arn"]).write("write-key", "rotated", secure=True)
+        stored = aws.ssm.describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [f"{PREFIX}/write-key"]}]
+        )["Parameters"][0]
+        assert stored["KeyId"] == key["Arn"]
+        # Lambda sends to the encrypted on-failure queues with each function's role
+        for function, logical_id in (
+            ("OutboundFunction", "OutboundFailureQueue"),
+            ("ResyncFunction", "ResyncFailureQueue"),
+        ):
+            with acting_as(function):
+                queues.send_message(QueueUrl=queue[logical_id], MessageBody="{}")
+    finally:
+        enforce(iam_authority())
+
+
+def test_a_function_whose_role_cannot_decrypt_its_environment_fails_as_lambda_does(
+    api: Api, aws: Aws, tmp_path: Path
+) -> None:
+    # Given KmsKeyArn and an InboundFunction role without its kms:Decrypt statements
+    key = boto3.client("kms").create_key()["KeyMetadata"]
+    deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
+    enforce(authority_for(deployment, _without("InboundFunction", "kms:Decrypt", tmp_path)))
+    try:
+        # When it is invoked, Then Lambda cannot start it, and nothing is stored
+        with pytest.raises(KMSAccessDeniedException):
+            api.post("/segment", {"type": "identify", "userId": "k2", "messageId": "k2"})
+    finally:
+        enforce(iam_authority())
+    assert aws.items_of_kind("user") == []

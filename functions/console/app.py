@@ -53,8 +53,9 @@ _invoker = FunctionInvoker()
 def console() -> Console:
     global _parameters
     prefix = os.environ.get("PARAMETER_PREFIX", "/segment-connector")
-    if _parameters is None or _parameters.prefix != prefix.rstrip("/"):
-        _parameters = ParameterStore(prefix)
+    key_id = os.environ.get("PARAMETER_KEY_ARN") or None
+    if _parameters is None or _parameters.prefix != prefix.rstrip("/") or _parameters.key_id != key_id:
+        _parameters = ParameterStore(prefix, key_id=key_id)
     return Console(
         store=shared_store(config.table_name()),
         parameters=_parameters,

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     if not calls:
         print(f"iam: no calls recorded in {args.calls}: run the tests first (make test or make iam)", file=sys.stderr)
         return 2
-    deployment = Deployment(ACCOUNT_ID, REGION, STACK_NAME, {}, {"Table": TABLE_NAME})
+    # With a customer managed key, so that the statements only such a deployment has are listed too.
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/customer-managed"
+    deployment = Deployment(ACCOUNT_ID, REGION, STACK_NAME, {"KmsKeyArn": key}, {"Table": TABLE_NAME})
     roles = function_roles(args.template.read_text(encoding="utf-8"), deployment)
     table, ok = render(build_reports(roles, calls, load_allowlist(args.allowlist)))
     print(table)

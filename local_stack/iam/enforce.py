@@ -38,6 +38,7 @@ class Authority:
     roles: Mapping[str, Role]
     place: Place
     kms_needs: Callable[[str, str, Mapping[str, Any], Place], list[Need]] | None = None
+    environment_key: str | None = None  # the customer managed key of the functions' environment
 
 
 _authority: Authority | None = None
@@ -64,6 +65,8 @@ def as_function(logical_id: str, handler: Callable[..., Any]) -> Callable[..., A
     """`handler` wrapped so that every call it makes is checked against `logical_id`'s role."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
+        if _authority is not None and _authority.environment_key:
+            _decrypt_environment(logical_id, _authority)
         with acting_as(logical_id):
             return handler(*args, **kwargs)
 
@@ -148,6 +151,26 @@ def _authorize(client: Any, function: str, operation: str, params: Mapping[str, 
         _record(function, need, decision)
         if not decision.allowed:
             raise _access_denied(client, service, operation, function, need, authority.place)
+
+
+class KMSAccessDeniedException(Exception):
+    """Lambda could not decrypt the function's environment with its role: the invocation fails."""
+
+
+def _decrypt_environment(function: str, authority: Authority) -> None:
+    """With a customer managed key, Lambda decrypts the environment with the function's role."""
+    from local_stack.iam.deployment import key_arn
+
+    role = authority.roles.get(function)
+    arn = key_arn(authority.place, str(authority.environment_key))
+    need = Need("kms:Decrypt", arn, {"kms:viaservice": f"lambda.{authority.place.region}.amazonaws.com"})
+    decision = decide(role.statements, need.action, need.resource, need.context) if role else Decision(False)
+    _record(function, need, decision)
+    if not decision.allowed:
+        raise KMSAccessDeniedException(
+            "Lambda was unable to decrypt the environment variables because KMS access was denied "
+            f"({function}'s role may not kms:Decrypt {arn})"
+        )
 
 
 def _access_denied(client: Any, service: str, operation: str, function: str, need: Need, place: Place) -> Exception:

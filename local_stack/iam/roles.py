@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local_stack.iam.intrinsics import Deployment, Resolver
+from local_stack.iam.intrinsics import NO_VALUE, Deployment, Resolver
 from local_stack.iam.policy import Statement, statements_of
 from local_stack.iam.translate import translated_template
 
@@ -49,9 +49,16 @@ def _role_logical_id(reference: Any) -> str | None:
 
 
 def _role(function: str, properties: Mapping[str, Any], resolver: Resolver) -> Role:
+    """Statements are named <policy>#<index in the template>: the same statement keeps its name in
+    every deployment, whether or not a condition (Fn::If) leaves others out."""
     statements: list[Statement] = []
-    for policy in resolver.resolve(properties.get("Policies") or []):
-        statements.extend(statements_of(str(policy.get("PolicyName")), policy.get("PolicyDocument") or {}))
+    for policy in properties.get("Policies") or []:
+        name = str(resolver.resolve(policy.get("PolicyName")))
+        raw = (policy.get("PolicyDocument") or {}).get("Statement", [])
+        for index, item in enumerate([raw] if isinstance(raw, Mapping) else raw):
+            resolved = resolver.resolve(item)
+            if resolved is not NO_VALUE:
+                statements.append(Statement.parse(f"{name}#{index}", resolved))
     unknown: list[str] = []
     for arn in resolver.resolve(properties.get("ManagedPolicyArns") or []):
         document = MANAGED_POLICIES.get(str(arn))

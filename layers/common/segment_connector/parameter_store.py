@@ -26,9 +26,12 @@ def tier_for(value: str) -> str:
 
 
 class ParameterStore:
-    def __init__(self, prefix: str, client: Any = None):
+    def __init__(self, prefix: str, client: Any = None, key_id: str | None = None):
         self.prefix = prefix.rstrip("/")
         self._client = client
+        # The customer managed key SecureStrings are written with (None: the AWS managed aws/ssm).
+        # Always given when set: an overwrite without KeyId would move the value to aws/ssm.
+        self.key_id = key_id or None
 
     @property
     def client(self) -> Any:
@@ -76,6 +79,7 @@ class ParameterStore:
             Type="SecureString" if secure else "String",
             Overwrite=True,
             Tier=tier_for(value),
+            **({"KeyId": self.key_id} if secure and self.key_id else {}),
         )
         return int(response.get("Version", 0))
 
