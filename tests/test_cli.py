@@ -459,6 +459,21 @@ def test_keys_set_reads_stdin_and_writes_a_secure_string(deployed: Aws, run) -> 
     assert secret(deployed, "write-key")["Value"] == "wk-new-secret\n" and secret(deployed, "write-key")["Version"] == 2
 
 
+def test_keys_set_uses_the_stacks_customer_managed_key(aws: Aws, run) -> None:
+    # Given a stack deployed with KmsKeyArn (its ParameterKeyArn output)
+    key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=outputs_template(ParameterKeyArn=key))
+    # When a key is set twice (the second an overwrite)
+    assert run("keys", "set", "write-key", stdin="first\n").code == 0
+    result = run("keys", "set", "write-key", stdin="second\n")
+    # Then it stays a SecureString under that key, never moved to aws/ssm by the overwrite
+    assert result.code == 0 and f"under {key}" in result.out
+    described = boto3.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [f"{PREFIX}/write-key"]}]
+    )["Parameters"][0]
+    assert (described["KeyId"], secret(aws, "write-key")["Value"]) == (key, "second")
+
+
 def test_keys_set_prompts_without_echo_on_a_terminal(deployed: Aws, run, monkeypatch) -> None:
     prompts: list[str] = []
 

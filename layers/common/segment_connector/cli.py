@@ -466,15 +466,24 @@ def keys_set(command: Command) -> int:
     try:
         version = (
             target.client("ssm")
-            .put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+            # Under the stack's customer managed key when it has one (without KeyId, an overwrite
+            # would move the key to aws/ssm, readable by any role allowed to get it).
+            .put_parameter(
+                Name=name,
+                Value=value,
+                Type="SecureString",
+                Overwrite=True,
+                **({"KeyId": target.parameter_key} if target.parameter_key else {}),
+            )
             .get("Version")
         )
     except ClientError as error:
         details = error.response.get("Error", {})
         message = str(details.get("Message", "")).replace(value, "***")  # never echo the value, even there
         raise CliError(f"{name} not written: {details.get('Code', 'error')}: {message}") from None
+    under = f" under {target.parameter_key}" if target.parameter_key else ""
     _out(
-        f"wrote SecureString {name} (version {version}) in the {target.label}; the functions read keys again "
+        f"wrote SecureString {name}{under} (version {version}) in the {target.label}; the functions read keys again "
         "within 5 minutes"
     )
     return 0

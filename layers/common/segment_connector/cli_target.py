@@ -49,6 +49,7 @@ class Target:
     outbound_function: str
     resync_function: str | None
     api_url: str | None = None
+    parameter_key: str | None = None  # the stack's customer managed key for SecureStrings (KmsKeyArn)
     local: bool = False
     endpoint_url: str | None = None  # AWS services (the emulator, locally)
     lambda_endpoint_url: str | None = None  # Lambda (the local Invoke API)
@@ -229,6 +230,7 @@ def deployed_target(stack_name: str | None, region: str | None, profile: str | N
     target.outbound_function = outputs["OutboundFunctionName"]
     target.resync_function = outputs.get("ResyncFunctionName") or None
     target.api_url = outputs.get("ApiUrl") or None
+    target.parameter_key = outputs.get("ParameterKeyArn") or None
     return target
 
 
