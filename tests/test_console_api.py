@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,16 +12,32 @@ import pytest
 from harness import ADMIN_KEY, API_KEY, OUTBOUND_FUNCTION, PREFIX, Api, Aws, basic, bearer, load_handler_module
 from segment_connector.invoker import FunctionInvoker
 
-API_ROUTES = [
-    ("GET", "/console/api/dashboard", None),
-    ("GET", "/console/api/settings", None),
-    ("PUT", "/console/api/settings", {"synchronized_segments": ["ALL"]}),
-    ("PUT", "/console/api/write-key", {"write_key": "w"}),
-    ("GET", "/console/api/catalogue", None),
-    ("POST", "/console/api/segments/preview", {"kind": "user", "rule": {"trait": "a", "op": "exists"}}),
-    ("GET", "/console/api/users?q=u1", None),
-    ("POST", "/console/api/replay", {}),
-]
+# A request to each API route that would change something if the admin key were not checked
+# (the route's example; other routes are sent as they are, with an empty object for a body).
+EXAMPLES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("PUT", "/console/api/settings"): ("", {"synchronized_segments": ["ALL"]}),
+    ("PUT", "/console/api/write-key"): ("", {"write_key": "w"}),
+    ("POST", "/console/api/segments/preview"): ("", {"kind": "user", "rule": {"trait": "a", "op": "exists"}}),
+    ("GET", "/console/api/users"): ("?q=u1", None),
+    ("POST", "/console/api/replay"): ("", {}),
+}
+
+
+def console_api_routes() -> list[tuple[str, str]]:
+    """Every (method, path) that the console's resolver serves under /console/api/: Powertools keeps
+    its registered routes (`_static_routes`, `_dynamic_routes`), so a new route is tested here at
+    once. A path parameter (`<name>`) gets a value."""
+    app = load_handler_module("console").app
+    routes = {(route.method, re.sub(r"<[^>]+>", "x", route.path)) for route in app._static_routes + app._dynamic_routes}
+    return sorted(route for route in routes if route[1].startswith("/console/api/"))
+
+
+def example_request(method: str, path: str) -> tuple[str, str, Any]:
+    query, body = EXAMPLES.get((method, path), ("", None if method in ("GET", "HEAD") else {}))
+    return method, path + query, body
+
+
+API_ROUTES = [example_request(method, path) for method, path in console_api_routes()]
 
 
 def settings_in_ssm(aws: Aws) -> dict[str, Any]:
@@ -88,6 +105,15 @@ def test_a_wrong_or_missing_admin_key_is_401_and_changes_nothing(
     assert status == 401 and answer["code"] == "unauthorized"
     assert settings_in_ssm(aws) == before
     assert "write-key" not in {p["Name"].rsplit("/", 1)[1] for p in aws.ssm.describe_parameters()["Parameters"]}
+
+
+def test_the_api_routes_are_the_apps_and_every_example_is_one_of_them() -> None:
+    # Given the routes that the console's resolver registered
+    routes = console_api_routes()
+    # Then the admin key tests cover each of them, and no example names a route that is gone
+    assert {(method, path.partition("?")[0]) for method, path, _ in API_ROUTES} == set(routes)
+    assert set(EXAMPLES) <= set(routes), set(EXAMPLES) - set(routes)
+    assert ("GET", "/console/api/dashboard") in routes and ("PUT", "/console/api/settings") in routes
 
 
 def test_unknown_console_routes_are_404_json(console_api: Api) -> None:
