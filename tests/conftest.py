@@ -5,11 +5,13 @@ the Segment sink, the connector wired end to end and the function's log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Generator
 from typing import Any
 
 import boto3
 import pytest
+from _pytest.reports import BaseReport
 from moto import mock_aws
 
 from harness import (
@@ -37,6 +39,8 @@ from harness import (
 from local_stack.segment_sink import SegmentSink
 from local_stack.template import table_definition, ttl_attribute
 from stream_helpers import WRITE_KEY, Connector
+
+pytest_plugins = ("pytester",)  # tests/test_ci.py runs pytest on small test files
 
 # Older test modules import these from conftest; new code imports them from harness.
 __all__ = [
@@ -221,3 +225,49 @@ def browser():
             yield launched
         finally:
             launched.close()
+
+
+# -- CI: a skipped test fails the run (tests/test_ci.py) ---------------------------------------------
+#
+# With CI=true (GitHub Actions sets it; `.ci/run` exports it) a skip is reported as a failure that
+# names the skip's reason: a skip marker, pytest.skip in a fixture or a test, importorskip (in a
+# module: an error collecting it). A green CI run is every test run, not some of them. xfail stays
+# xfail. Elsewhere skips stay skips.
+
+SKIP_UNDER_CI = "skipped under CI=true, which fails the run"
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def _fail_the_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"{SKIP_UNDER_CI}: {reason.removeprefix('Skipped: ')}"
+    report.skipped_under_ci = True  # type: ignore[union-attr]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and _under_ci():
+        _fail_the_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    if report.skipped and _under_ci():
+        _fail_the_skip(report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: BaseReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A test skipped in its setup (a marker, a fixture) counts as failed, not as an error."""
+    if isinstance(report, pytest.TestReport) and getattr(report, "skipped_under_ci", False):
+        return "failed", "F", "FAILED"
+    return None
