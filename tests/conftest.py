@@ -34,8 +34,10 @@ from harness import (
     bearer,
     chromium_missing,
     chromium_path,
+    iam_authority,
     load_handler_module,
 )
+from local_stack.iam.enforce import enforce
 from local_stack.segment_sink import SegmentSink
 from local_stack.template import table_definition, ttl_attribute
 from stream_helpers import WRITE_KEY, Connector
@@ -80,6 +82,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     config.clear_caches()
     storage.forget_shared_store()  # its boto3 client belongs to the previous test's mock
     with mock_aws():
+        enforce(iam_authority())  # each handler's calls checked against its role in template.yaml
         dynamodb = boto3.client("dynamodb")
         # The handlers write with the template's parallel writers; moto takes one call at a time.
         storage._shared = storage.ProfileStore(TABLE, SerializedClient(dynamodb))

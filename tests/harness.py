@@ -71,7 +71,7 @@ def load_handler_module(function: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    module.lambda_handler = as_function(logical_id_of(function), module.lambda_handler)
+    module.lambda_handler = as_function(logical_id_of(function), module.lambda_handler)  # type: ignore[attr-defined]
     return module
 
 
