@@ -37,7 +37,7 @@ from harness import (
     iam_authority,
     load_handler_module,
 )
-from local_stack.iam.enforce import enforce
+from local_stack.iam.enforce import enforce, stop_enforcing
 from local_stack.segment_sink import SegmentSink
 from local_stack.template import table_definition, ttl_attribute
 from stream_helpers import WRITE_KEY, Connector
@@ -94,6 +94,7 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         ssm.put_parameter(Name=f"{PREFIX}/api-key", Value=API_KEY, Type="SecureString")
         ssm.put_parameter(Name=f"{PREFIX}/settings", Value=SETTINGS_DEFAULT, Type="String")
         yield Aws(dynamodb, ssm)
+    stop_enforcing()  # the next test's deployment, if any, brings its own roles
     config.clear_caches()
 
 

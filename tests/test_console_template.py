@@ -4,27 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import OUTBOUND_FUNCTION, PREFIX, TABLE, TEST_DEPLOYMENT
 from local_stack.api import route_by_path
 from local_stack.config import load_config
-from local_stack.template import load_template
+from local_stack.iam.policy import decide
+from local_stack.iam.roles import function_roles
+from local_stack.template import TEMPLATE_PATH, load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = sorted(name for name, res in RESOURCES.items() if res["Type"] == "AWS::Serverless::Function")
 
 
-def statements(function: str) -> list[dict[str, Any]]:
-    return [s for policy in RESOURCES[function]["Properties"]["Policies"] for s in policy["Statement"]]
+ROLES = function_roles(TEMPLATE_PATH.read_text(encoding="utf-8"), TEST_DEPLOYMENT)  # as IAM evaluates them
+PARAMETERS = ("api-key", "shared-secret", "write-key", "admin-key", "settings", "profile-token", "other")
+TABLE_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
 
 
-def actions(statement: dict[str, Any]) -> list[str]:
-    value = statement["Action"]
-    return [value] if isinstance(value, str) else list(value)
+def allowed(function: str, action: str, resource: str) -> bool:
+    return decide(ROLES[function].statements, action, resource, {}).allowed
 
 
-def parameter_names(statement: dict[str, Any]) -> set[str]:
-    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-    return {r["Fn::Sub"].rsplit("}", 1)[1] for r in resources}
+def parameter_arn(suffix: str) -> str:
+    return f"arn:aws:ssm:us-east-1:123456789012:parameter{PREFIX}/{suffix}"
 
 
 def test_console_routes_go_to_the_console_function() -> None:
@@ -34,29 +36,32 @@ def test_console_routes_go_to_the_console_function() -> None:
 
 
 def test_only_the_console_writes_to_ssm_and_only_the_settings_and_the_write_key() -> None:
-    # Given every function's policy statements
+    # Given every function's role as IAM evaluates it
     for function in FUNCTIONS:
-        writes = [s for s in statements(function) if any(a.startswith("ssm:") and "Get" not in a for a in actions(s))]
-        if function != "ConsoleFunction":
-            # Then inbound, outbound and resync have no SSM write
-            assert writes == [], function
-            continue
-        # And the console may put exactly these two parameters
-        assert [actions(s) for s in writes] == [["ssm:PutParameter"]]
-        assert parameter_names(writes[0]) == {"/write-key", "/settings"}
+        for action in ("ssm:PutParameter", "ssm:DeleteParameter", "ssm:LabelParameterVersion"):
+            writable = {suffix for suffix in PARAMETERS if allowed(function, action, parameter_arn(suffix))}
+            # Then inbound, outbound and resync write nothing; the console puts exactly these two
+            expected = (
+                {"write-key", "settings"} if (function, action) == ("ConsoleFunction", "ssm:PutParameter") else set()
+            )
+            assert writable == expected, (function, action)
 
 
 def test_the_console_reads_the_table_and_never_writes_it() -> None:
-    dynamodb = {a for s in statements("ConsoleFunction") for a in actions(s) if a.startswith("dynamodb:")}
-    assert dynamodb == {
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
-        "dynamodb:DescribeTable",
-    }
-    invoke = [s for s in statements("ConsoleFunction") if "lambda:InvokeFunction" in actions(s)]
-    assert [s["Resource"] for s in invoke] == [{"Fn::GetAtt": ["OutboundFunction", "Arn"]}]
+    for action in ("GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable"):
+        assert allowed("ConsoleFunction", f"dynamodb:{action}", TABLE_ARN), action
+    for action in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "ConditionCheckItem"):
+        assert not allowed("ConsoleFunction", f"dynamodb:{action}", TABLE_ARN), action
+    function_arn = "arn:aws:lambda:us-east-1:123456789012:function:"
+    assert allowed("ConsoleFunction", "lambda:InvokeFunction", function_arn + OUTBOUND_FUNCTION)
+    assert not allowed("ConsoleFunction", "lambda:InvokeFunction", function_arn + "connector-resync")
+
+
+def test_the_console_never_reads_the_write_keys_value() -> None:
+    # Existence comes from the parameter's metadata: no GetParameter(s) on the write key
+    for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"):
+        assert not allowed("ConsoleFunction", action, parameter_arn("write-key")), action
+    assert allowed("ConsoleFunction", "ssm:DescribeParameters", "*")
 
 
 def test_the_console_url_is_an_output() -> None:

@@ -100,6 +100,12 @@ def enforce(authority: Authority) -> None:
     _authority = authority
 
 
+def stop_enforcing() -> None:
+    """Calls are no longer checked (a test's deployment is gone)."""
+    global _authority
+    _authority = None
+
+
 def authority() -> Authority | None:
     return _authority
 
