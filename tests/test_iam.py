@@ -15,6 +15,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from harness import (
+    ADMIN_KEY,
     API_KEY,
     PREFIX,
     TABLE,
@@ -26,17 +27,20 @@ from harness import (
     Stack,
     free_port,
     iam_authority,
+    load_handler_module,
 )
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import CALLS_FILE_ENV as IAM_CALLS_ENV
-from local_stack.iam.enforce import KMSAccessDeniedException, acting_as, enforce
+from local_stack.iam.enforce import KMSAccessDeniedException, acting_as, enforce, unrecorded
 from local_stack.iam.policy import Statement, decide
 from local_stack.iam.report import Excuse, build_reports, render
 from local_stack.iam.requests import Place, needs
 from local_stack.iam.roles import Role, function_roles
+from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import TEMPLATE_PATH
 from segment_connector import config
 from segment_connector.parameter_store import ParameterStore
+from stream_helpers import WRITE_KEY, Connector
 
 PLACE = Place("123456789012", "us-east-1")
 TABLE_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"
@@ -152,7 +156,7 @@ def test_roles_come_from_sams_translation_with_the_statements_sam_adds() -> None
 def test_a_call_the_role_does_not_allow_fails_as_on_aws_and_changes_nothing(aws: Aws) -> None:
     # Given InboundFunction's role (no SSM write at all)
     # When code acting as InboundFunction writes a parameter
-    with acting_as("InboundFunction"), pytest.raises(ClientError) as raised:
+    with acting_as("InboundFunction"), unrecorded(), pytest.raises(ClientError) as raised:
         aws.ssm.put_parameter(Name=f"{PREFIX}/settings", Value="{}", Type="String", Overwrite=True)
     # Then AWS's access-denied error names the action and the parameter's ARN, and nothing changed
     error = raised.value.response["Error"]
@@ -168,7 +172,7 @@ def test_threads_a_function_starts_act_under_its_role(aws: Aws) -> None:
     def delete() -> Any:
         return aws.dynamodb.delete_table(TableName=TABLE)
 
-    with acting_as("ConsoleFunction"), ThreadPoolExecutor(2) as pool:
+    with acting_as("ConsoleFunction"), unrecorded(), ThreadPoolExecutor(2) as pool:
         future = pool.submit(delete)
         with pytest.raises(ClientError, match="dynamodb:DeleteTable"):
             future.result()
@@ -184,7 +188,7 @@ def test_the_aws_managed_key_needs_no_kms_grant_but_a_customer_key_does(aws: Aws
         # Then InboundFunction reads the aws/ssm one (its key policy admits the account's principals)
         assert aws.ssm.get_parameter(Name=f"{PREFIX}/api-key", WithDecryption=True)["Parameter"]["Value"]
         # and needs kms:Decrypt on the customer key for the other (the template grants none)
-        with pytest.raises(ClientError, match=f"kms:Decrypt on resource: {key['Arn']}"):
+        with unrecorded(), pytest.raises(ClientError, match=f"kms:Decrypt on resource: {key['Arn']}"):
             aws.ssm.get_parameter(Name=f"{PREFIX}/shared-secret", WithDecryption=True)
 
 
@@ -207,7 +211,7 @@ def _without(logical_id: str, action: str, tmp_path: Path) -> Path:
 
 def test_inbound_without_a_needed_action_answers_5xx_and_stores_nothing(api: Api, aws: Aws, tmp_path: Path) -> None:
     # Given InboundFunction's role without dynamodb:PutItem (the profile's transaction needs it)
-    enforce(authority_for(TEST_DEPLOYMENT, _without("InboundFunction", "dynamodb:PutItem", tmp_path)))
+    enforce(authority_for(TEST_DEPLOYMENT, _without("InboundFunction", "dynamodb:PutItem", tmp_path), record=False))
     try:
         # When Segment delivers an identify
         status, answer = api.post("/segment", {"type": "identify", "userId": "u1", "messageId": "m1"})
@@ -302,12 +306,12 @@ def test_the_local_stack_with_a_needed_action_removed_logs_access_denied_sends_n
 
 
 def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
-    api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch
+    connector: Connector, console_api: Api, aws: Aws
 ) -> None:
     # Given a stack deployed with KmsKeyArn and its keys stored under that key
     key = boto3.client("kms").create_key()["KeyMetadata"]
     deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
-    for suffix, value in (("api-key", API_KEY), ("write-key", "write-key-value"), ("admin-key", "admin")):
+    for suffix, value in (("api-key", API_KEY), ("write-key", WRITE_KEY), ("admin-key", ADMIN_KEY)):
         aws.ssm.put_parameter(
             Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", KeyId=key["Arn"], Overwrite=True
         )
@@ -319,18 +323,26 @@ def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
         )["QueueUrl"]
         for logical_id in ("OutboundFailureQueue", "ResyncFailureQueue")
     }
+    connector.settings(synchronized_segments=["ALL"])
     enforce(authority_for(deployment))
     try:
-        # Then InboundFunction decrypts the API key (and Lambda its environment): deliveries work
-        status, answer = api.post("/segment", {"type": "identify", "userId": "k1", "messageId": "k1"})
+        # Then each function runs (Lambda decrypts its environment with its role): InboundFunction
+        # decrypts the API key, OutboundFunction the write key, the console the admin key
+        status, answer = connector.api.post("/segment", {"type": "identify", "userId": "k1", "messageId": "k1"})
         assert status == 200, answer
+        connector.drain()
+        assert [m["userId"] for m in connector.sent("identify")] == ["k1"]
+        status, board = console_api.get("/console/api/dashboard")
+        assert status == 200, board
+        resync = load_handler_module("resync")
+        assert resync.lambda_handler({"action": "status"}, LambdaContext("connector-resync", 512, 900)) is not None
         # OutboundFunction and ResyncFunction read the write key; only they do
         for function in ("OutboundFunction", "ResyncFunction"):
             with acting_as(function):
                 value = aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)
-                assert value["Parameter"]["Value"] == "write-key-value"
+                assert value["Parameter"]["Value"] == WRITE_KEY
         for function in ("InboundFunction", "ConsoleFunction"):
-            with acting_as(function), pytest.raises(ClientError, match="AccessDenied"):
+            with acting_as(function), unrecorded(), pytest.raises(ClientError, match="AccessDenied"):
                 aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)
         # The console reads the admin key and writes the write key under the same key
         with acting_as("ConsoleFunction"):
@@ -357,7 +369,7 @@ def test_a_function_whose_role_cannot_decrypt_its_environment_fails_as_lambda_do
     # Given KmsKeyArn and an InboundFunction role without its kms:Decrypt statements
     key = boto3.client("kms").create_key()["KeyMetadata"]
     deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
-    enforce(authority_for(deployment, _without("InboundFunction", "kms:Decrypt", tmp_path)))
+    enforce(authority_for(deployment, _without("InboundFunction", "kms:Decrypt", tmp_path), record=False))
     try:
         # When it is invoked, Then Lambda cannot start it, and nothing is stored
         with pytest.raises(KMSAccessDeniedException):

@@ -16,11 +16,12 @@ AWS_MANAGED_SSM_KEY = "alias/aws/ssm"
 _READS = ("GetParameter", "GetParameters", "GetParameterHistory")
 
 
-def authority_for(deployment: Deployment, template_path: Path = TEMPLATE_PATH) -> Authority:
+def authority_for(deployment: Deployment, template_path: Path = TEMPLATE_PATH, *, record: bool = True) -> Authority:
+    """`record`: whether its calls go into `make iam`'s record (not for a test's altered template)."""
     roles = function_roles(template_path.read_text(encoding="utf-8"), deployment)
     place = Place(deployment.account, deployment.region)
     key = deployment.parameters.get("KmsKeyArn") or None
-    return Authority(roles=roles, place=place, kms_needs=kms_needs, environment_key=key)
+    return Authority(roles=roles, place=place, kms_needs=kms_needs, environment_key=key, record=record)
 
 
 def kms_needs(service: str, operation: str, params: Mapping[str, Any], place: Place) -> list[Need]:
