@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,14 @@ def css(value: str) -> str:
 
 @pytest.fixture
 def console(browser: Browser, stack: Stack) -> Iterator[Console]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    with console_in(browser, stack) as opened:
+        yield opened
+
+
+@contextmanager
+def console_in(browser: Browser, stack: Stack, **context_options: Any) -> Iterator[Console]:
+    """A Console in a browser context of its own (`context_options`: Playwright's, e.g. timezone_id)."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **context_options})
     page = context.new_page()
     page.set_default_timeout(EXPECT_MS)
     opened = Console(page, stack.url)
@@ -411,7 +419,9 @@ def test_changing_the_user_filter_saves_it_updates_the_warnings_and_starts_a_res
     assert settings_of(stack)["synchronized_segments"] == [segment]
     console.tab("dashboard")
     expect(console.by("warnings").locator('[data-code="no_users_in_filter"]')).to_have_count(0)
-    expect(console.by("warnings-none").or_(console.by("warnings").locator("[data-code]").first)).to_be_visible()
+    # (either "No warnings." or the warnings there are: the status was rendered)
+    shown = console.page.locator('[data-testid="warnings-none"]:visible, [data-testid="warnings"] [data-code]')
+    expect(shown.first).to_be_visible()
     # And the resync started: the stack invoked ResyncFunction, and the dashboard shows the new job
     eventually(lambda: resync_lines(stack) > lines, "ResyncFunction invoked")
     started = next_resync(stack, job)
@@ -466,7 +476,7 @@ def test_event_and_attribute_lists_keep_saved_names_and_add_new_ones(console: Co
     expect(events.locator("option").first).to_have_text("ALL")
     expect(console.option("send_events", "screen")).to_have_count(1)
     expect(attributes).to_have_values([trait])
-    expect(console.page.locator("#panel-settings")).to_contain_text("Ctrl-click (⌘-click on a Mac) to choose several")
+    expect(console.page.locator("#panel-settings")).to_contain_text("Click a name to choose it")
     for name in ("synchronized_segments", "synchronized_properties", "send_events"):
         assert console.by(f"setting-{name}").evaluate("node => node.tagName + ':' + node.multiple") == "SELECT:true"
         expect(console.by(f"setting-{name}")).to_have_accessible_name(re.compile(r"\S"))
@@ -757,3 +767,210 @@ def test_the_console_fits_the_window(browser: Browser, stack: Stack, width: int)
             screenshot(page, f"{name}-{width}")
     finally:
         context.close()
+
+
+# -- 7. list settings: choices stay visible, a plain click never wipes them ----------------------------
+
+ACCENT = "rgb(31, 95, 191)"  # console.css --accent: the background of a chosen name
+
+
+def chip_names(console: Console, field_name: str) -> list[str]:
+    return [
+        str(name)
+        for name in console.by(f"chosen-{field_name}")
+        .get_by_test_id("chip")
+        .evaluate_all("chips => chips.map(chip => chip.dataset.value)")
+    ]
+
+
+def test_a_plain_click_toggles_one_name_and_keeps_the_others_chosen(console: Console, stack: Stack) -> None:
+    # Given saved events (one no user sent) and the settings tab
+    event = f"Chip Event {tag()}"
+    put_settings(stack, send_events=["page", event])
+    console.signed_in()
+    console.tab("settings")
+    console.settings_loaded()
+    events = console.by("setting-send_events")
+    # Then each chosen name is a chip under the list, and stands out in the list itself (unfocused)
+    expect(events).to_have_values(["page", event])
+    assert chip_names(console, "send_events") == ["page", event]
+    console.by("dashboard-refresh").evaluate("node => node.focus()")  # focus elsewhere: Chromium greys
+    chosen = console.option("send_events", "page").evaluate("node => getComputedStyle(node).backgroundImage")
+    other = console.option("send_events", "screen").evaluate("node => getComputedStyle(node).backgroundImage")
+    assert ACCENT in chosen and ACCENT not in other
+
+    # When another name is clicked (no Ctrl): it is added, the others stay chosen
+    console.option("send_events", "screen").click()
+    expect(events).to_have_values(["page", "screen", event])
+    assert chip_names(console, "send_events") == ["page", "screen", event]
+    # When a chosen name is clicked again: only it is taken out
+    console.option("send_events", "page").click()
+    expect(events).to_have_values(["screen", event])
+    # When a chip's remove button is pressed: that name is no longer chosen, in the list too
+    chip = console.by("chosen-send_events").locator(f'[data-value="{css(event)}"]')
+    expect(chip.get_by_role("button", name=f"Remove {event}")).to_be_visible()
+    chip.get_by_test_id("chip-remove").click()
+    expect(events).to_have_values(["screen"])
+    expect(chip).to_have_count(0)
+    expect(console.option("send_events", event)).to_have_count(1)  # still listed, to choose again
+    # And select_option (the native select is the source of truth) drives the chips the same way
+    events.select_option(["page", event])
+    assert chip_names(console, "send_events") == ["page", event]
+    events.select_option([])
+    expect(console.by("chosen-send_events")).to_contain_text("None chosen")
+
+    # When the clicks are saved: the parameter holds exactly the names clicked
+    console.option("send_events", "screen").click()
+    console.option("send_events", event).click()
+    expect(console.save_settings()).to_contain_text("Saved")
+    assert sorted(settings_of(stack)["send_events"]) == sorted(["screen", event])
+
+    # And the User Filter works alike: clicking a segment next to ALL keeps ALL (the note says so)
+    user_filter = console.by("setting-synchronized_segments")
+    user_filter.select_option(["ALL"])
+    segment = f"Click {tag()}"
+    define_segment(stack, segment, {"trait": "plan", "op": "eq", "value": f"plan-{tag()}"})
+    console.tab("settings")
+    console.settings_loaded()
+    console.option("synchronized_segments", segment).click()
+    expect(user_filter).to_have_values(["ALL", segment])
+    expect(console.by("note-synchronized_segments")).to_contain_text("only ALL is saved")
+    screenshot(console.page, "chips")
+
+
+# -- 8. times: the viewer's local time, the ISO value on hover ------------------------------------------
+
+
+def test_times_are_shown_in_the_viewers_local_time_with_the_iso_value_on_hover(browser: Browser, stack: Stack) -> None:
+    # Given a user with an event at a known instant, and a viewer in Tokyo (UTC+9) reading US English
+    user = f"time-{tag()}"
+    at = "2026-01-01T00:00:00.000Z"
+    deliver(stack, {"type": "identify", "userId": user, "traits": {"plan": "time"}})
+    deliver(stack, {"type": "track", "userId": user, "event": "Clock Read", "timestamp": at})
+    with console_in(browser, stack, timezone_id="Asia/Tokyo", locale="en-US") as console:
+        console.signed_in()
+        # When the user is looked up
+        console.tab("users")
+        console.by("user-query").fill(f"user_id:{user}")
+        console.by("user-search").click()
+        row = console.by("user-events").locator("tr", has_text="Clock Read")
+        expect(row).to_have_count(1)
+        # Then the event's time is Tokyo's, named as such, and the ISO value is its title (hover)
+        shown = row.locator("time")
+        expect(shown).to_have_text("1/1/2026, 9:00:00 AM GMT+9")
+        expect(shown).to_have_attribute("title", at)
+        expect(shown).to_have_attribute("datetime", at)
+        shown.hover()
+        assert console.page.evaluate("document.querySelector('time:hover').title") == at
+        # And the profile's times are local too, each with its stored ISO value
+        for label in ("Created", "Updated"):
+            value = console.by("user-profile").locator("div", has=console.page.locator("dt", has_text=label))
+            stamp = value.locator("time")
+            iso = str(stamp.get_attribute("title"))
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", iso), iso
+            expected = console.page.evaluate(
+                "iso => new Date(iso).toLocaleString(undefined, {timeZoneName: 'short'})", iso
+            )
+            expect(stamp).to_have_text(expected)
+            assert "GMT+9" in expected
+        assert console.errors == []
+
+
+def test_dashboard_times_are_local_with_the_iso_value_on_hover(browser: Browser, stack: Stack) -> None:
+    # Given a resync run (a settings change starts one) and a viewer in New York
+    job = resync_id(stack)
+    define_segment(stack, f"Hover {tag()}", {"trait": "plan", "op": "eq", "value": f"plan-{tag()}"})
+    next_resync(stack, job)
+    with console_in(browser, stack, timezone_id="America/New_York", locale="en-US") as console:
+        # When the dashboard is shown
+        console.signed_in()
+        console.by("dashboard-refresh").click()
+        started = console.by("resync-details").locator("div", has=console.page.locator("dt", has_text="Started"))
+        stamp = started.locator("time")
+        expect(stamp).to_have_count(1)
+        # Then the resync's start is New York time (EST or EDT), its ISO value on hover
+        iso = str(stamp.get_attribute("title"))
+        assert stamp.get_attribute("datetime") == iso
+        expect(stamp).to_have_text(re.compile(r"E[SD]T$"))
+        expected = console.page.evaluate("iso => new Date(iso).toLocaleString(undefined, {timeZoneName: 'short'})", iso)
+        expect(stamp).to_have_text(expected)
+
+
+# -- 9. accounts: inactive while handle_accounts is off ------------------------------------------------
+
+
+def test_the_accounts_section_says_it_is_inactive_while_handle_accounts_is_off(console: Console, stack: Stack) -> None:
+    # Given handle_accounts off (the default)
+    put_settings(stack, handle_accounts=False)
+    try:
+        console.signed_in()
+        console.tab("settings")
+        console.settings_loaded()
+        # Then the Accounts section says it is inactive, and why
+        notice = console.by("accounts-inactive")
+        expect(notice).to_be_visible()
+        expect(notice).to_contain_text("Inactive")
+        expect(notice).to_contain_text("handle_accounts")
+        expect(console.by("accounts-card")).to_contain_text("Inactive")
+        # And its lists can still be edited (prepared before switching on)
+        expect(console.by("setting-synchronized_account_segments")).to_be_enabled()
+        # When the toggle is switched on: the notice goes; off again: it is back
+        console.by("setting-handle_accounts").check()
+        expect(notice).to_be_hidden()
+        console.by("setting-handle_accounts").uncheck()
+        expect(notice).to_be_visible()
+        # And the Segments tab says account segments are inactive too
+        console.tab("segments")
+        expect(console.by("account-segments-inactive")).to_be_visible()
+
+        # When handle_accounts is switched on and saved
+        console.tab("settings")
+        console.settings_loaded()
+        console.by("setting-handle_accounts").check()
+        expect(console.save_settings()).to_contain_text("Saved")
+        assert settings_of(stack)["handle_accounts"] is True
+        # Then neither section says inactive, also when shown again
+        console.tab("settings")
+        console.settings_loaded()
+        expect(console.by("accounts-inactive")).to_be_hidden()
+        console.tab("segments")
+        expect(console.by("account-segments-inactive")).to_be_hidden()
+    finally:
+        put_settings(stack, handle_accounts=False)
+
+
+# -- 10. the event picker never offers the connector's own events ----------------------------------------
+
+
+def catalogue_events(stack: Stack) -> list[str]:
+    answer = admin(stack, "GET", "/catalogue")
+    assert answer.status_code == 200, answer.text
+    return [str(name) for name in answer.json()["events"]]
+
+
+def test_the_event_picker_does_not_offer_entered_or_left_segment(console: Console, stack: Stack) -> None:
+    # Given a user with an event of its own who enters a new segment, then leaves it as the segment
+    # is removed (each settings change's resync records Entered/Left Segment on the profile)
+    plan = f"picker-{tag()}"
+    segment = f"Picker {tag()}"
+    user = f"pick-{tag()}"
+    own_event = f"Own Event {tag()}"
+    deliver(stack, {"type": "identify", "userId": user, "traits": {"plan": plan}})
+    deliver(stack, {"type": "track", "userId": user, "event": own_event})
+    job = resync_id(stack)
+    define_segment(stack, segment, {"trait": "plan", "op": "eq", "value": plan})
+    job = next_resync(stack, job)
+    eventually(lambda: "Entered Segment" in catalogue_events(stack), "Entered Segment recorded")
+    put_settings(stack, segments=[item for item in settings_of(stack)["segments"] if item["name"] != segment])
+    next_resync(stack, job)
+    eventually(lambda: {"Left Segment", own_event} <= set(catalogue_events(stack)), "Left Segment and the user's event")
+    # When the settings tab is shown
+    console.signed_in()
+    console.tab("settings")
+    console.settings_loaded()
+    # Then the user's event is offered, the connector's own events are not
+    expect(console.option("send_events", own_event)).to_have_count(1)
+    expect(console.option("send_events", "Entered Segment")).to_have_count(0)
+    expect(console.option("send_events", "Left Segment")).to_have_count(0)
+    for name in ("page", "screen", "ALL"):
+        expect(console.option("send_events", name)).to_have_count(1)

@@ -12,6 +12,8 @@
   var POLL_MS = 2000;
   var PREVIEW_DELAY_MS = 400;
   var ALL = "ALL";
+  // The connector's own events (segment changes it records on a profile): never offered as names to send.
+  var CONNECTOR_EVENTS = ["Entered Segment", "Left Segment"];
   var SETUP_HINT =
     "No admin key is set up for this stack. Set one with `segment-connector keys set admin-key` " +
     "(locally: start the stack with ADMIN_KEY=... make run), then sign in with it.";
@@ -76,6 +78,20 @@
     } catch (error) {
       return String(value);
     }
+  }
+
+  var ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+  /** A time from the API (ISO-8601, UTC) in the viewer's local time and language, with its ISO value
+   * on hover (title) and for machines (datetime); anything that is not such a time is shown as text. */
+  function timeNode(value) {
+    var text = asText(value);
+    var date = ISO_TIME.test(text) ? new Date(text) : null;
+    if (!date || isNaN(date.getTime())) return el("span", { text: text });
+    var node = el("time", { className: "local-time", text: date.toLocaleString(undefined, { timeZoneName: "short" }) });
+    node.setAttribute("datetime", text);
+    node.title = text;
+    return node;
   }
 
   function clone(value) {
@@ -341,9 +357,8 @@
     clear(details);
     Object.keys(job).forEach(function (name) {
       if (name === "status" || job[name] === null || job[name] === undefined) return;
-      details.appendChild(
-        el("div", {}, [el("dt", { text: RESYNC_LABELS[name] || name }), el("dd", { text: asText(job[name]) })])
-      );
+      var value = /_at$/.test(name) ? timeNode(job[name]) : document.createTextNode(asText(job[name]));
+      details.appendChild(el("div", {}, [el("dt", { text: RESYNC_LABELS[name] || name }), el("dd", {}, [value])]));
     });
     var bar = $("resync-progress");
     var total = Number(job.segments);
@@ -363,7 +378,7 @@
     clear(body);
     letters.forEach(function (letter) {
       var row = el("tr", {}, [
-        el("td", { className: "nowrap", text: asText(letter.at) }),
+        el("td", { className: "nowrap" }, [timeNode(letter.at)]),
         el("td", { text: asText(letter.type) }),
         el("td", { text: asText(letter.user_id) }),
         el("td", { className: "mono", text: asText(letter.message_id) }),
@@ -526,7 +541,13 @@
     else if (field === "synchronized_account_segments") known = [ALL].concat(names(settings.account_segments));
     else if (field === "synchronized_properties") known = names(catalogue.traits);
     else if (field === "synchronized_account_properties") known = names(catalogue.account_traits);
-    else known = [ALL, "page", "screen"].concat(names(catalogue.events));
+    else {
+      known = [ALL, "page", "screen"].concat(
+        names(catalogue.events).filter(function (name) {
+          return CONNECTOR_EVENTS.indexOf(name) < 0;
+        })
+      );
+    }
     return unique(known.concat(selected));
   }
 
@@ -540,6 +561,14 @@
       $("setting-" + field).checked = settings[field] === true;
     });
     updateForwardWarning();
+    updateAccountsNotice();
+  }
+
+  /** While handle_accounts is off (as the form has it), the Accounts card says it is inactive. */
+  function updateAccountsNotice() {
+    var off = !$("setting-handle_accounts").checked;
+    show($("accounts-inactive"), off);
+    $("accounts-card").classList.toggle("inactive", off);
   }
 
   var FIELDS_WITH_ALL = ["synchronized_segments", "send_events", "synchronized_account_segments"];
@@ -603,6 +632,86 @@
     note.classList.remove("info", "warning");
     if (text) note.classList.add(kind);
     show(note, Boolean(text));
+    renderChips(field);
+  }
+
+  var NONE_CHOSEN = {
+    synchronized_segments: "None chosen: nobody is sent.",
+    synchronized_properties: "None chosen: only hull_segments is sent.",
+    send_events: "None chosen: no event is sent.",
+    synchronized_account_segments: "None chosen: no account is sent.",
+    synchronized_account_properties: "None chosen: only hull_segments is sent.",
+  };
+
+  /** The chosen names of a list as chips under it (the select stays the one source of truth): each
+   * with a button that takes it out. */
+  function renderChips(field) {
+    var list = $("chosen-" + field);
+    var select = $("setting-" + field);
+    clear(list);
+    Array.prototype.forEach.call(select.selectedOptions, function (option) {
+      var name = option.value;
+      var remove = el("button", { className: "chip-remove", text: "×", attrs: { type: "button" } });
+      remove.setAttribute("aria-label", "Remove " + name);
+      remove.setAttribute("data-testid", "chip-remove");
+      remove.addEventListener("click", function () {
+        removeChoice(field, name);
+      });
+      var chip = el("li", { className: name === ALL ? "chip all" : "chip" }, [
+        el("span", { className: "chip-name", text: name }),
+        remove,
+      ]);
+      chip.setAttribute("data-value", name);
+      chip.setAttribute("data-testid", "chip");
+      list.appendChild(chip);
+    });
+    if (!select.selectedOptions.length) {
+      list.appendChild(el("li", { className: "chips-none hint", text: NONE_CHOSEN[field] || "None chosen." }));
+    }
+  }
+
+  function changed(select) {
+    select.dispatchEvent(new Event("input", { bubbles: true }));
+    select.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  function removeChoice(field, name) {
+    var select = $("setting-" + field);
+    var chips = Array.prototype.slice.call($("chosen-" + field).querySelectorAll(".chip"));
+    var position = chips.findIndex(function (chip) {
+      return chip.getAttribute("data-value") === name;
+    });
+    Array.prototype.forEach.call(select.options, function (option) {
+      if (option.value === name) option.selected = false;
+    });
+    changed(select);
+    // Focus stays among the chips (the next one, else the previous), else goes to the list itself.
+    var rest = $("chosen-" + field).querySelectorAll(".chip-remove");
+    var next = rest[Math.min(position, rest.length - 1)];
+    (next || select).focus();
+  }
+
+  /** A plain click on a name toggles it, keeping the others chosen (a native multi-select would
+   * replace the whole choice with it); Shift-click adds the names between the last clicked and this
+   * one. Keyboard use stays the browser's own. */
+  function onMultiMouseDown(event) {
+    var option = event.target;
+    var select = event.currentTarget;
+    if (!option || option.tagName !== "OPTION" || event.button !== 0 || option.disabled) return;
+    event.preventDefault();
+    var options = Array.prototype.slice.call(select.options);
+    var index = options.indexOf(option);
+    var anchor = options.indexOf(select.anchorOption || null);
+    if (event.shiftKey && anchor >= 0) {
+      options.slice(Math.min(anchor, index), Math.max(anchor, index) + 1).forEach(function (item) {
+        item.selected = true;
+      });
+    } else {
+      option.selected = !option.selected;
+    }
+    select.anchorOption = option;
+    select.focus();
+    changed(select);
   }
 
   function selectedValues(field) {
@@ -831,6 +940,7 @@
       });
       show($("segments-" + kind + "-none"), definitions.length === 0);
     });
+    show($("account-segments-inactive"), (state.settings || {}).handle_accounts !== true);
   }
 
   function newSegment(kind) {
@@ -1033,7 +1143,8 @@
     pairs.forEach(function (pair) {
       var value = pair[1];
       if (value === undefined || value === null || value === "") value = "–";
-      node.appendChild(el("div", {}, [el("dt", { text: pair[0] }), el("dd", { text: asText(value) })]));
+      var shown = value instanceof Node ? value : document.createTextNode(asText(value));
+      node.appendChild(el("div", {}, [el("dt", { text: pair[0] }), el("dd", {}, [shown])]));
     });
   }
 
@@ -1077,8 +1188,8 @@
       ["anonymous_ids", (user.anonymous_ids || []).join(", ")],
       ["email", user.email],
       ["account_id", user.account_id],
-      ["Created", user.created_at],
-      ["Updated", user.updated_at],
+      ["Created", user.created_at ? timeNode(user.created_at) : ""],
+      ["Updated", user.updated_at ? timeNode(user.updated_at) : ""],
     ]);
     tagList($("user-segments"), user.segments);
     traitRows($("user-traits"), user.traits);
@@ -1113,7 +1224,7 @@
     clear(events);
     (data.events || []).forEach(function (item) {
       var row = el("tr", {}, [
-        el("td", { text: asText(item.timestamp) }),
+        el("td", { className: "nowrap" }, [timeNode(item.timestamp)]),
         el("td", { text: asText(item.type) }),
         el("td", { text: asText(item.event) }),
         el("td", { text: asText(item.source) }),
@@ -1149,10 +1260,14 @@
       });
     });
     $("settings-form").addEventListener("submit", onSettingsSubmit);
+    MULTI_FIELDS.forEach(function (field) {
+      $("setting-" + field).addEventListener("mousedown", onMultiMouseDown);
+    });
     $("settings-form").addEventListener("change", function (event) {
       var field = event.target.getAttribute("data-field");
       if (MULTI_FIELDS.indexOf(field) >= 0) updateNote(field);
       if (event.target.id === "setting-forward_events") updateForwardWarning();
+      if (event.target.id === "setting-handle_accounts") updateAccountsNotice();
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-add]"), function (button) {
       var field = button.getAttribute("data-add");
