@@ -15,6 +15,7 @@ PY := $(VENV)/bin/python
 help:
 	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
 	@echo "make test    make lint, sam build, then every test"
+	@echo "make deploy  sam build, then sam deploy to your AWS account (--guided the first time; GUIDED=1 asks again)"
 	@echo "make iam     each function's calls against its role: granted, used, never used (fails on a denied call or an unused grant)"
 	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), sam validate --lint"
 	@echo "make format  ruff format + ruff check --fix"
@@ -102,6 +103,24 @@ coverage: venv
 
 build: tools
 	PATH="$(dir $(PYTHON)):$$PATH" $(TOOLS)/bin/sam build
+
+# `make deploy`: sam build, then sam deploy, with the project's own SAM CLI (.venv-tools) and its
+# telemetry off. The first time, while samconfig.toml's [default.deploy.parameters] has no region (a
+# guided run always saves one), it is `sam deploy --guided`: it asks for the region and the stack's
+# parameters and saves the answers there; afterwards a plain `sam deploy` reuses them. GUIDED=1 asks
+# again; DEPLOY_ARGS passes more options (e.g. DEPLOY_ARGS="--parameter-overrides AlarmEmail=ops@example.com").
+SAMCONFIG_HAS_REGION := import sys, tomllib; \
+	c = tomllib.load(open("samconfig.toml", "rb")); \
+	sys.exit(0 if c.get("default", {}).get("deploy", {}).get("parameters", {}).get("region") else 1)
+.PHONY: deploy
+deploy: build
+	@if [ -z "$(GUIDED)" ] && $(TOOLS)/bin/python -c '$(SAMCONFIG_HAS_REGION)'; then \
+		echo "sam deploy (samconfig.toml's deploy parameters)"; \
+		SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam deploy $(DEPLOY_ARGS); \
+	else \
+		echo "sam deploy --guided (the answers are saved to samconfig.toml for the next make deploy)"; \
+		SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam deploy --guided $(DEPLOY_ARGS); \
+	fi
 
 bench: venv
 	$(PY) -m bench
