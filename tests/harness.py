@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,6 +99,20 @@ TEST_DEPLOYMENT = Deployment(
 @functools.cache
 def iam_authority() -> Authority:
     return authority_for(TEST_DEPLOYMENT)
+
+
+def template_without(logical_id: str, action: str, tmp_path: Path) -> Path:
+    """template.yaml with `action` removed from every statement of the function's own policies."""
+    template = json.loads(json.dumps(TEMPLATE))  # a deep copy
+    for policy in template["Resources"][logical_id]["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []):
+            if "Fn::If" in statement:
+                statement = statement["Fn::If"][1]
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            statement["Action"] = [a for a in actions if a != action] or ["none:None"]
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+    return path
 
 
 class Aws:

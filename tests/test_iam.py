@@ -19,7 +19,6 @@ from harness import (
     API_KEY,
     PREFIX,
     TABLE,
-    TEMPLATE,
     TEST_DEPLOYMENT,
     WAIT_SECONDS,
     Api,
@@ -28,6 +27,7 @@ from harness import (
     free_port,
     iam_authority,
     load_handler_module,
+    template_without,
 )
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import CALLS_FILE_ENV as IAM_CALLS_ENV
@@ -195,23 +195,11 @@ def test_the_aws_managed_key_needs_no_kms_grant_but_a_customer_key_does(aws: Aws
 # -- a template with one needed action removed fails the flows that need it ---------------------------------
 
 
-def _without(logical_id: str, action: str, tmp_path: Path) -> Path:
-    """template.yaml with `action` removed from every statement of the function's own policies."""
-    template = json.loads(json.dumps(TEMPLATE))
-    for policy in template["Resources"][logical_id]["Properties"]["Policies"]:
-        for statement in policy.get("Statement", []):
-            if "Fn::If" in statement:
-                statement = statement["Fn::If"][1]
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            statement["Action"] = [a for a in actions if a != action] or ["none:None"]
-    path = tmp_path / "template.json"
-    path.write_text(json.dumps(template), encoding="utf-8")
-    return path
-
-
 def test_inbound_without_a_needed_action_answers_5xx_and_stores_nothing(api: Api, aws: Aws, tmp_path: Path) -> None:
     # Given InboundFunction's role without dynamodb:PutItem (the profile's transaction needs it)
-    enforce(authority_for(TEST_DEPLOYMENT, _without("InboundFunction", "dynamodb:PutItem", tmp_path), record=False))
+    enforce(
+        authority_for(TEST_DEPLOYMENT, template_without("InboundFunction", "dynamodb:PutItem", tmp_path), record=False)
+    )
     try:
         # When Segment delivers an identify
         status, answer = api.post("/segment", {"type": "identify", "userId": "u1", "messageId": "m1"})
@@ -275,7 +263,7 @@ def test_the_local_stack_with_a_needed_action_removed_logs_access_denied_sends_n
     tmp_path: Path,
 ) -> None:
     # Given `make run` with a template whose OutboundFunction may not read its parameters
-    template = _without("OutboundFunction", "ssm:GetParameter", tmp_path)
+    template = template_without("OutboundFunction", "ssm:GetParameter", tmp_path)
     stack = Stack(
         [sys.executable, "-m", "local_stack"],
         free_port(),
@@ -369,7 +357,7 @@ def test_a_function_whose_role_cannot_decrypt_its_environment_fails_as_lambda_do
     # Given KmsKeyArn and an InboundFunction role without its kms:Decrypt statements
     key = boto3.client("kms").create_key()["KeyMetadata"]
     deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
-    enforce(authority_for(deployment, _without("InboundFunction", "kms:Decrypt", tmp_path), record=False))
+    enforce(authority_for(deployment, template_without("InboundFunction", "kms:Decrypt", tmp_path), record=False))
     try:
         # When it is invoked, Then Lambda cannot start it, and nothing is stored
         with pytest.raises(KMSAccessDeniedException):
@@ -377,3 +365,24 @@ def test_a_function_whose_role_cannot_decrypt_its_environment_fails_as_lambda_do
     finally:
         enforce(iam_authority())
     assert aws.items_of_kind("user") == []
+
+
+def test_the_console_without_put_parameter_answers_500_and_the_settings_stay(
+    console_api: Api, aws: Aws, tmp_path: Path
+) -> None:
+    # Given ConsoleFunction's role without ssm:PutParameter
+    before = aws.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]
+    enforce(
+        authority_for(TEST_DEPLOYMENT, template_without("ConsoleFunction", "ssm:PutParameter", tmp_path), record=False)
+    )
+    try:
+        # When the operator saves settings in the console
+        status, answer = console_api.put(
+            "/console/api/settings", {**json.loads(before["Value"]), "handle_pages": False}
+        )
+    finally:
+        enforce(iam_authority())
+    # Then the answer names the problem (500 permission_denied) and the settings did not change
+    assert (status, answer["code"]) == (500, "permission_denied"), answer
+    after = aws.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]
+    assert (after["Version"], after["Value"]) == (before["Version"], before["Value"])

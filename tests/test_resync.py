@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from harness import PREFIX, TABLE, load_handler_module
+from harness import PREFIX, TABLE, TEST_DEPLOYMENT, iam_authority, load_handler_module, template_without
+from local_stack.iam.deployment import authority_for
+from local_stack.iam.enforce import enforce
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
 from segment_connector import resync
@@ -306,3 +308,23 @@ def test_a_step_that_keeps_failing_fails_the_resync(resyncs, aws, monkeypatch, c
 def test_status_before_any_resync_and_unknown_events(resyncs):
     assert resyncs.job() == {"status": "none"}
     assert "unknown event" in resyncs.invoke({"action": "nope"})["error"]
+
+
+def test_without_batch_write_item_in_its_role_the_resync_fails_as_it_did_on_aws(resyncs, aws, tmp_path):
+    # Given ResyncFunction's role as it was before IAM was enforced here: no dynamodb:BatchWriteItem
+    aws.set_settings(segments=[PRO], synchronized_segments=["ALL"])
+    put_users(aws, [{"user_id": "ann", "traits": {"plan": "pro"}}, {"user_id": "bob", "traits": {"plan": "team"}}])
+    role = template_without("ResyncFunction", "dynamodb:BatchWriteItem", tmp_path)
+    enforce(authority_for(TEST_DEPLOYMENT, role, record=False))
+    try:
+        # When a rule change moves users (their Entered/Left events are stored in batches)
+        team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["team"]}}
+        resyncs.change_settings(segments=[team], synchronized_segments=["ALL"])
+        resyncs.run()
+        job = resyncs.job()
+    finally:
+        enforce(iam_authority())
+    # Then the resync fails on AWS's access-denied error and no segment event is stored
+    assert job["status"] == "failed", job
+    assert "dynamodb:BatchWriteItem" in json.dumps(job)
+    assert segment_events(aws) == []

@@ -108,6 +108,7 @@ class PermissionDenied(ConnectorError):
             None,
         )
         self.denied = denied
+        self.args = (f"{self.message}: {denied}",)  # logs and job records name what AWS denied
 
 
 ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segment_connector.errors import StoreUnavailable
+from segment_connector.errors import ACCESS_DENIED_CODES, PermissionDenied, StoreUnavailable
 
 STANDARD_TIER_BYTES = 4096  # a standard parameter's limit (no charge); an advanced one holds 8 KB
 
@@ -87,8 +87,11 @@ class ParameterStore:
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**kwargs)
         except ClientError as error:
-            if error.response["Error"]["Code"] in ("ThrottlingException", "TooManyUpdates", "InternalServerError"):
+            code = error.response["Error"]["Code"]
+            if code in ("ThrottlingException", "TooManyUpdates", "InternalServerError"):
                 raise StoreUnavailable("Parameter Store is busy, retry later") from error
+            if code in ACCESS_DENIED_CODES:
+                raise PermissionDenied(str(error.response["Error"].get("Message", ""))) from error
             raise
         except BotoCoreError as error:
             raise StoreUnavailable("Parameter Store is unreachable, retry later") from error
