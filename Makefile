@@ -113,7 +113,7 @@ SAMCONFIG_HAS_REGION := import sys, tomllib; \
 	c = tomllib.load(open("samconfig.toml", "rb")); \
 	sys.exit(0 if c.get("default", {}).get("deploy", {}).get("parameters", {}).get("region") else 1)
 .PHONY: deploy
-deploy: build
+deploy: venv build  # venv: the operator CLI (.venv/bin/segment-connector) sets the keys afterwards
 	@if [ -z "$(GUIDED)" ] && $(TOOLS)/bin/python -c '$(SAMCONFIG_HAS_REGION)'; then \
 		echo "sam deploy (samconfig.toml's deploy parameters)"; \
 		SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam deploy $(DEPLOY_ARGS); \
