@@ -89,7 +89,10 @@ def settings_document(template: Mapping[str, Any], path: str | None) -> tuple[st
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"settings from {source} are not valid JSON: {exc}") from None
+        # json_problem (segment_connector.explain): line, column and what is wrong, in plain words
+        raise ConfigError(
+            f"settings from {source} are not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     if not isinstance(document, dict):
         raise ConfigError(f"settings from {source} must be a JSON object")
     return text, source
@@ -122,15 +125,7 @@ def settings_problems(document: str) -> list[str]:
     layer = str(ROOT / "layers" / "common")
     if layer not in sys.path:
         sys.path.insert(0, layer)
-    from pydantic import ValidationError
+    from segment_connector.settings_document import parse_settings_text
 
-    from segment_connector.models.settings import ConnectorSettings
-
-    try:
-        ConnectorSettings.model_validate_json(document)
-    except ValidationError as error:
-        return [
-            f"{'.'.join(str(part) for part in item['loc']) or '(document)'}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        ]
-    return []
+    _, errors = parse_settings_text(document)  # the same plain words as the CLI and the console
+    return [f"{error['field']}: {error['error']}" for error in errors]

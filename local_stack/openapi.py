@@ -61,6 +61,12 @@ class DeliveryResult(_Schema):
     duplicate: int = Field(description="Already stored (same messageId): acknowledged, not stored again")
     unchanged: int = Field(description="Redelivered or without effect: the data was already there")
     ignored: int = Field(description="Sent by this connector or opted out (integrations), or a disabled call type")
+    ignored_reasons: dict[str, int] = Field(
+        description=(
+            "Why the ignored messages were not stored, in plain words, with a count each, e.g. "
+            '`{"group calls are not stored: handle_accounts is off": 2}`; `{}` when none was ignored'
+        )
+    )
     rejected: list[Rejected] = Field(
         default_factory=list, description="Invalid messages of a batch (present only when there are some)"
     )
@@ -105,7 +111,9 @@ class Account(_Schema):
 
 
 class StatusWarning(_Schema):
-    code: str = Field(description="no_write_key, no_users_in_filter, nothing_to_send, unknown_segment, ...")
+    code: str = Field(
+        description="no_write_key, no_users_in_filter, nothing_to_send, unknown_segment, forward_events_off, ..."
+    )
     message: str
 
 

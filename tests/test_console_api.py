@@ -156,12 +156,31 @@ def test_dashboard_warnings_follow_the_keys_and_settings(aws: Aws, console_api: 
     # Given segments but no write key
     aws.set_settings(segments=[{"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}])
     codes = [w["code"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]]
-    assert codes == ["no_write_key"]
+    # Then the missing key, the empty User Filter (it sends nobody) and forward_events off are said
+    assert codes == ["no_write_key", "no_users_in_filter", "forward_events_off"]
     # When the write key is set through the console
     assert console_api.put("/console/api/write-key", {"write_key": "wk"}) == (200, {"write_key_set": True})
-    # Then the warning is gone and the empty User Filter is the one left
+    # Then the warning is gone and the empty User Filter and forward_events off are left
     codes = [w["code"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]]
-    assert codes == ["no_users_in_filter"]
+    assert codes == ["no_users_in_filter", "forward_events_off"]
+
+
+def test_dashboard_says_when_the_user_filter_sends_nobody_and_events_are_not_sent_back(
+    aws: Aws, console_api: Api
+) -> None:
+    # Given a write key, an empty User Filter and forward_events off (the template's defaults)
+    aws.set_secret("write-key", "wk")
+    aws.set_settings(synchronized_segments=[], forward_events=False, send_events=["ALL"])
+    # When the dashboard is read
+    warnings = {w["code"]: w["message"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]}
+    # Then it says both, in plain words
+    assert warnings["no_users_in_filter"].startswith("The User Filter sends nobody")
+    assert warnings["forward_events_off"].startswith("forward_events is off")
+    assert "not sent back to Segment" in warnings["forward_events_off"]
+    # When everyone is sent and events from Segment are sent back / Then neither is said
+    aws.set_settings(synchronized_segments=["ALL"], forward_events=True, send_events=["ALL"])
+    codes = [w["code"] for w in console_api.get("/console/api/dashboard")[1]["warnings"]]
+    assert "no_users_in_filter" not in codes and "forward_events_off" not in codes
 
 
 def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console_api: Api, monkeypatch) -> None:
@@ -248,7 +267,8 @@ def test_saving_valid_settings_writes_the_parameter_and_answers_the_new_warnings
     assert status == 200 and answer["saved"] is True and answer["resync"] == "started"
     after = settings_in_ssm(aws)
     assert after["version"] == before["version"] + 1 and after["document"] == document
-    assert answer["warnings"] == [] and answer["settings"]["synchronized_segments"] == ["Pro"]
+    assert [warning["code"] for warning in answer["warnings"]] == ["forward_events_off"]
+    assert answer["settings"]["synchronized_segments"] == ["Pro"]
     # When the same document is saved again, nothing is written (no resync for nothing)
     status, answer = console_api.put("/console/api/settings", document)
     assert answer["saved"] is False and answer["resync"] == "unchanged"
@@ -512,3 +532,57 @@ def test_values_senders_control_reach_the_console_whole(aws: Aws, console_api: A
     assert found["user"]["traits"] == traits
     assert set(names["traits"]) == {"big", "small", "dec", "uni", "deep.d.d.d", "list"}
     assert preview["matched"] == 1
+
+
+PYDANTIC_WORDS = (
+    "Unable to extract tag",
+    "Value error",
+    "Extra inputs are not permitted",
+    "Field required",
+    "Input should",
+)
+
+
+def test_a_misspelled_setting_is_refused_with_did_you_mean(aws: Aws, console_api: Api) -> None:
+    # Given a document with handle_page for handle_pages, and a rule key misspelled
+    before = settings_in_ssm(aws)
+    document = {
+        "handle_page": False,
+        "segments": [{"name": "Pro", "rule": {"tratt": "plan", "op": "eq", "value": "pro"}}],
+    }
+    # When saved
+    status, answer = console_api.put("/console/api/settings", document)
+    # Then 400 saying what is wrong and how to fix it, in plain words; nothing saved
+    assert status == 400 and answer["code"] == "settings_invalid"
+    assert {"field": "handle_page", "error": "is not a setting: did you mean handle_pages?"} in answer["details"]
+    assert {"field": "segments.0.rule.tratt", "error": "is not a key of a rule: did you mean trait?"} in answer[
+        "details"
+    ]
+    assert answer["error"].startswith("nothing was saved: fix the settings first (")
+    assert "handle_page: is not a setting: did you mean handle_pages?" in answer["error"]
+    assert not any(words in json.dumps(answer) for words in PYDANTIC_WORDS)
+    assert settings_in_ssm(aws) == before
+
+
+def test_a_settings_body_that_is_not_json_names_its_line_and_column(aws: Aws, console_api: Api) -> None:
+    status, answer, _ = console_api.request("PUT", "/console/api/settings", raw=b'{\n  "handle_pages": true,\n}')
+    assert status == 400
+    assert answer["error"] == (
+        "the settings document is not valid JSON: line 2, column 23: a comma before } is not allowed in JSON: remove it"
+    )
+
+
+def test_an_invalid_rule_preview_says_what_is_wrong(aws: Aws, console_api: Api) -> None:
+    # Given a rule with an unknown op
+    status, answer = console_api.post(
+        "/console/api/segments/preview", {"kind": "user", "rule": {"trait": "plan", "op": "equals", "value": "pro"}}
+    )
+    # Then 400 naming the field, the ops there are and the closest one
+    assert status == 400
+    (detail,) = answer["details"]
+    assert detail["field"] == "rule.op"
+    assert detail["error"].startswith("must be one of eq, neq, in, nin, exists, missing, gt, gte")
+    assert detail["error"].endswith('; got "equals"')
+    assert answer["error"] == f"the rule cannot be previewed: rule.op: {detail['error']}"
+    assert "the rule is invalid" not in answer["error"]
+    assert not any(words in json.dumps(answer) for words in PYDANTIC_WORDS)

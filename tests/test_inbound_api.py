@@ -61,9 +61,18 @@ def test_write_key_in_body_is_accepted_on_v1_routes_only(api, message):
     assert api.post("/segment", body, auth=None)[0] == 401
 
 
-def test_body_not_json_is_400(api):
-    status, body = api.post("/segment", raw=b"{not json")
-    assert status == 400 and body["error"] == "body is not valid JSON"
+def test_body_not_json_is_400_with_line_and_column(api):
+    # Given a body that is not JSON (a trailing comma on its second line)
+    status, body = api.post("/segment", raw=b'{"type": "track",\n "userId": "u1",}')
+    # Then 400 saying where and what, in plain words
+    assert status == 400
+    assert (
+        body["error"]
+        == "the body is not valid JSON: line 2, column 16: a comma before } is not allowed in JSON: remove it"
+    )
+    assert api.post("/segment", raw=b"{not json")[1]["error"] == (
+        "the body is not valid JSON: line 1, column 2: expected a key in double quotes"
+    )
 
 
 def test_nan_is_not_json(api):
@@ -78,23 +87,38 @@ def test_wrong_content_is_400(api, body):
 
 
 @pytest.mark.parametrize(
-    ("fields", "field"),
+    ("fields", "field", "error"),
     [
-        ({"type": "bogus", "userId": "u1"}, "(message)"),
-        ({"type": "track", "userId": "u1"}, "event"),
-        ({"type": "track", "event": "x"}, "(message)"),
-        ({"type": "group", "userId": "u1"}, "groupId"),
-        ({"type": "identify", "userId": "u1", "traits": ["not", "object"]}, "traits"),
-        ({"type": "identify", "userId": "u1", "timestamp": "yesterday"}, "timestamp"),
-        ({"type": "alias", "userId": "u1"}, "previousId"),
+        (
+            {"type": "bogus", "userId": "u1"},
+            "type",
+            "'bogus' is not a call this connector takes (it takes identify, track, page, screen, group, alias or "
+            "delete)",
+        ),
+        ({"type": "trak", "userId": "u1"}, "type", "'trak' is not a call this connector takes: did you mean track?"),
+        (
+            {"userId": "u1"},
+            "type",
+            "is missing: say which call it is (identify, track, page, screen, group, alias or delete)",
+        ),
+        ({"type": "track", "userId": "u1"}, "event", "is required"),
+        ({"type": "track", "event": "x"}, "(message)", "userId or anonymousId is required"),
+        ({"type": "group", "userId": "u1"}, "groupId", "is required"),
+        ({"type": "identify", "userId": "u1", "traits": ["not", "object"]}, "traits", "must be a JSON object ({...})"),
+        ({"type": "identify", "userId": "u1", "timestamp": "yesterday"}, "timestamp", "must be an ISO-8601 date-time"),
+        ({"type": "alias", "userId": "u1"}, "previousId", "is required"),
     ],
 )
-def test_single_invalid_message_is_400_with_field_details(api, aws, fields, field):
-    # Given one invalid message / When posted / Then 400 naming the field, nothing stored
+def test_single_invalid_message_is_400_with_field_details_in_plain_words(api, aws, fields, field, error):
+    # Given one invalid message / When posted
     status, body = api.post("/segment", {"messageId": "m1", **fields})
+    # Then 400 naming the field and what is wrong in plain words (no pydantic wording), nothing stored
     assert status == 400
-    assert body["error"] == "invalid message"
-    assert any(detail["field"] == field for detail in body["details"]), body
+    (detail,) = [detail for detail in body["details"] if detail["field"] == field]
+    assert detail["error"].startswith(error), body
+    assert body["error"] == f"the message cannot be stored: {field}: {detail['error']}"
+    for pydantic_words in ("Unable to extract tag", "Value error", "Extra inputs", "Field required", "Input should"):
+        assert pydantic_words not in json.dumps(body)
     assert aws.items() == []
 
 
@@ -248,3 +272,97 @@ def test_missing_api_key_parameter_is_500_so_nothing_is_dropped(api, aws, messag
     status, body = api.post("/segment", message("track", userId="u1", event="E"))
     assert status == 500 and body["code"] == "not_configured" and "api-key" in body["error"]
     assert aws.items() == []
+
+
+def test_the_delivery_answer_says_why_each_ignored_message_was_not_stored(api, aws, message):
+    # Given pages off (accounts are off by default) and a batch of calls the connector does not store
+    aws.set_settings(handle_pages=False, handle_screens=False)
+    batch = [
+        message("group", userId="u1", groupId="g1"),
+        message("group", userId="u2", groupId="g1"),
+        message("page", userId="u1", name="Home"),
+        message("screen", userId="u1", name="Settings"),
+        message("track", userId="u1", event="E", integrations={"Hull": False}),
+        message("track", userId="u1", event="E", context={"library": {"name": "segment-connector"}}),
+        message("alias", userId="u1", previousId="u1"),
+        message("track", userId="u1", event="Stored"),
+    ]
+    # When delivered
+    status, body = api.post("/segment", batch)
+    # Then the answer keeps the count and says why, in plain words, with a count per reason
+    assert status == 200 and body["stored"] == 1 and body["ignored"] == 7
+    assert body["ignored_reasons"] == {
+        "group calls are not stored: handle_accounts is off": 2,
+        "page calls are not stored: handle_pages is off": 1,
+        "screen calls are not stored: handle_screens is off": 1,
+        "messages that opt out of this connector are not stored: integrations.Hull is false": 1,
+        "messages sent by this connector are not stored again: context.library.name is segment-connector "
+        "(the loop guard)": 1,
+        "alias calls whose previousId is the userId are not stored: they link nothing": 1,
+    }
+    assert sum(body["ignored_reasons"].values()) == body["ignored"]
+
+
+def test_ignored_reasons_name_ignore_segment_user_id(api, aws, message):
+    # Given ignore_segment_userId on
+    aws.set_settings(ignore_segment_userId=True, handle_accounts=True)
+    # When calls name only a userId, and an alias arrives
+    _, body = api.post(
+        "/segment",
+        [
+            message("identify", userId="u1", traits={"plan": "pro"}),
+            message("track", userId="u1", event="E"),
+            message("group", userId="u1", groupId="g1"),
+            message("alias", userId="u1", previousId="a1"),
+        ],
+    )
+    # Then each reason names the setting
+    assert body["ignored_reasons"] == {
+        "identify calls without an anonymousId or a valid traits.email are not stored: ignore_segment_userId is on": 1,
+        "track calls without an anonymousId are not stored: ignore_segment_userId is on": 1,
+        "group calls without an anonymousId are not stored: ignore_segment_userId is on": 1,
+        "alias calls are not stored: ignore_segment_userId is on": 1,
+    }
+
+
+def test_ignored_reasons_of_a_large_delivery_written_in_parallel(api, aws, message, monkeypatch):
+    # Given parallel writers and a delivery large enough to be planned (events stored in batches)
+    monkeypatch.setenv("INBOUND_WRITERS", "4")
+    aws.set_settings(handle_pages=False)
+    batch = [message("page", userId=f"u{n}", name="Home") for n in range(12)]
+    batch += [message("track", userId=f"u{n}", event="E") for n in range(12)]
+    # When delivered / Then the ignored pages are counted with their reason
+    _, body = api.post("/segment", batch)
+    assert body["stored"] == 12 and body["ignored"] == 12
+    assert body["ignored_reasons"] == {"page calls are not stored: handle_pages is off": 12}
+
+
+def test_nothing_ignored_gives_empty_ignored_reasons(api, message):
+    _, body = api.post("/segment", message("track", userId="u1", event="E"))
+    assert body["ignored"] == 0 and body["ignored_reasons"] == {}
+
+
+def test_the_profile_api_401_names_only_basic_auth(api, aws):
+    # Given a Profile API read without credentials (a shared secret exists: deliveries take X-Signature)
+    status, body = api.get("/v1/users/user_id:u1", auth=None)
+    # Then the 401 names what this route takes: Basic auth only
+    assert status == 401
+    assert body["error"] == "missing or invalid credentials: send Basic auth with the API key as the user name"
+
+
+def test_a_delivery_401_names_what_that_route_accepts(api, aws, message):
+    # Given no shared secret: /segment takes Basic auth only, the Tracking API also writeKey
+    assert api.post("/segment", message("track", userId="u1", event="E"), auth=None)[1]["error"] == (
+        "missing or invalid credentials: send Basic auth with the API key as the user name"
+    )
+    assert api.post("/v1/track", {"userId": "u1", "event": "E"}, auth=None)[1]["error"] == (
+        'missing or invalid credentials: send Basic auth with the API key as the user name or "writeKey": '
+        "the API key in the body"
+    )
+    # When a shared secret exists / Then /segment names X-Signature too, the Profile API still does not
+    aws.set_secret("shared-secret", "s3cret")
+    assert api.post("/segment", message("track", userId="u1", event="E"), auth=None)[1]["error"] == (
+        "missing or invalid credentials: send Basic auth with the API key as the user name or an X-Signature "
+        "header (HMAC-SHA1 of the body with the shared secret)"
+    )
+    assert "X-Signature" not in api.get("/v1/users/user_id:u1", auth=None)[1]["error"]

@@ -12,7 +12,8 @@ from segment_connector.models.settings import ConnectorSettings
 from segment_connector.status import CODES, StatusWarning, Warning, status_warnings  # noqa: A004 - the alias under test
 
 KEYS: dict[str, Any] = {"has_write_key": True, "has_api_key": True}
-SENDS_SOMETHING = {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}
+# Everyone, with an attribute, and events from Segment sent back (forward_events on raises its own warning)
+SENDS_SOMETHING = {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"], "send_events": []}
 
 
 def codes(document, **keys):
@@ -20,7 +21,7 @@ def codes(document, **keys):
 
 
 def test_a_working_configuration_has_no_warning():
-    # Given both keys, everyone synchronized with an attribute / Then nothing to warn about
+    # Given both keys, everyone synchronized with an attribute and no events / Then nothing to warn about
     assert status_warnings(SENDS_SOMETHING, **KEYS) == []
 
 
@@ -49,6 +50,7 @@ def test_warnings_are_code_and_message_dicts():
         "nothing_to_send",
         "unknown_segment",
         "forward_events_loop",
+        "forward_events_off",
         "no_api_key",
     }
 
@@ -71,24 +73,27 @@ def test_no_write_key_when_segments_or_a_filter_are_set(document):
 
 def test_no_write_key_is_not_raised_when_nothing_is_configured_to_send():
     # Given the template's default settings (no segments, an empty filter) and no write key
-    assert codes({"synchronized_segments": []}, has_write_key=False) == []
-    # And with a write key, the empty filter is what is wrong
-    assert codes({"synchronized_segments": []}) == ["no_users_in_filter"]
+    # Then the missing key is not what is wrong, the empty filter is (with or without a key)
+    assert codes({"synchronized_segments": [], "send_events": []}, has_write_key=False) == ["no_users_in_filter"]
+    assert codes({"synchronized_segments": [], "send_events": [], "synchronized_properties": ["email"]}) == [
+        "no_users_in_filter"
+    ]
 
 
 @pytest.mark.parametrize("document", [{"synchronized_segments": []}, {}])
-def test_no_users_in_filter_when_the_filter_is_empty(document):
-    # Given a write key and synchronized_segments [] (also the default when it is missing)
-    warnings = status_warnings({**document, "synchronized_properties": ["email"]}, **KEYS)
-    # Then nobody is sent
+@pytest.mark.parametrize("has_write_key", [True, False])
+def test_no_users_in_filter_says_the_user_filter_sends_nobody(document, has_write_key):
+    # Given synchronized_segments [] (also the default when it is missing), with or without a write key
+    warnings = status_warnings(
+        {**document, "synchronized_properties": ["email"], "send_events": []},
+        has_write_key=has_write_key,
+        has_api_key=True,
+    )
+    # Then the warning says, in plain words, that nobody is sent, and how to fix it
     (warning,) = warnings
-    assert warning.code == "no_users_in_filter" and "synchronized_segments" in warning.message
+    assert warning.code == "no_users_in_filter"
+    assert warning.message.startswith("The User Filter sends nobody: synchronized_segments is []")
     assert '["ALL"]' in warning.message
-
-
-def test_no_users_in_filter_needs_a_write_key():
-    # Given no write key, an empty filter tells nothing more than the missing key
-    assert "no_users_in_filter" not in codes({"synchronized_segments": []}, has_write_key=False)
 
 
 def test_nothing_to_send_without_attributes_and_events():
@@ -99,7 +104,7 @@ def test_nothing_to_send_without_attributes_and_events():
     assert warning.code == "nothing_to_send"
     assert "synchronized_properties" in warning.message and "send_events" in warning.message
     # And events alone (the default send_events ["ALL"]) or attributes alone are something to send
-    assert codes({"synchronized_segments": ["ALL"]}) == []
+    assert codes({"synchronized_segments": ["ALL"], "forward_events": True}) == ["forward_events_loop"]
     assert codes({**document, "synchronized_properties": ["plan"]}) == []
     assert "nothing_to_send" not in codes(document, has_write_key=False)
 
@@ -123,7 +128,7 @@ def test_unknown_segment_names_each_unknown_name_once():
 
 def test_unknown_segment_is_reported_for_a_document_the_model_refuses():
     # Given a document that the functions refuse (an unknown name is a validation error too)
-    document = {"synchronized_segments": ["Ghost"], "synchronized_properties": ["email"]}
+    document = {"synchronized_segments": ["Ghost"], "synchronized_properties": ["email"], "send_events": []}
     with pytest.raises(ValueError, match="Ghost"):
         ConnectorSettings.model_validate(document)
     # Then the warnings still explain it
@@ -147,9 +152,19 @@ def test_forward_events_loop_explains_the_loop_and_the_guard(on):
     assert '{"Hull": false, "segment-connector": false}' in warning.message
 
 
-@pytest.mark.parametrize("off", [False, "false", 0, None])
-def test_forward_events_off_raises_nothing(off):
-    assert codes({**SENDS_SOMETHING, "forward_events": off}) == []
+@pytest.mark.parametrize("off", [False, "false", 0, None, "missing"])
+def test_forward_events_off_says_events_from_segment_are_not_sent_back(off):
+    # Given forward_events off (or missing: its default) and events to send (send_events ["ALL"])
+    document = {**SENDS_SOMETHING, "send_events": ["ALL"], "forward_events": off}
+    if off == "missing":
+        del document["forward_events"]
+    # Then the warning says that Segment's own events are not sent back, and how to change it
+    (warning,) = status_warnings(document, **KEYS)
+    assert warning.code == "forward_events_off"
+    assert warning.message.startswith("forward_events is off: the track, page and screen calls that came from Segment")
+    assert "not sent back to Segment" in warning.message and "Turn forward_events on" in warning.message
+    # And without events to send (send_events []) there is nothing to say
+    assert codes({**document, "send_events": []}) == []
 
 
 def test_no_api_key_names_the_parameter():
@@ -171,4 +186,5 @@ def test_values_of_the_wrong_type_do_not_break_the_warnings():
     }
     # Then the warnings are still computed (wrong lists count as empty)
     assert codes(document) == ["nothing_to_send"]
-    assert codes([], has_api_key=False) == ["no_users_in_filter", "no_api_key"]  # not even an object
+    # not even an object: the defaults (an empty User Filter, send_events ["ALL"], forward_events off)
+    assert codes([], has_api_key=False) == ["no_users_in_filter", "forward_events_off", "no_api_key"]

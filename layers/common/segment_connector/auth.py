@@ -65,7 +65,24 @@ def authenticate(
         given = write_key_in_body()
         if isinstance(given, str) and _same(given.strip(), api_key):
             return
-    raise Unauthorized("missing or invalid credentials: use Basic auth with the API key or a valid X-Signature")
+    raise Unauthorized(
+        _accepted(
+            basic=bool(api_key),
+            signature=allow_signature and bool(shared_secret),
+            write_key=bool(api_key) and write_key_in_body is not None,
+        )
+    )
+
+
+def _accepted(*, basic: bool, signature: bool, write_key: bool) -> str:
+    """The 401's message: only the credentials this route takes (the Profile API: Basic auth only)."""
+    ways = ["Basic auth with the API key as the user name"] if basic else []
+    if signature:
+        ways.append("an X-Signature header (HMAC-SHA1 of the body with the shared secret)")
+    if write_key:
+        ways.append('"writeKey": the API key in the body')
+    listed = ways[0] if len(ways) == 1 else ", ".join(ways[:-1]) + " or " + ways[-1]
+    return f"missing or invalid credentials: send {listed}"
 
 
 def authenticate_admin(authorization: str | None, admin_key: str | None, *, parameter: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -9,8 +10,8 @@ from aws_lambda_powertools.utilities import parameters
 from pydantic import ValidationError
 
 from segment_connector.errors import SettingsInvalid
+from segment_connector.explain import field_errors, json_problem, summary
 from segment_connector.models.settings import ConnectorSettings
-from segment_connector.settings_document import field_errors
 
 SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
 SECRET_MAX_AGE = 300
@@ -41,13 +42,24 @@ def load_settings() -> ConnectorSettings:
 
 
 def parse_settings(raw: str | None) -> ConnectorSettings:
-    """A settings document -> ConnectorSettings; SettingsInvalid naming the fields."""
+    """A settings document -> ConnectorSettings; SettingsInvalid naming the fields in plain words."""
+    try:
+        json.loads(raw or "{}")
+    except json.JSONDecodeError as error:
+        details = [{"field": "(document)", "error": json_problem(error)}]
+        raise SettingsInvalid(_unusable(details), details) from None
     try:
         return ConnectorSettings.model_validate_json(raw or "{}")
     except ValidationError as error:
-        raise SettingsInvalid(
-            f"connector settings {parameter_name('settings')} are invalid", field_errors(error)
-        ) from None
+        details = field_errors(error)
+        raise SettingsInvalid(_unusable(details), details) from None
+
+
+def _unusable(details: list[dict[str, str]]) -> str:
+    return (
+        f"the connector settings {parameter_name('settings')} cannot be used ({summary(details)}): "
+        "fix them in the console or with `segment-connector settings put`"
+    )
 
 
 def current_settings_document() -> str:

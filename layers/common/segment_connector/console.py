@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from segment_connector import config, profiles, resync
 from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
+from segment_connector.explain import field_errors, json_error, summary
 from segment_connector.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.models.items import Account, UserProfile
 from segment_connector.models.segment_rules import (
@@ -34,7 +35,6 @@ from segment_connector.parameter_store import ParameterStore
 from segment_connector.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
 from segment_connector.settings_document import (
     SETTINGS_PARAMETER,
-    field_errors,
     parse_settings_text,
     size_errors,
     stored_text,
@@ -57,7 +57,6 @@ MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
 MAX_NAME_LENGTH = 200  # longer names (senders choose them) are left out of the pickers: type them in
 NAME_DEPTH = 4  # nested traits offered down to a.b.c.d
 MAX_WRITE_KEY_BYTES = 1024
-REFERENCE_KINDS = ("user_id", "anonymous_id", "email")
 PAGE_AND_SCREEN = ("page", "screen")
 
 
@@ -114,11 +113,11 @@ class Console:
         document = _json_object(body, "the settings document")
         errors = validate_document(document)
         if errors:
-            raise SettingsRejected("the settings are invalid: nothing was saved", errors)
+            raise SettingsRejected(f"nothing was saved: fix the settings first ({summary(errors)})", errors)
         text = stored_text(document)
         too_large = size_errors(text)
         if too_large:
-            raise SettingsRejected("the settings document is too large: nothing was saved", too_large)
+            raise SettingsRejected(f"nothing was saved: {summary(too_large)}", too_large)
         changed = self.parameters.read(SETTINGS_PARAMETER) != text
         version = write_settings(self.parameters, text) if changed else None
         return {
@@ -187,7 +186,8 @@ class Console:
             else:
                 account_definition = AccountSegmentDefinition.model_validate(rule)
         except ValidationError as error:
-            raise BadRequest("the rule is invalid", field_errors(error)) from None
+            problems = field_errors(error)
+            raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems) from None
         items = self.store.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
         if kind == "user":
             matched = self._matching_users([UserProfile.model_validate(item) for item in items], user_definition)
@@ -224,10 +224,7 @@ class Console:
         if not text:
             raise BadRequest("q is empty: give a user_id, anonymous_id or email", [{"field": "q", "error": "empty"}])
         settings = self._valid_settings()
-        kind, sep, value = text.partition(":")
-        candidates = (
-            [(kind, value)] if sep and kind in REFERENCE_KINDS and value else [(k, text) for k in REFERENCE_KINDS]
-        )
+        candidates = profiles.reference_candidates(text)
         for kind, value in candidates:
             reference = f"{kind}:{quote(value, safe='')}"
             try:
@@ -242,9 +239,7 @@ class Console:
                     account = None
             events = profiles.user_events(self.store, reference, str(USER_EVENTS_SHOWN))
             return {"user": user, "events": events, "account": account, "sent": _what_is_sent(settings, user)}
-        raise NotFound(
-            f"no user with user_id, anonymous_id or email {text!r}" if len(candidates) > 1 else f"no user {text}"
-        )
+        raise NotFound(profiles.not_found_message(text, candidates))
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -312,8 +307,9 @@ def _most_frequent(counter: Counter[str]) -> list[str]:
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise BadRequest(f"{what} is not JSON", [{"field": "(body)", "error": str(error)[:200]}]) from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        problem = json_error(error) if isinstance(error, ValueError) else "not valid JSON: nested too deeply"
+        raise BadRequest(f"{what} is {problem}", [{"field": "(body)", "error": problem}]) from None
     if not isinstance(document, dict):
         raise BadRequest(f"{what} must be a JSON object", [{"field": "(body)", "error": "not an object"}])
     return document

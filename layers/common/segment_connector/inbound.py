@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
 import time
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from segment_connector.auth import authenticate
 from segment_connector.errors import BadRequest, DuplicateMessage, PayloadTooLarge, StoreUnavailable, VersionConflict
+from segment_connector.explain import field_errors, json_error, summary
 from segment_connector.identity import Claims, identity_owners, resolve_identity
 from segment_connector.models.items import Account, StoredEvent, account_pk, identity_pk
 from segment_connector.models.messages import (
@@ -57,7 +59,28 @@ ID_FIELDS = frozenset(
     }
 )
 TRACKING_CALLS = ("identify", "track", "page", "screen", "group", "alias", "batch")
-Outcome = Literal["stored", "duplicate", "unchanged", "ignored"]
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A message acknowledged but not stored, and why (plain words: the key of `ignored_reasons`)."""
+
+    reason: str
+
+
+def _setting_off(call: str, setting: str) -> Ignored:
+    return Ignored(f"{call} calls are not stored: {setting} is off")
+
+
+def _names_nobody(call: str) -> Ignored:
+    """ignore_segment_userId is on and the call names no other identity."""
+    others = "an anonymousId or a valid traits.email" if call == "identify" else "an anonymousId"
+    return Ignored(f"{call} calls without {others} are not stored: ignore_segment_userId is on")
+
+
+ALIAS_IGNORED = Ignored("alias calls are not stored: ignore_segment_userId is on")
+ALIAS_TO_ITSELF = Ignored("alias calls whose previousId is the userId are not stored: they link nothing")
+Outcome = Literal["stored", "duplicate", "unchanged"] | Ignored
 
 
 @dataclass
@@ -79,7 +102,15 @@ class Secrets:
 @dataclass
 class IngestResult:
     counts: dict[str, int] = field(default_factory=lambda: {"stored": 0, "duplicate": 0, "unchanged": 0, "ignored": 0})
+    ignored_reasons: dict[str, int] = field(default_factory=dict)  # why each ignored message was not stored
     rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Ignored):
+            self.counts["ignored"] += 1
+            self.ignored_reasons[outcome.reason] = self.ignored_reasons.get(outcome.reason, 0) + 1
+        else:
+            self.counts[outcome] += 1
 
     def reject(self, index: int, raw: Any, error: BadRequest | PayloadTooLarge) -> None:
         message_id = (raw.get("messageId") or raw.get("message_id")) if isinstance(raw, dict) else None
@@ -93,24 +124,26 @@ class IngestResult:
         self.rejected.append(entry)
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"success": True, **self.counts}
+        body: dict[str, Any] = {"success": True, **self.counts, "ignored_reasons": dict(self.ignored_reasons)}
         if self.rejected:
             body["rejected"] = self.rejected
         return body
 
 
 def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not a JSON number (write null, or a string)")
 
 
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
-    details = []
-    for item in error.errors(include_url=False):
-        location = [str(part) for part in item["loc"]]
-        if location and location[0] in (*TRACKING_CALLS[:-1], "delete"):
-            location = location[1:]  # drop the discriminator tag pydantic puts first
-        details.append({"field": ".".join(location) or "(message)", "error": item["msg"]})
-    return details
+    """In plain words (explain.field_errors), the discriminator tag pydantic puts first dropped."""
+    return [
+        {**detail, "field": "(message)" if detail["field"] == "(document)" else detail["field"]}
+        for detail in field_errors(error, union_tags=(*TRACKING_CALLS[:-1], "delete"))
+    ]
+
+
+def _invalid(details: list[dict[str, str]]) -> BadRequest:
+    return BadRequest(f"the message cannot be stored: {summary(details)}", details)
 
 
 def split_messages(body: Any, call: str | None) -> tuple[list[Any], bool]:
@@ -165,8 +198,9 @@ class Ingestor:
         self.clock = clock
 
     def apply(self, message: Any) -> Outcome:
-        if message.is_ignored():
-            return "ignored"
+        reason = message.ignored_reason()
+        if reason is not None:
+            return Ignored(reason)
         self._with_id(message)
         now = self.clock()
         at = format_time(message.event_time(now))
@@ -196,13 +230,13 @@ class Ingestor:
         traits = normalize_traits(message.traits)
         claims = Claims(self._user_id(message), message.anonymous_id, valid_email(traits.get("email")))
         if not claims:
-            return "ignored"
+            return _names_nobody("identify")
         return self._resolve(claims, now, message.message_id, traits, at)
 
     def _event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str, now: str) -> Outcome:
         event = self._build_event(message, at)
-        if event is None:
-            return "ignored"
+        if isinstance(event, Ignored):
+            return event
         if event.user_id and event.anonymous_id:
             # Both ids: the anonymous id joins the user (as identify would) the first time it is seen.
             anonymous = identity_pk("anonymous_id", event.anonymous_id)
@@ -214,19 +248,19 @@ class Ingestor:
             stored = self.store.put_event(event)
         return "stored" if stored else "duplicate"
 
-    def _build_event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str) -> StoredEvent | None:
-        """The event to store, or None when the settings ignore it or it names nobody."""
-        if (message.type == "page" and not self.settings.handle_pages) or (
-            message.type == "screen" and not self.settings.handle_screens
-        ):
-            return None
+    def _build_event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str) -> StoredEvent | Ignored:
+        """The event to store, or why not: the settings ignore its call type, or it names nobody."""
+        if message.type == "page" and not self.settings.handle_pages:
+            return _setting_off("page", "handle_pages")
+        if message.type == "screen" and not self.settings.handle_screens:
+            return _setting_off("screen", "handle_screens")
         user_id = self._user_id(message)
         if user_id:
             partition = identity_pk("user_id", user_id)
         elif message.anonymous_id:
             partition = identity_pk("anonymous_id", message.anonymous_id)
         else:
-            return None
+            return _names_nobody(message.type)
         if isinstance(message, TrackMessage):
             name, properties = message.event, message.properties
         else:
@@ -254,13 +288,14 @@ class Ingestor:
         applied: list[tuple[int, Outcome, BadRequest | None]] = []
         events: list[tuple[int, StoredEvent]] = []
         for index, message in messages:
+            reason = message.ignored_reason()
             event = (
-                None
-                if message.is_ignored()
+                Ignored(reason)
+                if reason is not None
                 else self._build_event(self._with_id(message), format_time(message.event_time(now)))
             )
-            if event is None:
-                applied.append((index, "ignored", None))
+            if isinstance(event, Ignored):
+                applied.append((index, event, None))
             else:
                 events.append((index, event))
         try:
@@ -317,10 +352,10 @@ class Ingestor:
 
     def _group(self, message: GroupMessage, at: str, now: str) -> Outcome:
         if not self.settings.handle_accounts:
-            return "ignored"
+            return _setting_off("group", "handle_accounts")
         claims = Claims(self._user_id(message), message.anonymous_id)
         if not claims:
-            return "ignored"
+            return _names_nobody("group")
         traits = normalize_traits(message.traits)
 
         def change() -> ProfileChange | None:
@@ -351,8 +386,10 @@ class Ingestor:
         return self._commit(change)
 
     def _alias(self, message: AliasMessage, at: str, now: str) -> Outcome:
-        if self.settings.ignore_segment_userId or message.previous_id == message.user_id:
-            return "ignored"
+        if self.settings.ignore_segment_userId:
+            return ALIAS_IGNORED
+        if message.previous_id == message.user_id:
+            return ALIAS_TO_ITSELF
         previous = (identity_pk("user_id", message.previous_id), identity_pk("anonymous_id", message.previous_id))
 
         def change() -> ProfileChange | None:
@@ -426,7 +463,7 @@ def receive(
     ingestor = Ingestor(store, settings, delivery.source)
     for index, outcome, failure in sorted(_write(ingestor, valid, writers, single), key=lambda item: item[0]):
         if failure is None:
-            result.counts[outcome] += 1
+            result.count(outcome)
         else:
             result.reject(index, raw_messages[index], failure)
     return result
@@ -464,8 +501,8 @@ def _parse(raw_body: bytes) -> Any:
         return json.loads(raw_body, parse_constant=_reject_constant)
     except RecursionError:
         raise BadRequest(f"body is nested too deeply (at most {MAX_DEPTH} levels are stored)") from None
-    except ValueError:  # also UnicodeDecodeError: bytes that are not UTF-8
-        raise BadRequest("body is not valid JSON") from None
+    except ValueError as error:  # also UnicodeDecodeError: bytes that are not UTF-8
+        raise BadRequest(f"the body is {json_error(error)}") from None
 
 
 Applied = tuple[int, Any, "BadRequest | None"]
@@ -484,8 +521,12 @@ def _write(ingestor: Ingestor, messages: list[tuple[int, Any]], writers: int, si
     with ThreadPoolExecutor(max_workers=writers) as pool:
         for events, changes in _rounds(_plan(ingestor, messages)):
             chunks = [events[start : start + EVENTS_PER_WRITE] for start in range(0, len(events), EVENTS_PER_WRITE)]
-            futures = [pool.submit(_apply_in_order, ingestor, [item], single) for item in changes]
-            futures += [pool.submit(ingestor.store_events, chunk) for chunk in chunks]
+            # Each in a copy of this context: the writers' log lines are the function's (logs.function_logs).
+            futures = [
+                pool.submit(contextvars.copy_context().run, _apply_in_order, ingestor, [item], single)
+                for item in changes
+            ]
+            futures += [pool.submit(contextvars.copy_context().run, ingestor.store_events, chunk) for chunk in chunks]
             applied += [item for future in futures for item in future.result()]
     return applied
 
@@ -561,7 +602,7 @@ def _validate(raw: Any) -> Any:
     try:
         raw = {key: value if key in ID_FIELDS else storable(value, key, depth=1) for key, value in raw.items()}
     except Unstorable as error:
-        raise BadRequest("invalid message", [{"field": error.field, "error": error.reason}]) from None
+        raise _invalid([{"field": error.field, "error": error.reason}]) from None
     if (
         len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
         > MAX_MESSAGE_BYTES
@@ -570,4 +611,4 @@ def _validate(raw: Any) -> Any:
     try:
         return MESSAGE_ADAPTER.validate_python(raw)
     except ValidationError as error:
-        raise BadRequest("invalid message", _field_errors(error)) from None
+        raise _invalid(_field_errors(error)) from None

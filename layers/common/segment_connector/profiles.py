@@ -27,6 +27,24 @@ def parse_reference(reference: str) -> str:
     return identity_pk(kind, value.strip().lower() if kind == "email" else value)
 
 
+REFERENCE_KINDS = ("user_id", "anonymous_id", "email")
+
+
+def reference_candidates(text: str) -> list[tuple[str, str]]:
+    """What a typed id may mean (the console's lookup and `users get`): `user_id:x`, `anonymous_id:x`
+    or `email:x` as given, else the bare text tried as a user_id, an anonymous_id, then an email."""
+    kind, sep, value = text.partition(":")
+    if sep and kind in REFERENCE_KINDS and value:
+        return [(kind, value)]
+    return [(kind, text) for kind in REFERENCE_KINDS]
+
+
+def not_found_message(text: str, candidates: list[tuple[str, str]]) -> str:
+    if len(candidates) > 1:
+        return f"no user with user_id, anonymous_id or email {text!r}"
+    return f"no user {text}"
+
+
 def find_user(store: ProfileStore, reference: str) -> UserProfile:
     pk = parse_reference(reference)
     profile = profiles_at(store, [pk])[pk]

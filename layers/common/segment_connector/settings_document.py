@@ -13,26 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from segment_connector.explain import FieldError as FieldError  # the CLI imports it from here
+from segment_connector.explain import field_errors, json_problem
 from segment_connector.models.settings import ConnectorSettings
 
 if TYPE_CHECKING:  # the CLI imports this module before it needs boto3 (`--help` stays quick)
     from segment_connector.parameter_store import ParameterStore
 
-FieldError = dict[str, str]
-
 SETTINGS_PARAMETER = "settings"  # <prefix>/settings, a String parameter
 MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit
-
-
-def field_errors(error: ValidationError) -> list[FieldError]:
-    """pydantic's errors as `{"field": "segments.0.rule", "error": ...}`, as the functions report them."""
-    return [
-        {
-            "field": ".".join(str(part) for part in item["loc"]) or "(document)",
-            "error": item["msg"].removeprefix("Value error, "),
-        }
-        for item in error.errors(include_url=False)
-    ]
 
 
 def validate_document(document: Any) -> list[FieldError]:
@@ -51,7 +40,7 @@ def parse_settings_text(text: str) -> tuple[dict[str, Any] | None, list[FieldErr
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        return None, [{"field": "(document)", "error": f"not JSON: {error}"}]
+        return None, [{"field": "(document)", "error": json_problem(error)}]
     if not isinstance(document, dict):
         return None, [{"field": "(document)", "error": "must be a JSON object"}]
     return document, validate_document(document)

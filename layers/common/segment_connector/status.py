@@ -21,6 +21,7 @@ CODES = (
     "nothing_to_send",
     "unknown_segment",
     "forward_events_loop",
+    "forward_events_off",
     "no_api_key",
 )
 _TRUE = {"1", "on", "t", "true", "y", "yes"}  # what pydantic reads as true (lax mode)
@@ -69,13 +70,14 @@ def status_warnings(
                 ),
             )
         )
-    if has_write_key and isinstance(settings["synchronized_segments"], list) and not settings["synchronized_segments"]:
+    if user_filter_sends_nobody(settings):
         warnings.append(
             StatusWarning(
                 "no_users_in_filter",
                 (
-                    "synchronized_segments is [] (the User Filter), so no user and none of their events is sent. "
-                    'List the segments to send, or ["ALL"] for everyone.'
+                    "The User Filter sends nobody: synchronized_segments is [], so no user and none of their "
+                    "events is sent to Segment. "
+                    'List the segments to send in synchronized_segments, or ["ALL"] for everyone.'
                 ),
             )
         )
@@ -121,6 +123,19 @@ def status_warnings(
                 ),
             )
         )
+    elif events_not_forwarded(settings):
+        warnings.append(
+            StatusWarning(
+                "forward_events_off",
+                (
+                    "forward_events is off: the track, page and screen calls that came from Segment are stored "
+                    "but not sent back to Segment (events of the Tracking API and the connector's own "
+                    "Entered/Left Segment events still are). "
+                    "Turn forward_events on to send them back too, unless a source of the same workspace feeds "
+                    "this destination (they would loop)."
+                ),
+            )
+        )
     if not has_api_key:
         warnings.append(
             StatusWarning(
@@ -134,6 +149,18 @@ def status_warnings(
             )
         )
     return warnings
+
+
+def user_filter_sends_nobody(document: Mapping[str, Any]) -> bool:
+    """The User Filter (synchronized_segments) is [], or missing (its default): no user is sent."""
+    value = document.get("synchronized_segments", [])
+    return isinstance(value, list) and not value
+
+
+def events_not_forwarded(document: Mapping[str, Any]) -> bool:
+    """forward_events is off (or missing) while send_events names events: Segment's own are kept back."""
+    send_events = document.get("send_events", [ALL])
+    return not _is_true(document.get("forward_events", False)) and bool(_names(send_events))
 
 
 def _names(value: Any) -> list[str]:

@@ -120,10 +120,20 @@ class _Message(BaseModel):
 
     def is_ignored(self) -> bool:
         """Opted out of this connector, or sent by this connector itself (loop guard)."""
-        if any(self.integrations.get(key) is False for key in OPT_OUT_INTEGRATIONS):
-            return True
+        return self.ignored_reason() is not None
+
+    def ignored_reason(self) -> str | None:
+        """Why the message is not stored whatever the settings (plain words), or None."""
+        for key in OPT_OUT_INTEGRATIONS:
+            if self.integrations.get(key) is False:
+                return f"messages that opt out of this connector are not stored: integrations.{key} is false"
         library = self.context.get("library")
-        return isinstance(library, dict) and library.get("name") == LIBRARY_NAME
+        if isinstance(library, dict) and library.get("name") == LIBRARY_NAME:
+            return (
+                f"messages sent by this connector are not stored again: context.library.name is {LIBRARY_NAME} "
+                "(the loop guard)"
+            )
+        return None
 
 
 class _UserMessage(_Message):
