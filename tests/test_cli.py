@@ -286,7 +286,7 @@ def test_settings_show_prints_the_document_and_its_warnings(deployed: Aws, run) 
     # And with --json: one object
     shown = run("settings", "show", "--json").json
     assert shown["settings"] == json.loads(SETTINGS_DEFAULT) and shown["valid"] is True and shown["errors"] == []
-    assert [w["code"] for w in shown["warnings"]] == ["no_users_in_filter"]
+    assert [w["code"] for w in shown["warnings"]] == ["no_users_in_filter", "forward_events_off"]
     assert all(set(w) == {"code", "message"} for w in shown["warnings"])
 
 
@@ -296,9 +296,9 @@ def test_settings_show_reports_an_invalid_stored_document(deployed: Aws, run) ->
     assert shown["valid"] is False
     # every problem is named at its field: the unknown key and the filter's unknown segment
     assert {e["field"] for e in shown["errors"]} == {"bogus", "synchronized_segments"}
-    assert [w["code"] for w in shown["warnings"]] == ["no_write_key", "unknown_segment"]
+    assert [w["code"] for w in shown["warnings"]] == ["no_write_key", "unknown_segment", "forward_events_off"]
     result = run("settings", "show")
-    assert "is invalid" in result.err and "  bogus: Extra inputs are not permitted" in result.err
+    assert "is invalid" in result.err and "  bogus: is not a setting: use handle_pages, " in result.err
 
 
 def test_settings_validate_accepts_a_valid_file(deployed: Aws, run, tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_settings_validate_accepts_a_valid_file(deployed: Aws, run, tmp_path: Pa
     assert "warning: no_write_key: " in result.out  # a filter, and no write key in the target
     report = run("settings", "validate", path, "--json").json
     assert report == {"file": path, "valid": True, "errors": [], "warnings": report["warnings"]}
-    assert [w["code"] for w in report["warnings"]] == ["no_write_key"]
+    assert [w["code"] for w in report["warnings"]] == ["no_write_key", "forward_events_off"]
 
 
 def test_settings_validate_refuses_an_invalid_file_naming_the_fields(deployed: Aws, run, tmp_path: Path) -> None:
@@ -326,7 +326,7 @@ def test_settings_validate_refuses_an_invalid_file_naming_the_fields(deployed: A
     # Then exit 1, every error names its field, and the unknown segment is a warning too
     assert result.code == 1
     assert result.out.splitlines()[0] == f"{path}: invalid"
-    assert "  bogus: Extra inputs are not permitted" in result.out
+    assert "  bogus: is not a setting: use handle_pages, " in result.out
     assert any(line.startswith("  segments.0.rule") for line in result.out.splitlines())
     assert "warning: unknown_segment: " in result.out and "'Ghost'" in result.out
     report = run("settings", "validate", path, "--json")
@@ -334,7 +334,14 @@ def test_settings_validate_refuses_an_invalid_file_naming_the_fields(deployed: A
     assert {"bogus"} <= {e["field"] for e in report.json["errors"]}
 
 
-@pytest.mark.parametrize(("text", "error"), [("{nope", "(document): not JSON"), ("[1]", "must be a JSON object")])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("{nope", "(document): not valid JSON: line 1, column 2: expected a key in double quotes"),
+        ('{\n  "handle_pages": tru\n}', "(document): not valid JSON: line 2, column 19: expected a value"),
+        ("[1]", "must be a JSON object"),
+    ],
+)
 def test_settings_validate_refuses_what_is_not_a_json_object(deployed: Aws, run, tmp_path: Path, text, error) -> None:
     result = run("settings", "validate", settings_file(tmp_path, text))
     assert result.code == 1 and error in result.out
@@ -376,7 +383,7 @@ def test_settings_put_refuses_an_invalid_file_and_writes_nothing(deployed: Aws, 
     before = stored_settings(deployed)
     result = run("settings", "put", settings_file(tmp_path, {"handle_pages": "often", "synchronized_segments": ["X"]}))
     assert result.code == 1 and result.out == ""
-    assert "  handle_pages: Input should be a valid boolean" in result.err
+    assert '  handle_pages: must be true or false; got "often"' in result.err
     assert "warning: unknown_segment" in result.err
     assert result.err.rstrip().splitlines()[-1].endswith("is invalid: nothing written")
     assert stored_settings(deployed) == before
@@ -547,10 +554,11 @@ def test_status_json_has_warnings_counts_and_the_last_resync(deployed: Aws, api,
     assert report["counts"]["users"] == 2
     assert report["resync"] == done
     assert functions.calls == [(RESYNC, {"action": "status"})]
-    assert report["warnings"] == []  # no write key, but nothing configured to send either
+    # no write key, nothing configured to send: the User Filter sends nobody, forward_events is off
+    assert [w["code"] for w in report["warnings"]] == ["no_users_in_filter", "forward_events_off"]
     deployed.set_secret("write-key", WRITE_KEY)
     warnings = run("status", "--json").json["warnings"]
-    assert [w["code"] for w in warnings] == ["no_users_in_filter"]
+    assert [w["code"] for w in warnings] == ["no_users_in_filter", "forward_events_off"]
     assert all(set(w) == {"code", "message"} and w["message"] for w in warnings)
 
 
@@ -565,9 +573,7 @@ def test_status_text(deployed: Aws, api, run, functions: Functions) -> None:
     assert lines[0] == f"segment-connector status of the stack {STACK} (us-east-1)"
     assert "  no_write_key: " in result.out and "  forward_events_loop: " in result.out
     assert "  no_api_key: " in result.out
-    assert (
-        "stored: 2 users, 1 accounts, 3 events, 1 dead letters (`segment-connector replay` sends them again)"
-    ) in lines
+    assert ("stored: 2 users, 1 account, 3 events, 1 dead letter (`segment-connector replay` sends it again)") in lines
     assert any(
         line.startswith(
             "last resync: running (manual; started 2026-01-01T00:00:00.000Z); segments 4/16, evaluated 1,234, changed 0"
@@ -593,7 +599,7 @@ def test_status_reports_settings_errors(deployed: Aws, run, functions: Functions
     functions.answers[RESYNC] = [{"status": "none"}]
     deployed.set_settings(synchronized_segments=["Ghost"])
     report = run("status", "--json").json
-    assert [w["code"] for w in report["warnings"]] == ["no_write_key", "unknown_segment"]
+    assert [w["code"] for w in report["warnings"]] == ["no_write_key", "unknown_segment", "forward_events_off"]
     assert (
         report["settings_errors"][0]["field"] == "synchronized_segments"
         and "Ghost" in report["settings_errors"][0]["error"]
@@ -661,12 +667,14 @@ def test_resync_starts_one(deployed: Aws, run, functions: Functions) -> None:
     assert run("resync", "--json").json == JOB
 
 
-def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functions) -> None:
+def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functions, monkeypatch) -> None:
     steps = [
         {**JOB, "segments_done": done, "evaluated": 10 * done, "changed": done, "sent": done} for done in (0, 8, 8)
     ]
     finished = {**JOB, "status": "done", "segments_done": 16, "evaluated": 160, "changed": 16, "sent": 16}
     functions.answers[RESYNC] = [JOB, *steps, finished]
+    # Given stdout on a terminal (a person watches; stderr is not a terminal)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     result = run("resync", "--wait", "--interval", "0")
     assert result.code == 0
     assert functions.calls[1:] == [(RESYNC, {"action": "status"})] * 4
@@ -679,6 +687,20 @@ def test_resync_wait_follows_it_to_the_end(deployed: Aws, run, functions: Functi
     assert (
         result.out.splitlines()[-1] == "resync r-1 done: segments 16/16, evaluated 160, changed 16, sent 16, failed 0"
     )
+
+
+def test_resync_wait_draws_no_progress_bar_when_stdout_is_not_a_terminal(
+    deployed: Aws, run, functions: Functions
+) -> None:
+    # Given stdout redirected to a file or a pipe (the run fixture's stdout is not a terminal)
+    finished = {**JOB, "status": "done", "segments_done": 16, "evaluated": 160, "changed": 16, "sent": 16}
+    functions.answers[RESYNC] = [JOB, {**JOB, "segments_done": 8}, finished]
+    # When a resync is followed
+    result = run("resync", "--wait", "--interval", "0")
+    # Then no progress bar is drawn anywhere, and the end is still on stdout
+    assert result.code == 0
+    assert "[" not in result.err and "\r" not in result.err and "[" not in result.out
+    assert result.out.splitlines()[-1].startswith("resync r-1 done: segments 16/16")
 
 
 def test_resync_wait_exits_1_when_it_failed(deployed: Aws, run, functions: Functions) -> None:
@@ -791,11 +813,13 @@ def test_users_get_shows_the_profile_as_the_profile_api_does(deployed: Aws, api,
 
 def test_users_get_errors(deployed: Aws, run) -> None:
     assert run("users", "get", "user_id:nobody").err == "segment-connector: error: no user user_id:nobody\n"
-    bad = run("users", "get", "phone:123")
-    assert bad.code == 1 and "user reference must be user_id:<id>" in bad.err
-    deployed.set_settings(bogus=True)
+    unknown = run("users", "get", "phone:123")  # not a kind: a bare value, tried as each kind
+    assert unknown.code == 1
+    assert unknown.err == "segment-connector: error: no user with user_id, anonymous_id or email 'phone:123'\n"
+    deployed.set_settings(bogus_setting=True)
     invalid = run("users", "get", "user_id:nobody")
-    assert invalid.code == 1 and f"{PREFIX}/settings is invalid (bogus)" in invalid.err
+    assert invalid.code == 1
+    assert f"{PREFIX}/settings cannot be used (bogus_setting: is not a setting: use " in invalid.err
 
 
 # -- the local Lambda Invoke API (what --local invokes) ------------------------------------------------
@@ -1072,3 +1096,75 @@ def test_the_examples_of_the_operate_issue_behave_on_the_local_stack(tmp_path: P
         ), stack.output
     finally:
         stack.kill()
+
+
+# -- the issue's CLI items: region, bare ids, plurals, an identical put -----------------------------------
+
+
+def test_aws_region_is_honoured_as_well_as_aws_default_region(deployed: Aws, run, monkeypatch) -> None:
+    # Given only AWS_REGION (as Lambda, CloudShell and the AWS CLI v2 set it)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    # When a command reads the deployed stack / Then it is found in that region
+    result = run("settings", "show", "--json")
+    assert result.code == 0, result.err
+    # And with neither, the message says what works
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    failed = run("status")
+    assert failed.code == 1
+    assert "no AWS region: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION" in failed.err
+
+
+def test_users_get_accepts_a_bare_id_like_the_console(deployed: Aws, api, run) -> None:
+    # Given a user with a user_id, an anonymous id and an email
+    api.post(
+        "/segment",
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "m-1", "traits": {"email": "a@b.co"}},
+    )
+    _, expected = api.get("/v1/users/user_id:u1")
+    # When read by a bare id of each kind / Then the same profile, as with a prefixed reference
+    for bare in ("u1", "a1", "A@B.co"):
+        result = run("users", "get", bare)
+        assert result.code == 0, result.err
+        assert result.json == expected
+    # And a bare id nobody has says which kinds were tried
+    assert (
+        run("users", "get", "zz").err == "segment-connector: error: no user with user_id, anonymous_id or email 'zz'\n"
+    )
+
+
+def test_counts_are_singular_for_one(deployed: Aws, api, run, functions: Functions) -> None:
+    # Given one user and one dead letter
+    functions.answers[RESYNC] = [{"status": "none"}]
+    api.post("/segment", {"type": "identify", "userId": "u1", "messageId": "m-1"})
+    dead_letter("Only", "2026-01-01T00:00:00.000Z")
+    # When the status is printed / Then "1 user", "1 dead letter"
+    lines = run("status").out.splitlines()
+    assert "stored: 1 user, 0 accounts, 0 events, 1 dead letter (`segment-connector replay` sends it again)" in lines
+
+
+def test_replay_says_1_dead_letter_remains(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[OUTBOUND] = [{"replayed": 0, "failed": 1, "remaining": 1, "letters": []}]
+    assert run("replay").out.splitlines()[-1] == "0 replayed, 1 failed; 1 dead letter remains"
+
+
+def test_an_identical_settings_put_changes_nothing(deployed: Aws, run, tmp_path: Path) -> None:
+    # Given a document put once
+    document = {"synchronized_segments": ["ALL"], "synchronized_properties": ["email"]}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(document, indent=2))
+    assert run("settings", "put", str(path)).code == 0
+    version = deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Version"]
+    # When the same document is put again (formatted differently)
+    path.write_text(json.dumps(document))
+    result = run("settings", "put", str(path))
+    # Then nothing is written: no new version (so no settings change, no resync), and it says so
+    assert result.code == 0
+    assert deployed.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]["Version"] == version
+    assert result.out.startswith(
+        f"unchanged: {PREFIX}/settings (version {version}) in the stack {STACK} (us-east-1) already holds this "
+        "document; nothing written, no resync"
+    )
+    report = run("settings", "put", str(path), "--json").json
+    assert report["written"] is False and report["version"] == version

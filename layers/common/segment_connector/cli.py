@@ -220,9 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
         "get",
         parents=[target, as_json],
         help="one profile",
-        description="A profile as the Profile API returns it (GET /v1/users/ID).",
+        description="A profile as the Profile API returns it (GET /v1/users/ID). A bare ID (u1) is looked up "
+        "as a user_id, then an anonymous_id, then an email, as the console does.",
     )
-    user_get.add_argument("id", metavar="ID", help="user_id:<id>, anonymous_id:<id> or email:<address>")
+    user_get.add_argument(
+        "id",
+        metavar="ID",
+        help="user_id:<id>, anonymous_id:<id> or email:<address>, or a bare value tried as each of them (as the "
+        "console's lookup)",
+    )
     user_get.set_defaults(command=get_user)
     return parser
 
@@ -273,11 +279,16 @@ class Command:
     # -- SSM -------------------------------------------------------------------------------------
 
     def settings_text(self) -> str | None:
+        return self.settings_parameter()[0]
+
+    def settings_parameter(self) -> tuple[str | None, int | None]:
+        """The stored settings text and its version (None, None when the parameter does not exist)."""
         ssm = self.target.client("ssm")
         try:
-            return str(ssm.get_parameter(Name=self.target.parameter("settings"))["Parameter"]["Value"])
+            parameter = ssm.get_parameter(Name=self.target.parameter("settings"))["Parameter"]
         except ssm.exceptions.ParameterNotFound:
-            return None
+            return None, None
+        return str(parameter["Value"]), int(parameter["Version"])
 
     def existing_keys(self) -> set[str]:
         """Which of the keys exist (their names only: no value is read)."""
@@ -422,8 +433,16 @@ def settings_put(command: Command) -> int:
     from segment_connector.parameter_store import ParameterStore
 
     name = target.parameter(SETTINGS_PARAMETER)
+    text = stored_text(document)
+    current, current_version = command.settings_parameter()
+    # As the console: the same document stored again would be a new version and start a resync.
+    written = current != text
     # The console's write (settings_document.write_settings): the same tier rule, standard up to 4 KB.
-    version = write_settings(ParameterStore(target.parameter_prefix, target.client("ssm")), stored_text(document))
+    version = (
+        write_settings(ParameterStore(target.parameter_prefix, target.client("ssm")), text)
+        if written
+        else current_version
+    )
     if command.json:
         _out(
             _dump(
@@ -432,12 +451,18 @@ def settings_put(command: Command) -> int:
                     "valid": True,
                     "errors": [],
                     "warnings": warnings,
-                    "written": True,
+                    "written": written,
                     "parameter": name,
                     "version": version,
                 }
             )
         )
+    elif not written:
+        _out(
+            f"unchanged: {name} (version {version}) in the {target.label} already holds this document; "
+            "nothing written, no resync"
+        )
+        _print_problems([], warnings, to_stderr=False)
     else:
         _out(
             f"wrote {name} (version {version}) in the {target.label}: the functions apply it within a minute, "
@@ -521,9 +546,13 @@ def show_status(command: Command) -> int:
     for warning in warnings:
         _out(f"  {warning.code}: {warning.message}")
     _out(
-        f"stored: {counts['users']:,} users, {counts['accounts']:,} accounts, {counts['events']:,} events, "
-        f"{counts['dead_letters']:,} dead letters"
-        + (f" (`{PROG} replay` sends them again)" if counts["dead_letters"] else "")
+        f"stored: {_count(counts['users'], 'user')}, {_count(counts['accounts'], 'account')}, "
+        f"{_count(counts['events'], 'event')}, {_count(counts['dead_letters'], 'dead letter')}"
+        + (
+            f" (`{PROG} replay` sends {'it' if counts['dead_letters'] == 1 else 'them'} again)"
+            if counts["dead_letters"]
+            else ""
+        )
     )
     _out(f"last resync: {_describe_job(resync)}")
     return 0
@@ -557,6 +586,11 @@ def _progress(job: Mapping[str, Any]) -> str:
         f"evaluated {_int(job.get('evaluated')):,}, changed {_int(job.get('changed')):,}, "
         f"sent {_int(job.get('sent')):,}, failed {_int(job.get('failed')):,}"
     )
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    """`1 user`, `2 users`, `1,024 dead letters`."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
 def _int(value: Any) -> int:
@@ -616,14 +650,18 @@ def _follow(command: Command, job: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ProgressBar:
-    """On a terminal, one line redrawn in place (stderr); elsewhere a line per change."""
+    """Only when stdout is a terminal (a person watches): on a terminal stderr one line redrawn in
+    place, else a line per change on stderr. With stdout redirected or piped, no bar at all."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
+        self.shown = _isatty(sys.stdout)
+        self.tty = _isatty(sys.stderr)
         self.last = ""
         self.drawn = False
 
     def show(self, job: Mapping[str, Any]) -> None:
+        if not self.shown:
+            return
         total, done = _int(job.get("segments")), _int(job.get("segments_done"))
         filled = BAR_WIDTH * done // total if total else 0
         line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {_progress(job)}"
@@ -645,6 +683,13 @@ class _ProgressBar:
             self.last = ""
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
 # -- replay --------------------------------------------------------------------------------------
 
 
@@ -663,9 +708,10 @@ def replay_dead_letters(command: Command) -> int:
                 _out(f"replayed  {letter.get('message_id')}")
             else:
                 _out(f"failed    {letter.get('message_id')}: {letter.get('reason')}")
+        remaining = _int(result.get("remaining"))
         _out(
             f"{_int(result.get('replayed'))} replayed, {_int(result.get('failed'))} failed; "
-            f"{_int(result.get('remaining'))} dead letters remain"
+            f"{_count(remaining, 'dead letter')} {'remains' if remaining == 1 else 'remain'}"
         )
     return 1 if _int(result.get("failed")) else 0
 
@@ -674,28 +720,32 @@ def replay_dead_letters(command: Command) -> int:
 
 
 def get_user(command: Command) -> int:
-    from pydantic import ValidationError
-
     from segment_connector.errors import BadRequest, NotFound
+    from segment_connector.explain import summary
     from segment_connector.models.settings import ConnectorSettings
-    from segment_connector.profiles import user_view
+    from segment_connector.profiles import not_found_message, reference_candidates, user_view
 
     text = command.settings_text()
-    try:
-        settings = ConnectorSettings.model_validate_json(text or "{}")
-    except ValidationError as error:
-        fields = ", ".join(".".join(str(p) for p in item["loc"]) or "(document)" for item in error.errors())
+    _, errors = parse_settings_text(text or "{}")
+    if errors:
         raise CliError(
-            f"{command.target.parameter('settings')} is invalid ({fields}): segments cannot be computed; "
-            f"`{PROG} settings show` tells more"
-        ) from None
-    try:
-        # The id as typed: parse_reference decodes a URL-encoded one, so encode it first.
-        view = user_view(command.store(), settings, quote(command.args.id, safe=""))
-    except (NotFound, BadRequest) as error:
-        raise CliError(error.message) from None
-    _out(_dump(view))
-    return 0
+            f"{command.target.parameter('settings')} cannot be used ({summary(errors)}): segments cannot be "
+            f"computed; fix it with `{PROG} settings put FILE` (`{PROG} settings show` shows it)"
+        )
+    settings = ConnectorSettings.model_validate_json(text or "{}")
+    store = command.store()
+    candidates = reference_candidates(command.args.id)
+    for kind, value in candidates:
+        try:
+            # The id as typed: parse_reference decodes a URL-encoded one, so encode it first.
+            view = user_view(store, settings, f"{kind}:{quote(value, safe='')}")
+        except NotFound:
+            continue
+        except BadRequest as error:
+            raise CliError(error.message) from None
+        _out(_dump(view))
+        return 0
+    raise CliError(not_found_message(command.args.id, candidates))
 
 
 if __name__ == "__main__":

@@ -186,12 +186,18 @@ def deployed_target(stack_name: str | None, region: str | None, profile: str | N
 
     defaults = samconfig_defaults(cwd)
     stack_name = stack_name or defaults.get("stack_name") or DEFAULT_STACK_NAME
+    # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION (which Lambda, the AWS CLI v2 and the SDKs
+    # set): AWS_REGION first, as they do.
+    region = region or defaults.get("region") or os.environ.get("AWS_REGION", "").strip() or None
     try:
-        session = _session(profile_name=profile or defaults.get("profile"), region=region or defaults.get("region"))
+        session = _session(profile_name=profile or defaults.get("profile"), region=region)
     except ProfileNotFound as error:
         raise TargetError(str(error)) from None
     if not session.region_name:
-        raise TargetError("no AWS region: pass --region, or set AWS_REGION or a region in your AWS config")
+        raise TargetError(
+            "no AWS region: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION, or a region in samconfig.toml "
+            "or your AWS config (aws configure)"
+        )
     target = Target(
         label=f"stack {stack_name} ({session.region_name})",
         region=session.region_name,
