@@ -275,6 +275,8 @@ def _banner(
     say(f"  API key:        {api_key}")
     say(f"  shared secret:  {shared}")
     say(f"  settings:       {config.settings_source}")
+    for note in settings_notes(config):
+        say(f"    note: {note}")
     say(f"  Segment target: {target}")
     say(f"  write key:      {write_key}")
     say(f"  console:        {url}/console (sign in with the admin key: {admin_key})")
@@ -291,6 +293,24 @@ def _banner(
     say(f"  curl -s {url}/health")
     say("  .venv/bin/segment-connector status --local     # the operator CLI: settings, keys, users, replay, resync")
     say("")
+
+
+def settings_notes(config: LocalConfig) -> list[str]:
+    """The settings' status warnings, as the console's Dashboard shows them (the keys exist here):
+    e.g. that events from Segment are not sent back (forward_events off), or that the User
+    Filter sends nobody."""
+    import json
+
+    from segment_connector.status import status_warnings
+
+    try:
+        document = json.loads(config.settings)
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    warnings = status_warnings(document, has_write_key=True, has_api_key=True, prefix=config.prefix)
+    return [f"{warning.code}: {warning.message}" for warning in warnings]
 
 
 def _shell_quote(text: str) -> str:

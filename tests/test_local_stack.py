@@ -681,3 +681,40 @@ def test_settings_problems_name_the_bad_fields() -> None:
     problems = settings_problems('{"bogus": 1, "segments": [{"name": "A", "rule": {"trait": "x", "op": "zz"}}]}')
     assert any(p.startswith("bogus:") for p in problems)
     assert any(p.startswith("segments.0.rule") for p in problems)
+
+
+def banner_of(config: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    from local_stack.__main__ import _banner
+
+    capsys.readouterr()
+    _banner(config, "http://127.0.0.1:3000", "http://127.0.0.1:5000", "t", "http://127.0.0.1:4000", "http://l")
+    return capsys.readouterr().out
+
+
+def test_the_banner_says_when_events_from_segment_are_not_sent_back(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the local default settings (everyone sent; forward_events off, send_events ["ALL"])
+    banner = banner_of(load_config(TEMPLATE, {}), capsys)
+    # Then the banner says that events from Segment are not sent back, under the settings line
+    lines = banner.splitlines()
+    settings_at = next(i for i, line in enumerate(lines) if line.startswith("  settings:"))
+    assert lines[settings_at + 1].startswith("    note: forward_events_off: forward_events is off: ")
+    assert "not sent back to Segment" in lines[settings_at + 1]
+    assert "sends nobody" not in banner
+
+
+def test_the_banner_says_when_the_user_filter_sends_nobody(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given settings whose User Filter is empty, with forward_events on
+    custom = tmp_path / "settings.json"
+    custom.write_text('{"synchronized_segments": [], "forward_events": true}')
+    banner = banner_of(load_config(TEMPLATE, {"CONNECTOR_SETTINGS": str(custom)}), capsys)
+    # Then the banner says the User Filter sends nobody (and warns of the loop), not that events stay
+    assert "    note: no_users_in_filter: The User Filter sends nobody: synchronized_segments is []" in banner
+    assert "    note: forward_events_loop: " in banner
+    assert "forward_events_off" not in banner
+
+
+def test_settings_problems_are_in_plain_words() -> None:
+    problems = settings_problems('{"handle_page": false, "send_events": "ALL"}')
+    assert "handle_page: is not a setting: did you mean handle_pages?" in problems
+    assert 'send_events: must be a list, e.g. [] or ["a", "b"]; got "ALL"' in problems
+    assert not any("Extra inputs" in problem or "Input should" in problem for problem in problems)

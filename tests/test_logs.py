@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from harness import PREFIX, basic
@@ -142,3 +143,50 @@ def test_inbound_lines_are_json_with_service_level_and_request_id(aws, message, 
     assert line["function_request_id"] == context.aws_request_id
     # and nothing went to the runtime's root handler
     assert function_log.runtime.getvalue() == ""
+
+
+# -- several functions in one process (the local stack) --------------------------------------------
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_each_function_s_package_lines_carry_its_own_service_in_one_process(
+    aws, connector, message, function_log, monkeypatch
+):
+    # Given OutboundFunction and then InboundFunction loaded in one process (as `make run` does:
+    # the last function loaded used to own every package line)
+    connector.module = function_log.cold_start("OutboundFunction")
+    connector.use_client()
+    inbound = function_log.cold_start("InboundFunction")
+    connector.settings(synchronized_segments=["ALL"])
+    connector.sink.responder = lambda path, body: (503, {}, {"error": "unavailable"})
+    read_settings = config.load_settings
+
+    def load_settings():
+        logging.getLogger("segment_connector.inbound").info("inbound settings read")
+        return read_settings()
+
+    monkeypatch.setattr(config, "load_settings", load_settings)
+    # When inbound receives a message and outbound handles its record
+    assert call_inbound(inbound, "/v1/track", message("track", userId="u1", event="A"))[0] == 200
+    monkeypatch.setattr(config, "load_settings", read_settings)
+    (record,) = connector.stream.read()
+    connector.module.lambda_handler({"Records": [record]}, outbound_context())
+    # Then each package line names the function that wrote it
+    (inbound_line,) = function_log.find("inbound settings read")
+    (outbound_line,) = function_log.find("1 of 1 records failed and will be retried")
+    assert inbound_line["service"] == "inbound"
+    assert outbound_line["service"] == "outbound"
+    assert function_log.runtime.getvalue() == ""
+
+
+def test_log_lines_have_one_time_format_milliseconds_and_z(aws, message, function_log, monkeypatch):
+    # Given InboundFunction as deployed
+    module = function_log.cold_start("InboundFunction")
+    aws.ssm.delete_parameter(Name=f"{PREFIX}/api-key")
+    config.clear_caches()
+    # When it logs (a 500: no API key)
+    call_inbound(module, "/v1/track", message("track", userId="u1", event="A"))
+    # Then every line's timestamp is UTC with milliseconds and Z, as every stored time
+    lines = function_log.lines()
+    assert lines and all(TIME.match(line["timestamp"]) for line in lines), [line["timestamp"] for line in lines]

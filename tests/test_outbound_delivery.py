@@ -272,7 +272,7 @@ def test_invalid_settings_report_every_record_failed_without_crashing(connector,
     assert failed_sequence_numbers(response) == sequence_numbers(records)
     assert connector.sink.requests == []
     (line,) = function_log.find("records are reported failed until the settings are fixed")
-    assert line["level"] == "ERROR" and "invalid" in line["message"]
+    assert line["level"] == "ERROR" and "cannot be used (synchronized_segments: " in line["message"]
     # When the operator fixes them / Then Lambda's retry delivers
     connector.settings(**EVERYONE)
     assert failed_sequence_numbers(connector.invoke()) == []

@@ -17,12 +17,12 @@ from segment_connector.auth import authenticate_admin
 from segment_connector.console import Console
 from segment_connector.errors import ConnectorError, NotFound, http_answer
 from segment_connector.invoker import FunctionInvoker
-from segment_connector.logs import route_package_logs
+from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.parameter_store import ParameterStore
 from segment_connector.route_docs import answers, request_body
 from segment_connector.storage import shared_store
 
-logger = Logger()
+logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)
 app = APIGatewayHttpResolver()
 
@@ -264,6 +264,7 @@ def not_found(_: Exception | None) -> Response:
     return connector_error(NotFound(f"no route {app.current_event.http_method} {app.current_event.path}"))
 
 
+@function_logs(logger)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -15,11 +15,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_connector import config, inbound, profiles
 from segment_connector.auth import authenticate
 from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
-from segment_connector.logs import route_package_logs
+from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.route_docs import answers, request_body
 from segment_connector.storage import ProfileStore, shared_store
 
-logger = Logger()
+logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -225,6 +225,7 @@ def not_found(_: Exception | None) -> Response[dict[str, Any]]:
     return connector_error(answer)
 
 
+@function_logs(logger)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector import config, outbound
 from segment_connector.delivery import ClientPool
-from segment_connector.logs import route_package_logs
+from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.storage import ProfileStore, shared_store
 
-logger = Logger()
+logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)
 # Routes like /health publish no metric; that is expected, not worth a warning per request.
 warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -26,6 +26,7 @@ def store() -> ProfileStore:
     return shared_store(config.table_name())
 
 
+@function_logs(logger)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

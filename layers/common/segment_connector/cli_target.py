@@ -186,11 +186,8 @@ def deployed_target(stack_name: str | None, region: str | None, profile: str | N
 
     defaults = samconfig_defaults(cwd)
     stack_name = stack_name or defaults.get("stack_name") or DEFAULT_STACK_NAME
-    # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION (which Lambda, the AWS CLI v2 and the SDKs
-    # set): AWS_REGION first, as they do.
-    region = region or defaults.get("region") or os.environ.get("AWS_REGION", "").strip() or None
     try:
-        session = _session(profile_name=profile or defaults.get("profile"), region=region)
+        session = _session(profile_name=profile or defaults.get("profile"), region=_region(region, defaults))
     except ProfileNotFound as error:
         raise TargetError(str(error)) from None
     if not session.region_name:
@@ -238,6 +235,13 @@ def deployed_target(stack_name: str | None, region: str | None, profile: str | N
     target.api_url = outputs.get("ApiUrl") or None
     target.parameter_key = outputs.get("ParameterKeyArn") or None
     return target
+
+
+def _region(region: str | None, defaults: dict[str, str]) -> str | None:
+    """--region, else samconfig.toml's, else AWS_REGION; None leaves it to boto3 (AWS_DEFAULT_REGION,
+    the profile's config). boto3 does not read AWS_REGION, which Lambda, CloudShell, the AWS CLI v2
+    and the other SDKs honour before AWS_DEFAULT_REGION."""
+    return region or defaults.get("region") or os.environ.get("AWS_REGION", "").strip() or None
 
 
 # -- plumbing ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from segment_connector.models.items import StoredEvent
@@ -220,7 +220,8 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
 
 
 class DeadLetters:
-    """Dead letters written by one invocation, in planning order (sk = time with a µs counter)."""
+    """Dead letters written by one invocation, in planning order (sk = `<time>#<counter>#<messageId>`:
+    the time in the one format, milliseconds and `Z`, then a counter that keeps the order)."""
 
     def __init__(self, store: ProfileStore, now: datetime) -> None:
         self.store = store
@@ -229,7 +230,8 @@ class DeadLetters:
 
     def _at(self) -> str:
         self.count += 1
-        return (self.now + timedelta(microseconds=self.count)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # models.messages.format_time's format (that module is not imported by outbound)
+        return f"{self.now.isoformat(timespec='milliseconds').replace('+00:00', 'Z')}#{self.count:06d}"
 
     def keep(self, entries: list[tuple[Entry, str]], sequence_number: str | None = None) -> int:
         """Keep each (entry, reason); `sequence_number`: the stream record they came from, if any."""
