@@ -61,3 +61,19 @@ def test_stream_event_files_drive_the_outbound_handler(connector):
     assert identify["userId"] == "user-1042"
     assert identify["traits"] == {"hull_segments": [], "email": "Jane.Doe@Example.com"}
     assert (track["event"], track["properties"]["order_id"]) == ("Order Completed", "ord-5521")
+
+
+def test_env_json_sets_every_variable_the_template_gives_each_function():
+    # Given events/env.json (sam local invoke --env-vars) and template.yaml's environments
+    from local_stack.template import load_template
+
+    template = load_template()
+    env = json.loads((EVENTS / "env.json").read_text())
+    shared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    # Then the shared variables are under Parameters and each function's own under its logical id
+    assert shared <= set(env["Parameters"])
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        own = set(resource["Properties"].get("Environment", {}).get("Variables", {}))
+        assert own <= set(env[logical_id]), logical_id
