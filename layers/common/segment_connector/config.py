@@ -92,7 +92,9 @@ def get_secret(suffix: str, max_age: int = SECRET_MAX_AGE) -> str | None:
 
 
 def segment_api_url(settings: ConnectorSettings) -> str:
-    """SEGMENT_API_URL (local stack, tests) overrides the settings' segment_api_url."""
+    """Where outbound sends: SEGMENT_API_URL when the deployment sets it (the SegmentApiUrl template
+    parameter; the local stack's sink; the tests), else the settings' segment_api_url, which can only
+    be one of Segment's own endpoints (models.settings.SEGMENT_API_URLS)."""
     return os.environ.get("SEGMENT_API_URL", "").rstrip("/") or settings.api_url
 
 

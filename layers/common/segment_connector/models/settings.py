@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from segment_connector.models.segment_rules import AccountSegments, UserSegments
 
 ALL = "ALL"
+# Segment's Tracking API endpoints: the only values of segment_api_url. Outbound sends the write key
+# (Basic auth) and user data there, so any other URL (a proxy, the local sink) comes from the
+# deployment (the SegmentApiUrl template parameter: SEGMENT_API_URL), never from the settings.
+SEGMENT_API_URLS = ("https://api.segment.io", "https://events.eu1.segmentapis.com")
 TraitPath = Annotated[str, Field(min_length=1, pattern=r"^[^.\s][^\s]*[^.\s]$|^[^.\s]$")]
 
 
@@ -38,7 +42,20 @@ class ConnectorSettings(BaseModel):
     synchronized_account_properties: list[TraitPath] = Field(default_factory=list)
     send_events: list[str] = Field(default_factory=lambda: [ALL])
     forward_events: bool = False
-    segment_api_url: HttpUrl = HttpUrl("https://api.segment.io")
+    segment_api_url: str = SEGMENT_API_URLS[0]
+
+    @field_validator("segment_api_url", mode="before")
+    @classmethod
+    def _segment_endpoint(cls, value: Any) -> str:
+        """One of Segment's endpoints (a trailing slash is accepted); anything else is refused."""
+        url = value.rstrip("/") if isinstance(value, str) else value
+        if url not in SEGMENT_API_URLS:
+            raise ValueError(
+                f"must be one of Segment's endpoints, {SEGMENT_API_URLS[0]} or {SEGMENT_API_URLS[1]} (EU "
+                "workspaces); another URL (a proxy, a local sink) is set with the deployment's SegmentApiUrl "
+                "parameter, never in the settings"
+            )
+        return str(url)
 
     @field_validator("synchronized_segments", "synchronized_account_segments")
     @classmethod
@@ -56,7 +73,7 @@ class ConnectorSettings(BaseModel):
 
     @property
     def api_url(self) -> str:
-        return str(self.segment_api_url).rstrip("/")
+        return self.segment_api_url
 
     def sends_all_users(self) -> bool:
         return ALL in self.synchronized_segments
