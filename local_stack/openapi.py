@@ -243,7 +243,14 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
             "required": False,
             "description": "How many events, newest first",
             "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-        }
+        },
+        {
+            "name": "next",
+            "in": "query",
+            "required": False,
+            "description": "The cursor of the previous page (its X-Next-Cursor header): the events after it",
+            "schema": {"type": "string"},
+        },
     ],
     ("/console/api/users", "get"): [
         {

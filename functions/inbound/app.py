@@ -6,6 +6,7 @@ import base64
 import re
 import warnings
 from typing import Any
+from urllib.parse import urlencode
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -17,6 +18,7 @@ from segment_connector.auth import authenticate
 from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
 from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.route_docs import answers, request_body
+from segment_connector.storable import ProfileTooLarge
 from segment_connector.storage import ProfileStore, shared_store
 
 logger = Logger(**LOGGER_OPTIONS)
@@ -78,7 +80,7 @@ ERROR_ANSWERS = {
     401: "Bad or missing credentials",
     404: "No such user, account or route",
     413: "Body over 5 MiB or 4,000 messages, or a single message over 32 KB",
-    500: "Settings invalid or keys not configured (Segment retries)",
+    500: "Settings invalid, keys not configured, or a profile too large for DynamoDB (Segment retries)",
     503: "DynamoDB throttled or unavailable (`Retry-After`; Segment retries)",
 }
 _DELIVERY_ERRORS = (400, 401, 413, 500, 503)
@@ -160,8 +162,10 @@ def get_user(reference: str) -> Response[dict[str, Any]]:
     "/v1/users/<reference>/events",
     summary="A user's events",
     description=(
-        "The events of all the user's identities, newest first; `limit` (query) is 1 to 500, default 50. "
-        "Basic auth only."
+        "The events of all the user's identities, newest first; `limit` (query) is 1 to 500, default 50: "
+        "that many when the user has them, fewer when the answer would exceed 5 MB. When more events follow, "
+        "the answer's `X-Next-Cursor` header holds the cursor to pass as `next` (query) for the next page "
+        '(and `Link` the next page\'s path, `rel="next"`). Basic auth only.'
     ),
     tags=["Profile API"],
     operation_id="getUserEvents",
@@ -169,8 +173,14 @@ def get_user(reference: str) -> Response[dict[str, Any]]:
 )
 def get_user_events(reference: str) -> Response[dict[str, Any]]:
     _authorize_read()
-    limit = app.current_event.get_query_string_value("limit")
-    return _json(200, profiles.user_events(store(), reference, limit))
+    query = app.current_event
+    limit, cursor = query.get_query_string_value("limit"), query.get_query_string_value("next")
+    events, following = profiles.user_events_page(store(), reference, limit, cursor)
+    headers = {}
+    if following is not None:
+        page = f"{query.path}?{urlencode({**({'limit': limit} if limit else {}), 'next': following})}"
+        headers = {"X-Next-Cursor": following, "Link": f'<{page}>; rel="next"'}
+    return _json(200, events, headers)
 
 
 @app.get(
@@ -189,7 +199,14 @@ def get_account(group_id: str) -> Response[dict[str, Any]]:
 @app.exception_handler(ConnectorError)
 def connector_error(error: ConnectorError) -> Response:
     status, body, headers = http_answer(error)
-    if isinstance(error, PermissionDenied):
+    if isinstance(error, ProfileTooLarge):
+        # An operator must act (ProfilesTooLarge alarm): Segment retries the delivery meanwhile.
+        metrics.add_metric(name="ProfilesTooLarge", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "request failed: a profile no longer fits in one DynamoDB item",
+            extra={"status": status, "profile_pk": error.pk, "item_bytes": error.size},
+        )
+    elif isinstance(error, PermissionDenied):
         logger.error("request failed: AWS denied a call", extra={"status": status, "denied": error.denied})
     elif status >= 500:
         logger.warning("request failed", extra={"status": status, "error": error.message})

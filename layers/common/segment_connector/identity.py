@@ -14,6 +14,11 @@ from segment_connector.models.items import (
 from segment_connector.storage import ProfileChange, ProfileStore
 
 MAX_ALIAS_HOPS = 5
+# A profile lists at most this many anonymous ids (the newest) and identities: a shared or test
+# userId collects anonymous ids without end, and a profile must fit in one DynamoDB item. An id
+# dropped from the lists keeps its alias item, so it still resolves to the user.
+MAX_ANONYMOUS_IDS = 1_000
+MAX_IDENTITIES = 1_100  # the anonymous ids', the user_id's, the email's and user_ids merged by alias
 
 
 @dataclass
@@ -108,6 +113,7 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
 
     _claim(profile, claims, lookup, absorbed, resolution)
     _place(profile, resolution)
+    _bound(profile)
     return resolution
 
 
@@ -196,6 +202,23 @@ def _place(profile: UserProfile, resolution: Resolution) -> None:
         alias.profile_pk = best
     for alias, _ in resolution.retired:
         alias.profile_pk = best
+
+
+def _bound(profile: UserProfile) -> None:
+    """Keep the newest MAX_ANONYMOUS_IDS anonymous ids and at most MAX_IDENTITIES identities, the
+    profile's own pk always (an anonymous profile lives at its first anonymous id)."""
+    own = profile.pk
+    excess = len(profile.anonymous_ids) - MAX_ANONYMOUS_IDS
+    if excess > 0:
+        keep_first = identity_pk("anonymous_id", profile.anonymous_ids[0]) == own
+        start = 1 if keep_first else 0
+        dropped = {identity_pk("anonymous_id", value) for value in profile.anonymous_ids[start : start + excess]}
+        del profile.anonymous_ids[start : start + excess]
+        profile.identities = [pk for pk in profile.identities if pk not in dropped or pk == own]
+    excess = len(profile.identities) - MAX_IDENTITIES
+    if excess > 0:  # the oldest first, never the profile's own
+        dropped = set([pk for pk in profile.identities if pk != own][:excess])
+        profile.identities = [pk for pk in profile.identities if pk not in dropped]
 
 
 def profiles_at(store: ProfileStore, pks: list[str]) -> dict[str, UserProfile | None]:

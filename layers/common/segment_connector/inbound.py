@@ -269,6 +269,8 @@ class Ingestor:
             if message.category and "category" not in properties:
                 properties["category"] = message.category
         assert message.message_id is not None  # apply() gave it one (_with_id)
+        given = message.sent_time()
+        original = format_time(given) if given is not None else None
         return StoredEvent.build(
             partition,
             message.message_id,
@@ -280,6 +282,7 @@ class Ingestor:
             source=self.source,
             user_id=user_id,
             anonymous_id=message.anonymous_id,
+            original_timestamp=original if original != at else None,
         )
 
     def store_events(self, messages: list[tuple[int, Any]]) -> list[tuple[int, Outcome, BadRequest | None]]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 from urllib.parse import unquote
 
 from segment_connector.errors import BadRequest, NotFound
 from segment_connector.identity import profiles_at
-from segment_connector.models.items import IDENTITY_ORDER, UserProfile, identity_pk
+from segment_connector.models.items import IDENTITY_ORDER, StoredEvent, UserProfile, identity_pk
 from segment_connector.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.models.settings import ConnectorSettings
 from segment_connector.storage import ProfileStore
 
 DEFAULT_EVENT_LIMIT = 50
 MAX_EVENT_LIMIT = 500
+MAX_ANSWER_BYTES = 5_000_000  # of an events answer, as Lambda returns it (it refuses more than 6 MB)
 
 
 def parse_reference(reference: str) -> str:
@@ -92,6 +95,36 @@ def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) 
 
 
 def user_events(store: ProfileStore, reference: str, limit: str | None) -> list[dict[str, Any]]:
+    """The first page of a user's events, newest first (user_events_page without its cursor)."""
+    events, _ = user_events_page(store, reference, limit)
+    return events
+
+
+def user_events_page(
+    store: ProfileStore, reference: str, limit: str | None, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """`limit` events of the user, newest first, from every partition (all their pages), after
+    `cursor`; and the cursor of the next page (None: no more events). Fewer than `limit` when the
+    answer would exceed MAX_ANSWER_BYTES as Lambda returns it (never fewer than one)."""
+    count = _event_limit(limit)
+    before = decode_cursor(cursor)
+    profile = find_user(store, reference)
+    found = store.events_newest_first(profile.event_partitions(), before, page=min(count + 1, MAX_EVENT_LIMIT))
+    views: list[dict[str, Any]] = []
+    size = 2  # []
+    last = None
+    for event in found:
+        view = event_view(event)
+        grown = size + answer_bytes(view) + (1 if views else 0)
+        if len(views) == count or (views and grown > MAX_ANSWER_BYTES):
+            assert last is not None
+            return views, encode_cursor(last.event_time, last.pk)
+        views.append(view)
+        size, last = grown, event
+    return views, None
+
+
+def _event_limit(limit: str | None) -> int:
     try:
         count = DEFAULT_EVENT_LIMIT if limit in (None, "") else int(limit)
     except ValueError:
@@ -100,19 +133,46 @@ def user_events(store: ProfileStore, reference: str, limit: str | None) -> list[
         raise BadRequest(
             f"limit must be a whole number from 1 to {MAX_EVENT_LIMIT}", [{"field": "limit", "error": f"got {limit!r}"}]
         )
-    profile = find_user(store, reference)
-    return [
-        {
-            "message_id": e.message_id,
-            "type": e.type,
-            "event": e.event,
-            "properties": e.properties,
-            "context": e.context,
-            "timestamp": e.timestamp,
-            "source": e.source,
-        }
-        for e in store.recent_events(profile.event_partitions(), count)
-    ]
+    return count
+
+
+def event_view(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "type": event.type,
+        "event": event.event,
+        "properties": event.properties,
+        "context": event.context,
+        "timestamp": event.timestamp,
+        "source": event.source,
+    }
+
+
+def answer_bytes(value: Any) -> int:
+    """Bytes `value` takes in Lambda's answer: JSON as the resolver writes it (ASCII, compact),
+    escaped again as the answer's `body` string. Lambda refuses an answer over 6 MB."""
+    return len(json.dumps(json.dumps(value, separators=(",", ":")))) - 2
+
+
+def encode_cursor(event_time: str, pk: str) -> str:
+    raw = json.dumps([event_time, pk], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
+    if cursor in (None, ""):
+        return None
+    assert cursor is not None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8", "surrogatepass"))
+    except ValueError:
+        value = None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) and part for part in value)):
+        raise BadRequest(
+            "next must be the cursor of a previous answer (its X-Next-Cursor header)",
+            [{"field": "next", "error": "not a cursor of this API"}],
+        )
+    return value[0], value[1]
 
 
 def account_view(store: ProfileStore, settings: ConnectorSettings, group_id: str) -> dict[str, Any]:

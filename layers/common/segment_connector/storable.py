@@ -14,6 +14,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from segment_connector.errors import ConnectorError
+
 MAX_DEPTH = 32
 MAX_DIGITS = 38
 _LARGEST = 1e126
@@ -21,6 +23,7 @@ _SMALLEST = 1e-130
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 MAX_FIELD_CHARS = 200  # of a path quoted in an error
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB refuses a larger item (names and values, as item_size counts them)
 
 
 class Unstorable(ValueError):
@@ -92,3 +95,53 @@ def exact_decimal(value: int) -> Decimal:
 def _join(field: str, key: str) -> str:
     key = clean_text(key)
     return f"{field}.{key}" if field else key
+
+
+class ProfileTooLarge(ConnectorError):
+    """A profile (or account) that no longer fits in one DynamoDB item: 500, so that Segment keeps
+    retrying the delivery (never a 4xx, which it would drop), with the ProfilesTooLarge metric and
+    its alarm for an operator to act (README "Errors and limits")."""
+
+    status = 500
+    code = "profile_too_large"
+
+    def __init__(self, pk: str, size: int | None = None):
+        super().__init__(
+            "a profile this delivery changes no longer fits in one DynamoDB item (400 KB); an operator must act "
+            "(the function's log names it); the delivery is retried meanwhile"
+        )
+        self.pk = pk
+        self.size = size
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it against its 400 KB limit: each attribute's name (UTF-8)
+    plus its value; strings their UTF-8 bytes, numbers 1 byte per two significant digits plus 1,
+    booleans and nulls 1, lists and maps 3 bytes plus 1 per element plus their elements (a map's
+    keys counted like names). https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html
+    """
+    return sum(_utf8(name) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, (int, float, Decimal)):
+        return _number_size(value)
+    if isinstance(value, dict):
+        return 3 + sum(1 + _utf8(key) + _value_size(item) for key, item in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return 3 + sum(1 + _value_size(item) for item in value)
+    return _utf8(str(value))
+
+
+def _number_size(value: int | float | Decimal) -> int:
+    digits = Decimal(repr(value) if isinstance(value, float) else value).normalize().as_tuple().digits
+    significant = len(digits) if any(digits) else 1
+    return (significant + 1) // 2 + 1
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -33,10 +34,11 @@ from segment_connector.models.items import (
     UserProfile,
     account_pk,
 )
-from segment_connector.storable import exact_decimal
+from segment_connector.storable import MAX_ITEM_BYTES, ProfileTooLarge, exact_decimal, item_size
 
 DEDUP_DAYS = 8
 RESYNC_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}
+REPLAY_KEY = {"pk": {"S": "replay"}, "sk": {"S": "job"}}
 BATCH_ATTEMPTS = 6
 MAX_CONNECTIONS = 64  # at least as many as the inbound's parallel writers (botocore's default is 10)
 WRITE_BATCH = 25  # items per BatchWriteItem
@@ -162,6 +164,37 @@ class ProfileStore:
         events.sort(key=lambda event: event.event_time, reverse=True)
         return events[:limit]
 
+    def events_newest_first(
+        self, partitions: Iterable[str], before: tuple[str, str] | None = None, page: int = 100
+    ) -> Iterator[StoredEvent]:
+        """The events of the partitions, newest first (by `event_time`, then pk), read lazily:
+        each partition's pages (LSI `by_time`, at most `page` items or 1 MB each) are queried only
+        when the merge reaches them. `before` = (event_time, pk) of the last event already seen."""
+        streams = [self._partition_events(pk, before, page) for pk in dict.fromkeys(partitions)]
+        return heapq.merge(*streams, key=lambda event: (event.event_time, event.pk), reverse=True)
+
+    def _partition_events(self, pk: str, before: tuple[str, str] | None, page: int) -> Iterator[StoredEvent]:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by_time",
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ScanIndexForward": False,
+            "Limit": page,
+        }
+        if before is not None:
+            # after (t, p) newest first: an earlier event_time, or the same one in a partition that sorts before p
+            operator = "<=" if pk < before[1] else "<"
+            request["KeyConditionExpression"] = f"pk = :pk AND event_time {operator} :before"
+            request["ExpressionAttributeValues"][":before"] = {"S": before[0]}
+        while True:
+            response = self._call("query", **request)
+            for raw in response.get("Items", []):
+                yield StoredEvent.model_validate(deserialize(raw))
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def has_events(self, partition: str) -> bool:
         response = self._call(
             "query",
@@ -250,8 +283,13 @@ class ProfileStore:
         """Write a ProfileChange atomically.
 
         Raises DuplicateMessage when the messageId was applied before, VersionConflict when
-        another writer got there first (the caller reads again and retries).
+        another writer got there first (the caller reads again and retries), ProfileTooLarge when
+        a profile or account would exceed DynamoDB's 400 KB item (checked before writing).
         """
+        for item in [profile.to_item() for profile, _ in change.profiles] + [a.to_item() for a, _ in change.accounts]:
+            size = item_size({**item, "version": item.get("version", 0) + 1})
+            if size > MAX_ITEM_BYTES:
+                raise ProfileTooLarge(item["pk"], size)
         actions: list[dict[str, Any]] = []
         if change.message_id:
             marker = {
@@ -273,10 +311,17 @@ class ProfileStore:
             actions.append(self._versioned_put(account.to_item(), expected))
         try:
             self._call("transact_write_items", TransactItems=actions)
+        except BadRequest as error:
+            if "item size" in error.message.lower():  # DynamoDB counted more than item_size did
+                raise ProfileTooLarge(change.profiles[0][0].pk if change.profiles else "(account)") from error
+            raise
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            reasons = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+            cancelled = error.response.get("CancellationReasons", [])
+            if any("item size" in str(r.get("Message", "")).lower() for r in cancelled):
+                raise ProfileTooLarge(change.profiles[0][0].pk if change.profiles else "(account)") from None
+            reasons = [r.get("Code", "None") for r in cancelled]
             if change.message_id and reasons and reasons[0] == "ConditionalCheckFailed":
                 raise DuplicateMessage(change.message_id) from None
             if any(code in _UNAVAILABLE or code == "ThrottlingError" for code in reasons):
@@ -324,20 +369,132 @@ class ProfileStore:
         }
         self._call("put_item", TableName=self.table, Item=serialize(item))
 
-    def all_dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead letter, oldest first (all pages)."""
-        letters = [
-            deserialize(raw)
-            for raw in self._query_all(
-                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "deadletter"}}
-            )
-        ]
+    def dead_letters_after(self, after: str, limit: int) -> list[dict[str, Any]]:
+        """A page of dead letters, oldest first: at most `limit` whose sk sorts after `after`
+        (strongly consistent: a letter a replay just deleted is not read again)."""
+        condition, values = "pk = :pk", {":pk": {"S": "deadletter"}}
+        if after:
+            condition, values = "pk = :pk AND sk > :after", {**values, ":after": {"S": after}}
+        response = self._call(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        letters = [deserialize(raw) for raw in response.get("Items", [])]
         for letter in letters:
             letter["payload"] = json.loads(letter["payload"])
         return letters
 
-    def delete_dead_letter(self, sk: str) -> None:
-        self._call("delete_item", TableName=self.table, Key={"pk": {"S": "deadletter"}, "sk": {"S": sk}})
+    def delete_dead_letter(self, sk: str) -> bool:
+        """Delete a letter Segment accepted; False when it was gone already (another replay)."""
+        try:
+            self._call(
+                "delete_item",
+                TableName=self.table,
+                Key={"pk": {"S": "deadletter"}, "sk": {"S": sk}},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def set_dead_letter_reason(self, sk: str, reason: str) -> bool:
+        """A letter still failing gets its new reason; never re-created once deleted (False then)."""
+        return self._update_if(
+            {"pk": {"S": "deadletter"}, "sk": {"S": sk}},
+            "SET reason = :reason",
+            "attribute_exists(pk)",
+            {":reason": {"S": reason}},
+        )
+
+    # -- replay job (one item: the lock, the cursor and the counts) -----------------------------
+
+    def replay_job(self) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self.table, Key=REPLAY_KEY, ConsistentRead=True)
+        return deserialize(response["Item"]) if "Item" in response else None
+
+    def put_replay_job(self, job: dict[str, Any], now: float) -> bool:
+        """Start a replay: only when none runs (a running job whose lease expired is stalled and
+        replaced). The conditional write is the lock: of two starts at once, one wins."""
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=serialize({**job, **{key: value["S"] for key, value in REPLAY_KEY.items()}, "kind": "replayjob"}),
+                ConditionExpression="attribute_not_exists(pk) OR #status <> :running OR lease_until < :now",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":running": {"S": "running"}, ":now": {"N": str(now)}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def take_replay_lease(self, job_id: str, token: str, owner: str, now: float, until: float) -> bool:
+        """The invocation handed `token` (or any, once the lease expired) works job `job_id` until `until`."""
+        return self._update_if(
+            REPLAY_KEY,
+            "SET lease_owner = :owner, lease_until = :until",
+            "id = :id AND #status = :running AND (lease_owner = :token OR lease_until < :now)",
+            {
+                ":owner": {"S": owner},
+                ":until": {"N": str(until)},
+                ":id": {"S": job_id},
+                ":running": {"S": "running"},
+                ":token": {"S": token},
+                ":now": {"N": str(now)},
+            },
+            {"#status": "status"},
+        )
+
+    def update_replay_job(
+        self, job_id: str, owner: str, fields: dict[str, Any], add: dict[str, int] | None = None
+    ) -> bool:
+        """SET `fields` and ADD `add` while `owner` holds the lease of job `job_id` (False: it lost it)."""
+        names = {f"#f{index}": name for index, name in enumerate(fields)}
+        values = {f":f{index}": _serializer.serialize(to_dynamo(value)) for index, value in enumerate(fields.values())}
+        added = {f"#a{index}": name for index, name in enumerate(add or {})}
+        values.update({f":a{index}": {"N": str(value)} for index, value in enumerate((add or {}).values())})
+        expression = "SET " + ", ".join(f"{name} = {name.replace('#', ':')}" for name in names)
+        if added:
+            expression += " ADD " + ", ".join(f"{name} {name.replace('#', ':')}" for name in added)
+        return self._update_if(
+            REPLAY_KEY,
+            expression,
+            "id = :id AND lease_owner = :owner",
+            {**values, ":id": {"S": job_id}, ":owner": {"S": owner}},
+            {**names, **added},
+        )
+
+    def _update_if(
+        self,
+        key: dict[str, Any],
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        try:
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     # -- resync --------------------------------------------------------------------------------
 
@@ -375,9 +532,12 @@ class ProfileStore:
         counters: dict[str, int],
         segment_done: bool,
         now: str,
+        expected_resume: str | None = None,
     ) -> dict[str, Any] | None:
         """Save one segment's progress and add to the counters, if `resync_id` is still the running
-        job; the job after the update, or None when it was superseded (or ended)."""
+        job (and, with `expected_resume`, the segment still resumes where this page started: one
+        invocation per page wins); the job after the update, or None when it was superseded, ended
+        or the page was recorded by another invocation."""
         names = {"#progress": "progress", "#segment": str(segment), "#status": "status"}
         values: dict[str, Any] = {
             ":id": {"S": resync_id},
@@ -393,13 +553,51 @@ class ProfileStore:
         expression = "SET #progress.#segment = :progress, updated_at = :now" + (
             f" ADD {', '.join(adds)}" if adds else ""
         )
+        condition = "id = :id AND #status = :running"
+        if expected_resume is not None:
+            names["#resume"] = "resume"
+            values[":resume"] = {"S": expected_resume}
+            condition += " AND #progress.#segment.#resume = :resume"
+        return self._update_resync(expression, condition, names, values)
+
+    def count_resync_attempt(self, resync_id: str, segment: int, now: str) -> dict[str, Any] | None:
+        """One more failed attempt of a segment (its recorded progress is kept as it is); the job
+        after the update, or None when `resync_id` is no longer the running job."""
+        names = {"#progress": "progress", "#segment": str(segment), "#status": "status", "#attempts": "attempts"}
+        values = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":now": {"S": now}, ":one": {"N": "1"}}
+        attempts = "#progress.#segment.#attempts"
+        return self._update_resync(
+            f"SET {attempts} = if_not_exists({attempts}, :zero) + :one, #progress.#segment.#at = :now",
+            "id = :id AND #status = :running",
+            {**names, "#at": "at"},
+            {**values, ":zero": {"N": "0"}},
+        )
+
+    def touch_resync_segments(self, resync_id: str, seen: dict[int, str], now: str) -> bool:
+        """Claim the resumption of segments (`seen`: each one's `at` as read): their `at` becomes
+        `now` if nobody touched them since; False when another resumer or a worker got there first."""
+        names: dict[str, str] = {"#progress": "progress", "#status": "status", "#at": "at"}
+        values: dict[str, Any] = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":now": {"S": now}}
+        sets, conditions = [], ["id = :id", "#status = :running"]
+        for index, (segment, at) in enumerate(seen.items()):
+            names[f"#s{index}"] = str(segment)
+            values[f":a{index}"] = {"S": at}
+            sets.append(f"#progress.#s{index}.#at = :now")
+            conditions.append(f"#progress.#s{index}.#at = :a{index}")
+        return (
+            self._update_resync(f"SET {', '.join(sets)}", " AND ".join(conditions), names, values) is not None
+        )
+
+    def _update_resync(
+        self, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
         try:
             response = self._call(
                 "update_item",
                 TableName=self.table,
                 Key=RESYNC_KEY,
                 UpdateExpression=expression,
-                ConditionExpression="id = :id AND #status = :running",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -409,6 +607,84 @@ class ProfileStore:
                 return None
             raise
         return deserialize(response["Attributes"])
+
+    def put_resync_views(self, views: dict[str, str]) -> None:
+        """Keep settings documents by view id (what a profile's synced view refers to)."""
+        for view, document in views.items():
+            item = {"pk": RESYNC_KEY["pk"]["S"], "sk": f"view#{view}", "kind": "resync_view", "settings": document}
+            self._call("put_item", TableName=self.table, Item=serialize(item))
+
+    def resync_views(self, views: Iterable[str]) -> dict[str, str]:
+        keys = [{"pk": RESYNC_KEY["pk"], "sk": {"S": f"view#{view}"}} for view in dict.fromkeys(views)]
+        return {raw["sk"].removeprefix("view#"): raw["settings"] for raw in self._batch_get(keys)}
+
+    def sync_markers(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The synced view recorded per profile key (resync_plan.sync_key), where there is one."""
+        requests = [{"pk": {"S": f"sync#{key}"}, "sk": {"S": "sync"}} for key in dict.fromkeys(keys)]
+        return {raw["pk"].removeprefix("sync#"): raw for raw in self._batch_get(requests)}
+
+    def claim_sync(self, key: str, observed: str | None, pending: dict[str, Any], seq: int) -> bool:
+        """Record that a transition is being sent (`pending`: from, to, seq), if the profile's synced
+        view is still `observed` (None: none recorded), no transition is pending and no newer job
+        (higher seq) has written it; False otherwise (read it again)."""
+        condition = "attribute_not_exists(pending) AND (attribute_not_exists(seq) OR seq <= :seq)"
+        values: dict[str, Any] = {":seq": {"N": str(seq)}, ":pending": serialize({"v": pending})["v"]}
+        if observed is None:
+            condition += " AND attribute_not_exists(#view)"
+        else:
+            condition += " AND #view = :observed"
+            values[":observed"] = {"S": observed}
+        return self._update_sync(key, "SET pending = :pending, kind = :kind", condition, values)
+
+    def commit_sync(self, key: str, pending: dict[str, Any]) -> bool:
+        """The pending transition was sent: the synced view becomes its `to` (False: another worker
+        completed it, or it is no longer pending)."""
+        values = {
+            ":to": {"S": str(pending["to"])},
+            ":from": {"S": str(pending["from"])},
+            ":seq": {"N": str(pending["seq"])},
+        }
+        return self._update_sync(
+            key,
+            "SET #view = :to, seq = :seq, kind = :kind REMOVE pending",
+            "pending.#to = :to AND pending.#from = :from AND pending.seq = :seq",
+            values,
+            {"#to": "to", "#from": "from"},
+        )
+
+    def advance_sync(self, key: str, observed: str, view: str, seq: int) -> bool:
+        """A profile whose view changes nothing that is sent: record `view` as synced (if still `observed`)."""
+        values = {":observed": {"S": observed}, ":to": {"S": view}, ":seq": {"N": str(seq)}}
+        return self._update_sync(
+            key,
+            "SET #view = :to, seq = :seq, kind = :kind",
+            "#view = :observed AND attribute_not_exists(pending) AND seq <= :seq",
+            values,
+        )
+
+    def _update_sync(
+        self,
+        key: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        try:
+            self._call(
+                "update_item",
+                TableName=self.table,
+                Key={"pk": {"S": f"sync#{key}"}, "sk": {"S": "sync"}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#view": "view", **(names or {})},
+                ExpressionAttributeValues={**values, ":kind": {"S": "sync"}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def end_resync(self, resync_id: str, status: str, fields: dict[str, Any]) -> bool:
         """Mark the running job `resync_id` ended (done/failed) and set `fields`; False if it was not running."""

@@ -82,8 +82,10 @@ class StoredEvent(_Item):
     event: str
     properties: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
-    timestamp: str
+    timestamp: str  # when it happened, corrected for the device's clock (never after its receipt)
     event_time: str
+    # the time the message gave, kept only when `timestamp` differs from it (clock skew, a future time)
+    original_timestamp: str | None = None
     source: Literal["segment", "api", "connector"]
     user_id: str | None = None
     anonymous_id: str | None = None

@@ -115,8 +115,32 @@ class _Message(BaseModel):
         return value
 
     def event_time(self, now: datetime) -> datetime:
-        """When it happened: timestamp, else originalTimestamp, else receivedAt, else now."""
-        return self.timestamp or self.original_timestamp or self.received_at or now
+        """When it happened, never later than its receipt (README "What is stored").
+
+        The receipt is `receivedAt` (Segment's) when given, else `now` (the connector's), never
+        later than `now`. A message Segment received carries its `timestamp` already corrected for
+        the device's clock: taken as is; without one, Segment's rule `receivedAt - (sentAt -
+        originalTimestamp)`. A message straight from a client (no `receivedAt`) with `sentAt` gets
+        the same correction with the connector's receipt: `now - (sentAt - timestamp)`. Then a time
+        later than the receipt (a device clock ahead, a sender's mistake) counts as the receipt, so
+        it cannot win every later trait."""
+        receipt = min(self.received_at or now, now)
+        if self.received_at is not None and self.timestamp is not None:
+            at = self.timestamp  # Segment corrected it
+        else:
+            device = self.timestamp or self.original_timestamp
+            at = device if device is not None else receipt
+            if device is not None and self.sent_at is not None:
+                try:
+                    corrected = receipt - (self.sent_at - device)
+                except OverflowError:
+                    corrected = device  # a sentAt thousands of years off: no correction
+                at = corrected if corrected >= EARLIEST else device
+        return min(at, receipt)
+
+    def sent_time(self) -> datetime | None:
+        """The time the message itself gives (`timestamp`, else `originalTimestamp`)."""
+        return self.timestamp or self.original_timestamp
 
     def is_ignored(self) -> bool:
         """Opted out of this connector, or sent by this connector itself (loop guard)."""
