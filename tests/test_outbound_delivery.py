@@ -15,14 +15,15 @@ from segment_connector.delivery import ClientPool
 from segment_connector.models.items import StoredEvent
 from segment_connector.storage import ProfileStore
 from stream_helpers import emitted_metrics, failed_sequence_numbers
+from test_outbound_replay import replay
 
 EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})
 
 
-def counts(result):
-    """A replay result without its per-letter list."""
-    return {key: result[key] for key in ("replayed", "failed", "remaining")}
+def counts(job):
+    """A replay's counts."""
+    return {key: job[key] for key in ("replayed", "failed")}
 
 
 def sequence_numbers(records):
@@ -57,7 +58,7 @@ def test_a_429_with_retry_after_is_retried_after_the_asked_wait(connector, messa
     assert connector.tracks() == [("Bought", {})]
 
 
-def test_a_rejected_message_is_kept_as_a_dead_letter_and_replay_sends_it(connector, message, capsys):
+def test_a_rejected_message_is_kept_as_a_dead_letter_and_replay_sends_it(connector, message, capsys, monkeypatch):
     # Given Segment rejects the first request for good
     connector.settings(**EVERYONE)
     connector.sink.script((400, {}, {"error": "invalid event"}))
@@ -73,16 +74,15 @@ def test_a_rejected_message_is_kept_as_a_dead_letter_and_replay_sends_it(connect
     assert emitted_metrics(capsys.readouterr().out).get("MessagesDeadLettered") == 1
     # When the operator replays while Segment still rejects it
     connector.sink.script((400, {}, {"error": "still invalid"}))
-    result = connector.handler({"action": "replay"})
-    assert counts(result) == {"replayed": 0, "failed": 1, "remaining": 1}
-    # Then it is kept, with the new reason, which the result reports too
+    job = replay(connector, monkeypatch)
+    assert counts(job) == {"replayed": 0, "failed": 1}
+    # Then it is kept, with the new reason, which the summary reports too
     (letter,) = connector.dead_letters()
     assert letter["reason"].startswith("replay: HTTP 400") and "still invalid" in letter["reason"]
-    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "failed", "reason": letter["reason"]}]
+    assert job["errors"] == [{"message_id": rejected["messageId"], "reason": letter["reason"]}]
     # When replayed again once Segment accepts it
-    result = connector.handler({"action": "replay"})
-    assert counts(result) == {"replayed": 1, "failed": 0, "remaining": 0}
-    assert result["letters"] == [{"message_id": rejected["messageId"], "outcome": "replayed", "reason": None}]
+    job = replay(connector, monkeypatch)
+    assert counts(job) == {"replayed": 1, "failed": 0}
     assert emitted_metrics(capsys.readouterr().out).get("DeadLettersReplayed") == 1
     # Then the same message (same messageId) was delivered and the dead letter is gone
     assert connector.sent("track") == [rejected]
@@ -175,7 +175,7 @@ def test_a_message_over_32_kb_in_utf8_is_kept_as_a_dead_letter(connector):
     assert "32 KB" in letter["reason"]
 
 
-def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message):
+def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message, monkeypatch):
     # Given a track with non-ASCII text that Segment rejected once
     text = "Crème brûlée à Besançon — 東京 ✓ 🎉"
     connector.settings(**EVERYONE)
@@ -186,7 +186,7 @@ def test_a_dead_letter_with_non_ascii_text_replays_unchanged(connector, message)
     assert json.loads(letter["payload"])["properties"] == {"note": text}
     # When it is replayed
     bodies = record_bodies(connector)
-    assert counts(connector.handler({"action": "replay"})) == {"replayed": 1, "failed": 0, "remaining": 0}
+    assert counts(replay(connector, monkeypatch)) == {"replayed": 1, "failed": 0}
     # Then Segment gets the same text, in UTF-8
     assert connector.tracks() == [("Commandé", {"note": text})]
     assert text.encode() in bodies[0]
@@ -203,9 +203,10 @@ def test_a_transient_failure_fails_the_record_then_becomes_a_dead_letter_after_t
     records = list(connector.stream.read())
     # When the record is handled
     first = connector.invoke()
-    # Then it is reported failed after retrying until the deadline (waits are fake), nothing kept yet
+    # Then it is reported failed at once (Retry-After 60 s is past the 20 s an invocation retries
+    # for: Segment looks down, the stream retries), nothing kept yet
     assert failed_sequence_numbers(first) == sequence_numbers(records)
-    assert len(connector.sink.requests) > 1 and connector.time.now < 120
+    assert len(connector.sink.requests) == 1 and connector.time.now < 20
     assert connector.dead_letters() == []
     # When Lambda retries it and it fails again
     second = connector.invoke()
@@ -215,7 +216,7 @@ def test_a_transient_failure_fails_the_record_then_becomes_a_dead_letter_after_t
     assert "HTTP 503" in letter["reason"] and "after 2 attempts" in letter["reason"]
     # When Segment is back and the operator replays / Then it is delivered
     connector.sink.responder = None
-    assert counts(connector.handler({"action": "replay"})) == {"replayed": 1, "failed": 0, "remaining": 0}
+    assert counts(replay(connector, monkeypatch)) == {"replayed": 1, "failed": 0}
     assert [event for event, _ in connector.tracks()] == ["Bought"]
 
 
@@ -235,17 +236,18 @@ def test_a_record_older_than_the_age_limit_becomes_a_dead_letter_at_once(connect
 
 
 def test_after_a_failure_later_messages_of_the_same_user_wait_and_others_go_on(connector, message):
-    # Given one message per request, and Segment throttling the first request beyond the deadline
+    # Given one message per request, and Segment throttling the first request beyond the 20 s an
+    # invocation retries for
     connector.use_client(max_batch_messages=1)
     connector.settings(**EVERYONE)
-    connector.sink.script((429, {"Retry-After": "60"}, {}), (429, {"Retry-After": "60"}, {}))
+    connector.sink.script((429, {"Retry-After": "60"}, {}))
     for user, event in (("ann", "A1"), ("bob", "B1"), ("ann", "A2")):
         connector.post(message("track", userId=user, event=event))
     records = list(connector.stream.read())
     # When the batch is handled
     response = connector.invoke()
     # Then Ann's first event failed, Bob's went through, and Ann's second was not sent before her first
-    assert [m["event"] for m in connector.sink.messages] == ["A1", "A1", "B1"]
+    assert [m["event"] for m in connector.sink.messages] == ["A1", "B1"]
     assert failed_sequence_numbers(response) == [sequence_numbers(records)[0], sequence_numbers(records)[2]]
     # When Lambda retries from the first failed record
     assert failed_sequence_numbers(connector.invoke()) == []
@@ -268,10 +270,10 @@ def test_invalid_settings_report_every_record_failed_without_crashing(connector,
     config.clear_caches()
     # When the batch is handled
     response = connector.invoke()
-    # Then every record is reported failed, nothing is sent, and the error is logged
+    # Then every record is reported failed (an attempt counted), nothing is sent, and the error is logged
     assert failed_sequence_numbers(response) == sequence_numbers(records)
     assert connector.sink.requests == []
-    (line,) = function_log.find("records are reported failed until the settings are fixed")
+    (line,) = function_log.find("records are retried, then kept whole as dead letters")
     assert line["level"] == "ERROR" and "cannot be used (synchronized_segments: " in line["message"]
     # When the operator fixes them / Then Lambda's retry delivers
     connector.settings(**EVERYONE)
@@ -311,81 +313,6 @@ def test_message_ids_are_stable_per_change_and_unlike_inbound_ones(connector, me
     assert len(ids) == 2 and not ids & {m["messageId"] for m in inbound}
 
 
-def test_replay_with_nothing_to_replay(connector):
-    # Given no dead letters / When replayed / Then nothing is sent
-    connector.settings(**EVERYONE)
-    assert connector.handler({"action": "replay"}) == {"replayed": 0, "failed": 0, "remaining": 0, "letters": []}
-    assert connector.sink.requests == []
-
-
-def dead_letter_tracks(connector, count):
-    """Given `count` tracks that Segment rejected, kept as dead letters (oldest first)."""
-    connector.settings(**EVERYONE)
-    for n in range(count):
-        connector.sink.script((400, {}, {"error": "invalid event"}))
-        connector.post(message_of(f"E{n}"))
-        connector.drain()
-    letters = connector.dead_letters()
-    assert [json.loads(letter["payload"])["event"] for letter in letters] == [f"E{n}" for n in range(count)]
-    return letters
-
-
-def message_of(event):
-    return {
-        "type": "track",
-        "userId": "u1",
-        "event": event,
-        "messageId": f"m-{event}",
-        "timestamp": "2026-01-01T00:00:00.000Z",
-    }
-
-
-def test_replay_with_a_limit_sends_only_the_oldest_dead_letters(connector):
-    # Given three dead letters
-    letters = dead_letter_tracks(connector, 3)
-    # When the operator replays the 2 oldest
-    result = connector.handler({"action": "replay", "limit": 2})
-    # Then only those are sent and reported, one outcome each; the newest is still kept
-    assert counts(result) == {"replayed": 2, "failed": 0, "remaining": 1}
-    assert result["letters"] == [
-        {"message_id": letter["message_id"], "outcome": "replayed", "reason": None} for letter in letters[:2]
-    ]
-    assert [event for event, _ in connector.tracks()][-2:] == ["E0", "E1"]
-    assert [letter["sk"] for letter in connector.dead_letters()] == [letters[2]["sk"]]
-    # When the limit is larger than what is left / Then the rest is replayed
-    assert counts(connector.handler({"action": "replay", "limit": 10})) == {"replayed": 1, "failed": 0, "remaining": 0}
-
-
-def test_replay_reports_letters_that_cannot_be_sent(connector, monkeypatch):
-    # Given a dead letter and, kept whole, a stream record that could not be planned
-    (letter,) = dead_letter_tracks(connector, 1)
-    ProfileStore("connector-test").put_dead_letter(
-        "record-7", {"stream_record": {"eventName": "INSERT"}}, "record cannot be read", "2099-01-01T00:00:00.000000Z"
-    )
-    # When replayed without a write key
-    connector.aws.ssm.delete_parameter(Name=f"{PREFIX}/write-key")
-    config.clear_caches()
-    result = connector.handler({"action": "replay"})
-    # Then nothing is sent, both are kept, and each says why
-    assert counts(result) == {"replayed": 0, "failed": 2, "remaining": 2}
-    assert result["letters"] == [
-        {"message_id": letter["message_id"], "outcome": "failed", "reason": "no write key: not sent"},
-        {
-            "message_id": "record-7",
-            "outcome": "failed",
-            "reason": "not replayable (a stream record kept whole for the operator): record cannot be read",
-        },
-    ]
-    assert len(connector.dead_letters()) == 2
-
-
-@pytest.mark.parametrize("limit", [0, -1, "2", 1.5, True])
-def test_replay_refuses_a_limit_that_is_not_a_positive_whole_number(connector, limit):
-    connector.settings(**EVERYONE)
-    with pytest.raises(ValueError, match="limit"):
-        connector.handler({"action": "replay", "limit": limit})
-
-
 @pytest.mark.parametrize("attempts", ["", "not-a-number"])
 def test_unset_or_bad_attempt_limit_falls_back_to_the_default(connector, message, monkeypatch, attempts):
     # Given DEAD_LETTER_AFTER_ATTEMPTS unset or unreadable, and Segment unavailable
@@ -399,3 +326,32 @@ def test_unset_or_bad_attempt_limit_falls_back_to_the_default(connector, message
     # When it fails the fourth time / Then it becomes a dead letter
     assert failed_sequence_numbers(connector.invoke()) == []
     assert len(connector.dead_letters()) == 1
+
+
+def test_while_segment_is_down_an_invocation_stops_early_and_no_record_outlives_the_stream(connector, message):
+    # Given Segment down (503, Retry-After 1 s), one message per request, and three users' events
+    connector.use_client(max_batch_messages=1)
+    connector.settings(**EVERYONE)
+    connector.sink.responder = lambda path, body: (503, {"Retry-After": "1"}, {"error": "unavailable"})
+    for user in ("ann", "bob", "cid"):
+        connector.post(message("track", userId=user, event=f"E-{user}"))
+    records = list(connector.stream.read())
+    # When the stream hands the batch over
+    response = connector.invoke()
+    # Then the invocation gives up after about 20 s of retrying (not the ~110 s it has): the later
+    # requests get one try each, without waiting, and the records are reported failed for the
+    # stream to retry
+    assert connector.time.now <= 25
+    tries = [m["event"] for m in connector.sink.messages]
+    assert tries.count("E-ann") > 1 and tries[-2:] == ["E-bob", "E-cid"]
+    assert failed_sequence_numbers(response) == sequence_numbers(records)
+    # When the stream retries, within its MaximumRetryAttempts (6)
+    retries = 0
+    while failed_sequence_numbers(response) and retries < 6:
+        response = connector.invoke()
+        retries += 1
+    # Then, before the stream gives up, every message is kept as a dead letter with its payload
+    assert failed_sequence_numbers(response) == [] and retries == 3
+    kept = sorted(json.loads(letter["payload"])["event"] for letter in connector.dead_letters())
+    assert kept == ["E-ann", "E-bob", "E-cid"]
+    assert connector.time.now <= 4 * 25  # far inside the 3,000 s after which records are kept anyway

@@ -255,3 +255,15 @@ def test_a_failed_message_without_a_key_holds_nothing_back(sink, make_client):
     # Then the messages without a key after m1 are still sent
     assert report.delivered == ["m2", "m3"]
     assert report.failed["m1"].startswith("HTTP 503") and HELD_BACK not in report.failed.values()
+
+
+def test_retry_for_bounds_the_retrying_of_a_whole_send_well_inside_its_deadline(sink, make_client, fake_time):
+    # Given Segment down (503, Retry-After 2 s) and two requests' worth of messages
+    sink.responder = lambda path, body: (503, {"Retry-After": "2"}, {"error": "unavailable"})
+    client = make_client(sink.url, max_batch_messages=1)
+    # When sent with 100 s until the deadline but 10 s of retrying
+    report = client.send([track("m1"), track("m2")], deadline=100.0, retry_for=10.0)
+    # Then retrying stopped after about 10 s (not 100): the second request got one try, no wait
+    assert fake_time.now <= 10.0 and sum(fake_time.waits) <= 10.0
+    assert ids(sink.messages).count("m1") > 1 and ids(sink.messages).count("m2") == 1
+    assert set(report.failed) == {"m1", "m2"} and "Segment looks down" in report.failed["m2"]

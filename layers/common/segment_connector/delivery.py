@@ -2,7 +2,7 @@
 
 `outbound.py` turns stream records into `RecordPlan`s; this module sends their messages with one
 `SegmentClient` per warm container, decides which records Lambda must retry, keeps what cannot be
-delivered as dead letters, and sends dead letters again on request (replay).
+delivered as dead letters (replay.py sends them again).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ SAFETY_MARGIN = 10.0  # seconds kept between the delivery deadline and the Lambd
 DEFAULT_BUDGET = 60.0  # seconds of delivery when there is no Lambda context
 DEFAULT_ATTEMPTS = 4
 DEFAULT_AGE_SECONDS = 3000
+# Seconds one invocation retries Segment's 429/5xx/network errors before it takes Segment as down
+# and stops: the stream retries the records (counted: dead letters after the attempts), so that a
+# long outage never holds a shard for minutes per batch while the records behind it age out.
+RETRY_SECONDS = 20.0
 
 
 def dead_letter_after_attempts() -> int:
@@ -162,6 +166,7 @@ def deliver(entries: list[Entry], client: SegmentClient, deadline: float) -> Out
             [entry.payload for entry in sendable],
             deadline=deadline,
             order={entry.message_id: entry.user for entry in sendable},
+            retry_for=RETRY_SECONDS,
         )
         outcome.requests = report.requests
         outcome.delivered.update(report.delivered)
@@ -207,10 +212,11 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
                 reason,
                 extra={"sequence_number": plan.seq},
             )
-            kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
-            settlement.dead_lettered += letters.keep(kept, plan.seq)
-            if plan.error:
-                settlement.dead_lettered += letters.keep_record(plan, reason)
+            if plan.error:  # kept whole: a replay plans it again, with the settings of that time
+                settlement.dead_lettered += letters.keep_record(plan, f"{reason} (after {attempts} attempts)")
+            else:
+                kept = [(entry, f"{why} (after {attempts} attempts)") for entry, why in failing] + rejected
+                settlement.dead_lettered += letters.keep(kept, plan.seq)
         except Exception as error:  # noqa: BLE001 - the store failed: let Lambda retry the record
             log.warning(
                 "outbound: could not settle record %s: %r", plan.seq, error, extra={"sequence_number": plan.seq}
@@ -247,66 +253,44 @@ class DeadLetters:
         return len(entries)
 
     def keep_record(self, plan: RecordPlan, reason: str) -> int:
-        """A record that could not be turned into calls: kept whole for the operator (not replayable)."""
-        self.store.put_dead_letter(f"record-{plan.seq}", {"stream_record": plan.raw}, reason, self._at())
+        """A record that could not be planned (invalid settings, a failed read, its events not
+        recorded): kept with what planning it needs, the stream record's keys and images; a replay
+        plans it then, with the settings of that time."""
+        self.store.put_dead_letter(
+            record_letter_id(plan.seq), {STREAM_RECORD: kept_record(plan.raw)}, reason, self._at()
+        )
+        log.warning(
+            "record %s kept whole as a dead letter (replay plans it again): %s",
+            plan.seq,
+            reason,
+            extra={"sequence_number": plan.seq},
+        )
         return 1
 
 
-# -- replay ---------------------------------------------------------------------------------------
+STREAM_RECORD = "stream_record"
+STREAM_FIELDS = ("Keys", "NewImage", "OldImage", "SequenceNumber", "ApproximateCreationDateTime")
 
 
-def replay(
-    store: ProfileStore, client: SegmentClient | None, deadline: float, limit: int | None = None
-) -> dict[str, Any]:
-    """Send the dead letters again (all, or the `limit` oldest) with their messageIds; delete the
-    delivered ones, keep the others with their new reason. Without a client (no write key) nothing
-    is sent and all are kept.
-
-    The result counts `replayed` and `failed` letters (of those tried) and `remaining` (the dead
-    letters still kept), and lists each letter tried, oldest first, in `letters`:
-    `{"message_id", "outcome": "replayed"|"failed", "reason"}` (reason None when replayed).
-    """
-    letters = store.all_dead_letters() if limit is None else store.oldest_dead_letters(limit)
-    sendable = [letter for letter in letters if _is_message(letter.get("payload"))]
-    delivered: set[str] = set()
-    reasons: dict[str, str] = {}
-    if client is not None and sendable:
-        report = client.send([letter["payload"] for letter in sendable], deadline=deadline)
-        delivered = set(report.delivered)
-        reasons = {**report.failed, **report.rejected}
-    replayed = 0
-    outcomes: list[dict[str, Any]] = []
-    for letter in letters:
-        if not _is_message(letter.get("payload")):
-            reason = f"not replayable (a stream record kept whole for the operator): {letter.get('reason')}"
-        elif client is None:
-            reason = "no write key: not sent"
-        else:
-            message_id = letter["payload"]["messageId"]
-            if message_id in delivered:
-                store.delete_dead_letter(letter["sk"])
-                replayed += 1
-                outcomes.append({"message_id": letter["message_id"], "outcome": "replayed", "reason": None})
-                continue
-            if message_id in reasons:
-                reason = f"replay: {reasons[message_id]}"
-                store.put_dead_letter(letter["message_id"], letter["payload"], reason, _letter_time(letter))
-            else:
-                reason = "not sent: the replay ran out of time"
-        outcomes.append({"message_id": letter["message_id"], "outcome": "failed", "reason": reason})
-    failed = len(letters) - replayed
-    everything_read = limit is None or len(letters) < limit
-    remaining = failed if everything_read else store.count_dead_letters()
-    return {"replayed": replayed, "failed": failed, "remaining": remaining, "letters": outcomes}
+def record_letter_id(sequence_number: str) -> str:
+    return f"record-{sequence_number}"
 
 
-def _is_message(payload: Any) -> bool:
-    return isinstance(payload, dict) and isinstance(payload.get("messageId"), str) and "type" in payload
+def kept_record(raw: dict[str, Any]) -> dict[str, Any]:
+    """What planning a stream record reads: its event name, keys, images, sequence number and time."""
+    dynamodb: dict[str, Any] = raw["dynamodb"] if isinstance(raw.get("dynamodb"), dict) else {}
+    return {
+        "eventName": raw.get("eventName"),
+        "dynamodb": {key: dynamodb[key] for key in STREAM_FIELDS if key in dynamodb},
+    }
 
 
-def _letter_time(letter: dict[str, Any]) -> str:
-    """The `<time>` part of sk `<time>#<messageId>`: rewriting there keeps the letter's place."""
-    sk: str = letter["sk"]
-    message_id: str = letter["message_id"]
-    suffix = f"#{message_id}"
-    return sk[: -len(suffix)] if sk.endswith(suffix) else sk.partition("#")[0]
+def bare_plan(raw: dict[str, Any], reason: str) -> RecordPlan:
+    """A record that could not be planned at all (the settings or the batch's reads failed)."""
+    dynamodb: dict[str, Any] = raw["dynamodb"] if isinstance(raw.get("dynamodb"), dict) else {}
+    created = dynamodb.get("ApproximateCreationDateTime")
+    plan = RecordPlan(
+        seq=str(dynamodb.get("SequenceNumber", "")), created=float(created) if created is not None else None, raw=raw
+    )
+    plan.fail(reason)
+    return plan

@@ -3,7 +3,8 @@
 `handle()` is the one entry point of OutboundFunction. A stream batch is processed in three
 steps: plan every record (reads shared by the whole batch: one profiles_at, one accounts read),
 record the Entered/Left Segment events, then deliver (delivery.py) and report the records that
-Lambda must retry (ReportBatchItemFailures). `{"action": "replay"}` sends the dead letters again.
+Lambda must retry (ReportBatchItemFailures). `{"action": "replay"}` starts a replay of the dead
+letters, `{"action": "replay_work"}` works it (replay.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from segment_connector import config
-from segment_connector.delivery import ClientPool, Entry, Outcome, RecordPlan, deliver, replay, settle
+from segment_connector import config, replay
+from segment_connector.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
 from segment_connector.errors import SettingsInvalid
 from segment_connector.identity import profiles_at
 from segment_connector.models.items import Account, StoredEvent, UserProfile
@@ -66,7 +67,10 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
     """OutboundFunction: a DynamoDB stream batch, or {"action": "replay"}."""
     now = now or datetime.now(UTC)
     if isinstance(event, Mapping) and event.get("action") == "replay":
-        return _replay(store, clients, context, _replay_limit(event.get("limit")))
+        return Result(replay.start(store, context, _replay_limit(event.get("limit"))), {})
+    if isinstance(event, Mapping) and event.get("action") == "replay_work":
+        answer, replayed = replay.work(event, context, store, clients)
+        return Result(answer, {"DeadLettersReplayed": replayed} if replayed else {})
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
     if not records:
         return Result({"batchItemFailures": []}, {})
@@ -75,12 +79,13 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
         settings = config.load_settings()
     except SettingsInvalid as error:
         log.error(
-            "outbound: %s; all %d records are reported failed until the settings are fixed: %s",
+            "outbound: %s; the %d records are retried, then kept whole as dead letters (a replay sends them "
+            "once the settings are fixed): %s",
             error.message,
             len(records),
             error.details,
         )
-        failed = {_sequence_number(record): "settings invalid" for record in records}
+        failed = _unplanned(records, f"settings invalid: {error.message}", store, now, metrics)
     else:
         failed = _process(records, settings, store, clients, context, now, metrics)
     metrics["RecordsFailed"] += len(failed)
@@ -100,8 +105,11 @@ def _process(
         write_key = config.get_secret("write-key")
         plans = Planner(settings, store).plan(records)
     except Exception as error:
-        log.exception("outbound: the batch could not be planned; all %d records are reported failed", len(records))
-        return {_sequence_number(record): f"batch not planned: {error!r}" for record in records}
+        log.exception(
+            "outbound: the batch could not be planned; the %d records are retried, then kept whole as dead letters",
+            len(records),
+        )
+        return _unplanned(records, f"batch not planned: {error!r}", store, now, metrics)
     metrics["SegmentEventsRecorded"] += _record_segment_events(store, plans)
     entries = [entry for plan in plans for entry in plan.entries]
     outcome = Outcome()
@@ -127,6 +135,16 @@ def _process(
             reason,
             extra={"sequence_number": first},
         )
+    return settlement.failed
+
+
+def _unplanned(
+    records: list[dict[str, Any]], reason: str, store: ProfileStore, now: datetime, metrics: Counter[str]
+) -> dict[str, str]:
+    """Records that could not be planned: each attempt is counted and, past the attempts or the
+    age, the record is kept whole as a dead letter (its images), before the stream gives up on it."""
+    settlement = settle([bare_plan(record, reason) for record in records], Outcome(), store, now)
+    metrics["MessagesDeadLettered"] += settlement.dead_lettered
     return settlement.failed
 
 
@@ -166,25 +184,6 @@ def _replay_limit(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"replay: limit must be a whole number of at least 1, got {value!r}")
     return value
-
-
-def _replay(store: ProfileStore, clients: ClientPool, context: Any, limit: int | None = None) -> Result:
-    settings = config.load_settings()
-    write_key = config.get_secret("write-key")
-    if not write_key:
-        log.warning(
-            "outbound replay: no write key (SecureString %s): nothing is sent", config.parameter_name("write-key")
-        )
-    client = clients.client(write_key, config.segment_api_url(settings)) if write_key else None
-    result = replay(store, client, clients.deadline(context), limit)
-    log.info(
-        "outbound replay: %d replayed, %d failed, %d remaining%s",
-        result["replayed"],
-        result["failed"],
-        result["remaining"],
-        "" if limit is None else f" (the {limit} oldest tried)",
-    )
-    return Result(result, {"DeadLettersReplayed": result["replayed"]})
 
 
 def _sequence_number(record: Any) -> str:

@@ -48,6 +48,14 @@ class _Outcome(NamedTuple):
 _Item = tuple[str, bytes]  # (messageId, serialized message)
 
 
+@dataclass
+class _Budget:
+    """One send(): its deadline, and until when transient errors are retried."""
+
+    deadline: float
+    retry_until: float
+
+
 class SegmentClient:
     def __init__(
         self,
@@ -81,12 +89,20 @@ class SegmentClient:
         return f"SegmentClient(url={self._url!r})"
 
     def send(
-        self, messages: list[dict[str, Any]], *, deadline: float, order: Mapping[str, str] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        deadline: float,
+        order: Mapping[str, str] | None = None,
+        retry_for: float | None = None,
     ) -> DeliveryReport:
         """Send in as few requests as possible, in order.
 
         `order` maps messageIds to a key (a user) whose order must hold: once a message of that
         key is not delivered, its later messages are not sent but reported failed (HELD_BACK).
+        `retry_for`: seconds of retrying 429/5xx/network errors in this call, all requests
+        together (default: until the deadline); past them, a request that fails is not retried
+        (Segment looks down): the caller lets its own retries come later, rather than wait here.
         """
         items = [_encode(message) for message in messages]  # raises before any request is made
         report = DeliveryReport()
@@ -97,13 +113,14 @@ class SegmentClient:
             else:
                 sendable.append((message_id, raw))
         blocked: set[str] = set()
+        budget = _Budget(deadline, deadline if retry_for is None else min(deadline, self._clock() + retry_for))
         for batch in self._pack(sendable):
             if order is not None:
                 held = [message_id for message_id, _ in batch if order.get(message_id) in blocked]
                 report.failed.update(dict.fromkeys(held, HELD_BACK))
                 batch = [item for item in batch if item[0] not in held]
             if batch:
-                self._deliver(batch, deadline, report)
+                self._deliver(batch, budget, report)
             if order is not None:
                 # A failed message without a key holds nothing back (None must not enter the set:
                 # every other message without a key would then look blocked).
@@ -132,22 +149,23 @@ class SegmentClient:
             current.append(item)
         return [batch for batch in batches if batch]
 
-    def _deliver(self, batch: list[_Item], deadline: float, report: DeliveryReport) -> None:
-        outcome = self._post(batch, deadline, report)
+    def _deliver(self, batch: list[_Item], budget: _Budget, report: DeliveryReport) -> None:
+        outcome = self._post(batch, budget, report)
         ids = [message_id for message_id, _ in batch]
         if outcome.kind == "ok":
             report.delivered.extend(ids)
         elif outcome.kind == "permanent" and outcome.splittable and len(batch) > 1:
             # Bisect so that one bad message does not take the others down with it.
             half = len(batch) // 2
-            self._deliver(batch[:half], deadline, report)
-            self._deliver(batch[half:], deadline, report)
+            self._deliver(batch[:half], budget, report)
+            self._deliver(batch[half:], budget, report)
         elif outcome.kind == "permanent":
             report.rejected.update(dict.fromkeys(ids, outcome.reason))
         else:
             report.failed.update(dict.fromkeys(ids, outcome.reason))
 
-    def _post(self, batch: list[_Item], deadline: float, report: DeliveryReport) -> _Outcome:
+    def _post(self, batch: list[_Item], budget: _Budget, report: DeliveryReport) -> _Outcome:
+        deadline = budget.deadline
         attempt = 0
         while True:
             remaining = deadline - self._clock()
@@ -165,6 +183,8 @@ class SegmentClient:
                 wait = max(wait, min(outcome.retry_after, RETRY_AFTER_CAP))
             if self._clock() + wait >= deadline:
                 return _Outcome("failed", f"{outcome.reason} (gave up after {attempt} attempts: deadline)")
+            if self._clock() + wait >= budget.retry_until:
+                return _Outcome("failed", f"{outcome.reason} (gave up after {attempt} attempts: Segment looks down)")
             self._sleep(wait)
 
     def _attempt(self, body: bytes, timeout: tuple[float, float]) -> _Outcome:
