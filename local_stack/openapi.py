@@ -139,20 +139,34 @@ class ConsoleDashboard(_Schema):
     warnings: list[StatusWarning]
     counts: Counts
     resync: dict[str, Any] = Field(description='The last resync job (`{"status": "none"}` before the first)')
+    replay: ReplayJob = Field(description='The last replay of the dead letters (`{"status": "none"}` before the first)')
     dead_letters: list[DeadLetter] = Field(description="The 50 oldest")
 
 
-class ReplayedLetter(_Schema):
+class ReplayError(_Schema):
     message_id: str
-    outcome: Literal["replayed", "failed"]
-    reason: str | None
+    reason: str
 
 
-class ConsoleReplay(_Schema):
-    replayed: int
-    failed: int
-    remaining: int
-    letters: list[ReplayedLetter]
+class ReplayJob(_Schema):
+    status: Literal["none", "running", "done", "failed", "stalled"] = Field(
+        description="stalled: its worker stopped and no invocation took it over (a new replay replaces it)"
+    )
+    id: str | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    limit: int | None = Field(default=None, description="Only the oldest N dead letters")
+    total: int | None = Field(default=None, description="Dead letters to try, counted when it started")
+    tried: int | None = None
+    replayed: int | None = None
+    failed: int | None = None
+    errors: list[ReplayError] = Field(default_factory=list, description="The first errors (at most 5)")
+    reason: str | None = Field(default=None, description="Why it failed")
+
+
+class ConsoleReplay(ReplayJob):
+    started: bool = Field(description="False: a replay was running already; this is its progress")
 
 
 class ConsoleSettings(_Schema):

@@ -544,7 +544,8 @@ def test_status_json_has_warnings_counts_and_the_last_resync(deployed: Aws, api,
     result = run("status", "--json")
     assert result.code == 0
     report = result.json
-    assert set(report) == {"warnings", "counts", "resync"}
+    assert set(report) == {"warnings", "counts", "resync", "replay"}
+    assert report["replay"] == {"status": "none"}
     assert report["counts"] == {
         "users": len(deployed.items_of_kind("user")),
         "accounts": 1,
@@ -747,43 +748,62 @@ def dead_letter(event: str, at: str) -> str:
     return message_id
 
 
-def test_replay_reports_each_outcome(deployed: Aws, connector, run, functions: Functions) -> None:
-    # Given two dead letters and the OutboundFunction (in-process) behind the invoker
-    functions.handlers[OUTBOUND] = connector.handler
+def outbound_with_its_replays(connector, monkeypatch, functions: Functions) -> None:
+    """OutboundFunction (in-process) behind the invoker; the replay it starts runs to its end at once."""
+    from test_outbound_replay import Replays
+
+    replays = Replays(connector, monkeypatch)
+
+    def invoke(payload: dict[str, Any]) -> Any:
+        answer = connector.module.lambda_handler(payload, replays.context())
+        replays.run()
+        return answer
+
+    functions.handlers[OUTBOUND] = invoke
+
+
+def test_replay_starts_a_replay_and_wait_reports_its_counts_and_first_errors(
+    deployed: Aws, connector, run, functions: Functions, monkeypatch
+) -> None:
+    # Given two dead letters and the OutboundFunction behind the invoker
+    outbound_with_its_replays(connector, monkeypatch, functions)
     first = dead_letter("First", "2026-01-01T00:00:00.000001Z")
-    second = dead_letter("Second", "2026-01-01T00:00:00.000002Z")
-    # When the oldest is replayed while Segment rejects it
+    dead_letter("Second", "2026-01-01T00:00:00.000002Z")
+    # When the oldest is replayed, waiting, while Segment rejects it
     connector.sink.script((400, {}, {"error": "invalid"}))
-    result = run("replay", "--limit", "1")
-    # Then the outcome is reported and the exit status says it failed
+    result = run("replay", "--limit", "1", "--wait", "--interval", "0")
+    # Then the start and the outcome are reported and the exit status says it failed
     assert functions.calls == [(OUTBOUND, {"action": "replay", "limit": 1})]
     assert result.code == 1
-    failed, summary = result.out.splitlines()
-    assert failed.startswith(f"failed    {first}: replay: HTTP 400") and "invalid" in failed
-    assert summary == "0 replayed, 1 failed; 2 dead letters remain"
-    # When all are replayed once Segment accepts them / Then each is reported replayed
-    result = run("replay")
+    started, summary, error = result.out.splitlines()
+    assert started.endswith("started: 1 dead letter to try")
+    assert summary == "replay done; tried 1 of 1: 0 replayed, 1 failed"
+    assert error.startswith(f"  failed  {first}: replay: HTTP 400") and "invalid" in error
+    # When all are replayed once Segment accepts them / Then the counts say so
+    result = run("replay", "--wait", "--interval", "0")
     assert result.code == 0
-    assert result.out.splitlines() == [
-        f"replayed  {first}",
-        f"replayed  {second}",
-        "2 replayed, 0 failed; 0 dead letters remain",
-    ]
+    assert result.out.splitlines()[1] == "replay done; tried 2 of 2: 2 replayed, 0 failed"
     assert [event for event, _ in connector.tracks()] == ["First", "Second"]
+    # and status shows the last replay
+    assert "last replay done; tried 2 of 2: 2 replayed, 0 failed" in run("status").out.splitlines()
 
 
-def test_replay_json(deployed: Aws, connector, run, functions: Functions) -> None:
-    functions.handlers[OUTBOUND] = connector.handler
-    message_id = dead_letter("Only", "2026-01-01T00:00:00.000001Z")
-    result = run("replay", "--json")
+def test_replay_without_wait_only_starts_it(deployed: Aws, connector, run, functions: Functions) -> None:
+    # Given a dead letter, and OutboundFunction that starts a replay (its work queued, not run)
+    functions.handlers[OUTBOUND] = lambda payload: {"started": True, "id": "r1", "status": "running", "total": 1}
+    dead_letter("Only", "2026-01-01T00:00:00.000001Z")
+    # When replayed without --wait / Then it says it started and exits 0
+    result = run("replay")
+    assert result.code == 0 and result.out.splitlines()[0] == "replay r1 started: 1 dead letter to try"
+
+
+def test_replay_json(deployed: Aws, connector, run, functions: Functions, monkeypatch) -> None:
+    outbound_with_its_replays(connector, monkeypatch, functions)
+    dead_letter("Only", "2026-01-01T00:00:00.000001Z")
+    result = run("replay", "--json", "--wait", "--interval", "0")
     assert result.code == 0
-    assert result.json == {
-        "replayed": 1,
-        "failed": 0,
-        "remaining": 0,
-        "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}],
-    }
-    assert run("replay", "--json").json == {"replayed": 0, "failed": 0, "remaining": 0, "letters": []}
+    job = result.json
+    assert (job["status"], job["tried"], job["replayed"], job["failed"], job["errors"]) == ("done", 1, 1, 0, [])
 
 
 # -- users ---------------------------------------------------------------------------------------------
@@ -907,7 +927,7 @@ def test_replay_local_goes_through_the_lambda_api(lambda_api, tmp_path: Path, ru
     seen: list[Any] = []
     api.register(
         ["OutboundFunction"],
-        lambda event: seen.append(event) or {"replayed": 0, "failed": 0, "remaining": 0, "letters": []},  # type: ignore[func-returns-value]
+        lambda event: seen.append(event) or {"started": True, "id": "r1", "status": "running", "total": 0},  # type: ignore[func-returns-value]
     )
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert cli.main(["replay", "--local", "--limit", "3"]) == 0  # the real invoker: Lambda Invoke
@@ -1000,7 +1020,8 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
     status = segment_connector(state, "status", "--json", "--local")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
-    assert set(report) == {"warnings", "counts", "resync"}
+    assert set(report) == {"warnings", "counts", "resync", "replay"}
+    assert report["replay"] == {"status": "none"}
     assert report["warnings"] == []  # both keys exist, a filter, an attribute
     assert report["counts"]["users"] >= 1 and report["counts"]["dead_letters"] == 0
     assert "status" in report["resync"]
@@ -1033,14 +1054,10 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
             "reason": {"S": "HTTP 400"},
         },
     )
-    replay = segment_connector(state, "replay", "--local", "--json")
+    replay = segment_connector(state, "replay", "--local", "--json", "--wait")
     assert replay.returncode == 0, replay.stderr
-    assert json.loads(replay.stdout) == {
-        "replayed": 1,
-        "failed": 0,
-        "remaining": 0,
-        "letters": [{"message_id": message_id, "outcome": "replayed", "reason": None}],
-    }
+    job = json.loads(replay.stdout)
+    assert (job["started"], job["status"], job["replayed"], job["failed"]) == (True, "done", 1, 0)
     assert stack.wait_for_line(
         lambda line: line.startswith(f"segment <- track userId={user} ") and "Replayed Event" in line, WAIT_SECONDS
     ), stack.output
@@ -1144,9 +1161,11 @@ def test_counts_are_singular_for_one(deployed: Aws, api, run, functions: Functio
     assert "stored: 1 user, 0 accounts, 0 events, 1 dead letter (`segment-connector replay` sends it again)" in lines
 
 
-def test_replay_says_1_dead_letter_remains(deployed: Aws, run, functions: Functions) -> None:
-    functions.answers[OUTBOUND] = [{"replayed": 0, "failed": 1, "remaining": 1, "letters": []}]
-    assert run("replay").out.splitlines()[-1] == "0 replayed, 1 failed; 1 dead letter remains"
+def test_replay_says_1_dead_letter(deployed: Aws, run, functions: Functions) -> None:
+    functions.answers[OUTBOUND] = [{"started": False, "id": "r1", "status": "running", "total": 1, "tried": 0}]
+    out = run("replay").out.splitlines()
+    assert out[0] == "replay r1 is running already (this one is shown): 1 dead letter to try"
+    assert out[1] == "replay running; tried 0 of 1: 0 replayed, 0 failed"
 
 
 def test_an_identical_settings_put_changes_nothing(deployed: Aws, run, tmp_path: Path) -> None:

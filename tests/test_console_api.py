@@ -195,7 +195,7 @@ def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console
     class Lambda:
         def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
             invoked.append((FunctionName, json.loads(Payload)))
-            answer = {"replayed": 0, "failed": 1, "remaining": 1, "letters": []}
+            answer = {"started": True, "id": "r1", "status": "running", "total": 1, "tried": 0, "errors": []}
             return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
 
     monkeypatch.setattr(console_api.module, "_invoker", FunctionInvoker(Lambda()))
@@ -212,11 +212,44 @@ def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console
             "user_id": "u9",
         }
     ]
+    # and no replay yet
+    assert board["replay"] == {"status": "none"}
     # When replay is pressed
     status, answer = console_api.post("/console/api/replay", {})
-    # Then OutboundFunction got {"action": "replay"} and its answer is shown
-    assert status == 200 and answer["failed"] == 1
+    # Then OutboundFunction got {"action": "replay"} and its summary (the replay started) is the answer
+    assert status == 200 and answer["started"] is True and answer["status"] == "running"
     assert invoked == [(OUTBOUND_FUNCTION, {"action": "replay"})]
+
+
+def test_the_dashboard_shows_the_replays_progress_and_first_errors(aws: Aws, console_api: Api) -> None:
+    # Given a replay job that tried 3 of 5 letters, one of which failed
+    from segment_connector.storage import ProfileStore
+
+    store = ProfileStore("connector-test", aws.dynamodb)
+    job = {
+        "id": "r1",
+        "status": "running",
+        "total": 5,
+        "tried": 3,
+        "replayed": 2,
+        "failed": 1,
+        "errors": [{"message_id": "sc-1", "reason": "replay: HTTP 400"}],
+        "cursor": "x",
+        "lease_owner": "w",
+        "lease_until": 4102444800,
+    }
+    assert store.put_replay_job(job, 0)
+    # When the dashboard is read / Then it shows the counts and first errors, no lease nor cursor
+    replay = console_api.get("/console/api/dashboard")[1]["replay"]
+    assert replay == {
+        "id": "r1",
+        "status": "running",
+        "total": 5,
+        "tried": 3,
+        "replayed": 2,
+        "failed": 1,
+        "errors": [{"message_id": "sc-1", "reason": "replay: HTTP 400"}],
+    }
 
 
 def test_a_failing_replay_is_502_and_names_the_error(console_api: Api, monkeypatch) -> None:

@@ -48,11 +48,18 @@ def test_outbound_package_lines_are_json_with_service_level_request_id_and_recor
     assert letter_line["sequence_number"] == record["dynamodb"]["SequenceNumber"]
     assert letter_line["message_id"] == letter["message_id"]
     assert "HTTP 400" in letter_line["message"]
-    # When the dead letter is replayed (another invocation)
+    # When a replay of the dead letter is started (another invocation)
     replay = outbound_context()
-    assert connector.module.lambda_handler({"action": "replay"}, replay)["replayed"] == 1
+    queued: list[Any] = []
+
+    class Queued:  # Lambda's queue of asynchronous invocations: the replay's work is not run here
+        def invoke_async(self, name: str, payload: Any) -> None:
+            queued.append((name, payload))
+
+    monkeypatch.setattr("segment_connector.replay.invoker", Queued)
+    assert connector.module.lambda_handler({"action": "replay"}, replay)["started"] is True
     # Then its INFO line is there too, with that invocation's request id
-    (info,) = function_log.find("outbound replay:")
+    (info,) = function_log.find("started: 1 dead letter(s) to try")
     assert (info["level"], info["function_request_id"]) == ("INFO", replay.aws_request_id)
     # and no line went to the runtime's root handler, none twice, and no key was written
     messages = [line["message"] for line in function_log.lines()]

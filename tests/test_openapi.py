@@ -143,10 +143,15 @@ def test_console_answers_match_their_schemas(document: dict[str, Any], console_a
     class Lambda:
         def invoke(self, **_: Any) -> dict[str, Any]:
             answer = {
-                "replayed": 1,
+                "started": True,
+                "id": "r1",
+                "status": "running",
+                "started_at": "2026-01-01T00:00:00.000Z",
+                "total": 1,
+                "tried": 0,
+                "replayed": 0,
                 "failed": 0,
-                "remaining": 0,
-                "letters": [{"message_id": "sc-1", "outcome": "replayed", "reason": None}],
+                "errors": [],
             }
             return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import boto3
 import pytest
 
-from harness import PREFIX, REGION
-from local_stack.lambda_runtime import LambdaContext
+from harness import PREFIX
+from local_stack.lambda_runtime import REGION, LambdaContext
 from segment_connector import config
 from segment_connector import replay as replay_module
 from segment_connector.invoker import FunctionInvoker
@@ -361,8 +361,8 @@ def test_a_batch_that_cannot_be_planned_counts_attempts_and_is_kept_whole(connec
         raise RuntimeError("DynamoDB is unreachable")
 
     from segment_connector import outbound
+    from segment_connector.identity import profiles_at as working
 
-    working = outbound.profiles_at
     monkeypatch.setattr(outbound, "profiles_at", broken)
     # When the stream hands it over twice
     assert failed_sequence_numbers(connector.invoke()) != []

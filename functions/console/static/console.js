@@ -313,7 +313,9 @@
     show($("counts-estimated"), counts.exact === false);
     renderResync(data.resync || { status: "none" });
     renderDeadLetters(data.dead_letters || [], counts.dead_letters);
-    var running = data.resync && data.resync.status === "running";
+    renderReplay(data.replay || { status: "none" });
+    var running =
+      (data.resync && data.resync.status === "running") || (data.replay && data.replay.status === "running");
     if (running && state.currentTab === "panel-dashboard" && adminKey()) {
       state.dashboardTimer = window.setTimeout(loadDashboard, POLL_MS);
     }
@@ -392,6 +394,27 @@
     $("replay").disabled = letters.length === 0 && !total;
   }
 
+  // The replay job's progress (the dashboard's `replay`, or the answer of POST /replay), as text.
+  function renderReplay(job, prefix) {
+    var status = job && job.status;
+    if (!status || status === "none") return;
+    var counts =
+      "tried " + (job.tried || 0) + " of " + (job.total || 0) + ", replayed " + (job.replayed || 0) +
+      ", failed " + (job.failed || 0);
+    var said = {
+      running: "Replay running: " + counts + ".",
+      done: "Replay done: " + counts + ".",
+      stalled: "Replay stalled (its worker stopped): " + counts + ". Replay again to go on.",
+      failed: "Replay failed: " + asText(job.reason || "") + "."
+    }[status] || "Replay " + asText(status) + ": " + counts + ".";
+    var errors = (job.errors || []).map(function (error) {
+      return asText(error.message_id) + ": " + asText(error.reason);
+    });
+    if (errors.length) said += " First errors: " + errors.join("; ");
+    var kind = status === "running" ? "info" : status === "done" && !job.failed ? "ok" : "warning";
+    message($("replay-result"), (prefix || "") + said, kind);
+  }
+
   function replay() {
     var button = $("replay");
     button.disabled = true;
@@ -404,14 +427,7 @@
         return;
       }
       var data = result.data || {};
-      var parts = Object.keys(data)
-        .filter(function (name) {
-          return typeof data[name] === "number";
-        })
-        .map(function (name) {
-          return name + ": " + data[name];
-        });
-      message($("replay-result"), "Replay done. " + parts.join(", "), data.failed ? "warning" : "ok");
+      renderReplay(data, data.started === false ? "A replay is running already. " : "Replay started. ");
       loadDashboard();
     });
   }

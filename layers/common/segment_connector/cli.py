@@ -4,7 +4,7 @@
     segment-connector settings show|validate FILE|put FILE  the settings document
     segment-connector keys set api-key|write-key|shared-secret|admin-key
     segment-connector resync [--wait]                       bring Segment up to date
-    segment-connector replay [--limit N]                    send dead letters again
+    segment-connector replay [--limit N] [--wait]           send dead letters again (in the background)
     segment-connector users get ID                          a profile, as the Profile API shows it
 
 Every command takes `--local` (the stack of `make run`) or `--stack-name`/`--region`/`--profile`
@@ -42,6 +42,7 @@ PROG = "segment-connector"
 KEYS = ("api-key", "write-key", "shared-secret", "admin-key")
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 POLL_SECONDS = 2.0
+REPLAY_WAIT_SECONDS = 900.0  # replay --wait stops following after this long (the replay goes on)
 BAR_WIDTH = 24
 
 
@@ -207,10 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         parents=[target, as_json],
         help="send dead letters again",
-        description="Send dead-lettered outbound messages again (OutboundFunction "
-        '{"action": "replay"}) and report each outcome. Exit 1 if any still failed.',
+        description="Start a replay of the dead-lettered outbound messages (OutboundFunction "
+        '{"action": "replay"}): OutboundFunction works it page by page in the background, one replay at a '
+        "time (a start while one runs shows that one). With --wait, follow it until it ends and print its "
+        "counts and first errors; exit 1 if any letter still failed, the replay failed or stalled, or it is "
+        "still running after --timeout seconds.",
     )
     replay.add_argument("--limit", type=_positive, metavar="N", help="only the N oldest dead letters")
+    replay.add_argument("--wait", action="store_true", help="follow it until it ends")
+    replay.add_argument("--timeout", type=float, default=REPLAY_WAIT_SECONDS, metavar="SECONDS", help=argparse.SUPPRESS)
+    replay.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     replay.set_defaults(command=replay_dead_letters)
 
     users = commands.add_parser("users", help="read profiles", description="Profiles, as the Profile API shows them.")
@@ -531,7 +538,10 @@ def show_status(command: Command) -> int:
     counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
     counts["dead_letters"] = store.count_dead_letters()
     resync = _resync_status(command)
-    report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync}
+    from segment_connector.replay import public
+
+    replay = public(store.replay_job())
+    report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync, "replay": replay}
     if errors:
         report["settings_errors"] = errors
     if command.json:
@@ -555,6 +565,7 @@ def show_status(command: Command) -> int:
         )
     )
     _out(f"last resync: {_describe_job(resync)}")
+    _out(f"last {_describe_replay(replay)}")
     return 0
 
 
@@ -694,26 +705,54 @@ def _isatty(stream: Any) -> bool:
 
 
 def replay_dead_letters(command: Command) -> int:
+    """Start a replay (or show the running one); with --wait, follow it to its end."""
     payload: dict[str, Any] = {"action": "replay"}
     if command.args.limit is not None:
         payload["limit"] = command.args.limit
-    result = command.invoke(command.target.outbound_function, payload)
-    if not isinstance(result, dict):
-        raise CliError(f"{command.target.outbound_function} answered {result!r}")
+    job = command.invoke(command.target.outbound_function, payload)
+    if not isinstance(job, dict):
+        raise CliError(f"{command.target.outbound_function} answered {job!r}")
+    if not command.json:
+        what = "started" if job.get("started") else "is running already (this one is shown)"
+        _out(f"replay {job.get('id')} {what}: {_count(_int(job.get('total')), 'dead letter')} to try")
+    if command.args.wait:
+        job = _follow_replay(command, job)
     if command.json:
-        _out(_dump(result))
+        _out(_dump(job))
     else:
-        for letter in result.get("letters") or []:
-            if letter.get("outcome") == "replayed":
-                _out(f"replayed  {letter.get('message_id')}")
-            else:
-                _out(f"failed    {letter.get('message_id')}: {letter.get('reason')}")
-        remaining = _int(result.get("remaining"))
-        _out(
-            f"{_int(result.get('replayed'))} replayed, {_int(result.get('failed'))} failed; "
-            f"{_count(remaining, 'dead letter')} {'remains' if remaining == 1 else 'remain'}"
-        )
-    return 1 if _int(result.get("failed")) else 0
+        _out(_describe_replay(job))
+        for error in job.get("errors") or []:
+            _out(f"  failed  {error.get('message_id')}: {error.get('reason')}")
+    if not command.args.wait:
+        return 0
+    return 1 if job.get("status") != "done" or _int(job.get("failed")) else 0
+
+
+def _follow_replay(command: Command, job: dict[str, Any]) -> dict[str, Any]:
+    from segment_connector.replay import public
+
+    deadline = time.monotonic() + float(command.args.timeout)
+    while job.get("status") == "running":
+        if time.monotonic() >= deadline:
+            raise CliError(
+                f"stopped waiting for replay {job.get('id')} after {command.args.timeout:g} s: it is still running "
+                f"({_describe_replay(job)}); `{PROG} status` shows its progress"
+            )
+        time.sleep(command.args.interval)
+        job = {"started": job.get("started"), **public(command.store().replay_job())}
+    return job
+
+
+def _describe_replay(job: Mapping[str, Any]) -> str:
+    status = job.get("status")
+    if status in (None, "none"):
+        return "replay: none yet"
+    counts = (
+        f"tried {_int(job.get('tried')):,} of {_int(job.get('total')):,}: {_int(job.get('replayed')):,} replayed, "
+        f"{_int(job.get('failed')):,} failed"
+    )
+    reason = f" ({job.get('reason')})" if job.get("reason") else ""
+    return f"replay {status}{reason}; {counts}"
 
 
 # -- users ---------------------------------------------------------------------------------------

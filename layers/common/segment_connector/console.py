@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from segment_connector import config, profiles, resync
+from segment_connector import config, profiles, replay, resync
 from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
 from segment_connector.explain import field_errors, json_error, summary
 from segment_connector.invoker import FunctionFailed, FunctionInvoker
@@ -83,13 +83,15 @@ class Console:
             "warnings": self._warnings(document, has_api_key=api_key is not None),
             "counts": counts,
             "resync": resync.public(self.store.resync_job()),
+            "replay": replay.public(self.store.replay_job()),
             "dead_letters": [
                 _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)
             ],
         }
 
     def replay(self) -> dict[str, Any]:
-        """OutboundFunction sends the dead letters again (it holds the write key and the client)."""
+        """OutboundFunction starts a replay of the dead letters (it holds the write key and the
+        client) and answers at once: `started` and the job's summary; the dashboard shows its progress."""
         try:
             answer = self.invoker.invoke(self.outbound_function, {"action": "replay"})
         except FunctionFailed as error:
