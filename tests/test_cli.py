@@ -1022,7 +1022,8 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
     report = json.loads(status.stdout)
     assert set(report) == {"warnings", "counts", "resync", "replay"}
     assert report["replay"] == {"status": "none"}
-    assert report["warnings"] == []  # both keys exist, a filter, an attribute
+    # Both keys exist, a filter, an attribute: only the note that events from Segment are not sent back
+    assert [warning["code"] for warning in report["warnings"]] == ["forward_events_off"]
     assert report["counts"]["users"] >= 1 and report["counts"]["dead_letters"] == 0
     assert "status" in report["resync"]
 
