@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import threading
+import time
 from collections import Counter, deque
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +20,7 @@ from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
 from segment_connector import resync
 from segment_connector.delivery import ClientPool
-from segment_connector.models.items import Account, UserProfile, account_pk, identity_pk
+from segment_connector.models.items import Account, IdentityAlias, UserProfile, account_pk, identity_pk
 from segment_connector.storage import ProfileStore, serialize
 from stream_helpers import WRITE_KEY, _loopback_session
 
@@ -25,6 +29,14 @@ TIMEOUT = int(TEMPLATE["Resources"]["ResyncFunction"]["Properties"]["Timeout"])
 SEGMENTS = int(TEMPLATE["Resources"]["ResyncFunction"]["Properties"]["Environment"]["Variables"]["RESYNC_SEGMENTS"])
 PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
 BIG = {"name": "Big", "rule": {"trait": "employees", "op": "gte", "value": 100}}
+
+
+SETTINGS_CHANGED = {
+    "version": "0",
+    "source": "aws.ssm",
+    "detail-type": "Parameter Store Change",
+    "detail": {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String"},
+}
 
 
 class QueuedInvoker:
@@ -57,14 +69,7 @@ class Resync:
     def change_settings(self, **settings: Any) -> dict[str, Any]:
         """The operator puts new settings; EventBridge invokes the function with the change."""
         self.aws.set_settings(**settings)
-        return self.invoke(
-            {
-                "version": "0",
-                "source": "aws.ssm",
-                "detail-type": "Parameter Store Change",
-                "detail": {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String"},
-            }
-        )
+        return self.invoke(SETTINGS_CHANGED)
 
     def run(self, steps: int | None = None) -> int:
         """Run queued invocations (all, or the first `steps`) as Lambda would; returns how many ran."""
@@ -73,6 +78,12 @@ class Resync:
             self.invoke(self.invoker.queue.popleft())
             ran += 1
         return ran
+
+    def given_settings(self, **settings: Any) -> None:
+        """Given settings Segment got everything with: saved, and their resync run to its end."""
+        self.change_settings(**settings)
+        self.run()
+        self.sink.accepted_messages.clear()
 
     def job(self) -> dict[str, Any]:
         return self.invoke({"action": "status"})
@@ -125,7 +136,7 @@ def segment_events(aws: Any) -> list[tuple[str, str, str]]:
 
 def test_users_entering_the_filter_get_an_identify_and_nobody_else(resyncs, aws):
     # Given users stored while the User Filter was empty (nothing sent)
-    aws.set_settings(segments=[PRO], synchronized_segments=[])
+    resyncs.given_settings(segments=[PRO], synchronized_segments=[])
     put_users(
         aws,
         [
@@ -154,7 +165,7 @@ def test_users_entering_the_filter_get_an_identify_and_nobody_else(resyncs, aws)
 
 def test_a_changed_definition_sends_identify_and_entered_left_events(resyncs, aws):
     # Given "Pro" = plan pro, everyone sent
-    aws.set_settings(segments=[PRO], synchronized_segments=["ALL"])
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
     put_users(
         aws,
         [
@@ -178,7 +189,7 @@ def test_a_changed_definition_sends_identify_and_entered_left_events(resyncs, aw
 def test_settings_that_do_not_change_what_is_sent_start_no_work(resyncs, aws):
     aws.set_settings(segments=[PRO], synchronized_segments=["Pro"])
     put_users(aws, [{"user_id": "ann", "traits": {"plan": "pro"}}])
-    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])  # first run: from history
+    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])  # first run: from the deployed settings
     resyncs.run()
     before = len(resyncs.sink.accepted_messages)
     # When only an inbound toggle changes
@@ -196,7 +207,7 @@ def test_a_resync_over_10000_profiles_sends_exactly_the_users_whose_view_changed
         for n in range(10_000)
     ]
     high = {"name": "High", "rule": {"trait": "score", "op": "gte", "value": 50}}
-    aws.set_settings(segments=[high, PRO], synchronized_segments=["ALL"], synchronized_properties=["plan"])
+    resyncs.given_settings(segments=[high, PRO], synchronized_segments=["ALL"], synchronized_properties=["plan"])
     put_users(aws, users)
     # When "High" becomes score >= 70
     higher = {"name": "High", "rule": {"trait": "score", "op": "gte", "value": 70}}
@@ -267,7 +278,7 @@ def test_accounts_entering_the_account_filter_get_group_calls_for_their_users(re
         "synchronized_account_segments": ["Big"],
         "synchronized_account_properties": ["employees"],
     }
-    aws.set_settings(**settings)
+    resyncs.given_settings(**settings)
     put_account(aws, "acme", {"employees": 80})
     put_account(aws, "tiny", {"employees": 3})
     put_users(
@@ -312,7 +323,7 @@ def test_status_before_any_resync_and_unknown_events(resyncs):
 
 def test_without_batch_write_item_in_its_role_the_resync_fails_as_it_did_on_aws(resyncs, aws, tmp_path):
     # Given ResyncFunction's role as it was before IAM was enforced here: no dynamodb:BatchWriteItem
-    aws.set_settings(segments=[PRO], synchronized_segments=["ALL"])
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
     put_users(aws, [{"user_id": "ann", "traits": {"plan": "pro"}}, {"user_id": "bob", "traits": {"plan": "team"}}])
     role = template_without("ResyncFunction", "dynamodb:BatchWriteItem", tmp_path)
     enforce(authority_for(TEST_DEPLOYMENT, role, record=False))
@@ -328,3 +339,266 @@ def test_without_batch_write_item_in_its_role_the_resync_fails_as_it_did_on_aws(
     assert job["status"] == "failed", job
     assert "dynamodb:BatchWriteItem" in json.dumps(job)
     assert segment_events(aws) == []
+
+
+# -- restarts, crashes, deletes and moves ------------------------------------------------------------
+
+
+def identifies(sink: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per user (userId, else anonymousId): its identify calls by message id (one id sent twice is
+    one call to Segment, which dedups it)."""
+    calls: dict[str, dict[str, dict[str, Any]]] = {}
+    for message in list(sink.accepted_messages):
+        if message["type"] == "identify":
+            calls.setdefault(message.get("userId") or message["anonymousId"], {})[message["messageId"]] = message
+    return calls
+
+
+def entered_and_left(aws: Any) -> Counter[tuple[str, str, str]]:
+    return Counter(
+        (e["user_id"] or e["anonymous_id"], e["event"], e["properties"]["segment"])
+        for e in aws.items_of_kind("event")
+        if e["source"] == "connector"
+    )
+
+
+def test_two_saves_before_the_first_resync_ran_send_the_users_in_the_new_filter(resyncs, aws):
+    # Given a fresh stack (the deployed settings send nobody) and stored users
+    put_users(aws, [{"user_id": f"u{n}", "traits": {"plan": "pro" if n % 2 else "free"}} for n in range(20)])
+    # When the operator saves the settings twice in a row (the filter, then a toggle that sends
+    # nothing new) and both changes reach the function afterwards
+    aws.set_settings(segments=[PRO], synchronized_segments=["Pro"])
+    aws.set_settings(segments=[PRO], synchronized_segments=["Pro"], handle_pages=False)
+    resyncs.invoke(SETTINGS_CHANGED)
+    resyncs.invoke(SETTINGS_CHANGED)
+    resyncs.run()
+    # Then every user in the new filter is sent once, nobody else, and the resync is done
+    assert resyncs.identified() == Counter({f"u{n}": 1 for n in range(1, 20, 2)})
+    assert resyncs.job()["status"] == "done"
+
+
+class SideBySide:
+    """Queued invocations run by threads side by side, as Lambda runs async invocations in
+    concurrent instances; the test thread saves settings meanwhile."""
+
+    def __init__(self, resyncs: Resync, threads: int):
+        self.resyncs, self.threads = resyncs, threads
+        self.lock = threading.Lock()
+        self.busy = self.ran = 0
+        self.closed = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def _worker(self) -> None:
+        store, clients = self.resyncs.store, self.resyncs.module.clients
+        while True:
+            with self.lock:
+                payload = self.resyncs.invoker.queue.popleft() if self.resyncs.invoker.queue else None
+                if payload is None and self.busy == 0 and self.closed.is_set():
+                    return
+                self.busy += payload is not None
+            if payload is None:
+                time.sleep(0.002)
+                continue
+            try:
+                context = LambdaContext("connector-resync", 512, TIMEOUT)
+                resync.handle(payload, context, store, clients, self.resyncs.invoker)
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                self.errors.append(error)
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    self.ran += 1
+
+    def run(self, after: int, saves: list[dict[str, Any]]) -> None:
+        threads = [threading.Thread(target=self._worker) for _ in range(self.threads)]
+        for thread in threads:
+            thread.start()
+        try:
+            for settings in saves:
+                target = self.ran + after
+                while self.ran < target and (self.resyncs.invoker.queue or self.busy):
+                    time.sleep(0.002)
+                self.resyncs.change_settings(**settings)
+        finally:
+            self.closed.set()
+            for thread in threads:
+                thread.join()
+        assert not self.errors, self.errors
+
+
+def test_two_saves_during_a_resync_run_side_by_side_send_each_entered_and_left_once(resyncs, aws, monkeypatch):
+    # Given 96 users, "Pro" = plan pro, everyone sent; pages of 2, one page per invocation
+    plans = ["pro", "team", "free"]
+    users = [{"user_id": f"u{n:03d}", "traits": {"plan": plans[n % 3], "tier": n % 4}} for n in range(96)]
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
+    put_users(aws, users)
+    monkeypatch.setattr(resync, "PAGE_SIZE", 2)
+    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    # When "Pro" becomes plan in (pro, team), and while 6 instances work on it the settings are
+    # saved twice more (tier whitelisted, then plan too)
+    team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["pro", "team"]}}
+    resyncs.change_settings(segments=[team], synchronized_segments=["ALL"])
+    SideBySide(resyncs, threads=6).run(
+        after=12,
+        saves=[
+            {"segments": [team], "synchronized_segments": ["ALL"], "synchronized_properties": ["tier"]},
+            {"segments": [team], "synchronized_segments": ["ALL"], "synchronized_properties": ["tier", "plan"]},
+        ],
+    )
+    # Then the last resync is done, and each team user entered "Pro" exactly once; nobody left
+    assert resyncs.job()["status"] == "done"
+    assert entered_and_left(aws) == Counter({(u["user_id"], "Entered Segment", "Pro"): 1 for u in users[1::3]})
+    # And every user ends with the newest traits, and no call was sent twice under two ids
+    calls = identifies(resyncs.sink)
+    for user in users:
+        sent = [call["traits"] for call in calls[user["user_id"]].values()]
+        segments = ["Pro"] if user["traits"]["plan"] != "free" else []
+        assert {**user["traits"], "hull_segments": segments} in sent
+        assert len(sent) == len({json.dumps(traits, sort_keys=True) for traits in sent}), sent
+
+
+@pytest.mark.parametrize(("method", "call"), [("claim_sync", 4), ("put_new_events", 2), ("commit_sync", 6)])
+def test_an_invocation_killed_mid_page_loses_nothing_and_sends_nothing_twice(resyncs, aws, monkeypatch, method, call):
+    # Given 60 users, everyone sent; 2 segments, pages of 5 (several pages per invocation)
+    plans = ["pro", "team", "free"]
+    users = [{"user_id": f"u{n:02d}", "traits": {"plan": plans[n % 3]}} for n in range(60)]
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
+    put_users(aws, users)
+    monkeypatch.setenv("RESYNC_SEGMENTS", "2")
+    monkeypatch.setattr(resync, "PAGE_SIZE", 5)
+    # And the invocation dies at a chosen call, once
+    real = getattr(ProfileStore, method)
+    calls = [0]
+
+    def dies_once(self: ProfileStore, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == call:
+            raise RuntimeError(f"killed at {method} #{call}")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProfileStore, method, dies_once)
+    # When "Pro" becomes plan in (pro, team) and the invocations (and the retry) run
+    team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["pro", "team"]}}
+    resyncs.change_settings(segments=[team], synchronized_segments=["ALL"])
+    resyncs.run()
+    assert calls[0] > call
+    # Then each team user got one identify (one message id) and entered "Pro" once; nobody else
+    entering = [u["user_id"] for u in users[1::3]]
+    assert {user: len(sent) for user, sent in identifies(resyncs.sink).items()} == dict.fromkeys(entering, 1)
+    assert entered_and_left(aws) == Counter({(user, "Entered Segment", "Pro"): 1 for user in entering})
+    # And no page was counted twice (a page redone counts what it sends again, not what the killed
+    # invocation had committed)
+    job = resyncs.job()
+    assert (job["status"], job["evaluated"]) == ("done", 60) and job["changed"] <= 20 and job["sent"] <= 20
+
+
+def put_anonymous(aws: Any, count: int, traits: dict[str, Any]) -> list[UserProfile]:
+    profiles = [
+        UserProfile(
+            pk=identity_pk("anonymous_id", f"a{n:03d}"),
+            anonymous_ids=[f"a{n:03d}"],
+            identities=[identity_pk("anonymous_id", f"a{n:03d}")],
+            traits=traits,
+            created_at="2026-01-01T00:00:00.000Z",
+            updated_at="2026-01-01T00:00:00.000Z",
+            version=1,
+        )
+        for n in range(count)
+    ]
+    for profile in profiles:
+        aws.dynamodb.put_item(TableName=TABLE, Item=serialize(profile.to_item()))
+    return profiles
+
+
+def identify_anonymous(aws: Any, profile: UserProfile, user_id: str) -> None:
+    """What inbound does when an anonymous user identifies: the profile moves to its user id
+    (same uid, next version) and the anonymous id's item becomes an alias of it."""
+    moved = profile.model_copy(
+        update={
+            "pk": identity_pk("user_id", user_id),
+            "user_id": user_id,
+            "identities": [identity_pk("user_id", user_id), profile.pk],
+            "updated_at": "2026-01-02T00:00:00.000Z",
+            "version": profile.version + 1,
+        }
+    )
+    aws.dynamodb.put_item(TableName=TABLE, Item=serialize(moved.to_item()))
+    alias = IdentityAlias(pk=profile.pk, profile_pk=moved.pk)
+    aws.dynamodb.put_item(TableName=TABLE, Item=serialize(alias.to_item()))
+
+
+def test_profiles_deleted_or_aliased_mid_resync_leave_every_other_user_identified(resyncs, aws, monkeypatch):
+    # Given 192 anonymous pro users, stored while the filter was empty; pages of 8, one per invocation
+    resyncs.given_settings(segments=[PRO], synchronized_segments=[])
+    profiles = put_anonymous(aws, 192, {"plan": "pro"})
+    monkeypatch.setattr(resync, "PAGE_SIZE", 8)
+    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    # When the filter becomes Pro and the resync gets part of the way
+    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
+    resyncs.run(steps=20)
+    reached = set(identifies(resyncs.sink))
+    assert 0 < len(reached) < 192
+    # And the users it reached identify (anonymous -> known) or are deleted, alternately
+    deleted = set()
+    for index, profile in enumerate(p for p in profiles if p.anonymous_ids[0] in reached):
+        if index % 2:
+            aws.dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": profile.pk}, "sk": {"S": profile.sk}})
+            deleted.add(profile.anonymous_ids[0])
+        else:
+            identify_anonymous(aws, profile, f"k-{profile.anonymous_ids[0]}")
+    # And the settings change again (a segment nobody is in joins the filter) before it ends
+    resyncs.change_settings(segments=[PRO, BIG], synchronized_segments=["Pro", "Big"])
+    resyncs.run()
+    # Then every user that was not deleted has been identified into "Pro", once
+    calls = identifies(resyncs.sink)
+    for profile in profiles:
+        anonymous_id = profile.anonymous_ids[0]
+        if anonymous_id in deleted:
+            continue
+        sent = [c for user in (anonymous_id, f"k-{anonymous_id}") for c in calls.get(user, {}).values()]
+        assert [call["traits"] for call in sent] == [{"hull_segments": ["Pro"]}], anonymous_id
+    assert resyncs.job()["status"] == "done"
+
+
+class RefusingInvoker(QueuedInvoker):
+    """Lambda refuses (throttles) the next `refusals` invocations of one segment's work."""
+
+    def __init__(self, segment: int, refusals: int) -> None:
+        super().__init__()
+        self.segment, self.refusals = segment, refusals
+
+    def invoke_async(self, function_name: str, payload: dict[str, Any]) -> None:
+        if payload.get("segment") == self.segment and self.refusals and payload.get("action") == "work":
+            self.refusals -= 1
+            raise RuntimeError("TooManyRequestsException: Rate Exceeded")
+        super().invoke_async(function_name, payload)
+
+
+def test_a_failed_self_invocation_leaves_the_job_stale_and_the_next_status_resumes_it(resyncs, aws, monkeypatch):
+    # Given 40 pro users, nothing sent; 2 segments, pages of 5, one page per invocation
+    resyncs.given_settings(segments=[PRO], synchronized_segments=[])
+    put_users(aws, [{"user_id": f"u{n:02d}", "traits": {"plan": "pro"}} for n in range(40)])
+    monkeypatch.setenv("RESYNC_SEGMENTS", "2")
+    monkeypatch.setattr(resync, "PAGE_SIZE", 5)
+    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    # And Lambda refuses segment 1's hand-over and its retry (the invocation fails; its retries too)
+    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
+    refusing = RefusingInvoker(segment=1, refusals=2)
+    refusing.queue.extend(resyncs.invoker.queue)
+    resyncs.invoker.queue.clear()
+    monkeypatch.setattr(resyncs.module.resync, "FunctionInvoker", lambda: refusing)
+    resyncs.invoker = refusing
+    while refusing.queue:
+        with contextlib.suppress(RuntimeError):  # Lambda's retries fail the same way: the invocation is lost
+            resyncs.invoke(refusing.queue.popleft())
+    # Then the job is still running with nothing queued, and a status soon after changes nothing
+    assert resyncs.job()["status"] == "running" and not refusing.queue
+    # When a status is asked once the segment has made no progress for three function timeouts
+    later = resync.utcnow() + timedelta(seconds=resync.STALE_SECONDS + 60)
+    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    assert resyncs.job()["status"] == "running"
+    assert [payload["segment"] for payload in refusing.queue] == [1]
+    resyncs.run()
+    # Then the stale segment resumed from its last page: the job is done, everyone sent once
+    assert resyncs.job()["status"] == "done"
+    assert {user: len(sent) for user, sent in identifies(resyncs.sink).items()} == {f"u{n:02d}": 1 for n in range(40)}

@@ -43,6 +43,7 @@ KEYS = ("api-key", "write-key", "shared-secret", "admin-key")
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 POLL_SECONDS = 2.0
 REPLAY_WAIT_SECONDS = 900.0  # replay --wait stops following after this long (the replay goes on)
+WAIT_SECONDS = 3600.0  # resync --wait gives up following after this long (--timeout)
 BAR_WIDTH = 24
 
 
@@ -198,9 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a resync",
         description="Start a resync: every user and account in the filters is sent "
         "to Segment again (e.g. after restoring the table). With --wait, follow it until it "
-        "ends; exit 1 if it failed.",
+        "ends; exit 1 if it failed or is still running after --timeout seconds.",
     )
     resync.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
+    resync.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"with --wait: stop following after this long (default {WAIT_SECONDS:.0f}); the resync goes on",
+    )
     resync.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     resync.set_defaults(command=start_resync)
 
@@ -238,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_get.set_defaults(command=get_user)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -633,9 +651,18 @@ def start_resync(command: Command) -> int:
 
 def _follow(command: Command, job: dict[str, Any]) -> dict[str, Any]:
     bar = _ProgressBar()
+    timeout = float(command.args.timeout)
+    deadline = time.monotonic() + timeout
     try:
         while job.get("status") == "running":
             bar.show(job)
+            if time.monotonic() >= deadline:
+                bar.end()
+                raise CliError(
+                    f"stopped waiting for resync {job.get('id')} after {timeout:g} s: it is still running "
+                    f"({_progress(job)}) and goes on; `{PROG} status` shows it, "
+                    f"`--timeout SECONDS` waits longer"
+                )
             time.sleep(max(0.0, command.args.interval))
             latest = command.invoke(command.target.resync_function, {"action": "status"})
             if not isinstance(latest, dict) or latest.get("status") == "none":

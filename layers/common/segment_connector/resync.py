@@ -3,21 +3,32 @@ brought up to date (resync_plan.py says what that means for one profile).
 
 `handle()` is the one entry point of ResyncFunction:
 - a "Parameter Store Change" event of `<prefix>/settings` (EventBridge), or {"action": "start"},
-  starts a job: one record in the table (pk "resync") holding the target settings, the settings
-  Segment was last fully synchronized with (`base`), and per scan segment its progress;
+  starts a job: one record in the table (pk "resync") holding the target settings, its sequence
+  number `seq`, the settings Segment got every profile with that records no synced view (`base`),
+  and per scan segment its progress;
 - the job fans out one chain of invocations per parallel-scan segment ({"action": "work"}); each
-  invocation works through pages until its time runs short, records its progress, and invokes
-  itself to go on, so any table size fits in Lambda's limits and a failed step resumes where it
-  stopped. The live stream is never involved: calls go straight to Segment.
-- settings changed again while a job runs restart it from the newest settings. What the old job
-  had done is kept as a `layer` (its settings and how far each segment got): a profile the old
-  job reached is compared from the old job's settings, the others from the base, so nothing is
-  sent twice for one change. Message ids derive from the job and the profile (Segment dedups a
-  page sent again after a retry).
+  invocation works through pages until its time runs short, records its progress after every
+  page, and invokes itself to go on. The live stream is never involved: calls go straight to
+  Segment.
+- per profile, an item `sync#<uid>` records the view Segment has it with (`view`, the `seq` of the
+  job that wrote it) and, while one is being sent, the transition (`pending`: from, to, seq). A
+  worker claims a profile (conditional write) before sending it, and commits after: a worker that
+  finds a pending transition (its own, after a crash, or an older job's) sends that transition
+  again, with the same message ids (Segment dedups them, the table stores an event once), commits
+  it and goes on from there; a worker that finds a newer job's mark stops (superseded). So
+  restarts, retries, duplicate invocations and concurrent jobs never send one change twice and
+  never skip one, and a profile that moves (anonymous -> known keeps its uid) or is deleted
+  changes nothing for the others.
+- a segment whose progress has not moved for STALE_SECONDS (its chain died: a self-invocation
+  that failed, retries used up) is resumed from its recorded page by the next status request,
+  start, or page of another segment.
 - {"action": "status"} returns the job.
 
-A manual start ({"action": "start"}, `segment-connector resync`) compares against "nothing sent"
-and so sends every user and account in the filters again (e.g. after restoring the table).
+The first job ever compares against the oldest settings version kept (what the stack was
+deployed with, which Segment got everything with before any resync); later ones against what the
+last finished job synced. A manual start ({"action": "start"}, `segment-connector resync`)
+compares against "nothing sent" and so sends every user and account in the filters again (e.g.
+after restoring the table).
 """
 
 from __future__ import annotations
@@ -26,9 +37,10 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from segment_connector import config
@@ -38,7 +50,7 @@ from segment_connector.invoker import FunctionInvoker
 from segment_connector.models.items import Account, UserProfile
 from segment_connector.models.messages import format_time
 from segment_connector.models.settings import ConnectorSettings
-from segment_connector.resync_plan import PagePlanner, same_view
+from segment_connector.resync_plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
 from segment_connector.storage import ProfileStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +59,9 @@ DEFAULT_SEGMENTS = 16
 PAGE_SIZE = 500  # profiles per scan page (a page is at most 1 MB anyway)
 TIME_MARGIN = 60.0  # seconds left when a work invocation hands over to the next one
 MAX_STEP_ATTEMPTS = 3
+STALE_SECONDS = 3 * 900  # three function timeouts without progress: the segment's chain died
+CLAIM_ROUNDS = 5  # a profile another worker wrote meanwhile is read and planned again
+WRITERS = 8  # claims and commits of one page, side by side
 NOTHING_SENT = ConnectorSettings(synchronized_account_segments=[])  # filters empty: nobody was sent
 COUNTERS = ("evaluated", "changed", "sent", "failed")
 PUBLIC_FIELDS = (
@@ -63,10 +78,18 @@ PUBLIC_FIELDS = (
 )
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Result:
     response: dict[str, Any]
     metrics: dict[str, int] = field(default_factory=dict)
+
+
+class Superseded(Exception):
+    """A newer job has written a profile of this page: this job's work ends."""
 
 
 def segments() -> int:
@@ -90,7 +113,7 @@ def handle(
     now: datetime | None = None,
 ) -> Result:
     invoker = invoker or FunctionInvoker()
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     function = getattr(context, "function_name", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     action = event.get("action") if isinstance(event, Mapping) else None
     if is_settings_change(event):
@@ -98,7 +121,10 @@ def handle(
     if action == "start":
         return start(store, invoker, function, str(event.get("reason") or "manual"), full=True, now=now)
     if action == "status":
-        return Result(public(store.resync_job()))
+        job = store.resync_job()
+        if job is not None:
+            resume_stale(store, invoker, function, job, now)
+        return Result(public(job))
     if action == "work":
         return Worker(store, clients, invoker, function, context, now).run(
             str(event["resync_id"]), int(event["segment"])
@@ -118,6 +144,16 @@ def public(job: Mapping[str, Any] | None) -> dict[str, Any]:
     return {name: job.get(name) for name in PUBLIC_FIELDS if name in job}
 
 
+def _invoke_work(invoker: FunctionInvoker, function: str, resync_id: str, segment: int) -> bool:
+    """Queue a segment's work; False (logged) when Lambda refused: stale detection resumes it."""
+    try:
+        invoker.invoke_async(function, {"action": "work", "resync_id": resync_id, "segment": segment})
+    except Exception as error:  # noqa: BLE001 - the segment is resumed once stale (resume_stale)
+        log.warning("resync %s: segment %d could not be invoked: %r", resync_id, segment, error)
+        return False
+    return True
+
+
 # -- starting a job -------------------------------------------------------------------------------
 
 
@@ -132,94 +168,243 @@ def start(
         return Result(
             {"status": "not_started", "error": error.message, "details": error.details}, {"ResyncRunsFailed": 1}
         )
+    target_view = view_of(target_settings)
     current = store.resync_job()
-    unfinished = current is not None and current["status"] in ("running", "failed")
-    if (
-        current is not None
-        and unfinished
-        and not full
-        and current["target"] == target
-        and current["status"] == "running"
-    ):
+    running = current is not None and current["status"] == "running"
+    if current is not None and running and not full and _target_view(current) == target_view:
+        resume_stale(store, invoker, function, current, now)
         return Result(public(current))  # the same change announced twice
-    if full:
-        base, layers = NOTHING_SENT.model_dump_json(), []
-    elif current is not None and unfinished:
-        base = current["base"]
-        layers = [
-            {"settings": current["target"], "segments": current["segments"], "progress": current["progress"]},
-            *json.loads(current.get("layers") or "[]"),
-        ]
-    else:
-        base, layers = _synchronized_settings(current), []
+    base = _synchronized_settings(current)
+    seq = int((current or {}).get("seq") or 0) + 1
+    unfinished = current is not None and current["status"] != "done"
+    inherited = int((current or {}).get("full_since") or 0) if unfinished else 0
     at = format_time(now)
     job: dict[str, Any] = {
         "id": uuid.uuid4().hex,
+        "seq": seq,
         "reason": reason,
         "target": target,
+        "target_view": target_view,
         "base": base,
-        "layers": json.dumps(layers),
+        "base_view": view_of(config.parse_settings(base)),
+        "full_since": seq if full else inherited,
         "segments": segments(),
         "segments_done": 0,
         **dict.fromkeys(COUNTERS, 0),
         "started_at": at,
         "updated_at": at,
     }
-    if not layers and same_view(config.parse_settings(base), target_settings):
-        job.update(status="done", finished_at=at, base=target, segments_done=job["segments"])  # nothing to send
+    if not unfinished and not job["full_since"] and job["base_view"] == target_view:
+        job.update(status="done", finished_at=at, base=target, base_view=target_view, segments_done=job["segments"])
     else:
         job.update(status="running", progress={str(n): _fresh_progress() for n in range(job["segments"])})
+        views = {target_view: target, job["base_view"]: base}
+        if job["full_since"]:
+            views[view_of(NOTHING_SENT)] = NOTHING_SENT.model_dump_json()
+        store.put_resync_views(views)
     if not store.put_resync_job(job, current["id"] if current else None):
         return Result(public(store.resync_job()))  # another start won the race: it does the work
     if job["status"] == "running":
         for segment in range(job["segments"]):
-            invoker.invoke_async(function, {"action": "work", "resync_id": job["id"], "segment": segment})
+            _invoke_work(invoker, function, job["id"], segment)
         log.info("resync %s started (%s): %d segments", job["id"], reason, job["segments"])
     return Result(public(job))
 
 
+def _target_view(job: Mapping[str, Any]) -> str:
+    return str(job.get("target_view") or view_of(config.parse_settings(job["target"])))
+
+
 def _synchronized_settings(current: Mapping[str, Any] | None) -> str:
-    """What Segment got everything with: the last finished job's target; before any job, the
-    settings version before this change (parameter history), else the template's defaults."""
+    """What Segment got every profile that records no synced view with: the last finished job's
+    target; while a job is unfinished, its base; before any job, the oldest settings version
+    kept (what the stack was deployed with: every save since started a resync, none ran yet)."""
     if current is not None:
         synchronized: str = current["target"] if current["status"] == "done" else current["base"]
         return synchronized
-    return config.previous_settings_document() or ConnectorSettings().model_dump_json()
+    return _oldest_valid_settings() or ConnectorSettings().model_dump_json()
+
+
+def _oldest_valid_settings() -> str | None:
+    import boto3
+
+    pages = boto3.client("ssm").get_paginator("get_parameter_history").paginate(Name=config.parameter_name("settings"))
+    versions = sorted((v for page in pages for v in page.get("Parameters", [])), key=lambda v: v["Version"])
+    for version in versions:
+        try:
+            config.parse_settings(version["Value"])
+        except SettingsInvalid:
+            continue
+        return str(version["Value"])
+    return None
 
 
 def _fresh_progress() -> dict[str, Any]:
-    return {"resume": "", "covered": "", "done": False, "passed": [], "attempts": 0}
+    return {"resume": "", "done": False, "attempts": 0, "at": ""}
+
+
+def resume_stale(
+    store: ProfileStore,
+    invoker: FunctionInvoker,
+    function: str,
+    job: Mapping[str, Any],
+    now: datetime,
+) -> list[int]:
+    """Invoke again the unfinished segments of a running job whose progress has not moved for
+    STALE_SECONDS (a chain that died: a self-invocation Lambda refused, retries used up, a start
+    that could not invoke a segment). Invoking a segment twice is harmless: one invocation
+    records each page, the other stops. Returns the segments resumed."""
+    if job.get("status") != "running":
+        return []
+    stale_before = format_time(now - timedelta(seconds=STALE_SECONDS))
+    started = str(job.get("started_at") or "")
+    seen: dict[int, str] = {}
+    for name, progress in (job.get("progress") or {}).items():
+        at = str(progress.get("at") or "")
+        if progress.get("done"):
+            continue
+        if (at or started) < stale_before:
+            seen[int(name)] = at
+    if not seen or not store.touch_resync_segments(job["id"], seen, format_time(now)):
+        return []
+    log.warning("resync %s: segments %s made no progress: resumed", job["id"], sorted(seen))
+    for segment in sorted(seen):
+        _invoke_work(invoker, function, job["id"], segment)
+    return sorted(seen)
 
 
 # -- working one segment --------------------------------------------------------------------------
 
 
-class Coverage:
-    """Which settings a profile of one segment was last synchronized with.
+@dataclass
+class PageCount:
+    evaluated: int = 0
+    changed: int = 0
+    sent: int = 0
+    failed: int = 0
 
-    A layer (an unfinished earlier job) covers the profiles its scan of this segment reached:
-    all of them when it finished the segment, else those up to its last profile (`covered`).
-    Scans of one segment with the same number of segments return profiles in the same order, so
-    a layer stops covering once that profile has been passed. The newest covering layer wins.
-    """
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTERS}
 
-    def __init__(
-        self, base: ConnectorSettings, layers: list[tuple[ConnectorSettings, dict[str, Any]]], passed: list[int]
-    ):
-        self.base = base
-        self.layers = layers
-        self.passed = set(passed)
 
-    def before(self, item: UserProfile | Account) -> ConnectorSettings:
-        chosen = None
-        key = _key_text(item.pk, item.sk)
-        for index, (settings, progress) in enumerate(self.layers):
-            covers = progress.get("done") or (progress.get("covered") and index not in self.passed)
-            if covers and chosen is None:
-                chosen = settings
-            if progress.get("covered") == key:
-                self.passed.add(index)
-        return chosen or self.base
+class PageSync:
+    """Brings one page of profiles to the job's target, profile by profile (see the module doc)."""
+
+    def __init__(self, worker: Worker, job: Mapping[str, Any]):
+        self.store = worker.store
+        self.worker = worker
+        self.seq = int(job.get("seq") or 0)
+        self.target_view = _target_view(job)
+        self.base_view = str(job.get("base_view") or view_of(config.parse_settings(job["base"])))
+        self.full_since = int(job.get("full_since") or 0)
+        self.nothing_view = view_of(NOTHING_SENT)
+        self.settings: dict[str, ConnectorSettings] = {
+            self.target_view: config.parse_settings(job["target"]),
+            self.base_view: config.parse_settings(job["base"]),
+            self.nothing_view: NOTHING_SENT,
+        }
+        self.planner = PagePlanner(self.store, format_time(worker.now))
+
+    def run(self, items: list[UserProfile | Account]) -> PageCount:
+        count = PageCount(evaluated=len(items))
+        remaining = {sync_key(item): item for item in items}
+        for _ in range(CLAIM_ROUNDS):
+            markers = self.store.sync_markers(remaining)
+            self._check_newer(markers.values())
+            self._complete_pending(remaining, markers, count)
+            remaining = self._own_transitions(remaining, markers, count)
+            if not remaining:
+                return count
+        raise RuntimeError(f"{len(remaining)} profiles kept changing under other workers; the page is retried")
+
+    def _check_newer(self, markers: Iterable[Mapping[str, Any]]) -> None:
+        for marker in markers:
+            pending = marker.get("pending") or {}
+            if int(marker.get("seq") or 0) > self.seq or int(pending.get("seq") or 0) > self.seq:
+                raise Superseded()
+
+    def _settings(self, views: Iterable[str]) -> None:
+        missing = [view for view in views if view not in self.settings]
+        for view, document in self.store.resync_views(missing).items():
+            self.settings[view] = config.parse_settings(document)
+        lost = [view for view in missing if view not in self.settings]
+        if lost:
+            raise RuntimeError(f"settings of synced views {lost} are not kept")
+
+    def _complete_pending(
+        self, items: dict[str, UserProfile | Account], markers: dict[str, dict[str, Any]], count: PageCount
+    ) -> None:
+        """Send again the transitions other (or crashed) workers claimed and did not commit, as they would have."""
+        pending = {key: markers[key]["pending"] for key in items if markers.get(key, {}).get("pending")}
+        if not pending:
+            return
+        self._settings(view for claim in pending.values() for view in (claim["from"], claim["to"]))
+        work = [(items[key], self._transition(claim)) for key, claim in pending.items()]
+        plans = self.planner.plan(work)
+        count.changed += sum(plan.changed for plan in plans)
+        self._send_and_commit(plans, pending, count)
+        for key, claim in pending.items():  # as the commit left them (whoever committed)
+            markers[key] = {"view": claim["to"], "seq": claim["seq"]}
+
+    def _transition(self, claim: Mapping[str, Any]) -> Transition:
+        before, after, seq = str(claim["from"]), str(claim["to"]), int(claim["seq"])
+        return Transition(self.settings[before], self.settings[after], transition_id(seq, before, after))
+
+    def _before_view(self, marker: Mapping[str, Any] | None) -> str:
+        view = str((marker or {}).get("view") or "")
+        if self.full_since:
+            return view if view and int((marker or {}).get("seq") or 0) >= self.full_since else self.nothing_view
+        return view or self.base_view
+
+    def _own_transitions(
+        self, items: dict[str, UserProfile | Account], markers: dict[str, dict[str, Any]], count: PageCount
+    ) -> dict[str, UserProfile | Account]:
+        """Plan, claim, send and commit this job's transition of each profile; the profiles whose
+        conditional write lost (another worker wrote them meanwhile)."""
+        befores = {key: self._before_view(markers.get(key)) for key in items}
+        todo = {key: view for key, view in befores.items() if view != self.target_view}
+        self._settings(set(todo.values()))
+        claims = {key: {"from": view, "to": self.target_view, "seq": self.seq} for key, view in todo.items()}
+        plans = self.planner.plan([(items[key], self._transition(claims[key])) for key in todo])
+        changed = [plan for plan in plans if plan.changed]
+        unchanged = [sync_key(plan.item) for plan in plans if not plan.changed]
+        lost: set[str] = set()
+
+        def claim(plan: ItemPlan) -> None:
+            key = sync_key(plan.item)
+            observed = markers.get(key, {}).get("view")
+            if not self.store.claim_sync(key, observed, claims[key], self.seq):
+                lost.add(key)
+
+        def advance(key: str) -> None:
+            observed = markers.get(key, {}).get("view")  # none recorded: the base stands for it
+            if observed and not self.store.advance_sync(key, observed, self.target_view, self.seq):
+                lost.add(key)
+
+        self._each(claim, changed)
+        self._each(advance, unchanged)
+        claimed = [plan for plan in changed if sync_key(plan.item) not in lost]
+        count.changed += len(claimed)
+        self._send_and_commit(claimed, claims, count)
+        return {key: items[key] for key in lost}
+
+    def _send_and_commit(self, plans: list[ItemPlan], claims: Mapping[str, Any], count: PageCount) -> None:
+        events = [event for plan in plans for event in plan.events]
+        if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
+            self.store.put_new_events(events)
+        sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
+        count.sent += sent
+        count.failed += failed
+        self._each(lambda plan: self.store.commit_sync(sync_key(plan.item), claims[sync_key(plan.item)]), plans)
+
+    @staticmethod
+    def _each(action: Callable[[Any], Any], things: list[Any]) -> None:
+        if len(things) <= 1:
+            for thing in things:
+                action(thing)
+            return
+        with ThreadPoolExecutor(max_workers=min(WRITERS, len(things)), thread_name_prefix="resync") as pool:
+            list(pool.map(action, things))
 
 
 class Worker:
@@ -235,6 +420,8 @@ class Worker:
         self.store, self.clients, self.invoker, self.function = store, clients, invoker, function
         self.context = context
         self.now = now
+        self.client: Any = None
+        self.deadline = 0.0
 
     def run(self, resync_id: str, segment: int) -> Result:
         job = self.store.resync_job()
@@ -246,59 +433,55 @@ class Worker:
         try:
             return self._work(job, segment, progress)
         except Exception as error:  # noqa: BLE001 - record it, retry a few times, then fail the job
-            return self._failed(job, segment, progress, error)
+            return self._failed(job, segment, error)
 
     def _work(self, job: dict[str, Any], segment: int, progress: dict[str, Any]) -> Result:
-        target = config.parse_settings(job["target"])
-        layers = [
-            (config.parse_settings(layer["settings"]), layer["progress"].get(str(segment), {}))
-            for layer in json.loads(job.get("layers") or "[]")
-            if layer.get("segments") == job["segments"]
-        ]
-        coverage = Coverage(config.parse_settings(job["base"]), layers, progress.get("passed", []))
-        planner = PagePlanner(self.store, target, job["id"], format_time(self.now))
+        sync = PageSync(self, job)
+        target = sync.settings[sync.target_view]
         write_key = config.get_secret("write-key")
-        client = self.clients.client(write_key, config.segment_api_url(target)) if write_key else None
-        deadline = self.clients.deadline(self.context)
-        start = json.loads(progress["resume"]) if progress.get("resume") else None
+        self.client = self.clients.client(write_key, config.segment_api_url(target)) if write_key else None
+        self.deadline = self.clients.deadline(self.context)
+        resume = str(progress.get("resume") or "")
         totals = dict.fromkeys(COUNTERS, 0)
         while True:
-            items, next_key = self.store.scan_profiles(segment, job["segments"], start, PAGE_SIZE)
-            page = planner.plan(items, coverage.before)
-            if page.events:  # Entered/Left Segment: sent by the stream like any event
-                self.store.put_new_events(page.events)
-            sent, failed = self._send(page.entries, client, deadline)
-            counters = {"evaluated": page.evaluated, "changed": page.changed, "sent": sent, "failed": failed}
+            items, next_key = self.store.scan_profiles(
+                segment, job["segments"], json.loads(resume) if resume else None, PAGE_SIZE
+            )
+            try:
+                counters = sync.run(items).as_dict()
+            except Superseded:
+                log.info("resync %s: a newer job wrote its profiles; segment %d stops", job["id"], segment)
+                return self._result(job["id"], segment, totals, "superseded")
             for name, value in counters.items():
                 totals[name] += value
-            progress = {
-                **progress,
-                "resume": json.dumps(next_key) if next_key else "",
-                "done": next_key is None,
-                "passed": sorted(coverage.passed),
-                "attempts": 0,
-                "covered": _key_text(items[-1].pk, items[-1].sk) if items else progress.get("covered", ""),
-            }
+            recorded = {"resume": json.dumps(next_key) if next_key else "", "done": next_key is None, "attempts": 0}
             updated = self.store.record_resync_progress(
-                job["id"], segment, progress, counters, next_key is None, format_time(datetime.now(UTC))
+                job["id"],
+                segment,
+                {**recorded, "at": format_time(utcnow())},
+                counters,
+                next_key is None,
+                format_time(utcnow()),
+                expected_resume=resume,
             )
             if updated is None:
-                log.info("resync %s: superseded; segment %d stops", job["id"], segment)
+                log.info("resync %s: superseded, ended or recorded elsewhere; segment %d stops", job["id"], segment)
                 return self._result(job["id"], segment, totals, "superseded")
             if next_key is None:
                 if updated["segments_done"] >= updated["segments"]:
                     self._finish(updated)
                 return self._result(job["id"], segment, totals, "segment done")
-            start = next_key
+            resume = recorded["resume"]
+            resume_stale(self.store, self.invoker, self.function, updated, utcnow())
             if self._time_left() < TIME_MARGIN:
                 self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
                 return self._result(job["id"], segment, totals, "continues")
 
-    def _send(self, entries: list[Entry], client: Any, deadline: float) -> tuple[int, int]:
+    def send(self, entries: list[Entry]) -> tuple[int, int]:
         """(sent, failed); what cannot be sent is kept as dead letters (segment-connector replay)."""
         if not entries:
             return 0, 0
-        if client is None:
+        if self.client is None:
             log.warning(
                 "resync: no write key (SecureString %s): %d calls not sent",
                 config.parameter_name("write-key"),
@@ -306,20 +489,26 @@ class Worker:
             )
             reasons = dict.fromkeys((entry.message_id for entry in entries), "no write key")
         else:
-            outcome = deliver(entries, client, deadline)
+            outcome = deliver(entries, self.client, self.deadline)
             reasons = {**outcome.failed, **outcome.rejected}
-        DeadLetters(self.store, datetime.now(UTC)).keep(
+        DeadLetters(self.store, utcnow()).keep(
             [(entry, f"resync: {reasons[entry.message_id]}") for entry in entries if entry.message_id in reasons]
         )
         return len(entries) - len(reasons), len(reasons)
 
     def _finish(self, job: Mapping[str, Any]) -> None:
-        at = format_time(datetime.now(UTC))
-        if self.store.end_resync(job["id"], "done", {"finished_at": at, "base": job["target"], "layers": "[]"}):
+        at = format_time(utcnow())
+        fields = {"finished_at": at, "base": job["target"], "base_view": _target_view(job)}
+        if self.store.end_resync(job["id"], "done", fields):
             log.info("resync %s done: %s", job["id"], {name: job.get(name) for name in COUNTERS})
 
-    def _failed(self, job: dict[str, Any], segment: int, progress: dict[str, Any], error: Exception) -> Result:
-        attempts = int(progress.get("attempts", 0)) + 1
+    def _failed(self, job: dict[str, Any], segment: int, error: Exception) -> Result:
+        """Count the attempt on the recorded progress (pages recorded by this invocation stay
+        recorded) and try again from there, or fail the job after MAX_STEP_ATTEMPTS."""
+        updated = self.store.count_resync_attempt(job["id"], segment, format_time(utcnow()))
+        if updated is None:
+            return Result({"resync_id": job["id"], "segment": segment, "stopped": "superseded or ended"})
+        attempts = int(updated["progress"][str(segment)].get("attempts", 0))
         log.warning(
             "resync %s: segment %d failed (attempt %d): %r",
             job["id"],
@@ -329,15 +518,10 @@ class Worker:
             extra={"resync_id": job["id"], "segment": segment},
         )
         if attempts < MAX_STEP_ATTEMPTS:
-            retry = {**progress, "attempts": attempts}
-            if (
-                self.store.record_resync_progress(job["id"], segment, retry, {}, False, format_time(datetime.now(UTC)))
-                is not None
-            ):
-                self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
+            self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
             return Result({"resync_id": job["id"], "segment": segment, "retrying": attempts})
         message = f"segment {segment} failed {attempts} times: {error!r}"[:1000]
-        self.store.end_resync(job["id"], "failed", {"error": message, "finished_at": format_time(datetime.now(UTC))})
+        self.store.end_resync(job["id"], "failed", {"error": message, "finished_at": format_time(utcnow())})
         log.error("resync %s failed: %s", job["id"], message)
         return Result({"resync_id": job["id"], "segment": segment, "failed": message}, {"ResyncRunsFailed": 1})
 
@@ -350,7 +534,3 @@ class Worker:
     def _result(resync_id: str, segment: int, totals: dict[str, int], state: str) -> Result:
         metrics = {f"Resync{name.capitalize()}": value for name, value in totals.items() if value}
         return Result({"resync_id": resync_id, "segment": segment, "state": state, **totals}, metrics)
-
-
-def _key_text(pk: str, sk: str) -> str:
-    return f"{pk}\n{sk}"

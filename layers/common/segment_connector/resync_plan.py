@@ -1,16 +1,23 @@
-"""What a settings change means for one page of stored profiles: the calls and events to send.
+"""What a settings change means for one profile: the calls and events that bring Segment from the
+settings it last got the profile with (`before`) to the new ones (`after`).
 
 A user or account is brought up to date exactly as if its own data had just changed, comparing
-its outbound view under the settings Segment last got it with (`before`) and the new ones:
-users entering the filter get an identify (and their group call); users whose segments change
-get an identify and Entered/Left Segment events; users whose whitelisted traits change get an
-identify; accounts whose group traits change (or that enter the account filter) get group calls
-for their users in the filter. Users and accounts leaving a filter are simply no longer sent.
+its outbound view under both settings: users entering the filter get an identify (and their
+group call); users whose segments change get an identify and Entered/Left Segment events; users
+whose whitelisted traits change get an identify; accounts whose group traits change (or that
+enter the account filter) get group calls for their users in the filter. Users and accounts
+leaving a filter are simply no longer sent.
+
+Message ids derive from the profile's stable key (its uid, or the account's group id) and the
+transition (`tx`: the claiming job's sequence number and both views), never from the worker that
+sends them: any worker that (re)sends one transition sends the same ids, which Segment dedups,
+and the same Entered/Left event items, which the table stores once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,57 +42,81 @@ VIEW_FIELDS = (
 
 
 def same_view(before: ConnectorSettings, after: ConnectorSettings) -> bool:
-    fields = set(VIEW_FIELDS)
-    return before.model_dump(include=fields) == after.model_dump(include=fields)
+    return view_of(before) == view_of(after)
+
+
+def view_of(settings: ConnectorSettings) -> str:
+    """The view's id: a hash of the settings' VIEW_FIELDS (settings that send the same have one id)."""
+    fields = settings.model_dump(mode="json", include=set(VIEW_FIELDS))
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def sync_key(item: UserProfile | Account) -> str:
+    """What a profile's synced view is recorded under: stable when a user moves (anonymous ->
+    known keeps its uid) and never reused by another profile (a new profile has a new uid)."""
+    return f"user#{item.uid}" if isinstance(item, UserProfile) else f"account#{item.group_id}"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """From the settings Segment has a profile with to the settings it gets; `tx` names the
+    transition in message ids (the claiming job's sequence number and both views)."""
+
+    before: ConnectorSettings
+    after: ConnectorSettings
+    tx: str
+
+
+def transition_id(seq: int, before_view: str, after_view: str) -> str:
+    return f"resync-{seq}-{before_view}-{after_view}"
 
 
 @dataclass
-class PagePlan:
+class ItemPlan:
+    item: UserProfile | Account
+    transition: Transition
     entries: list[Entry] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
-    evaluated: int = 0
-    changed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.entries or self.events)
 
 
 class PagePlanner:
-    """Plans one page; `before(item)` gives the settings the item was last synchronized with."""
+    """Plans a page of profiles, each with its own transition (accounts read once per page)."""
 
-    def __init__(self, store: ProfileStore, target: ConnectorSettings, resync_id: str, now: str):
+    def __init__(self, store: ProfileStore, now: str):
         self.store = store
-        self.rules = Rules(target)
-        self.resync_id = resync_id
         self.now = now
         self._rules: dict[int, Rules] = {}
 
-    def plan(
-        self, items: list[UserProfile | Account], before: Callable[[UserProfile | Account], ConnectorSettings]
-    ) -> PagePlan:
-        page = PagePlan()
-        previous = {id(item): self._rules_for(before(item)) for item in items}
-        accounts = self._accounts(items, previous)
-        for item in items:
-            old = previous[id(item)]
-            size = (len(page.entries), len(page.events))
+    def plan(self, work: list[tuple[UserProfile | Account, Transition]]) -> list[ItemPlan]:
+        accounts = self._accounts(work)
+        plans = []
+        for item, transition in work:
+            plan = ItemPlan(item, transition)
+            old, new = self._rules_for(transition.before), self._rules_for(transition.after)
             if isinstance(item, UserProfile):
-                self._user(page, item, old, accounts.get(item.account_id or ""))
+                self._user(plan, item, old, new, accounts.get(item.account_id or ""))
             else:
-                self._account(page, item, old)
-            page.evaluated += 1
-            page.changed += (len(page.entries), len(page.events)) != size
-        return page
+                self._account(plan, item, old, new)
+            plans.append(plan)
+        return plans
 
     def _rules_for(self, settings: ConnectorSettings) -> Rules:
         if id(settings) not in self._rules:
             self._rules[id(settings)] = Rules(settings)
         return self._rules[id(settings)]
 
-    def _accounts(self, items: list[UserProfile | Account], previous: dict[int, Rules]) -> dict[str, Account]:
+    def _accounts(self, work: list[tuple[UserProfile | Account, Transition]]) -> dict[str, Account]:
         """The accounts of this page's users, when a segment or a group call needs them (one read)."""
-        needs = (
-            self.rules.uses_account_traits
-            or self.rules.settings.handle_accounts
-            or any(rules.uses_account_traits for rules in previous.values())
+        needs = any(
+            rules.uses_account_traits or rules.settings.handle_accounts
+            for _, transition in work
+            for rules in (self._rules_for(transition.before), self._rules_for(transition.after))
         )
+        items = [item for item, _ in work]
         group_ids = {item.account_id for item in items if isinstance(item, UserProfile) and item.account_id}
         if not (needs and group_ids):
             return {}
@@ -95,23 +126,22 @@ class PagePlanner:
 
     # -- users ------------------------------------------------------------------------------------
 
-    def _user(self, page: PagePlan, user: UserProfile, old: Rules, account: Account | None) -> None:
-        new = self.rules
+    def _user(self, plan: ItemPlan, user: UserProfile, old: Rules, new: Rules, account: Account | None) -> None:
+        tx = plan.transition.tx
         old_segments, new_segments = old.user_segments(user, account), new.user_segments(user, account)
-        page.events += segment_events(user, self.now, user.pk, self._sequence(), "", old_segments, new_segments)
+        plan.events += segment_events(user, self.now, user.uid, tx, "", old_segments, new_segments)
         was_in, is_in = old.in_filter(old_segments), new.in_filter(new_segments)
         if not is_in or not any(send_ids(user)):
             return  # leaving (or never in) the filter: no longer sent
         traits = new.identify_traits(user, new_segments)
         if not was_in or traits != old.identify_traits(user, old_segments):
-            self._identify(page, user, traits)
+            self._identify(plan, user, traits)
         if not was_in and user.account_id and new.account_in_filter(account):
-            self._group(page, user, user.account_id, new.group_traits(account), "group")
+            self._group(plan, user, user.account_id, new.group_traits(account), account, "group")
 
     # -- accounts ---------------------------------------------------------------------------------
 
-    def _account(self, page: PagePlan, account: Account, old: Rules) -> None:
-        new = self.rules
+    def _account(self, plan: ItemPlan, account: Account, old: Rules, new: Rules) -> None:
         if not new.account_in_filter(account):
             return
         traits = new.group_traits(account)
@@ -123,33 +153,38 @@ class PagePlanner:
                 continue
             # Users entering the filter now send their own group call (see _user).
             if new.in_filter(new.user_segments(user, account)) and old.in_filter(old.user_segments(user, account)):
-                self._group(page, user, account.group_id, traits, f"{account.group_id}:group")
+                self._group(plan, user, account.group_id, traits, account, f"{account.group_id}:group")
 
     # -- calls --------------------------------------------------------------------------------------
 
-    def _sequence(self) -> str:
-        """Stands for the stream sequence number: message ids are stable within one resync."""
-        return f"resync-{self.resync_id}"
-
-    def _identify(self, page: PagePlan, user: UserProfile, traits: dict[str, Any]) -> None:
+    def _identify(self, plan: ItemPlan, user: UserProfile, traits: dict[str, Any]) -> None:
         user_id, anonymous_id = send_ids(user)
         call = IdentifyCall(
-            message_id=message_id(user.pk, self._sequence(), "identify"),
+            message_id=message_id(user.uid, plan.transition.tx, "identify"),
             user_id=user_id,
             anonymous_id=anonymous_id,
-            timestamp=self.now,
+            # the profile's own time: a newer live change of it is never overwritten downstream
+            timestamp=user.updated_at or self.now,
             traits=traits,
         )
-        page.entries.append(Entry(call.message_id, user.uid, call.payload()))
+        plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
 
-    def _group(self, page: PagePlan, user: UserProfile, group_id: str, traits: dict[str, Any], purpose: str) -> None:
+    def _group(
+        self,
+        plan: ItemPlan,
+        user: UserProfile,
+        group_id: str,
+        traits: dict[str, Any],
+        account: Account | None,
+        purpose: str,
+    ) -> None:
         user_id, anonymous_id = send_ids(user)
         call = GroupCall(
-            message_id=message_id(user.pk, self._sequence(), purpose),
+            message_id=message_id(user.uid, plan.transition.tx, purpose),
             user_id=user_id,
             anonymous_id=anonymous_id,
-            timestamp=self.now,
+            timestamp=(account.updated_at if account else "") or user.updated_at or self.now,
             group_id=group_id,
             traits=traits,
         )
-        page.entries.append(Entry(call.message_id, user.uid, call.payload()))
+        plan.entries.append(Entry(call.message_id, user.uid, call.payload()))

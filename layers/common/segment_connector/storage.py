@@ -583,10 +583,9 @@ class ProfileStore:
             names[f"#s{index}"] = str(segment)
             values[f":a{index}"] = {"S": at}
             sets.append(f"#progress.#s{index}.#at = :now")
-            conditions.append(f"#progress.#s{index}.#at = :a{index}")
-        return (
-            self._update_resync(f"SET {', '.join(sets)}", " AND ".join(conditions), names, values) is not None
-        )
+            at_path = f"#progress.#s{index}.#at"
+            conditions.append(f"({at_path} = :a{index}" + (f" OR attribute_not_exists({at_path}))" if not at else ")"))
+        return self._update_resync(f"SET {', '.join(sets)}", " AND ".join(conditions), names, values) is not None
 
     def _update_resync(
         self, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
