@@ -19,6 +19,7 @@ MAX_ALIAS_HOPS = 5
 # dropped from the lists keeps its alias item, so it still resolves to the user.
 MAX_ANONYMOUS_IDS = 1_000
 MAX_IDENTITIES = 1_100  # the anonymous ids', the user_id's, the email's and user_ids merged by alias
+MAX_ID_BYTES = 120_000  # of the two lists together: ids may be 1 KB each (100 KB for 1,000 uuids)
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _bound(profile: UserProfile) -> None:
     """Keep the newest MAX_ANONYMOUS_IDS anonymous ids and at most MAX_IDENTITIES identities, the
     profile's own pk always (an anonymous profile lives at its first anonymous id)."""
     own = profile.pk
-    excess = len(profile.anonymous_ids) - MAX_ANONYMOUS_IDS
+    excess = max(len(profile.anonymous_ids) - MAX_ANONYMOUS_IDS, _over_bytes(profile))
     if excess > 0:
         keep_first = identity_pk("anonymous_id", profile.anonymous_ids[0]) == own
         start = 1 if keep_first else 0
@@ -219,6 +220,19 @@ def _bound(profile: UserProfile) -> None:
     if excess > 0:  # the oldest first, never the profile's own
         dropped = set([pk for pk in profile.identities if pk != own][:excess])
         profile.identities = [pk for pk in profile.identities if pk not in dropped]
+
+
+def _over_bytes(profile: UserProfile) -> int:
+    """How many of the oldest anonymous ids to drop for the id lists to fit MAX_ID_BYTES."""
+    total = sum(len(pk.encode()) + 1 for pk in profile.identities)
+    total += sum(len(value.encode()) + 1 for value in profile.anonymous_ids)
+    count = 0
+    for value in profile.anonymous_ids[1:]:  # the first may be the profile's own: never counted out
+        if total <= MAX_ID_BYTES:
+            break
+        total -= 2 * len(value.encode()) + len("id#anonymous_id#") + 2
+        count += 1
+    return count
 
 
 def profiles_at(store: ProfileStore, pks: list[str]) -> dict[str, UserProfile | None]:
