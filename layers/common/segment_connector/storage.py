@@ -286,10 +286,19 @@ class ProfileStore:
         another writer got there first (the caller reads again and retries), ProfileTooLarge when
         a profile or account would exceed DynamoDB's 400 KB item (checked before writing).
         """
-        for item in [profile.to_item() for profile, _ in change.profiles] + [a.to_item() for a, _ in change.accounts]:
-            size = item_size({**item, "version": item.get("version", 0) + 1})
-            if size > MAX_ITEM_BYTES:
-                raise ProfileTooLarge(item["pk"], size)
+        _check_item_sizes(change)
+        try:
+            self._call("transact_write_items", TransactItems=self._commit_actions(change))
+        except BadRequest as error:
+            if "item size" in error.message.lower():  # DynamoDB counted more than item_size did
+                raise ProfileTooLarge(_first_pk(change)) from error
+            raise
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            raise _commit_failure(change, error.response.get("CancellationReasons", [])) from None
+
+    def _commit_actions(self, change: ProfileChange) -> list[dict[str, Any]]:
         actions: list[dict[str, Any]] = []
         if change.message_id:
             marker = {
@@ -309,24 +318,7 @@ class ProfileStore:
             )
         for account, expected in change.accounts:
             actions.append(self._versioned_put(account.to_item(), expected))
-        try:
-            self._call("transact_write_items", TransactItems=actions)
-        except BadRequest as error:
-            if "item size" in error.message.lower():  # DynamoDB counted more than item_size did
-                raise ProfileTooLarge(change.profiles[0][0].pk if change.profiles else "(account)") from error
-            raise
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            cancelled = error.response.get("CancellationReasons", [])
-            if any("item size" in str(r.get("Message", "")).lower() for r in cancelled):
-                raise ProfileTooLarge(change.profiles[0][0].pk if change.profiles else "(account)") from None
-            reasons = [r.get("Code", "None") for r in cancelled]
-            if change.message_id and reasons and reasons[0] == "ConditionalCheckFailed":
-                raise DuplicateMessage(change.message_id) from None
-            if any(code in _UNAVAILABLE or code == "ThrottlingError" for code in reasons):
-                raise StoreUnavailable() from None
-            raise VersionConflict(str(reasons)) from None
+        return actions
 
     def delete_user(self, profile_pks: Iterable[str], identity_pks: Iterable[str], partitions: Iterable[str]) -> int:
         """Remove profiles, their identity items and every event in their partitions (GDPR)."""
@@ -965,3 +957,27 @@ def shared_store(table_name: str) -> ProfileStore:
 def forget_shared_store() -> None:
     global _shared
     _shared = None
+
+
+def _check_item_sizes(change: ProfileChange) -> None:
+    """ProfileTooLarge before writing a profile or account over DynamoDB's 400 KB item."""
+    for item in [profile.to_item() for profile, _ in change.profiles] + [a.to_item() for a, _ in change.accounts]:
+        size = item_size({**item, "version": item.get("version", 0) + 1})
+        if size > MAX_ITEM_BYTES:
+            raise ProfileTooLarge(item["pk"], size)
+
+
+def _first_pk(change: ProfileChange) -> str:
+    return change.profiles[0][0].pk if change.profiles else "(account)"
+
+
+def _commit_failure(change: ProfileChange, cancelled: list[dict[str, Any]]) -> Exception:
+    """What a cancelled profile transaction means, from its cancellation reasons."""
+    if any("item size" in str(reason.get("Message", "")).lower() for reason in cancelled):
+        return ProfileTooLarge(_first_pk(change))
+    reasons = [reason.get("Code", "None") for reason in cancelled]
+    if change.message_id and reasons and reasons[0] == "ConditionalCheckFailed":
+        return DuplicateMessage(change.message_id)
+    if any(code in _UNAVAILABLE or code == "ThrottlingError" for code in reasons):
+        return StoreUnavailable()
+    return VersionConflict(str(reasons))
