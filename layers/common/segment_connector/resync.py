@@ -37,8 +37,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +60,6 @@ TIME_MARGIN = 60.0  # seconds left when a work invocation hands over to the next
 MAX_STEP_ATTEMPTS = 3
 STALE_SECONDS = 3 * 900  # three function timeouts without progress: the segment's chain died
 CLAIM_ROUNDS = 5  # a profile another worker wrote meanwhile is read and planned again
-WRITERS = 8  # claims and commits of one page, side by side
 NOTHING_SENT = ConnectorSettings(synchronized_account_segments=[])  # filters empty: nobody was sent
 COUNTERS = ("evaluated", "changed", "sent", "failed")
 PUBLIC_FIELDS = (
@@ -367,22 +365,13 @@ class PageSync:
         claims = {key: {"from": view, "to": self.target_view, "seq": self.seq} for key, view in todo.items()}
         plans = self.planner.plan([(items[key], self._transition(claims[key])) for key in todo])
         changed = [plan for plan in plans if plan.changed]
-        unchanged = [sync_key(plan.item) for plan in plans if not plan.changed]
-        lost: set[str] = set()
-
-        def claim(plan: ItemPlan) -> None:
-            key = sync_key(plan.item)
-            observed = markers.get(key, {}).get("view")
-            if not self.store.claim_sync(key, observed, claims[key], self.seq):
-                lost.add(key)
-
-        def advance(key: str) -> None:
-            observed = markers.get(key, {}).get("view")  # none recorded: the base stands for it
-            if observed and not self.store.advance_sync(key, observed, self.target_view, self.seq):
-                lost.add(key)
-
-        self._each(claim, changed)
-        self._each(advance, unchanged)
+        observed = {key: markers.get(key, {}).get("view") for key in todo}
+        lost = self.store.claim_syncs(
+            [(sync_key(p.item), observed[sync_key(p.item)], claims[sync_key(p.item)]) for p in changed], self.seq
+        )
+        # a profile whose transition sends nothing: its recorded view advances (none recorded: the base stands for it)
+        advanced = [(sync_key(p.item), observed[sync_key(p.item)]) for p in plans if not p.changed]
+        lost |= self.store.advance_syncs([(key, view) for key, view in advanced if view], self.target_view, self.seq)
         claimed = [plan for plan in changed if sync_key(plan.item) not in lost]
         count.changed += len(claimed)
         self._send_and_commit(claimed, claims, count)
@@ -395,16 +384,7 @@ class PageSync:
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed
-        self._each(lambda plan: self.store.commit_sync(sync_key(plan.item), claims[sync_key(plan.item)]), plans)
-
-    @staticmethod
-    def _each(action: Callable[[Any], Any], things: list[Any]) -> None:
-        if len(things) <= 1:
-            for thing in things:
-                action(thing)
-            return
-        with ThreadPoolExecutor(max_workers=min(WRITERS, len(things)), thread_name_prefix="resync") as pool:
-            list(pool.map(action, things))
+        self.store.commit_syncs([(sync_key(plan.item), claims[sync_key(plan.item)]) for plan in plans])
 
 
 class Worker:
@@ -454,7 +434,8 @@ class Worker:
                 return self._result(job["id"], segment, totals, "superseded")
             for name, value in counters.items():
                 totals[name] += value
-            recorded = {"resume": json.dumps(next_key) if next_key else "", "done": next_key is None, "attempts": 0}
+            next_resume = json.dumps(next_key) if next_key else ""
+            recorded = {"resume": next_resume, "done": next_key is None, "attempts": 0}
             updated = self.store.record_resync_progress(
                 job["id"],
                 segment,
@@ -471,7 +452,7 @@ class Worker:
                 if updated["segments_done"] >= updated["segments"]:
                     self._finish(updated)
                 return self._result(job["id"], segment, totals, "segment done")
-            resume = recorded["resume"]
+            resume = next_resume
             resume_stale(self.store, self.invoker, self.function, updated, utcnow())
             if self._time_left() < TIME_MARGIN:
                 self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})

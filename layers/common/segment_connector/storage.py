@@ -42,6 +42,7 @@ REPLAY_KEY = {"pk": {"S": "replay"}, "sk": {"S": "job"}}
 BATCH_ATTEMPTS = 6
 MAX_CONNECTIONS = 64  # at least as many as the inbound's parallel writers (botocore's default is 10)
 WRITE_BATCH = 25  # items per BatchWriteItem
+SYNC_WRITERS = 16  # a resync page's conditional updates of sync items, side by side
 _UNAVAILABLE = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -113,6 +114,27 @@ class ProfileChange:
 
     def is_empty(self) -> bool:
         return not (self.profiles or self.retired or self.aliases or self.accounts)
+
+
+@dataclass
+class _SyncWrite:
+    """One conditional update of a profile's sync item (resync)."""
+
+    key: str
+    expression: str
+    condition: str
+    values: dict[str, Any]
+    names: dict[str, str] = field(default_factory=dict)
+
+    def request(self, table: str) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Key": {"pk": {"S": f"sync#{self.key}"}, "sk": {"S": "sync"}},
+            "UpdateExpression": self.expression,
+            "ConditionExpression": self.condition,
+            "ExpressionAttributeNames": {"#view": "view", **self.names},
+            "ExpressionAttributeValues": {**self.values, ":kind": {"S": "sync"}},
+        }
 
 
 class ProfileStore:
@@ -614,63 +636,71 @@ class ProfileStore:
         requests = [{"pk": {"S": f"sync#{key}"}, "sk": {"S": "sync"}} for key in dict.fromkeys(keys)]
         return {raw["pk"].removeprefix("sync#"): raw for raw in self._batch_get(requests)}
 
-    def claim_sync(self, key: str, observed: str | None, pending: dict[str, Any], seq: int) -> bool:
-        """Record that a transition is being sent (`pending`: from, to, seq), if the profile's synced
-        view is still `observed` (None: none recorded), no transition is pending and no newer job
-        (higher seq) has written it; False otherwise (read it again)."""
-        condition = "attribute_not_exists(pending) AND (attribute_not_exists(seq) OR seq <= :seq)"
-        values: dict[str, Any] = {":seq": {"N": str(seq)}, ":pending": serialize({"v": pending})["v"]}
-        if observed is None:
-            condition += " AND attribute_not_exists(#view)"
-        else:
-            condition += " AND #view = :observed"
-            values[":observed"] = {"S": observed}
-        return self._update_sync(key, "SET pending = :pending, kind = :kind", condition, values)
+    def claim_syncs(self, claims: list[tuple[str, str | None, dict[str, Any]]], seq: int) -> set[str]:
+        """Record, per (key, observed view, pending), that a transition is being sent (`pending`:
+        from, to, seq), if the profile's synced view is still `observed` (None: none recorded), no
+        transition is pending and no newer job (higher seq) has written it; the keys where that no
+        longer held (read them again)."""
+        writes = []
+        for key, observed, pending in claims:
+            condition = "attribute_not_exists(pending) AND (attribute_not_exists(seq) OR seq <= :seq)"
+            values: dict[str, Any] = {":seq": {"N": str(seq)}, ":pending": serialize({"v": pending})["v"]}
+            if observed is None:
+                condition += " AND attribute_not_exists(#view)"
+            else:
+                condition += " AND #view = :observed"
+                values[":observed"] = {"S": observed}
+            writes.append(_SyncWrite(key, "SET pending = :pending, kind = :kind", condition, values))
+        return self._write_syncs(writes)
 
-    def commit_sync(self, key: str, pending: dict[str, Any]) -> bool:
-        """The pending transition was sent: the synced view becomes its `to` (False: another worker
-        completed it, or it is no longer pending)."""
-        values = {
-            ":to": {"S": str(pending["to"])},
-            ":from": {"S": str(pending["from"])},
-            ":seq": {"N": str(pending["seq"])},
-        }
-        return self._update_sync(
-            key,
-            "SET #view = :to, seq = :seq, kind = :kind REMOVE pending",
-            "pending.#to = :to AND pending.#from = :from AND pending.seq = :seq",
-            values,
-            {"#to": "to", "#from": "from"},
-        )
-
-    def advance_sync(self, key: str, observed: str, view: str, seq: int) -> bool:
-        """A profile whose view changes nothing that is sent: record `view` as synced (if still `observed`)."""
-        values = {":observed": {"S": observed}, ":to": {"S": view}, ":seq": {"N": str(seq)}}
-        return self._update_sync(
-            key,
-            "SET #view = :to, seq = :seq, kind = :kind",
-            "#view = :observed AND attribute_not_exists(pending) AND seq <= :seq",
-            values,
-        )
-
-    def _update_sync(
-        self,
-        key: str,
-        expression: str,
-        condition: str,
-        values: dict[str, Any],
-        names: dict[str, str] | None = None,
-    ) -> bool:
-        try:
-            self._call(
-                "update_item",
-                TableName=self.table,
-                Key={"pk": {"S": f"sync#{key}"}, "sk": {"S": "sync"}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#view": "view", **(names or {})},
-                ExpressionAttributeValues={**values, ":kind": {"S": "sync"}},
+    def commit_syncs(self, claims: list[tuple[str, dict[str, Any]]]) -> set[str]:
+        """The pending transitions were sent: each synced view becomes its `to`; the keys another
+        worker completed first (no longer pending as claimed)."""
+        writes = [
+            _SyncWrite(
+                key,
+                "SET #view = :to, seq = :seq, kind = :kind REMOVE pending",
+                "pending.#to = :to AND pending.#from = :from AND pending.seq = :seq",
+                {
+                    ":to": {"S": str(pending["to"])},
+                    ":from": {"S": str(pending["from"])},
+                    ":seq": {"N": str(pending["seq"])},
+                },
+                {"#to": "to", "#from": "from"},
             )
+            for key, pending in claims
+        ]
+        return self._write_syncs(writes)
+
+    def advance_syncs(self, keys: list[tuple[str, str]], view: str, seq: int) -> set[str]:
+        """Profiles whose transition changes nothing that is sent: record `view` as synced, per
+        (key, observed view), if still observed; the keys where it was not."""
+        writes = [
+            _SyncWrite(
+                key,
+                "SET #view = :to, seq = :seq, kind = :kind",
+                "#view = :observed AND attribute_not_exists(pending) AND seq <= :seq",
+                {":observed": {"S": observed}, ":to": {"S": view}, ":seq": {"N": str(seq)}},
+            )
+            for key, observed in keys
+        ]
+        return self._write_syncs(writes)
+
+    def _write_syncs(self, writes: list[_SyncWrite]) -> set[str]:
+        """Conditional updates of sync items, SYNC_WRITERS side by side (one UpdateItem each: a
+        transaction would cost twice the write units and fail as a whole); the keys whose
+        condition failed (the others are written)."""
+        if len(writes) <= 1:
+            return {write.key for write in writes if not self._update_sync(write)}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(SYNC_WRITERS, len(writes)), thread_name_prefix="sync") as pool:
+            written = list(pool.map(self._update_sync, writes))
+        return {write.key for write, ok in zip(writes, written, strict=True) if not ok}
+
+    def _update_sync(self, write: _SyncWrite) -> bool:
+        try:
+            self._call("update_item", **write.request(self.table))
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
