@@ -172,11 +172,32 @@ def start(
     if current is not None and running and not full and _target_view(current) == target_view:
         resume_stale(store, invoker, function, current, now)
         return Result(public(current))  # the same change announced twice
+    job = _new_job(store, current, reason, target, target_view, full=full, at=format_time(now))
+    if not store.put_resync_job(job, current["id"] if current else None):
+        return Result(public(store.resync_job()))  # another start won the race: it does the work
+    if job["status"] == "running":
+        for segment in range(job["segments"]):
+            _invoke_work(invoker, function, job["id"], segment)
+        log.info("resync %s started (%s): %d segments", job["id"], reason, job["segments"])
+    return Result(public(job))
+
+
+def _new_job(
+    store: ProfileStore,
+    current: Mapping[str, Any] | None,
+    reason: str,
+    target: str,
+    target_view: str,
+    *,
+    full: bool,
+    at: str,
+) -> dict[str, Any]:
+    """The job that follows `current`: done at once when nothing any profile sees changes, else
+    running with fresh progress per segment (and the views it compares stored first)."""
     base = _synchronized_settings(current)
     seq = int((current or {}).get("seq") or 0) + 1
     unfinished = current is not None and current["status"] != "done"
     inherited = int((current or {}).get("full_since") or 0) if unfinished else 0
-    at = format_time(now)
     job: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "seq": seq,
@@ -194,19 +215,13 @@ def start(
     }
     if not unfinished and not job["full_since"] and job["base_view"] == target_view:
         job.update(status="done", finished_at=at, base=target, base_view=target_view, segments_done=job["segments"])
-    else:
-        job.update(status="running", progress={str(n): _fresh_progress() for n in range(job["segments"])})
-        views = {target_view: target, job["base_view"]: base}
-        if job["full_since"]:
-            views[view_of(NOTHING_SENT)] = NOTHING_SENT.model_dump_json()
-        store.put_resync_views(views)
-    if not store.put_resync_job(job, current["id"] if current else None):
-        return Result(public(store.resync_job()))  # another start won the race: it does the work
-    if job["status"] == "running":
-        for segment in range(job["segments"]):
-            _invoke_work(invoker, function, job["id"], segment)
-        log.info("resync %s started (%s): %d segments", job["id"], reason, job["segments"])
-    return Result(public(job))
+        return job
+    job.update(status="running", progress={str(n): _fresh_progress() for n in range(job["segments"])})
+    views = {target_view: target, job["base_view"]: base}
+    if job["full_since"]:
+        views[view_of(NOTHING_SENT)] = NOTHING_SENT.model_dump_json()
+    store.put_resync_views(views)
+    return job
 
 
 def _target_view(job: Mapping[str, Any]) -> str:
