@@ -341,6 +341,10 @@ def _oversized(rng: random.Random, number: int, tag: str, api_key: str) -> Case:
             for i in range(1_000)
         ]
         body, expect = jsontext.encode({"batch": items}), {200}
+    if lambda_refuses(body):
+        # As on AWS: the event (the body escaped inside it) is over Lambda's 6 MB invoke limit, so
+        # API Gateway answers 500 without running the function (README: the batch size avoids it).
+        expect = {500}
     return _case(
         rng,
         number,
@@ -354,6 +358,14 @@ def _oversized(rng: random.Random, number: int, tag: str, api_key: str) -> Case:
         expect=frozenset(expect),
         valid_credentials=True,
     )
+
+
+def lambda_refuses(body: bytes) -> bool:
+    """Whether API Gateway's event for this POST /segment body is over Lambda's invoke limit."""
+    from local_stack.lambda_runtime import MAX_REQUEST_BYTES
+    from local_stack.payload_limits import event_bytes
+
+    return event_bytes(body) > MAX_REQUEST_BYTES
 
 
 def _credentials(rng: random.Random, api_key: str) -> tuple[bytes | None, bool]:

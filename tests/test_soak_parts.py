@@ -236,3 +236,18 @@ def test_deliveries_tell_order_breaks_split_ids_and_refusals():
     assert seen.refused_ids == {"o2"} and "o2" in seen.accepted_ids
     assert seen.accepted_events() == {"m2", "m3", "n1"}
     assert seen.last_identify_seq() == {"u1": 1}
+
+
+def test_oversized_bodies_over_lambdas_limit_expect_api_gateways_500_and_the_rest_their_answer():
+    # Given the soak's oversized variants (5 MiB + 1 message, 4,001 messages, 6 MiB of spaces, ~1 MiB)
+    from soak import hostile
+
+    cases = {
+        n // hostile.OVERSIZED_EVERY % 4: hostile._oversized(random.Random(n), n, "t", "k")
+        for n in range(0, 8_000, 2_000)
+    }
+    # Then those whose API Gateway event is over Lambda's 6 MB expect API Gateway's 500 (as on AWS),
+    # the others keep the connector's own answer
+    assert hostile.lambda_refuses(cases[2].body) and cases[2].expect == frozenset({500})
+    assert not hostile.lambda_refuses(cases[3].body) and cases[3].expect == frozenset({200})
+    assert not hostile.lambda_refuses(cases[1].body) and cases[1].expect == frozenset({413})
