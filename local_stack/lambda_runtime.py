@@ -215,16 +215,23 @@ def function_properties(template: Mapping[str, Any], logical_id: str, name: str)
 
 
 def template_refs(template: Mapping[str, Any], table_name: str) -> dict[str, str]:
-    """Values for !Ref: every parameter's default, and the local table's name for `Table`."""
+    """Values for !Ref: every parameter's default, the local table's name for `Table`, and each
+    function's name here (its FunctionName as deployed, else its local name), as AWS's !Ref of a
+    function is its name: what a function invokes by must be what its role grants."""
+    refs = _parameter_refs(template, table_name)
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            refs[logical_id] = deployed_function_name(template, logical_id)
+    return refs
+
+
+def _parameter_refs(template: Mapping[str, Any], table_name: str) -> dict[str, str]:
     refs = {
         name: parameter_default(template, name)
         for name, spec in template.get("Parameters", {}).items()
         if "Default" in spec
     }
     refs["Table"] = table_name
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") == "AWS::Serverless::Function":
-            refs[logical_id] = local_function_name(logical_id)  # !Ref of a function is its name
     return refs
 
 
@@ -283,7 +290,7 @@ def function_names(template: Mapping[str, Any], logical_id: str) -> list[str]:
     declared = template["Resources"][logical_id].get("Properties", {}).get("FunctionName")
     if isinstance(declared, dict) and "Fn::Sub" in declared and isinstance(declared["Fn::Sub"], str):
         refs = {
-            **template_refs(template, TABLE_NAME),
+            **_parameter_refs(template, TABLE_NAME),
             "AWS::StackName": STACK_NAME,
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT_ID,

@@ -347,8 +347,9 @@ def test_dead_letters_are_listed_with_their_reasons_and_replayed(
     # When Segment accepts it again and the replay button is pressed: the numbers, the letter gone
     segment.rejecting = False
     console.by("replay").click()
-    expect(console.by("replay-result")).to_contain_text(re.compile(r"replayed: [1-9]"))
-    expect(console.by("replay-result")).to_contain_text("failed: 0")
+    # (the replay is a background job: the page shows its progress until it is done)
+    expect(console.by("replay-result")).to_contain_text(re.compile(r"Replay done: .*replayed [1-9]"))
+    expect(console.by("replay-result")).to_contain_text("failed 0")
     expect(row).to_have_count(0)
     assert letter() is None
     assert any(

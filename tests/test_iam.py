@@ -19,6 +19,7 @@ from harness import (
     API_KEY,
     PREFIX,
     TABLE,
+    TEMPLATE,
     TEST_DEPLOYMENT,
     WAIT_SECONDS,
     Api,
@@ -386,3 +387,20 @@ def test_the_console_without_put_parameter_answers_500_and_the_settings_stay(
     assert (status, answer["code"]) == (500, "permission_denied"), answer
     after = aws.ssm.get_parameter(Name=f"{PREFIX}/settings")["Parameter"]
     assert (after["Version"], after["Value"]) == (before["Version"], before["Value"])
+
+
+def test_the_local_stack_invokes_functions_by_the_names_their_roles_grant() -> None:
+    # Given the local stack's functions: the console invokes OutboundFunction by the name in its
+    # environment (!Ref OutboundFunction), ResyncFunction invokes itself by its own name
+    from local_stack.__main__ import local_deployment
+    from local_stack.lambda_runtime import TABLE_NAME, deployed_function_name, function_environment
+
+    environment = function_environment(TEMPLATE, "ConsoleFunction", TABLE_NAME, "http://aws", "http://segment")
+    roles = function_roles(TEMPLATE_PATH.read_text(encoding="utf-8"), local_deployment(TEMPLATE, PREFIX))
+    function_arn = "arn:aws:lambda:us-east-1:123456789012:function:"
+    # Then those names are the ones the roles allow (as !Ref of a function is its name on AWS)
+    outbound = environment["OUTBOUND_FUNCTION_NAME"]
+    assert outbound == deployed_function_name(TEMPLATE, "OutboundFunction")
+    assert decide(roles["ConsoleFunction"].statements, "lambda:InvokeFunction", function_arn + outbound, {}).allowed
+    resync = deployed_function_name(TEMPLATE, "ResyncFunction")
+    assert decide(roles["ResyncFunction"].statements, "lambda:InvokeFunction", function_arn + resync, {}).allowed
