@@ -73,6 +73,11 @@ class FunctionSpec:
 
 def function_spec(template: dict[str, Any], logical_id: str, refs: dict[str, str]) -> FunctionSpec:
     """Handler location and environment of a function, with !Ref values resolved from `refs`."""
+    # A parameter the caller does not give resolves to its default, as on `sam deploy`.
+    refs = {
+        **{name: str(spec["Default"]) for name, spec in template.get("Parameters", {}).items() if "Default" in spec},
+        **refs,
+    }
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     props = template["Resources"][logical_id]["Properties"]
     own_env = props.get("Environment", {}).get("Variables", {})

@@ -8,6 +8,7 @@ A moto account built from template.yaml (`Aws`), handlers loaded from their file
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import importlib.util
 import io
@@ -16,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,21 @@ def template_without(logical_id: str, action: str, tmp_path: Path) -> Path:
     path = tmp_path / "template.json"
     path.write_text(json.dumps(template), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def process_state() -> Iterator[None]:
+    """Undo what loading a handler does to the process (environment, sys.path, modules)."""
+    environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if name.startswith("local_stack_"):
+                del sys.modules[name]
 
 
 class Aws:

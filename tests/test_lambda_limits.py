@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from harness import WAIT_SECONDS, Stack, free_port
+from harness import WAIT_SECONDS, Stack, free_port, process_state
 from local_stack import aws
 from local_stack.api import ApiServer
 from local_stack.config import STATE_ENV
@@ -45,21 +44,6 @@ def lambda_handler(event, context):
             time.sleep(0.01)
     return {"loaded": LOADED}
 """
-
-
-@contextmanager
-def process_state() -> Iterator[None]:
-    """Undo what loading a handler does to the process (environment, sys.path, modules)."""
-    environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
-        for name in set(sys.modules) - modules:
-            if name.startswith("local_stack_"):
-                del sys.modules[name]
 
 
 def template_with_timeout(seconds: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 import requests
 from moto import mock_aws
 
-from harness import WAIT_SECONDS, Stack, free_port
+from harness import WAIT_SECONDS, Stack, free_port, process_state
 from local_stack import event_filter
 from local_stack.api import build_event, http_response
 from local_stack.config import STATE_PATH, ConfigError, load_config, settings_document, settings_problems
@@ -460,14 +460,8 @@ def test_config_defaults_and_settings_source(tmp_path: Path) -> None:
 
 @pytest.fixture
 def restore_process_state() -> Iterator[None]:
-    environ, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
-    yield
-    os.environ.clear()
-    os.environ.update(environ)
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name.startswith("local_stack_"):
-            del sys.modules[name]
+    with process_state():
+        yield
 
 
 def test_function_environment_and_loader(tmp_path: Path, restore_process_state: None) -> None:

@@ -120,10 +120,6 @@ def stop_enforcing() -> None:
     _authority = None
 
 
-def authority() -> Authority | None:
-    return _authority
-
-
 def install() -> None:
     """Patch botocore (once per process) to authorize every API call before it is sent."""
     global _installed

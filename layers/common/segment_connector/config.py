@@ -67,13 +67,20 @@ def current_settings_document() -> str:
     return parameters.get_parameter(parameter_name("settings"), force_fetch=True) or "{}"
 
 
-def previous_settings_document() -> str | None:
-    """The version of the settings document before the current one (parameter history), if any."""
+def oldest_valid_settings_document() -> str | None:
+    """The oldest version of the settings document still in the parameter's history that is
+    valid (what the stack was deployed with, before any save), if any."""
     import boto3
 
     pages = boto3.client("ssm").get_paginator("get_parameter_history").paginate(Name=parameter_name("settings"))
     versions = sorted((v for page in pages for v in page.get("Parameters", [])), key=lambda v: v["Version"])
-    return versions[-2]["Value"] if len(versions) >= 2 else None
+    for version in versions:
+        try:
+            parse_settings(version["Value"])
+        except SettingsInvalid:
+            continue
+        return str(version["Value"])
+    return None
 
 
 def get_secret(suffix: str, max_age: int = SECRET_MAX_AGE) -> str | None:

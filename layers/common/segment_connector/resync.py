@@ -235,21 +235,7 @@ def _synchronized_settings(current: Mapping[str, Any] | None) -> str:
     if current is not None:
         synchronized: str = current["target"] if current["status"] == "done" else current["base"]
         return synchronized
-    return _oldest_valid_settings() or ConnectorSettings().model_dump_json()
-
-
-def _oldest_valid_settings() -> str | None:
-    import boto3
-
-    pages = boto3.client("ssm").get_paginator("get_parameter_history").paginate(Name=config.parameter_name("settings"))
-    versions = sorted((v for page in pages for v in page.get("Parameters", [])), key=lambda v: v["Version"])
-    for version in versions:
-        try:
-            config.parse_settings(version["Value"])
-        except SettingsInvalid:
-            continue
-        return str(version["Value"])
-    return None
+    return config.oldest_valid_settings_document() or ConnectorSettings().model_dump_json()
 
 
 def _fresh_progress() -> dict[str, Any]:
