@@ -42,6 +42,7 @@ from local_stack.lambda_runtime import (
     function_names,
     load_function,
 )
+from local_stack.schedules import Schedule, interval_from, scheduled_inputs
 from local_stack.settings_watcher import SettingsWatcher
 from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
@@ -200,6 +201,16 @@ def _run(
     )
     watcher.start()
     cleanups.append(lambda: watcher.stop(timeout=5))
+
+    # EventBridge's schedule of ResyncFunction (StaleCheck): a stuck resync resumes without anyone looking.
+    schedule = Schedule(
+        scheduled_inputs(template, "ResyncFunction"),
+        lambda payload: lambdas.invoke_async("ResyncFunction", payload),
+        interval_from(os.environ),
+        log=say,
+    )
+    schedule.start()
+    cleanups.append(lambda: schedule.stop(timeout=5))
 
     pid = os.getpid()
     write_state(

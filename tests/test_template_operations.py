@@ -497,3 +497,20 @@ FIRST_SETTINGS = (
 
 def test_the_settings_parameter_value_never_changes() -> None:
     assert props("SettingsParameter")["Value"] == FIRST_SETTINGS
+
+
+# -- the resync's schedule -------------------------------------------------------------------------
+
+
+def test_resync_has_a_schedule_asking_for_status_every_5_to_15_minutes() -> None:
+    # Given ResyncFunction's events / Then one schedule invokes it with {"action": "status"}: the
+    # request that resumes a segment stuck for STALE_SECONDS (resync.handle) and writes nothing else
+    events = props("ResyncFunction")["Events"]
+    schedules = [event["Properties"] for event in events.values() if event["Type"] in ("Schedule", "ScheduleV2")]
+    assert len(schedules) == 1
+    (schedule,) = schedules
+    assert json.loads(schedule["Input"]) == {"action": "status"}
+    expression = schedule.get("Schedule") or schedule["ScheduleExpression"]
+    match = re.fullmatch(r"rate\((\d+) minutes\)", expression)
+    assert match is not None and 5 <= int(match.group(1)) <= 15
+    assert schedule.get("Enabled", True) is True and schedule.get("State", "ENABLED") == "ENABLED"
