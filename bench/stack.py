@@ -134,7 +134,8 @@ class InboundStack:
 
     @staticmethod
     def _forget() -> None:
-        from segment_connector import config, storage
+        from segment_connector.runtime import config
+        from segment_connector.store import profile_store as storage
 
         config.clear_caches()
         storage.forget_shared_store()  # its boto3 client belongs to another mock

@@ -256,7 +256,7 @@ def _settings_changed(lambdas: LambdaApi, name: str, event: dict[str, Any]) -> N
     """EventBridge's rule: a settings change invokes ResyncFunction (Event)."""
     # The functions share this process and so one 30 s settings cache: a resync must read the new
     # document, as a fresh container would on AWS.
-    from segment_connector import config as connector_config
+    from segment_connector.runtime import config as connector_config
 
     connector_config.clear_caches()
     lambdas.invoke_async("ResyncFunction", event)
@@ -312,7 +312,7 @@ def settings_notes(config: LocalConfig) -> list[str]:
     Filter sends nobody."""
     import json
 
-    from segment_connector.status import status_warnings
+    from segment_connector.ops.status import status_warnings
 
     try:
         document = json.loads(config.settings)

@@ -89,7 +89,7 @@ def settings_document(template: Mapping[str, Any], path: str | None) -> tuple[st
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        # json_problem (segment_connector.explain): line, column and what is wrong, in plain words
+        # json_problem (segment_connector.domain.explain): line, column and what is wrong, in plain words
         raise ConfigError(
             f"settings from {source} are not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
@@ -125,7 +125,7 @@ def settings_problems(document: str) -> list[str]:
     layer = str(ROOT / "layers" / "common")
     if layer not in sys.path:
         sys.path.insert(0, layer)
-    from segment_connector.settings_document import parse_settings_text
+    from segment_connector.ops.settings_document import parse_settings_text
 
     _, errors = parse_settings_text(document)  # the same plain words as the CLI and the console
     return [f"{error['field']}: {error['error']}" for error in errors]

@@ -6,9 +6,9 @@
 Operations (paths, methods, path parameters, summaries, descriptions, answers) come from the
 routes of functions/inbound/app.py and functions/console/app.py through Powertools'
 `get_openapi_json_schema`; the request schemas from the message models of
-`segment_connector.models.messages` and the settings model; the answer schemas from the models
-below, which mirror `segment_connector.profiles`, `IngestResult.body` and
-`segment_connector.console` (tests/test_openapi.py checks real answers against them). Nothing
+`segment_connector.domain.models.messages` and the settings model; the answer schemas from the models
+below, which mirror `segment_connector.views.profiles`, `IngestResult.body` and
+`segment_connector.ops.console` (tests/test_openapi.py checks real answers against them). Nothing
 here runs in a Lambda function: the handlers build no schema at import.
 """
 
@@ -283,8 +283,8 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
 
 def _schemas() -> dict[str, Any]:
     """Components: the answer models and the message models, every $ref pointing at components."""
-    from segment_connector.models.messages import SegmentMessage
-    from segment_connector.models.settings import ConnectorSettings
+    from segment_connector.domain.models.messages import SegmentMessage
+    from segment_connector.domain.models.settings import ConnectorSettings
 
     schemas: dict[str, Any] = {}
 

@@ -77,7 +77,8 @@ def aws(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("SEGMENT_API_URL", raising=False)
-    from segment_connector import config, storage
+    from segment_connector.runtime import config
+    from segment_connector.store import profile_store as storage
 
     config.clear_caches()
     storage.forget_shared_store()  # its boto3 client belongs to the previous test's mock

@@ -138,20 +138,20 @@ class Aws:
         self.ssm = ssm
 
     def set_settings(self, **overrides: Any) -> None:
-        from segment_connector import config
+        from segment_connector.runtime import config
 
         settings = {**json.loads(SETTINGS_DEFAULT), **overrides}
         self.ssm.put_parameter(Name=f"{PREFIX}/settings", Value=json.dumps(settings), Type="String", Overwrite=True)
         config.clear_caches()
 
     def set_secret(self, suffix: str, value: str) -> None:
-        from segment_connector import config
+        from segment_connector.runtime import config
 
         self.ssm.put_parameter(Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", Overwrite=True)
         config.clear_caches()
 
     def items(self) -> list[dict[str, Any]]:
-        from segment_connector.storage import deserialize
+        from segment_connector.store.profile_store import deserialize
 
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
         return [deserialize(item) for page in pages for item in page["Items"]]

@@ -21,7 +21,7 @@ from local_stack.lambda_runtime import LambdaContext
 from local_stack.segment_sink import SegmentSink
 from local_stack.stream import MappingSettings, StreamReader, failed_from, lambda_record
 from local_stack.template import load_template
-from segment_connector.delivery import ClientPool
+from segment_connector.segment_api.delivery import ClientPool
 
 TEMPLATE = load_template()
 MAPPING = MappingSettings.from_template(TEMPLATE, "OutboundFunction")

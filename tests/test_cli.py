@@ -28,7 +28,7 @@ from local_stack.settings_watcher import SettingsWatcher, parameter_change_event
 from local_stack.template import ROOT
 from segment_connector import cli
 from segment_connector.cli_target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
-from segment_connector.storage import ProfileStore
+from segment_connector.store.profile_store import ProfileStore
 from stream_helpers import WRITE_KEY
 
 STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
@@ -860,7 +860,7 @@ def lambda_api() -> Iterator[tuple[LambdaApi, Target, list[Any], threading.Event
 
     with LambdaApi(out=io.StringIO()) as api:
         api.register(["OutboundFunction", "segment-connector-local-OutboundFunction"], echo)
-        api.register(["ResyncFunction"], None, "ModuleNotFoundError: No module named 'segment_connector.resync'")
+        api.register(["ResyncFunction"], None, "ModuleNotFoundError: No module named 'segment_connector.resync.job'")
         target = Target(
             label="local stack",
             region="us-east-1",

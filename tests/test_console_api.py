@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness import ADMIN_KEY, API_KEY, OUTBOUND_FUNCTION, PREFIX, Api, Aws, basic, bearer, load_handler_module
-from segment_connector.invoker import FunctionInvoker
+from segment_connector.runtime.invoker import FunctionInvoker
 
 # A request to each API route that would change something if the admin key were not checked
 # (the route's example; other routes are sent as they are, with an empty object for a body).
@@ -85,7 +85,7 @@ def test_without_an_admin_key_every_api_route_is_503_not_configured(
 ) -> None:
     # Given no admin key parameter
     aws.ssm.delete_parameter(Name=f"{PREFIX}/admin-key")
-    from segment_connector import config
+    from segment_connector.runtime import config
 
     config.clear_caches()
     # When any API route is called
@@ -185,7 +185,7 @@ def test_dashboard_says_when_the_user_filter_sends_nobody_and_events_are_not_sen
 
 def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console_api: Api, monkeypatch) -> None:
     # Given a dead letter and OutboundFunction reachable through Lambda's Invoke API
-    from segment_connector.storage import ProfileStore
+    from segment_connector.store.profile_store import ProfileStore
 
     store = ProfileStore("connector-test", aws.dynamodb)
     payload = {"type": "identify", "userId": "u9", "messageId": "sc-1", "traits": {}}
@@ -223,7 +223,7 @@ def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console
 
 def test_the_dashboard_shows_the_replays_progress_and_first_errors(aws: Aws, console_api: Api) -> None:
     # Given a replay job that tried 3 of 5 letters, one of which failed
-    from segment_connector.storage import ProfileStore
+    from segment_connector.store.profile_store import ProfileStore
 
     store = ProfileStore("connector-test", aws.dynamodb)
     job = {
@@ -391,7 +391,7 @@ def test_the_catalogue_offers_trait_and_event_names_from_a_sample(aws: Aws, cons
 
 
 def test_the_catalogue_reads_a_bounded_sample_and_writes_nothing(aws: Aws, console_api: Api, monkeypatch) -> None:
-    from segment_connector import console as console_logic
+    from segment_connector.ops import console as console_logic
 
     monkeypatch.setattr(console_logic, "SAMPLE_PER_SEGMENT", 2)
     items = aws.items()
@@ -517,7 +517,7 @@ def test_a_new_admin_key_applies_without_waiting_for_a_cold_start(aws: Aws, cons
 
 
 def test_the_catalogue_stays_small_whatever_names_senders_make_up(aws: Aws, console_api: Api, monkeypatch) -> None:
-    from segment_connector import console as console_logic
+    from segment_connector.ops import console as console_logic
 
     monkeypatch.setattr(console_logic, "MAX_NAMES", 5)
     # Given profiles with a thousand-character trait name, and more names than offered

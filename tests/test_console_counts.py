@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import TABLE, Api, Aws
-from segment_connector import console as console_module
+from segment_connector.ops import console as console_module
 
 
 def test_counts_past_the_time_bound_are_estimated_from_the_tables_item_count(

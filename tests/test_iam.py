@@ -39,8 +39,8 @@ from local_stack.iam.requests import Place, needs
 from local_stack.iam.roles import Role, function_roles
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import TEMPLATE_PATH
-from segment_connector import config
-from segment_connector.parameter_store import ParameterStore
+from segment_connector.runtime import config
+from segment_connector.runtime.parameter_store import ParameterStore
 from stream_helpers import WRITE_KEY, Connector
 
 PLACE = Place("123456789012", "us-east-1")

@@ -265,7 +265,7 @@ def test_large_batch_of_many_users_is_stored_in_order_per_user(api, aws, message
 def test_missing_api_key_parameter_is_500_so_nothing_is_dropped(api, aws, message):
     # Given the operator has not created <prefix>/api-key (and no shared secret)
     aws.ssm.delete_parameter(Name=f"{PREFIX}/api-key")
-    from segment_connector import config
+    from segment_connector.runtime import config
 
     config.clear_caches()
     # When Segment delivers / Then 500 naming the missing parameter (Segment retries 5xx)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from harness import SerializedClient, basic
-from segment_connector import inbound
-from segment_connector.inbound import Delivery, Secrets, receive
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.inbound import ingest as inbound
+from segment_connector.inbound.ingest import Delivery, Secrets, receive
+from segment_connector.store.profile_store import ProfileStore
 
 SPEC_CONTEXT = {
     "ip": "203.0.113.7",

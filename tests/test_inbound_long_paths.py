@@ -12,11 +12,11 @@ from harness import TABLE
 from local_stack.api import build_event
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
-from segment_connector import identity
-from segment_connector.identity import MAX_ANONYMOUS_IDS
-from segment_connector.profiles import MAX_ANSWER_BYTES
-from segment_connector.storable import MAX_ITEM_BYTES, item_size
-from segment_connector.storage import deserialize
+from segment_connector.domain.storable import MAX_ITEM_BYTES, item_size
+from segment_connector.inbound import identity
+from segment_connector.inbound.identity import MAX_ANONYMOUS_IDS
+from segment_connector.store.profile_store import deserialize
+from segment_connector.views.profiles import MAX_ANSWER_BYTES
 from stream_helpers import emitted_metrics
 
 LONG = "x" * 300  # long anonymous ids (a device id and a session), so that a few hundred fill a profile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from segment_connector.errors import VersionConflict
+from segment_connector.domain.errors import VersionConflict
 
 
 def user(api, ref):

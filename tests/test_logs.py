@@ -16,7 +16,7 @@ from typing import Any
 from harness import PREFIX, basic
 from local_stack.api import build_event
 from local_stack.lambda_runtime import LambdaContext
-from segment_connector import config
+from segment_connector.runtime import config
 from stream_helpers import WRITE_KEY, outbound_context
 
 # -- outbound -------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def test_outbound_package_lines_are_json_with_service_level_request_id_and_recor
         def invoke_async(self, name: str, payload: Any) -> None:
             queued.append((name, payload))
 
-    monkeypatch.setattr("segment_connector.replay.invoker", Queued)
+    monkeypatch.setattr("segment_connector.outbound.replay.invoker", Queued)
     assert connector.module.lambda_handler({"action": "replay"}, replay)["started"] is True
     # Then its INFO line is there too, with that invocation's request id
     (info,) = function_log.find("started: 1 dead letter(s) to try")
@@ -128,7 +128,7 @@ def test_inbound_lines_are_json_with_service_level_and_request_id(aws, message, 
     read_settings = config.load_settings
 
     def load_settings():
-        logging.getLogger("segment_connector.inbound").info("settings read", extra={"message_id": "m-1"})
+        logging.getLogger("segment_connector.inbound.ingest").info("settings read", extra={"message_id": "m-1"})
         return read_settings()
 
     monkeypatch.setattr(config, "load_settings", load_settings)
@@ -170,7 +170,7 @@ def test_each_function_s_package_lines_carry_its_own_service_in_one_process(
     read_settings = config.load_settings
 
     def load_settings():
-        logging.getLogger("segment_connector.inbound").info("inbound settings read")
+        logging.getLogger("segment_connector.inbound.ingest").info("inbound settings read")
         return read_settings()
 
     monkeypatch.setattr(config, "load_settings", load_settings)

@@ -115,7 +115,7 @@ def test_console_answers_match_their_schemas(document: dict[str, Any], console_a
     import json
 
     from harness import Api, load_handler_module
-    from segment_connector.invoker import FunctionInvoker
+    from segment_connector.runtime.invoker import FunctionInvoker
 
     # Given a user with an event and an account, a segment in the filter, and a dead letter
     aws.set_settings(
@@ -131,7 +131,7 @@ def test_console_answers_match_their_schemas(document: dict[str, Any], console_a
         {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}},
     ):
         assert inbound.post("/segment", body)[0] == 200
-    from segment_connector.storage import ProfileStore
+    from segment_connector.store.profile_store import ProfileStore
 
     ProfileStore("connector-test", aws.dynamodb).put_dead_letter(
         "sc-1",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from segment_connector import __version__
-from segment_connector.models.items import StoredEvent
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.models.items import StoredEvent
+from segment_connector.store.profile_store import ProfileStore
 
 PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
 VIP = {"name": "VIP", "rule": {"trait": "spent", "op": "gte", "value": 1000}}
@@ -414,7 +414,7 @@ def test_one_profile_lookup_serves_all_events_of_a_batch(connector, message, mon
     connector.settings(synchronized_segments=["ALL"])
     connector.post(*[message("track", userId=f"u{n}", event="Clicked") for n in range(3)])
     calls = []
-    import segment_connector.outbound as outbound
+    import segment_connector.outbound.plan as outbound
 
     real = outbound.profiles_at  # type: ignore[attr-defined]
     monkeypatch.setattr(outbound, "profiles_at", lambda store, pks: calls.append(pks) or real(store, pks))  # type: ignore[func-returns-value]
@@ -595,8 +595,8 @@ def test_an_empty_account_filter_sends_no_group_call(connector, message):
 
 @pytest.mark.parametrize("names", [["Nope"], ["ALL", "Missing"]])
 def test_the_account_filter_names_only_defined_account_segments(aws, names):
-    from segment_connector import config
-    from segment_connector.errors import SettingsInvalid
+    from segment_connector.domain.errors import SettingsInvalid
+    from segment_connector.runtime import config
 
     aws.set_settings(account_segments=[BIG], synchronized_account_segments=names)
     with pytest.raises(SettingsInvalid) as error:

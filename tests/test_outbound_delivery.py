@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from harness import PREFIX
-from segment_connector import config
-from segment_connector.delivery import ClientPool
-from segment_connector.models.items import StoredEvent
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.models.items import StoredEvent
+from segment_connector.runtime import config
+from segment_connector.segment_api.delivery import ClientPool
+from segment_connector.store.profile_store import ProfileStore
 from stream_helpers import emitted_metrics, failed_sequence_numbers
 from test_outbound_replay import replay
 

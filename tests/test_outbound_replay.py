@@ -18,11 +18,11 @@ import pytest
 
 from harness import PREFIX
 from local_stack.lambda_runtime import REGION, LambdaContext
-from segment_connector import config
-from segment_connector import replay as replay_module
-from segment_connector.invoker import FunctionInvoker
-from segment_connector.segment_client import SegmentClient
-from segment_connector.storage import ProfileStore
+from segment_connector.outbound import replay as replay_module
+from segment_connector.runtime import config
+from segment_connector.runtime.invoker import FunctionInvoker
+from segment_connector.segment_api.client import SegmentClient
+from segment_connector.store.profile_store import ProfileStore
 from stream_helpers import TIMEOUT, failed_sequence_numbers
 
 EVERYONE = {"synchronized_segments": ["ALL"]}
@@ -360,8 +360,8 @@ def test_a_batch_that_cannot_be_planned_counts_attempts_and_is_kept_whole(connec
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("DynamoDB is unreachable")
 
-    from segment_connector import outbound
-    from segment_connector.identity import profiles_at as working
+    from segment_connector.inbound.identity import profiles_at as working
+    from segment_connector.outbound import plan as outbound
 
     monkeypatch.setattr(outbound, "profiles_at", broken)
     # When the stream hands it over twice
@@ -384,7 +384,7 @@ def test_a_replayed_record_uses_the_message_ids_of_its_original_planning(connect
     (sent,) = connector.sent("track")
     from datetime import UTC, datetime
 
-    from segment_connector.delivery import DeadLetters, bare_plan
+    from segment_connector.segment_api.delivery import DeadLetters, bare_plan
 
     DeadLetters(ProfileStore("connector-test"), datetime.now(UTC)).keep_record(bare_plan(record, "x"), "x")
     # When it is replayed / Then Segment gets the same messageId (it deduplicates on it)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from harness import PREFIX, TEMPLATE, Api, Aws
-from segment_connector import config
-from segment_connector.errors import SettingsInvalid
-from segment_connector.models.settings import SEGMENT_API_URLS
+from segment_connector.domain.errors import SettingsInvalid
+from segment_connector.domain.models.settings import SEGMENT_API_URLS
+from segment_connector.runtime import config
 from stream_helpers import failed_sequence_numbers
 
 ELSEWHERE = ["https://collector.example.com", "http://127.0.0.1:9999", "https://api.segment.io.evil.example"]

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from conftest import API_KEY, TABLE, basic
-from segment_connector import config, inbound
-from segment_connector.errors import ConnectorError
-from segment_connector.models.items import account_pk, identity_pk
-from segment_connector.models.messages import MESSAGE_ADAPTER
-from segment_connector.storage import shared_store
+from segment_connector.domain.errors import ConnectorError
+from segment_connector.domain.models.items import account_pk, identity_pk
+from segment_connector.domain.models.messages import MESSAGE_ADAPTER
+from segment_connector.inbound import ingest as inbound
+from segment_connector.runtime import config
+from segment_connector.store.profile_store import shared_store
 from soak import jsontext, values
 from soak.jsontext import Raw
 

@@ -18,11 +18,11 @@ from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import enforce
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
-from segment_connector import resync
-from segment_connector.delivery import ClientPool
-from segment_connector.invoker import FunctionInvoker
-from segment_connector.models.items import Account, IdentityAlias, UserProfile, account_pk, identity_pk
-from segment_connector.storage import ProfileStore, serialize
+from segment_connector.domain.models.items import Account, IdentityAlias, UserProfile, account_pk, identity_pk
+from segment_connector.resync import job as resync
+from segment_connector.runtime.invoker import FunctionInvoker
+from segment_connector.segment_api.delivery import ClientPool
+from segment_connector.store.profile_store import ProfileStore, serialize
 from stream_helpers import WRITE_KEY, _loopback_session
 
 TEMPLATE = load_template()

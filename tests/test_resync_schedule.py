@@ -13,7 +13,7 @@ import pytest
 
 from local_stack.schedules import Schedule, interval_from, scheduled_inputs
 from local_stack.template import load_template
-from segment_connector import resync
+from segment_connector.resync import job as resync
 from test_resync import PRO, RefusingInvoker, Resync, identifies, put_users
 
 TEMPLATE = load_template()

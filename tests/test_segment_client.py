@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from local_stack.segment_sink import SegmentSink
-from segment_connector.segment_client import HELD_BACK, SegmentClient
+from segment_connector.segment_api.client import HELD_BACK, SegmentClient
 
 WRITE_KEY = "wk_test_123"
 DEADLINE = 120.0

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from segment_connector.models.segment_rules import (
+from segment_connector.domain.models.segment_rules import (
     AccountSegmentDefinition,
     AccountSegments,
     UserSegments,

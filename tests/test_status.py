@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from segment_connector import LIBRARY_NAME
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.status import CODES, StatusWarning, Warning, status_warnings  # noqa: A004 - the alias under test
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.ops.status import CODES, StatusWarning, Warning, status_warnings  # noqa: A004 - the alias under test
 
 KEYS: dict[str, Any] = {"has_write_key": True, "has_api_key": True}
 # Everyone, with an attribute, and events from Segment sent back (forward_events on raises its own warning)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from segment_connector.traits import decode_path, encode_path, merge_leaves, merge_traits, timed_leaves
+from segment_connector.domain.traits import decode_path, encode_path, merge_leaves, merge_traits, timed_leaves
 
 try:
     from hypothesis import given, settings

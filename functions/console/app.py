@@ -12,15 +12,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_connector import config
-from segment_connector.auth import authenticate_admin
-from segment_connector.console import Console
-from segment_connector.errors import ConnectorError, NotFound, http_answer
-from segment_connector.invoker import FunctionInvoker
-from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.parameter_store import ParameterStore
-from segment_connector.route_docs import answers, request_body
-from segment_connector.storage import shared_store
+from segment_connector.domain.errors import ConnectorError, NotFound, http_answer
+from segment_connector.ops.console import Console
+from segment_connector.runtime import config
+from segment_connector.runtime.auth import authenticate_admin
+from segment_connector.runtime.invoker import FunctionInvoker
+from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
+from segment_connector.runtime.parameter_store import ParameterStore
+from segment_connector.runtime.route_docs import answers, request_body
+from segment_connector.store.profile_store import shared_store
 
 logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)

@@ -13,13 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_connector import config, inbound, profiles
-from segment_connector.auth import authenticate
-from segment_connector.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
-from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.route_docs import answers, request_body
-from segment_connector.storable import ProfileTooLarge
-from segment_connector.storage import ProfileStore, shared_store
+from segment_connector.domain.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
+from segment_connector.domain.storable import ProfileTooLarge
+from segment_connector.inbound import ingest as inbound
+from segment_connector.runtime import config
+from segment_connector.runtime.auth import authenticate
+from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
+from segment_connector.runtime.route_docs import answers, request_body
+from segment_connector.store.profile_store import ProfileStore, shared_store
+from segment_connector.views import profiles
 
 logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)

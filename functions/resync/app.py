@@ -9,10 +9,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_connector import config, resync
-from segment_connector.delivery import ClientPool
-from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.storage import ProfileStore, shared_store
+from segment_connector.resync import job as resync
+from segment_connector.runtime import config
+from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
+from segment_connector.segment_api.delivery import ClientPool
+from segment_connector.store.profile_store import ProfileStore, shared_store
 
 logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from segment_connector import __version__
 from segment_connector.cli_target import FunctionFailed, Invoker, Target, TargetError, resolve
-from segment_connector.settings_document import (
+from segment_connector.ops.settings_document import (
     SETTINGS_PARAMETER,
     FieldError,
     parse_settings_text,
@@ -36,7 +36,7 @@ from segment_connector.settings_document import (
     stored_text,
     write_settings,
 )
-from segment_connector.status import StatusWarning, status_warnings
+from segment_connector.ops.status import StatusWarning, status_warnings
 
 PROG = "segment-connector"
 KEYS = ("api-key", "write-key", "shared-secret", "admin-key")
@@ -80,7 +80,7 @@ def _fail(message: str) -> int:
 def _describe(error: Exception) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from segment_connector.errors import ConnectorError
+    from segment_connector.domain.errors import ConnectorError
 
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
@@ -338,7 +338,7 @@ class Command:
         )
 
     def store(self) -> Any:
-        from segment_connector.storage import ProfileStore
+        from segment_connector.store.profile_store import ProfileStore
 
         return ProfileStore(self.target.table_name, self.target.client("dynamodb"))
 
@@ -455,7 +455,7 @@ def settings_put(command: Command) -> int:
             _note(f"{command.args.file} is {verdict}:")
             _print_problems(errors, warnings, to_stderr=True)
         raise CliError(f"{command.args.file} is {verdict}: nothing written")
-    from segment_connector.parameter_store import ParameterStore
+    from segment_connector.runtime.parameter_store import ParameterStore
 
     name = target.parameter(SETTINGS_PARAMETER)
     text = stored_text(document)
@@ -556,7 +556,7 @@ def show_status(command: Command) -> int:
     counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
     counts["dead_letters"] = store.count_dead_letters()
     resync = _resync_status(command)
-    from segment_connector.replay import public
+    from segment_connector.outbound.replay import public
 
     replay = public(store.replay_job())
     report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync, "replay": replay}
@@ -756,7 +756,7 @@ def replay_dead_letters(command: Command) -> int:
 
 
 def _follow_replay(command: Command, job: dict[str, Any]) -> dict[str, Any]:
-    from segment_connector.replay import public
+    from segment_connector.outbound.replay import public
 
     deadline = time.monotonic() + float(command.args.timeout)
     while job.get("status") == "running":
@@ -786,10 +786,10 @@ def _describe_replay(job: Mapping[str, Any]) -> str:
 
 
 def get_user(command: Command) -> int:
-    from segment_connector.errors import BadRequest, NotFound
-    from segment_connector.explain import summary
-    from segment_connector.models.settings import ConnectorSettings
-    from segment_connector.profiles import not_found_message, reference_candidates, user_view
+    from segment_connector.domain.errors import BadRequest, NotFound
+    from segment_connector.domain.explain import summary
+    from segment_connector.domain.models.settings import ConnectorSettings
+    from segment_connector.views.profiles import not_found_message, reference_candidates, user_view
 
     text = command.settings_text()
     _, errors = parse_settings_text(text or "{}")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segment_connector.invoker import FunctionFailed as FunctionFailed  # the CLI catches it from here
-from segment_connector.invoker import FunctionInvoker
+from segment_connector.runtime.invoker import FunctionFailed as FunctionFailed  # the CLI catches it from here
+from segment_connector.runtime.invoker import FunctionInvoker
 
 STATE_ENV = "SEGMENT_CONNECTOR_STATE"
 STATE_FILE = Path(".local-stack") / "state.json"

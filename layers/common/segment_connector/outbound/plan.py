@@ -20,12 +20,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from segment_connector import config, replay
-from segment_connector.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
-from segment_connector.errors import SettingsInvalid
-from segment_connector.identity import profiles_at
-from segment_connector.models.items import Account, StoredEvent, UserProfile
-from segment_connector.models.outbound import (
+from segment_connector.domain.errors import SettingsInvalid
+from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
+from segment_connector.domain.models.outbound import (
     GroupCall,
     IdentifyCall,
     OutboundContext,
@@ -34,9 +31,13 @@ from segment_connector.models.outbound import (
     ScreenCall,
     TrackCall,
 )
-from segment_connector.models.segment_rules import account_segment_names, user_segment_names
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.storage import ProfileStore, deserialize
+from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.inbound.identity import profiles_at
+from segment_connector.outbound import replay
+from segment_connector.runtime import config
+from segment_connector.segment_api.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
+from segment_connector.store.profile_store import ProfileStore, deserialize
 
 log = logging.getLogger(__name__)
 

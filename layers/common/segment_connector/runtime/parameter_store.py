@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segment_connector.errors import ACCESS_DENIED_CODES, PermissionDenied, StoreUnavailable
+from segment_connector.domain.errors import ACCESS_DENIED_CODES, PermissionDenied, StoreUnavailable
 
 STANDARD_TIER_BYTES = 4096  # a standard parameter's limit (no charge); an advanced one holds 8 KB
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from segment_connector.models.items import (
+from segment_connector.domain.models.items import (
     IdentityAlias,
     IdentityType,
     UserProfile,
     identity_pk,
 )
-from segment_connector.storage import ProfileChange, ProfileStore
+from segment_connector.store.profile_store import ProfileChange, ProfileStore
 
 MAX_ALIAS_HOPS = 5
 # A profile lists at most this many anonymous ids (the newest) and identities: a shared or test
@@ -167,7 +167,7 @@ def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[
 
 def _absorb(profile: UserProfile, source: UserProfile) -> None:
     """Merge `source` into `profile`: each trait leaf keeps the newer of the two (see traits.merge_leaves)."""
-    from segment_connector.traits import merge_leaves, timed_leaves
+    from segment_connector.domain.traits import merge_leaves, timed_leaves
 
     merge_leaves(
         profile.traits, profile.trait_times, timed_leaves(source.traits, source.trait_times, source.updated_at)

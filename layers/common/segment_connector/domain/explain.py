@@ -159,7 +159,7 @@ def _unknown_key(location: Sequence[str | int]) -> str:
     name = str(location[-1])
     parents = [str(part) for part in location[:-1]]
     if not parents:
-        from segment_connector.models.settings import ConnectorSettings
+        from segment_connector.domain.models.settings import ConnectorSettings
 
         return _not_one_of(name, "a setting", list(ConnectorSettings.model_fields))
     if any(part in ("rule", "all", "any", "not") for part in parents):

@@ -21,13 +21,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from segment_connector.delivery import Entry
-from segment_connector.identity import profiles_at
-from segment_connector.models.items import Account, StoredEvent, UserProfile
-from segment_connector.models.outbound import GroupCall, IdentifyCall
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.outbound import Rules, message_id, segment_events, send_ids
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
+from segment_connector.domain.models.outbound import GroupCall, IdentifyCall
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.inbound.identity import profiles_at
+from segment_connector.outbound.plan import Rules, message_id, segment_events, send_ids
+from segment_connector.segment_api.delivery import Entry
+from segment_connector.store.profile_store import ProfileStore
 
 # The settings that change what is sent; a change of any other setting needs no resync.
 VIEW_FIELDS = (

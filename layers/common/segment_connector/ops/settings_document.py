@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from segment_connector.explain import FieldError as FieldError  # the CLI imports it from here
-from segment_connector.explain import field_errors, json_problem
-from segment_connector.models.settings import ConnectorSettings
+from segment_connector.domain.explain import FieldError as FieldError  # the CLI imports it from here
+from segment_connector.domain.explain import field_errors, json_problem
+from segment_connector.domain.models.settings import ConnectorSettings
 
 if TYPE_CHECKING:  # the CLI imports this module before it needs boto3 (`--help` stays quick)
-    from segment_connector.parameter_store import ParameterStore
+    from segment_connector.runtime.parameter_store import ParameterStore
 
 SETTINGS_PARAMETER = "settings"  # <prefix>/settings, a String parameter
 MAX_SETTINGS_BYTES = 8192  # an advanced SSM parameter's limit

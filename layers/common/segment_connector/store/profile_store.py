@@ -16,7 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segment_connector.errors import (
+from segment_connector.domain.errors import (
     ACCESS_DENIED_CODES,
     BadRequest,
     DuplicateMessage,
@@ -24,7 +24,7 @@ from segment_connector.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from segment_connector.models.items import (
+from segment_connector.domain.models.items import (
     ACCOUNT_SK,
     EVENT_SK_PREFIX,
     PROFILE_SK,
@@ -34,7 +34,7 @@ from segment_connector.models.items import (
     UserProfile,
     account_pk,
 )
-from segment_connector.storable import MAX_ITEM_BYTES, ProfileTooLarge, exact_decimal, item_size
+from segment_connector.domain.storable import MAX_ITEM_BYTES, ProfileTooLarge, exact_decimal, item_size
 
 DEDUP_DAYS = 8
 RESYNC_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}

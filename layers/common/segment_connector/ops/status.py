@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
-from segment_connector.models.settings import ALL
-from segment_connector.settings_document import with_defaults
+from segment_connector.domain.models.settings import ALL
+from segment_connector.ops.settings_document import with_defaults
 
 CODES = (
     "no_write_key",

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from segment_connector.models.segment_rules import AccountSegments, UserSegments
+from segment_connector.domain.models.segment_rules import AccountSegments, UserSegments
 
 ALL = "ALL"
 # Segment's Tracking API endpoints: the only values of segment_api_url. Outbound sends the write key

@@ -9,9 +9,9 @@ import time
 from aws_lambda_powertools.utilities import parameters
 from pydantic import ValidationError
 
-from segment_connector.errors import SettingsInvalid
-from segment_connector.explain import field_errors, json_problem, summary
-from segment_connector.models.settings import ConnectorSettings
+from segment_connector.domain.errors import SettingsInvalid
+from segment_connector.domain.explain import field_errors, json_problem, summary
+from segment_connector.domain.models.settings import ConnectorSettings
 
 SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
 SECRET_MAX_AGE = 300

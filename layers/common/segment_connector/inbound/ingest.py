@@ -15,12 +15,16 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from segment_connector.auth import authenticate
-from segment_connector.errors import BadRequest, DuplicateMessage, PayloadTooLarge, StoreUnavailable, VersionConflict
-from segment_connector.explain import field_errors, json_error, summary
-from segment_connector.identity import Claims, identity_owners, resolve_identity
-from segment_connector.models.items import Account, StoredEvent, account_pk, identity_pk
-from segment_connector.models.messages import (
+from segment_connector.domain.errors import (
+    BadRequest,
+    DuplicateMessage,
+    PayloadTooLarge,
+    StoreUnavailable,
+    VersionConflict,
+)
+from segment_connector.domain.explain import field_errors, json_error, summary
+from segment_connector.domain.models.items import Account, StoredEvent, account_pk, identity_pk
+from segment_connector.domain.models.messages import (
     MESSAGE_ADAPTER,
     AliasMessage,
     DeleteMessage,
@@ -31,10 +35,12 @@ from segment_connector.models.messages import (
     TrackMessage,
     format_time,
 )
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.storable import MAX_DEPTH, Unstorable, clean_text, storable
-from segment_connector.storage import ProfileChange, ProfileStore
-from segment_connector.traits import merge_traits, normalize_traits, valid_email
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.domain.storable import MAX_DEPTH, Unstorable, clean_text, storable
+from segment_connector.domain.traits import merge_traits, normalize_traits, valid_email
+from segment_connector.inbound.identity import Claims, identity_owners, resolve_identity
+from segment_connector.runtime.auth import authenticate
+from segment_connector.store.profile_store import ProfileChange, ProfileStore
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BODY_BYTES = 5 * 1024 * 1024  # Lambda takes 6 MB synchronously; Webhooks (Actions) batches stay below

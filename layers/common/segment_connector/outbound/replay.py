@@ -29,18 +29,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from segment_connector import config
-from segment_connector.delivery import (
+from segment_connector.domain.errors import SettingsInvalid
+from segment_connector.runtime import config
+from segment_connector.runtime.invoker import FunctionInvoker
+from segment_connector.segment_api.client import SegmentClient
+from segment_connector.segment_api.delivery import (
     RETRY_SECONDS,
     STREAM_RECORD,
     ClientPool,
     DeadLetters,
     RecordPlan,
 )
-from segment_connector.errors import SettingsInvalid
-from segment_connector.invoker import FunctionInvoker
-from segment_connector.segment_client import SegmentClient
-from segment_connector.storage import ProfileStore
+from segment_connector.store.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def _plan_records(letters: list[dict[str, Any]], store: ProfileStore) -> dict[st
     Entered/Left Segment events are recorded (idempotent); a failure is the plan's error."""
     if not letters:
         return {}
-    from segment_connector.outbound import Planner  # outbound imports delivery; planning is its job
+    from segment_connector.outbound.plan import Planner  # outbound imports delivery; planning is its job
 
     records = [letter["payload"][STREAM_RECORD] for letter in letters]
     try:

@@ -18,22 +18,18 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from segment_connector import config, profiles, replay, resync
-from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
-from segment_connector.explain import field_errors, json_error, summary
-from segment_connector.invoker import FunctionFailed, FunctionInvoker
-from segment_connector.models.items import Account, UserProfile
-from segment_connector.models.segment_rules import (
+from segment_connector.domain.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
+from segment_connector.domain.explain import field_errors, json_error, summary
+from segment_connector.domain.models.items import Account, UserProfile
+from segment_connector.domain.models.segment_rules import (
     AccountSegmentDefinition,
     UserSegmentDefinition,
     account_segment_names,
     user_segment_names,
 )
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.outbound import Rules
-from segment_connector.parameter_store import ParameterStore
-from segment_connector.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
-from segment_connector.settings_document import (
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
+from segment_connector.ops.settings_document import (
     SETTINGS_PARAMETER,
     parse_settings_text,
     size_errors,
@@ -42,8 +38,15 @@ from segment_connector.settings_document import (
     with_defaults,
     write_settings,
 )
-from segment_connector.status import status_warnings
-from segment_connector.storage import ProfileStore
+from segment_connector.ops.status import status_warnings
+from segment_connector.outbound import replay
+from segment_connector.outbound.plan import Rules
+from segment_connector.resync import job as resync
+from segment_connector.runtime import config
+from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
+from segment_connector.runtime.parameter_store import ParameterStore
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.views import profiles
 
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)

@@ -14,7 +14,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from segment_connector.errors import ConnectorError
+from segment_connector.domain.errors import ConnectorError
 
 MAX_DEPTH = 32
 MAX_DIGITS = 38

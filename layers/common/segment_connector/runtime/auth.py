@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
-from segment_connector.errors import ConsoleNotConfigured, NotConfigured, Unauthorized
+from segment_connector.domain.errors import ConsoleNotConfigured, NotConfigured, Unauthorized
 
 
 def _same(given: str, expected: str) -> bool:

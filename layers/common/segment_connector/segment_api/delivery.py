@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from segment_connector.models.items import StoredEvent
-from segment_connector.segment_client import HELD_BACK, SegmentClient
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.models.items import StoredEvent
+from segment_connector.segment_api.client import HELD_BACK, SegmentClient
+from segment_connector.store.profile_store import ProfileStore
 
 if TYPE_CHECKING:
     import requests

@@ -42,15 +42,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from segment_connector import config
-from segment_connector.delivery import ClientPool, DeadLetters, Entry, deliver
-from segment_connector.errors import SettingsInvalid
-from segment_connector.invoker import FunctionInvoker
-from segment_connector.models.items import Account, UserProfile
-from segment_connector.models.messages import format_time
-from segment_connector.models.settings import ConnectorSettings
-from segment_connector.resync_plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
-from segment_connector.storage import ProfileStore
+from segment_connector.domain.errors import SettingsInvalid
+from segment_connector.domain.models.items import Account, UserProfile
+from segment_connector.domain.models.messages import format_time
+from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
+from segment_connector.runtime import config
+from segment_connector.runtime.invoker import FunctionInvoker
+from segment_connector.segment_api.delivery import ClientPool, DeadLetters, Entry, deliver
+from segment_connector.store.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
 
