@@ -10,14 +10,14 @@ TOOLS := .venv-tools
 PY := $(VENV)/bin/python
 
 .PHONY: help venv tools run test unit lint build bench replay clean format openapi coverage iam iam-report
-.PHONY: lint-ruff lint-format lint-types lint-complexity lint-template
+.PHONY: lint-ruff lint-format lint-types lint-complexity lint-imports lint-template
 
 help:
 	@echo "make run     start the local stack (moto + real handlers + local Segment sink) on 127.0.0.1"
 	@echo "make test    make lint, sam build, then every test"
 	@echo "make deploy  sam build, then sam deploy to your AWS account (--guided the first time; GUIDED=1 asks again)"
 	@echo "make iam     each function's calls against its role: granted, used, never used (fails on a denied call or an unused grant)"
-	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), sam validate --lint"
+	@echo "make lint    ruff (lint + format check), mypy, complexity gate (xenon), import contracts, sam validate --lint"
 	@echo "make format  ruff format + ruff check --fix"
 	@echo "make openapi regenerate docs/openapi.json from the inbound and console routes"
 	@echo "make coverage  the tests under coverage, with a report"
@@ -70,9 +70,10 @@ iam-report: venv tools
 # Every check runs (-k) and any failure fails `make lint`; the configuration is in pyproject.toml.
 # (wildcard: a folder not in this checkout yet is skipped rather than reported missing)
 LINT_PATHS := $(wildcard layers functions local_stack tests bench soak)
+IMPORT_ROOTS := layers/common:.
 TYPE_PATHS := $(wildcard layers/common/segment_connector functions local_stack tests bench soak)
 lint: venv tools
-	@$(MAKE) --no-print-directory -k lint-ruff lint-format lint-types lint-complexity lint-template
+	@$(MAKE) --no-print-directory -k lint-ruff lint-format lint-types lint-complexity lint-imports lint-template
 
 lint-ruff: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -86,6 +87,11 @@ lint-types: venv
 # No function worse than C (asserts in tests do not count as branches).
 lint-complexity: venv
 	$(VENV)/bin/xenon --no-assert --max-absolute C $(LINT_PATHS)
+
+# The import contracts in pyproject.toml ([tool.importlinter]): layers, a pure domain, boto3 only in
+# the adapters, handlers over their flow. The packages are found from these roots.
+lint-imports: venv
+	PYTHONPATH=$(IMPORT_ROOTS) $(VENV)/bin/lint-imports --no-cache
 
 lint-template: tools
 	$(TOOLS)/bin/sam validate --lint
