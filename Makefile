@@ -26,8 +26,9 @@ help:
 	@echo "make soak    reliability run against its own local stack (~10 min): load, redelivery, hostile inputs"
 	@echo "make browser install Debian's chromium for the console's browser tests (as root; else prints how)"
 
-# The app's and the tests' dependencies, the lint tools, then the operator CLI
-# (.venv/bin/segment-connector), installed editable so that it runs the package as checked out.
+# The app's and the tests' dependencies, the lint tools, then the package and the operator CLI
+# (cli/segment_connector_cli: .venv/bin/segment-connector), installed editable so that they run as
+# checked out. The CLI is not in the Lambda layer: build-CommonLayer copies segment_connector only.
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt constraints-dev.txt requirements-lint.txt constraints-lint.txt \
 		layers/common/requirements.txt pyproject.toml
@@ -69,9 +70,9 @@ iam-report: venv tools
 
 # Every check runs (-k) and any failure fails `make lint`; the configuration is in pyproject.toml.
 # (wildcard: a folder not in this checkout yet is skipped rather than reported missing)
-LINT_PATHS := $(wildcard layers functions local_stack tests bench soak)
+LINT_PATHS := $(wildcard layers cli functions local_stack tests bench soak)
 IMPORT_ROOTS := layers/common:.
-TYPE_PATHS := $(wildcard layers/common/segment_connector functions local_stack tests bench soak)
+TYPE_PATHS := $(wildcard layers/common/segment_connector cli/segment_connector_cli functions local_stack tests bench soak)
 lint: venv tools
 	@$(MAKE) --no-print-directory -k lint-ruff lint-format lint-types lint-complexity lint-imports lint-template
 

@@ -26,9 +26,10 @@ from harness import API_KEY, PREFIX, SETTINGS_DEFAULT, TABLE, WAIT_SECONDS, Aws,
 from local_stack.lambda_api import LambdaApi, function_name_of
 from local_stack.settings_watcher import SettingsWatcher, parameter_change_event
 from local_stack.template import ROOT
-from segment_connector import cli
-from segment_connector.cli_target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
 from segment_connector.store.profile_store import ProfileStore
+from segment_connector_cli import main as cli
+from segment_connector_cli.commands import keys as keys_command
+from segment_connector_cli.target import STATE_ENV, FunctionFailed, Target, local_target, samconfig_defaults
 from stream_helpers import WRITE_KEY
 
 STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
@@ -189,15 +190,15 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -
 def test_the_console_script_and_module_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == "segment-connector" and project["scripts"] == {
-        "segment-connector": "segment_connector.cli:main"
+        "segment-connector": "segment_connector_cli.main:main"
     }
     assert project["requires-python"] == ">=3.13" and project["dependencies"] == []
     result = subprocess.run(
-        [sys.executable, "-m", "segment_connector.cli", "--version"],
+        [sys.executable, "-m", "segment_connector_cli", "--version"],
         capture_output=True,
         text=True,
         timeout=WAIT_SECONDS,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / folder) for folder in ("cli", "layers/common"))},
     )
     assert result.returncode == 0 and result.stdout.startswith("segment-connector ")
     if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():  # `make venv` installs the console script
@@ -488,7 +489,7 @@ def test_keys_set_prompts_without_echo_on_a_terminal(deployed: Aws, run, monkeyp
         prompts.append(prompt)
         return "s3cr3t-typed"
 
-    monkeypatch.setattr(cli.getpass, "getpass", fake_getpass)  # type: ignore[attr-defined]
+    monkeypatch.setattr(keys_command.getpass, "getpass", fake_getpass)  # type: ignore[attr-defined]
     result = run("keys", "set", "admin-key", tty=True, stdin="not read from a terminal\n")
     assert result.code == 0 and prompts == [f"value of {PREFIX}/admin-key (not shown): "]
     assert secret(deployed, "admin-key")["Value"] == "s3cr3t-typed"
@@ -972,11 +973,15 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Pat
 
 
 def segment_connector(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, STATE_ENV: str(state), "PYTHONPATH": str(ROOT / "layers" / "common")}
+    env = {
+        **os.environ,
+        STATE_ENV: str(state),
+        "PYTHONPATH": os.pathsep.join(str(ROOT / folder) for folder in ("cli", "layers/common")),
+    }
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "segment_connector.cli", *argv],
+        [sys.executable, "-m", "segment_connector_cli", *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -503,10 +503,10 @@ def test_replay_without_a_running_stack_says_so(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "SEGMENT_CONNECTOR_STATE": str(tmp_path / "state.json"),
-        "PYTHONPATH": str(ROOT / "layers" / "common"),
+        "PYTHONPATH": os.pathsep.join(str(ROOT / folder) for folder in ("cli", "layers/common")),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "segment_connector.cli", "replay", "--local"],
+        [sys.executable, "-m", "segment_connector_cli", "replay", "--local"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from harness import PREFIX, TABLE
-from segment_connector import cli
+from segment_connector_cli import main as cli
 
 STACK = "segment-connector"  # samconfig.toml's stack_name: the default target
 RESYNC = "segment-connector-resync"

@@ -263,6 +263,6 @@ def _find_upwards(relative: Path, cwd: Path | None = None) -> Path | None:
 
 
 def _repository() -> Path | None:
-    """The repository this package lives in (layers/common/segment_connector), if it does."""
-    root = Path(__file__).resolve().parents[3] if len(Path(__file__).resolve().parents) > 3 else None
+    """The repository this package lives in (cli/segment_connector_cli), if it does."""
+    root = Path(__file__).resolve().parents[2] if len(Path(__file__).resolve().parents) > 2 else None
     return root if root is not None and (root / "template.yaml").exists() else None

@@ -46,12 +46,17 @@ class ParameterStore:
 
     def read(self, suffix: str) -> str | None:
         """A String parameter's value (never a SecureString's: nothing here decrypts), or None."""
+        return self.read_versioned(suffix)[0]
+
+    def read_versioned(self, suffix: str) -> tuple[str | None, int | None]:
+        """A String parameter's value and version; (None, None) when it does not exist."""
         try:
-            return str(self._call("get_parameter", Name=self.name(suffix))["Parameter"]["Value"])
+            parameter = self._call("get_parameter", Name=self.name(suffix))["Parameter"]
         except ClientError as error:
             if error.response["Error"]["Code"] == "ParameterNotFound":
-                return None
+                return None, None
             raise
+        return str(parameter["Value"]), int(parameter["Version"])
 
     def existing(self, suffixes: Iterable[str]) -> set[str]:
         """Which of these parameters exist, from their metadata (DescribeParameters).

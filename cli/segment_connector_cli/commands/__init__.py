@@ -1,0 +1,1 @@
+"""The commands, one module per group; each function takes the Command and returns the exit code."""
