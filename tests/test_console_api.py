@@ -143,7 +143,9 @@ def test_dashboard_shows_what_to_paste_into_segment_and_the_state(aws: Aws, cons
     assert board["auth_header"] == basic(API_KEY)
     assert headers["Cache-Control"] == "no-store"
     # And the counts, the resync and the (absent) dead letters are there
+    counts = {name: board["counts"].pop(name) for name in ("counted_at", "age_seconds")}
     assert board["counts"] == {"users": 2, "accounts": 0, "events": 1, "dead_letters": 0, "exact": True}
+    assert counts["age_seconds"] == 0 and counts["counted_at"].endswith("Z")  # counted now, UTC
     assert board["resync"] == {"status": "none"} and board["dead_letters"] == []
     # And no secret other than that header's key is in the answer
     aws.set_secret("write-key", "secret-write-key")

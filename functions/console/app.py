@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segment_connector import config
 from segment_connector.auth import authenticate_admin
 from segment_connector.console import Console
+from segment_connector.dashboard_counts import CountsCache
 from segment_connector.errors import ConnectorError, NotFound, http_answer
 from segment_connector.invoker import FunctionInvoker
 from segment_connector.logs import LOGGER_OPTIONS, function_logs, route_package_logs
@@ -48,6 +49,7 @@ KEY_MAX_AGE = 5
 _files: dict[str, str] = {}
 _parameters: ParameterStore | None = None
 _invoker = FunctionInvoker()
+_counts = CountsCache()  # the dashboard's counts, shared by this warm container's invocations
 
 
 def console() -> Console:
@@ -61,6 +63,7 @@ def console() -> Console:
         parameters=_parameters,
         invoker=_invoker,
         outbound_function=os.environ["OUTBOUND_FUNCTION_NAME"],
+        counts_cache=_counts,
     )
 
 
@@ -145,7 +148,8 @@ def _request(schema: str) -> dict[str, Any]:
 @app.get(
     "/console/api/dashboard",
     summary="The console's dashboard",
-    description="What to paste into Segment, the status warnings, counts, the last resync and the oldest dead letters.",
+    description="What to paste into Segment, the status warnings, counts (taken at most once a minute: "
+    "`counted_at`, `age_seconds`), the last resync and the oldest dead letters.",
     tags=["Console"],
     operation_id="consoleDashboard",
     responses=_answers("The dashboard", "ConsoleDashboard"),
@@ -153,6 +157,19 @@ def _request(schema: str) -> dict[str, Any]:
 )
 def dashboard() -> Response[dict[str, Any]]:
     return _json(200, console().dashboard(config.get_secret("api-key", KEY_MAX_AGE), webhook_url()))
+
+
+@app.get(
+    "/console/api/status",
+    summary="The resync and replay jobs",
+    description="The dashboard's `resync` and `replay` only (no count, no scan): what the page polls while a job runs.",
+    tags=["Console"],
+    operation_id="consoleStatus",
+    responses=_answers("The jobs", "ConsoleStatus"),
+    openapi_extensions=_ADMIN,
+)
+def status() -> Response[dict[str, Any]]:
+    return _json(200, console().status())
 
 
 @app.post(

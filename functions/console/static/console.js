@@ -9,7 +9,7 @@
 
   var KEY_STORAGE = "segment-connector.admin-key";
   var API = "/console/api";
-  var POLL_MS = 2000;
+  var POLL_MS = 3000; // while a resync or replay runs: its status alone (GET /status, no count)
   var PREVIEW_DELAY_MS = 400;
   var ALL = "ALL";
   // The connector's own events (segment changes it records on a profile): never offered as names to send.
@@ -311,14 +311,56 @@
       $("count-" + name).textContent = typeof value === "number" ? value.toLocaleString("en") : asText(value);
     });
     show($("counts-estimated"), counts.exact === false);
-    renderResync(data.resync || { status: "none" });
+    renderCountsAge(counts);
     renderDeadLetters(data.dead_letters || [], counts.dead_letters);
-    renderReplay(data.replay || { status: "none" });
-    var running =
-      (data.resync && data.resync.status === "running") || (data.replay && data.replay.status === "running");
-    if (running && state.currentTab === "panel-dashboard" && adminKey()) {
-      state.dashboardTimer = window.setTimeout(loadDashboard, POLL_MS);
+    renderJobs(data);
+  }
+
+  /** The users, accounts and events are counted at most once a minute: how old the shown count is. */
+  function renderCountsAge(counts) {
+    var node = $("counts-age");
+    var age = Number(counts.age_seconds);
+    if (!counts.counted_at || isNaN(age)) {
+      show(node, false);
+      return;
     }
+    clear(node);
+    node.appendChild(document.createTextNode("Users, accounts and events counted " + age + " s ago ("));
+    node.appendChild(timeNode(counts.counted_at));
+    node.appendChild(document.createTextNode(")."));
+    show(node, true);
+  }
+
+  /** The resync and the replay (from the dashboard or GET /status); while one runs, its status
+   * alone is polled, and the whole dashboard is read once it ends. */
+  function renderJobs(data) {
+    renderResync(data.resync || { status: "none" });
+    renderReplay(data.replay || { status: "none" });
+    if (jobRunning(data) && state.currentTab === "panel-dashboard" && adminKey()) {
+      state.dashboardTimer = window.setTimeout(pollStatus, POLL_MS);
+    }
+  }
+
+  function jobRunning(data) {
+    return (data.resync && data.resync.status === "running") || (data.replay && data.replay.status === "running");
+  }
+
+  function pollStatus() {
+    stopPolling();
+    var seq = ++state.dashboardSeq;
+    api("GET", "/status").then(function (result) {
+      if (result.signedOut || seq !== state.dashboardSeq) return;
+      if (!result.ok) {
+        message($("dashboard-message"), "The jobs' status could not be read: " + errorText(result), "error");
+        if (state.currentTab === "panel-dashboard" && adminKey()) {
+          state.dashboardTimer = window.setTimeout(pollStatus, POLL_MS); // try again
+        }
+        return;
+      }
+      message($("dashboard-message"), "");
+      if (jobRunning(result.data)) renderJobs(result.data);
+      else loadDashboard(); // the job ended: its outcome, the counts and the dead letters
+    });
   }
 
   function renderWarnings(warnings) {
