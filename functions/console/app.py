@@ -28,8 +28,15 @@ route_package_logs(logger)
 app = APIGatewayHttpResolver()
 
 STATIC = Path(__file__).parent / "static"
+JAVASCRIPT = "text/javascript; charset=utf-8"  # what browsers require of an ES module
 ASSETS = {  # the only files served (no path from the request reaches the file system)
-    "console.js": "text/javascript; charset=utf-8",
+    "console.js": JAVASCRIPT,  # the entry module: sign-in, tabs; it imports the others
+    "shared.js": JAVASCRIPT,
+    "dashboard.js": JAVASCRIPT,
+    "settings.js": JAVASCRIPT,
+    "choices.js": JAVASCRIPT,
+    "segments.js": JAVASCRIPT,
+    "users.js": JAVASCRIPT,
     "console.css": "text/css; charset=utf-8",
 }
 # No inline script or style, nothing from elsewhere, never framed.
