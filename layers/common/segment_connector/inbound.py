@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from segment_connector import deletion
 from segment_connector.auth import authenticate
 from segment_connector.errors import BadRequest, DuplicateMessage, PayloadTooLarge, StoreUnavailable, VersionConflict
 from segment_connector.explain import field_errors, json_error, summary
@@ -407,17 +408,14 @@ class Ingestor:
         return self._commit(change)
 
     def _delete(self, message: DeleteMessage, at: str, now: str) -> Outcome:
+        """Accepted once durably recorded: the profiles go now, the rest in steps (deletion.py)."""
         claims = Claims(message.user_id, message.anonymous_id)
-        resolution = resolve_identity(self.store, claims, now)
-        profile = resolution.profile
         claimed = [pk for _, pk in claims.pks()]
-        if resolution.expected is None and not resolution.retired:
-            # no stored profile: still erase events kept under the given ids
-            self.store.delete_user([], [], claimed)
-            return "stored"
-        profile_pks = [profile.pk] + [alias.pk for alias, _ in resolution.retired]
-        self.store.delete_user(profile_pks, profile.identities, profile.event_partitions() + claimed)
-        return "stored"
+
+        def change() -> ProfileChange:
+            return deletion.change_for(resolve_identity(self.store, claims, now), claimed, message.message_id, now)
+
+        return self._commit(change)
 
     def _commit(self, build: Callable[[], ProfileChange | None]) -> Outcome:
         """Read-modify-write under optimistic locking: on a lost race, read again and retry.

@@ -20,7 +20,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from segment_connector import config, replay
+from segment_connector import config, deletion, replay
 from segment_connector.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
 from segment_connector.errors import SettingsInvalid
 from segment_connector.identity import profiles_at
@@ -72,6 +72,12 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
         answer, replayed = replay.work(event, context, store, clients)
         return Result(answer, {"DeadLettersReplayed": replayed} if replayed else {})
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
+    # GDPR deletions in progress: one step each, nothing sent to Segment for them (deletion.py)
+    records, tombstones = deletion.split(records)
+    if tombstones:
+        failed_steps, steps = deletion.work(tombstones, context, store)
+        if not records:
+            return Result(_respond(event, context, failed_steps), {"DeletionSteps": steps} if steps else {})
     if not records:
         return Result({"batchItemFailures": []}, {})
     metrics: Counter[str] = Counter(RecordsProcessed=len(records))
@@ -88,6 +94,9 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
         failed = _unplanned(records, f"settings invalid: {error.message}", store, now, metrics)
     else:
         failed = _process(records, settings, store, clients, context, now, metrics)
+    if tombstones:
+        failed |= failed_steps
+        metrics["DeletionSteps"] += steps
     metrics["RecordsFailed"] += len(failed)
     return Result(_respond(event, context, failed), {name: value for name, value in metrics.items() if value})
 
