@@ -123,6 +123,8 @@ class Counts(_Schema):
     events: int
     dead_letters: int
     exact: bool = Field(description="False: users, accounts and events are estimated (the count ran out of time)")
+    counted_at: str = Field(description="When users, accounts and events were counted (ISO-8601; kept a minute)")
+    age_seconds: int = Field(description="Seconds since then (dead_letters is counted on every read)")
 
 
 class DeadLetter(_Schema):
@@ -141,6 +143,11 @@ class ConsoleDashboard(_Schema):
     resync: dict[str, Any] = Field(description='The last resync job (`{"status": "none"}` before the first)')
     replay: ReplayJob = Field(description='The last replay of the dead letters (`{"status": "none"}` before the first)')
     dead_letters: list[DeadLetter] = Field(description="The 50 oldest")
+
+
+class ConsoleStatus(_Schema):
+    resync: dict[str, Any] = Field(description="The dashboard's `resync`")
+    replay: ReplayJob = Field(description="The dashboard's `replay`")
 
 
 class ReplayError(_Schema):
@@ -236,6 +243,7 @@ ANSWERS: dict[str, Any] = {
     "Events": list[Event],
     "Account": Account,
     "ConsoleDashboard": ConsoleDashboard,
+    "ConsoleStatus": ConsoleStatus,
     "ConsoleReplay": ConsoleReplay,
     "ConsoleSettings": ConsoleSettings,
     "ConsoleSaved": ConsoleSaved,

@@ -13,12 +13,17 @@ settings: everyone synchronized, every event sent) pointed at it, and runs the c
   f  10,000 hostile requests: no 5xx, JSON answers, still healthy, no write from a rejected message
   g  the stack's output never holds the API key, the write key or their Basic forms
 
+  h-k  long paths (soak/phase_long_paths.py): settings saved during a resync of thousands of users,
+     thousands of anonymous ids, dead letters replayed twice at once, the delete of a big user
+
+`python -m soak --phase main` runs (a)-(g) only, `--phase long_paths` (h)-(k) and (g) only.
 Rates and sizes are in soak/config.py. Prints figures as it goes and ends with `N passed, N failed`
 (exit status 1 if any failed). Stops by itself: a watchdog kills everything after 19 minutes.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -31,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from soak import config, phase_delivery, phase_hostile, phase_identity, phase_load
+from soak import config, phase_delivery, phase_hostile, phase_identity, phase_load, phase_long_paths
 from soak.deliveries import analyse
 from soak.flaky_sink import FlakySink
 from soak.report import Check, Report, say
@@ -46,9 +51,13 @@ CHECKS = {
     "e": f"a sink failing {config.SINK_FAILURE_RATE:.0%} of requests: everything still delivered",
     "f": f"{config.HOSTILE_CASES} hostile inputs: no 5xx, JSON answers, still healthy, "
     "no write from a rejected message",
+}
+SECRET_CHECKS = {
     "g": "stack output (all of it) never holds the API key, write key or their Basic base64 forms",
     "g-runtime": "stack output after the ready line never holds them",
 }
+PHASES = ("main", "long_paths")
+Step = tuple[str, str, Callable[[], object]]
 
 
 def secret_forms(api_key: str, write_key: str) -> dict[str, str]:
@@ -60,11 +69,18 @@ def secret_forms(api_key: str, write_key: str) -> dict[str, str]:
     return forms
 
 
-def main() -> int:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m soak", description="make soak: a reliability run")
+    parser.add_argument("--phase", choices=PHASES, action="append", help="run only this phase (repeatable)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    phases = tuple(arguments(argv).phase or PHASES)
     started = time.monotonic()
     deadline = started + config.HARD_TIMEOUT_SECONDS
     report = Report()
-    for key, title in CHECKS.items():
+    for key, title in {**(CHECKS if "main" in phases else {}), **SECRET_CHECKS}.items():
         report.check(key, title)
     workdir = Path(tempfile.mkdtemp(prefix="segment-soak-"))
     api_key, write_key = f"soak-api-{secrets.token_hex(12)}", f"soak-write-{secrets.token_hex(12)}"
@@ -100,7 +116,11 @@ def main() -> int:
                 else f"soak: the local stack did not start; see {workdir / 'stack.log'}"
             )
         if ready:
-            _phases(Session(stack, sink, report, api_key, deadline), report)
+            session = Session(stack, sink, report, api_key, deadline)
+            steps = _phases(session, report) if "main" in phases else []
+            if "long_paths" in phases:
+                steps += phase_long_paths.steps(session, report)
+            _run_steps(session, report, steps)
     except KeyboardInterrupt:
         say("soak: interrupted")
     finally:
@@ -115,10 +135,10 @@ def main() -> int:
     return _finish(report, stack)
 
 
-def _phases(session: Session, report: Report) -> None:
+def _phases(session: Session, report: Report) -> list[Step]:
     checks = report.checks
     run = phase_load.plan(config.SEED)
-    steps: list[tuple[str, str, Callable[[], object]]] = [
+    steps: list[Step] = [
         ("a", "a load: send", lambda: phase_load.run_load(session, run, checks["a"])),
         ("a", "a load: read back", lambda: phase_load.verify_reads(session, run, checks["a"])),
     ]
@@ -135,6 +155,11 @@ def _phases(session: Session, report: Report) -> None:
         ("f", "f hostile inputs", lambda: phase_hostile.run(session, config.SEED, checks["f"])),
         ("e", "e final delivery", lambda: _final_delivery(session, run, checks)),
     ]
+    return steps
+
+
+def _run_steps(session: Session, report: Report, steps: list[Step]) -> None:
+    checks = report.checks
     for key, name, step in steps:
         if session.remaining() <= 0 or session.stack.process.poll() is not None:
             checks[key].fail(f"{name}: not run (stack stopped or out of time)")
@@ -144,7 +169,7 @@ def _phases(session: Session, report: Report) -> None:
                 step()
             except Exception as error:  # noqa: BLE001 - one phase's crash must not stop the others
                 checks[key].fail(f"{name} crashed: {error!r}")
-        if key in "bcdf":
+        if key in "bcdfhijk":
             checks[key].finish()
 
 

@@ -33,6 +33,12 @@ HOSTILE_CASES = scaled(10_000, 200)
 HOSTILE_WRITE_CHECKS = scaled(3_000, 100)  # rejected messages whose items are looked up in the table afterwards
 HOSTILE_API_LOOKUPS = scaled(200, 30)  # ... and whose ids are read through the Profile API (slow on a big moto table)
 
+# -- long paths (phase long_paths) ---------------------------------------------------------------------
+LONG_USERS = scaled(3_000, 30)  # users whose segments and filter three settings saves change
+LONG_ANONYMOUS_IDS = scaled(3_000, 30)  # calls of one user, each with a new anonymousId
+LONG_DELETE_EVENTS = scaled(20_000, 100)  # events of the user that is deleted
+LONG_DEAD_LETTERS = scaled(3_000, 30)  # dead letters replayed by two replays at once
+
 # -- the Segment sink -------------------------------------------------------------------------------
 SINK_FAILURE_RATE = 0.30  # share of sink requests answered 500 or 429
 

@@ -20,9 +20,12 @@ class FlakySink:
         self.failure_rate = failure_rate
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self.refusing: Response | None = None  # set: every request gets this answer (a broken sink)
         self.sink = SegmentSink(host=host, responder=self._respond)
 
     def _respond(self, path: str, body: Any) -> Response | None:
+        if self.refusing is not None:
+            return self.refusing
         with self._lock:
             roll, kind = self._random.random(), self._random.random()
         if roll >= self.failure_rate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +77,38 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(console_api: Ap
         assert status == 404 and body["code"] == "not_found", path
 
 
+STATIC = Path(__file__).resolve().parent.parent / "functions" / "console" / "static"
+MAX_MODULE_LINES = 400
+
+
+def test_the_script_is_es_modules_each_served_as_javascript_and_small(console_api: Api) -> None:
+    # Given the page's script: an entry module importing the others (issue 18)
+    status, html, _ = console_api.request("GET", "/console", auth=None)
+    assert status == 200 and '<script type="module" src="/console/assets/console.js"></script>' in html
+    modules = sorted(path.name for path in STATIC.glob("*.js"))
+    assert len(modules) >= 6 and "console.js" in modules and "shared.js" in modules
+    imported: set[str] = set()
+    for name in modules:
+        # When each module is fetched as the browser does
+        status, text, headers = console_api.request("GET", f"/console/assets/{name}", auth=None)
+        # Then it is served as JavaScript (a module in another type does not run), under the CSP
+        assert status == 200, name
+        assert headers["Content-Type"] == "text/javascript; charset=utf-8", name
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert text == (STATIC / name).read_text(encoding="utf-8")
+        # And it is at most 400 lines, importing only the console's own modules by relative path
+        assert text.count("\n") <= MAX_MODULE_LINES, name
+        for source in re.findall(r'^import .* from "([^"]+)";$', text, flags=re.MULTILINE):
+            assert re.fullmatch(r"\./[a-z]+\.js", source), (name, source)
+            imported.add(source[2:])
+    # And every module is imported by another one (none is left over), and served
+    assert imported == set(modules) - {"console.js"}
+    # And a name that is not one of them is still not found
+    for path in ("/console/assets/missing.js", "/console/assets/shared.mjs", "/console/assets/..%2Fstatic%2Fshared.js"):
+        status, body, _ = console_api.request("GET", path, auth=None)
+        assert status == 404 and body["code"] == "not_found", path
+
+
 # -- the admin key ----------------------------------------------------------------------------------
 
 
@@ -143,7 +176,9 @@ def test_dashboard_shows_what_to_paste_into_segment_and_the_state(aws: Aws, cons
     assert board["auth_header"] == basic(API_KEY)
     assert headers["Cache-Control"] == "no-store"
     # And the counts, the resync and the (absent) dead letters are there
+    counts = {name: board["counts"].pop(name) for name in ("counted_at", "age_seconds")}
     assert board["counts"] == {"users": 2, "accounts": 0, "events": 1, "dead_letters": 0, "exact": True}
+    assert counts["age_seconds"] == 0 and counts["counted_at"].endswith("Z")  # counted now, UTC
     assert board["resync"] == {"status": "none"} and board["dead_letters"] == []
     # And no secret other than that header's key is in the answer
     aws.set_secret("write-key", "secret-write-key")

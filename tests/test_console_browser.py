@@ -359,6 +359,93 @@ def test_dead_letters_are_listed_with_their_reasons_and_replayed(
     )
 
 
+# -- the dashboard while a job runs (issue 14) --------------------------------------------------------
+
+
+def stack_dynamodb(state_file: Path) -> tuple[Any, str]:
+    """The stack's DynamoDB (boto3 against its AWS endpoint) and its table's name."""
+    state = json.loads(state_file.read_text())
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=state["aws_endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client, str(state["table_name"])
+
+
+RESYNC_ITEM_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}
+
+
+def page_eventually(page: Page, check: Callable[[], Any], what: str) -> Any:
+    """`eventually` waiting in the page (Playwright delivers its events, e.g. requests, meanwhile)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(200)
+    return result
+
+
+def put_resync_job(state_file: Path, **fields: Any) -> None:
+    """The resync job item as ResyncFunction writes it (without a `progress` map: the stale check
+    leaves such a job alone)."""
+    client, table = stack_dynamodb(state_file)
+    item = {**RESYNC_ITEM_KEY, "kind": {"S": "resync"}}
+    for name, value in fields.items():
+        item[name] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+    client.put_item(TableName=table, Item=item)
+
+
+def test_while_a_resync_runs_the_page_polls_its_status_only_and_reads_the_dashboard_when_it_ends(
+    console: Console, stack: Stack, state_file: Path
+) -> None:
+    client, table = stack_dynamodb(state_file)
+    saved = client.get_item(TableName=table, Key=RESYNC_ITEM_KEY, ConsistentRead=True).get("Item")
+    job = {"id": f"test-{tag()}", "reason": "test", "started_at": "2026-01-01T00:00:00.000Z", "segments": 4}
+    try:
+        # Given a running resync, one of its four scan segments done
+        put_resync_job(state_file, **job, status="running", segments_done=1)
+        calls: list[str] = []
+        console.page.on(
+            "request",
+            lambda request: (
+                calls.append(request.url.split("/console/api", 1)[1]) if "/console/api/" in request.url else None
+            ),
+        )
+        # When the dashboard is shown
+        console.signed_in()
+        # Then it shows the job's progress, and the counts with their age
+        expect(console.by("resync-status")).to_have_text("running")
+        expect(console.by("resync-progress")).to_have_attribute("value", "1")
+        expect(console.by("counts-age")).to_contain_text(re.compile(r"counted \d+ s ago"))
+        # And while it runs, only its status is read again (no count, no scan)
+        page_eventually(console.page, lambda: calls.count("/status") >= 2, "two status polls")
+        first_poll = calls.index("/status")
+        assert set(calls[first_poll:]) == {"/status"}, calls
+        # When a segment more is done: the page shows it
+        put_resync_job(state_file, **job, status="running", segments_done=3)
+        expect(console.by("resync-progress")).to_have_attribute("value", "3")
+        assert set(calls[first_poll:]) == {"/status"}, calls
+        # When the job ends
+        put_resync_job(state_file, **job, status="done", segments_done=4, finished_at="2026-01-01T00:01:00.000Z")
+        # Then the whole dashboard is read once more, its counts shown, and the polling stops
+        expect(console.by("resync-status")).to_have_text("done")
+        expect(console.by("resync-progress")).to_be_hidden()
+        page_eventually(console.page, lambda: "/dashboard" in calls[first_poll:], "the dashboard read again")
+        expect(console.by("count-users")).to_have_text(COUNT)
+        expect(console.by("counts-age")).to_contain_text(re.compile(r"counted \d+ s ago"))
+        settled = len(calls)
+        console.page.wait_for_timeout(4000)  # longer than a poll's interval: no read follows
+        assert calls[settled:] == [], calls
+        assert calls[first_poll:].count("/dashboard") == 1, calls
+    finally:
+        if saved:
+            client.put_item(TableName=table, Item=saved)
+        else:
+            client.delete_item(TableName=table, Key=RESYNC_ITEM_KEY)
+
+
 # -- 2. the User Filter -----------------------------------------------------------------------------
 
 RESYNC_LINE = "ResyncFunction invoked"  # the local stack's EventBridge rule, on each settings change

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from local_stack.template import ROOT
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 

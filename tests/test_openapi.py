@@ -22,6 +22,7 @@ ROUTES = {
 CONSOLE_ROUTES = {
     ("/console/api/dashboard", "get"),
     ("/console/api/replay", "post"),
+    ("/console/api/status", "get"),
     ("/console/api/settings", "get"),
     ("/console/api/settings", "put"),
     ("/console/api/write-key", "put"),
@@ -161,6 +162,7 @@ def test_console_answers_match_their_schemas(document: dict[str, Any], console_a
     # When every console route is called / Then each answer matches its schema
     calls: tuple[tuple[tuple[str, str, Any], str], ...] = (
         (("GET", "/console/api/dashboard", None), "ConsoleDashboard"),
+        (("GET", "/console/api/status", None), "ConsoleStatus"),
         (("POST", "/console/api/replay", {}), "ConsoleReplay"),
         (("GET", "/console/api/settings", None), "ConsoleSettings"),
         (("PUT", "/console/api/settings", {**settings["settings"], "forward_events": True}), "ConsoleSaved"),

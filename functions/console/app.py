@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector.domain.errors import ConnectorError, NotFound, http_answer
 from segment_connector.ops.console import Console
+from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate_admin
 from segment_connector.runtime.invoker import FunctionInvoker
@@ -27,8 +28,15 @@ route_package_logs(logger)
 app = APIGatewayHttpResolver()
 
 STATIC = Path(__file__).parent / "static"
+JAVASCRIPT = "text/javascript; charset=utf-8"  # what browsers require of an ES module
 ASSETS = {  # the only files served (no path from the request reaches the file system)
-    "console.js": "text/javascript; charset=utf-8",
+    "console.js": JAVASCRIPT,  # the entry module: sign-in, tabs; it imports the others
+    "shared.js": JAVASCRIPT,
+    "dashboard.js": JAVASCRIPT,
+    "settings.js": JAVASCRIPT,
+    "choices.js": JAVASCRIPT,
+    "segments.js": JAVASCRIPT,
+    "users.js": JAVASCRIPT,
     "console.css": "text/css; charset=utf-8",
 }
 # No inline script or style, nothing from elsewhere, never framed.
@@ -48,6 +56,7 @@ KEY_MAX_AGE = 5
 _files: dict[str, str] = {}
 _parameters: ParameterStore | None = None
 _invoker = FunctionInvoker()
+_counts = CountsCache()  # the dashboard's counts, shared by this warm container's invocations
 
 
 def console() -> Console:
@@ -61,6 +70,7 @@ def console() -> Console:
         parameters=_parameters,
         invoker=_invoker,
         outbound_function=os.environ["OUTBOUND_FUNCTION_NAME"],
+        counts_cache=_counts,
     )
 
 
@@ -145,7 +155,8 @@ def _request(schema: str) -> dict[str, Any]:
 @app.get(
     "/console/api/dashboard",
     summary="The console's dashboard",
-    description="What to paste into Segment, the status warnings, counts, the last resync and the oldest dead letters.",
+    description="What to paste into Segment, the status warnings, counts (taken at most once a minute: "
+    "`counted_at`, `age_seconds`), the last resync and the oldest dead letters.",
     tags=["Console"],
     operation_id="consoleDashboard",
     responses=_answers("The dashboard", "ConsoleDashboard"),
@@ -153,6 +164,19 @@ def _request(schema: str) -> dict[str, Any]:
 )
 def dashboard() -> Response[dict[str, Any]]:
     return _json(200, console().dashboard(config.get_secret("api-key", KEY_MAX_AGE), webhook_url()))
+
+
+@app.get(
+    "/console/api/status",
+    summary="The resync and replay jobs",
+    description="The dashboard's `resync` and `replay` only (no count, no scan): what the page polls while a job runs.",
+    tags=["Console"],
+    operation_id="consoleStatus",
+    responses=_answers("The jobs", "ConsoleStatus"),
+    openapi_extensions=_ADMIN,
+)
+def status() -> Response[dict[str, Any]]:
+    return _json(200, console().status())
 
 
 @app.post(

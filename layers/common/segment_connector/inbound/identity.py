@@ -51,9 +51,14 @@ class Resolution:
     retired: list[tuple[IdentityAlias, int]] = field(default_factory=list)
     aliases: list[IdentityAlias] = field(default_factory=list)
     before: dict[str, Any] | None = None
+    dropped: list[str] = field(default_factory=list)  # identity pks _bound let go (kept in overflow items)
+    merged_uids: list[str] = field(default_factory=list)  # of the profiles absorbed
 
     def changed(self) -> bool:
-        return bool(self.retired or self.aliases) or self.profile.model_dump(exclude={"updated_at"}) != self.before
+        return (
+            bool(self.retired or self.aliases or self.dropped)
+            or self.profile.model_dump(exclude={"updated_at"}) != self.before
+        )
 
     def to_change(self, message_id: str | None, now: str) -> ProfileChange:
         self.profile.updated_at = now
@@ -62,6 +67,8 @@ class Resolution:
             profiles=[(self.profile, self.expected)],
             retired=self.retired,
             aliases=self.aliases,
+            dropped=self.dropped,
+            merged_uids=self.merged_uids,
         )
 
 
@@ -110,11 +117,12 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
         if source is not None and id(source) not in absorbed and source.pk != profile.pk:
             absorbed.add(id(source))
             _absorb(profile, source)
+            resolution.merged_uids.append(source.uid)
             resolution.retired.append((IdentityAlias(pk=source.pk, profile_pk=""), source.version))
 
     _claim(profile, claims, lookup, absorbed, resolution)
     _place(profile, resolution)
-    _bound(profile)
+    resolution.dropped = _bound(profile)
     return resolution
 
 
@@ -205,10 +213,12 @@ def _place(profile: UserProfile, resolution: Resolution) -> None:
         alias.profile_pk = best
 
 
-def _bound(profile: UserProfile) -> None:
+def _bound(profile: UserProfile) -> list[str]:
     """Keep the newest MAX_ANONYMOUS_IDS anonymous ids and at most MAX_IDENTITIES identities, the
-    profile's own pk always (an anonymous profile lives at its first anonymous id)."""
+    profile's own pk always (an anonymous profile lives at its first anonymous id); returns the
+    identity pks dropped (a delete must still find them: ProfileChange.dropped)."""
     own = profile.pk
+    listed = list(profile.identities)
     excess = max(len(profile.anonymous_ids) - MAX_ANONYMOUS_IDS, _over_bytes(profile))
     if excess > 0:
         keep_first = identity_pk("anonymous_id", profile.anonymous_ids[0]) == own
@@ -220,6 +230,8 @@ def _bound(profile: UserProfile) -> None:
     if excess > 0:  # the oldest first, never the profile's own
         dropped = set([pk for pk in profile.identities if pk != own][:excess])
         profile.identities = [pk for pk in profile.identities if pk not in dropped]
+    kept = set(profile.identities)
+    return [pk for pk in listed if pk not in kept]
 
 
 def _over_bytes(profile: UserProfile) -> int:

@@ -40,6 +40,7 @@ from segment_connector.domain.storable import MAX_DEPTH, Unstorable, clean_text,
 from segment_connector.domain.traits import merge_traits, normalize_traits, valid_email
 from segment_connector.inbound.identity import Claims, identity_owners, resolve_identity
 from segment_connector.runtime.auth import authenticate
+from segment_connector.store import deletion
 from segment_connector.store.profile_store import ProfileChange, ProfileStore
 
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -413,17 +414,14 @@ class Ingestor:
         return self._commit(change)
 
     def _delete(self, message: DeleteMessage, at: str, now: str) -> Outcome:
+        """Accepted once durably recorded: the profiles go now, the rest in steps (deletion.py)."""
         claims = Claims(message.user_id, message.anonymous_id)
-        resolution = resolve_identity(self.store, claims, now)
-        profile = resolution.profile
         claimed = [pk for _, pk in claims.pks()]
-        if resolution.expected is None and not resolution.retired:
-            # no stored profile: still erase events kept under the given ids
-            self.store.delete_user([], [], claimed)
-            return "stored"
-        profile_pks = [profile.pk] + [alias.pk for alias, _ in resolution.retired]
-        self.store.delete_user(profile_pks, profile.identities, profile.event_partitions() + claimed)
-        return "stored"
+
+        def change() -> ProfileChange:
+            return deletion.change_for(resolve_identity(self.store, claims, now), claimed, message.message_id, now)
+
+        return self._commit(change)
 
     def _commit(self, build: Callable[[], ProfileChange | None]) -> Outcome:
         """Read-modify-write under optimistic locking: on a lost race, read again and retry.

@@ -12,7 +12,7 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from segment_connector.domain.models.segment_rules import (
     user_segment_names,
 )
 from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
 from segment_connector.ops.settings_document import (
     SETTINGS_PARAMETER,
@@ -71,26 +72,40 @@ class Console:
     parameters: ParameterStore
     invoker: FunctionInvoker
     outbound_function: str
+    counts_cache: CountsCache = field(default_factory=CountsCache)  # the warm function's, to share reads
 
     # -- dashboard ---------------------------------------------------------------------------
 
     def dashboard(self, api_key: str | None, webhook_url: str) -> dict[str, Any]:
         document, _ = self._settings_document()
-        counted = self.store.count_kinds(COUNTED_KINDS.values(), COUNT_SEGMENTS, seconds=COUNT_SECONDS)
-        counts: dict[str, Any] = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
-        counts["dead_letters"] = self.store.count_dead_letters()
-        counts["exact"] = counted.exact
         return {
             "webhook_url": webhook_url,
             "auth_header": authorization_header(api_key),
             "warnings": self._warnings(document, has_api_key=api_key is not None),
-            "counts": counts,
-            "resync": resync.public(self.store.resync_job()),
-            "replay": replay.public(self.store.replay_job()),
+            "counts": self._counts(),
+            **self.status(),
             "dead_letters": [
                 _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)
             ],
         }
+
+    def status(self) -> dict[str, Any]:
+        """The resync and replay jobs only (two reads of one item each, no scan): what the page
+        polls while a job runs."""
+        return {"resync": resync.public(self.store.resync_job()), "replay": replay.public(self.store.replay_job())}
+
+    def _counts(self) -> dict[str, Any]:
+        """Items per kind from the cache (a scan at most once a minute), the dead letters counted now."""
+        taken = self.counts_cache.get(
+            self.store.table,
+            lambda: self.store.count_kinds(COUNTED_KINDS.values(), COUNT_SEGMENTS, seconds=COUNT_SECONDS),
+        )
+        counts: dict[str, Any] = {label: taken.counts[kind] for label, kind in COUNTED_KINDS.items()}
+        counts["dead_letters"] = self.store.count_dead_letters()
+        counts["exact"] = taken.counts.exact
+        counts["counted_at"] = taken.counted_at
+        counts["age_seconds"] = round(taken.age)
+        return counts
 
     def replay(self) -> dict[str, Any]:
         """OutboundFunction starts a replay of the dead letters (it holds the write key and the

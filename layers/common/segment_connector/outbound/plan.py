@@ -37,6 +37,7 @@ from segment_connector.inbound.identity import profiles_at
 from segment_connector.outbound import replay
 from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
+from segment_connector.store import deletion
 from segment_connector.store.profile_store import ProfileStore, deserialize
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
         answer, replayed = replay.work(event, context, store, clients)
         return Result(answer, {"DeadLettersReplayed": replayed} if replayed else {})
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
+    # GDPR deletions in progress: one step each, nothing sent to Segment for them (deletion.py)
+    records, tombstones = deletion.split(records)
+    if tombstones:
+        failed_steps, steps = deletion.work(tombstones, context, store)
+        if not records:
+            return Result(_respond(event, context, failed_steps), {"DeletionSteps": steps} if steps else {})
     if not records:
         return Result({"batchItemFailures": []}, {})
     metrics: Counter[str] = Counter(RecordsProcessed=len(records))
@@ -89,6 +96,9 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
         failed = _unplanned(records, f"settings invalid: {error.message}", store, now, metrics)
     else:
         failed = _process(records, settings, store, clients, context, now, metrics)
+    if tombstones:
+        failed |= failed_steps
+        metrics["DeletionSteps"] += steps
     metrics["RecordsFailed"] += len(failed)
     return Result(_respond(event, context, failed), {name: value for name, value in metrics.items() if value})
 

@@ -6,6 +6,7 @@ import heapq
 import json
 import random
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,6 +43,7 @@ REPLAY_KEY = {"pk": {"S": "replay"}, "sk": {"S": "job"}}
 BATCH_ATTEMPTS = 6
 MAX_CONNECTIONS = 64  # at least as many as the inbound's parallel writers (botocore's default is 10)
 WRITE_BATCH = 25  # items per BatchWriteItem
+OVERFLOW_BYTES = 100_000  # of identity pks in one overflow item (DynamoDB's item: 400 KB)
 SYNC_WRITERS = 16  # a resync page's conditional updates of sync items, side by side
 _UNAVAILABLE = {
     "ProvisionedThroughputExceededException",
@@ -103,7 +105,10 @@ class ProfileChange:
     """Everything one message changes, written in one transaction.
 
     `profiles`/`accounts` pair the new state with the version read (None: must not exist yet).
-    `retired` profiles become aliases of the profile that absorbed them.
+    `retired` profiles become aliases of the profile that absorbed them. `dropped`: identity pks
+    the bounded profile lists let go, kept in overflow items `ids#<uid>` (with the uids of profiles
+    merged in, `merged_uids`), so that a delete finds them. A delete writes its `tombstone` and
+    removes the `deleted` profiles (pk, version read) (deletion.py).
     """
 
     message_id: str | None = None
@@ -111,9 +116,13 @@ class ProfileChange:
     retired: list[tuple[IdentityAlias, int]] = field(default_factory=list)
     aliases: list[IdentityAlias] = field(default_factory=list)
     accounts: list[tuple[Account, int | None]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    merged_uids: list[str] = field(default_factory=list)
+    tombstone: dict[str, Any] | None = None
+    deleted: list[tuple[str, int]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.profiles or self.retired or self.aliases or self.accounts)
+        return not (self.profiles or self.retired or self.aliases or self.accounts or self.tombstone)
 
 
 @dataclass
@@ -340,20 +349,18 @@ class ProfileStore:
             )
         for account, expected in change.accounts:
             actions.append(self._versioned_put(account.to_item(), expected))
-        return actions
-
-    def delete_user(self, profile_pks: Iterable[str], identity_pks: Iterable[str], partitions: Iterable[str]) -> int:
-        """Remove profiles, their identity items and every event in their partitions (GDPR)."""
-        keys = [(pk, PROFILE_SK) for pk in dict.fromkeys([*profile_pks, *identity_pks])]
-        for partition in dict.fromkeys(partitions):
-            keys.extend((partition, sk) for sk in self._event_keys(partition))
-        for start in range(0, len(keys), WRITE_BATCH):
-            requests = [
-                {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
-                for pk, sk in keys[start : start + WRITE_BATCH]
+        if change.profiles and (change.dropped or change.merged_uids):
+            uid = change.profiles[0][0].uid
+            actions += [
+                {"Put": {"TableName": self.table, "Item": serialize(item)}} for item in overflow_items(uid, change)
             ]
-            self._batch_write(requests)
-        return len(keys)
+        if change.tombstone:
+            actions.append(self._put(change.tombstone, "attribute_not_exists(pk)"))
+        for pk, version in change.deleted:
+            delete = {"Key": {"pk": {"S": pk}, "sk": {"S": PROFILE_SK}}, "ConditionExpression": "version = :v"}
+            delete |= {"TableName": self.table, "ExpressionAttributeValues": {":v": {"N": str(version)}}}
+            actions.append({"Delete": delete})
+        return actions
 
     # -- dead letters (outbound) ---------------------------------------------------------------
 
@@ -772,14 +779,6 @@ class ProfileStore:
             )
         return self._put({**item, "version": expected + 1}, "version = :v", {":v": {"N": str(expected)}})
 
-    def _event_keys(self, partition: str) -> list[str]:
-        items = self._query_all(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
-            ProjectionExpression="sk",
-        )
-        return [raw["sk"]["S"] for raw in items]
-
     def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
         """Every page of a query on the table (raw items)."""
         items: list[dict[str, Any]] = []
@@ -995,6 +994,22 @@ def _check_item_sizes(change: ProfileChange) -> None:
         size = item_size({**item, "version": item.get("version", 0) + 1})
         if size > MAX_ITEM_BYTES:
             raise ProfileTooLarge(item["pk"], size)
+
+
+def overflow_items(uid: str, change: ProfileChange) -> list[dict[str, Any]]:
+    """The dropped identity pks in items of at most OVERFLOW_BYTES (a fresh sort key each: one per change)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for pk in dict.fromkeys(change.dropped):
+        if chunks[-1] and size + len(pk.encode()) > OVERFLOW_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(pk)
+        size += len(pk.encode()) + 3
+    items = [{"pk": f"ids#{uid}", "sk": uuid.uuid4().hex, "kind": "ids", "ids": chunk} for chunk in chunks]
+    if change.merged_uids:
+        items[0]["uids"] = list(change.merged_uids)
+    return items
 
 
 def _first_pk(change: ProfileChange) -> str:

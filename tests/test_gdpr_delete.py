@@ -1,0 +1,279 @@
+"""GDPR delete: answered once recorded (a tombstone), then swept in bounded, restartable steps by
+OutboundFunction from the table's stream (segment_connector/deletion.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import TABLE, TEST_DEPLOYMENT, Api, Aws, iam_authority, template_without
+from local_stack.iam.deployment import authority_for
+from local_stack.iam.enforce import enforce
+from segment_connector.domain.models.items import StoredEvent, identity_pk
+from segment_connector.inbound import identity
+from segment_connector.store import deletion
+from segment_connector.store import profile_store as storage
+from segment_connector.store.profile_store import serialize
+from stream_helpers import Connector, failed_sequence_numbers
+
+PERSONAL = ("user", "alias", "event", "ids", "sync", "deletion")
+
+
+class CountingClient:
+    """The outbound's DynamoDB client, counting the requests made through it."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        if not callable(method) or name.startswith("_"):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return call
+
+
+def put_events(aws: Aws, partition: str, count: int, prefix: str) -> None:
+    """Given `count` events stored under `partition` (written directly: an administrator's set-up)."""
+    for start in range(0, count, 25):
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": serialize(
+                        StoredEvent.build(
+                            partition,
+                            f"{prefix}-{n}",
+                            "2026-01-01T00:00:00.000Z",
+                            type="track",
+                            event="E",
+                            source="api",
+                        ).to_item()
+                    )
+                }
+            }
+            for n in range(start, min(start + 25, count))
+        ]
+        aws.dynamodb.batch_write_item(RequestItems={TABLE: requests})
+
+
+def profile_item(aws: Aws, pk: str) -> dict[str, Any]:
+    return next(i for i in aws.items() if i["pk"] == pk and i["kind"] == "user")
+
+
+def put_sync_item(aws: Aws, uid: str) -> None:
+    aws.dynamodb.put_item(
+        TableName=TABLE, Item=serialize({"pk": f"sync#user#{uid}", "sk": "sync", "kind": "sync", "view": "v1"})
+    )
+
+
+def left(aws: Aws) -> list[tuple[str, str]]:
+    return sorted((i["pk"], i["sk"]) for i in aws.items() if i.get("kind") in PERSONAL)
+
+
+def three_partition_user(connector: Connector, aws: Aws, events: int) -> str:
+    """Given u1 with anonymous id a1 and an aliased user id old-u, `events` events spread over the
+    three partitions, a sync item; the stream's records so far handled. Returns the profile's uid."""
+    connector.post({"type": "identify", "userId": "old-u", "messageId": "i0", "traits": {"plan": "x"}})
+    connector.post({"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1"})
+    connector.post({"type": "alias", "userId": "u1", "previousId": "old-u", "messageId": "al1"})
+    partitions = [identity_pk("user_id", "u1"), identity_pk("anonymous_id", "a1"), identity_pk("user_id", "old-u")]
+    for index, partition in enumerate(partitions):
+        put_events(aws, partition, events // 3 + (1 if index < events % 3 else 0), f"e{index}")
+    uid = str(profile_item(aws, identity_pk("user_id", "u1"))["uid"])
+    put_sync_item(aws, uid)
+    connector.drain(rounds=50)
+    assert not connector.stream.read()
+    return uid
+
+
+def run_steps(connector: Connector, limit: int = 200) -> list[int]:
+    """Invoke OutboundFunction with the stream's records until none is left; the requests of each."""
+    counting = CountingClient(storage._shared.client)  # type: ignore[union-attr]
+    storage._shared.client = counting  # type: ignore[union-attr]
+    per_step: list[int] = []
+    try:
+        for _ in range(limit):
+            if not connector.stream.read():
+                return per_step
+            before = counting.calls
+            response = connector.invoke()
+            assert not failed_sequence_numbers(response), response
+            per_step.append(counting.calls - before)
+    finally:
+        storage._shared.client = counting.client  # type: ignore[union-attr]
+    raise AssertionError("the deletion did not finish")
+
+
+def test_a_user_with_events_in_three_partitions_is_deleted_completely_in_bounded_steps(
+    connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a user with 2,500 events in three partitions (anonymous id, user id, an aliased user id)
+    three_partition_user(connector, aws, 2_500)
+    sent_before = len(connector.sent())
+    monkeypatch.setattr(deletion, "STEP_REQUESTS", 30)
+    # When Segment deletes the user, and OutboundFunction works the stream
+    status, answer = connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    assert status == 200, answer
+    steps = run_steps(connector)
+    # Then nothing of the person is left: profile, aliases, events, sync item, tombstone
+    assert left(aws) == []
+    # in several steps, each within its budget (+ reading and recording the tombstone)
+    assert len(steps) >= 5
+    assert max(steps) <= 30 + 2, steps
+    # and the sweep sent nothing to Segment
+    assert len(connector.sent()) == sent_before
+
+
+def test_the_delete_is_answered_before_the_sweep_and_the_profile_is_gone_at_once(
+    connector: Connector, aws: Aws
+) -> None:
+    # Given a user with events
+    three_partition_user(connector, aws, 30)
+    # When Segment deletes the user
+    status, answer = connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    # Then the call is answered 200 with the deletion recorded, before any event is swept
+    assert status == 200 and answer["stored"] == 1, answer
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["deleted_at"] and tombstone["step"] == 0
+    assert len(aws.items_of_kind("event")) == 30
+    # and no profile is left to read or to send
+    assert aws.items_of_kind("user") == []
+    # When Segment delivers the delete again (a retry): it is a duplicate, not a second deletion
+    status, answer = connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    assert status == 200 and answer["duplicate"] == 1, answer
+    assert len(aws.items_of_kind("deletion")) == 1
+
+
+def test_a_step_killed_midway_is_run_again_and_the_deletion_completes(
+    connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a user with 1,200 events and a step that dies after two batches of deletes
+    three_partition_user(connector, aws, 1_200)
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    real = deletion.DeletionStore.delete_keys
+    calls = {"n": 0}
+
+    def dying(self: deletion.DeletionStore, keys: list[tuple[str, str]]) -> int:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("killed")
+        return real(self, keys)
+
+    monkeypatch.setattr(deletion.DeletionStore, "delete_keys", dying)
+    # When OutboundFunction works the stream: the step fails and its record is reported
+    response = connector.invoke()
+    assert failed_sequence_numbers(response)
+    assert 0 < len(aws.items_of_kind("event")) < 1_200
+    # and is handed again (the stream's retry) once the fault is gone
+    monkeypatch.setattr(deletion.DeletionStore, "delete_keys", real)
+    run_steps(connector)
+    # Then nothing is left
+    assert left(aws) == []
+
+
+def test_a_profile_over_the_anonymous_id_bound_is_deleted_with_the_dropped_ids(
+    connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a profile bounded to 5 anonymous ids that has seen 12, each with an event of its own
+    monkeypatch.setattr(identity, "MAX_ANONYMOUS_IDS", 5)
+    for n in range(12):
+        connector.post({"type": "identify", "userId": "u1", "anonymousId": f"a{n}", "messageId": f"i{n}"})
+        connector.post({"type": "track", "anonymousId": f"a{n}", "event": "E", "messageId": f"t{n}"})
+    profile = profile_item(aws, identity_pk("user_id", "u1"))
+    assert len(profile["anonymous_ids"]) == 5
+    assert {pk for i in aws.items_of_kind("ids") for pk in i["ids"]} == {
+        identity_pk("anonymous_id", f"a{n}") for n in range(7)
+    }
+    connector.drain()
+    # When Segment deletes the user and the sweep runs
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    run_steps(connector)
+    # Then the aliases of the dropped ids and their events are gone too
+    assert left(aws) == []
+
+
+def test_a_merged_profiles_dropped_ids_are_deleted_too(
+    connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given old-u, bounded to 3 anonymous ids, that saw 6 (3 dropped, each with an event), merged
+    # into u1 by an alias call
+    monkeypatch.setattr(identity, "MAX_ANONYMOUS_IDS", 3)
+    for n in range(6):
+        connector.post({"type": "identify", "userId": "old-u", "anonymousId": f"b{n}", "messageId": f"i{n}"})
+        connector.post({"type": "track", "anonymousId": f"b{n}", "event": "E", "messageId": f"t{n}"})
+    connector.post({"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "j1"})
+    connector.post({"type": "alias", "userId": "u1", "previousId": "old-u", "messageId": "al1"})
+    connector.drain()
+    # When Segment deletes u1 and the sweep runs
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    run_steps(connector)
+    # Then old-u's dropped ids (kept under its own uid) are gone with their events
+    assert left(aws) == []
+
+
+def test_a_message_after_the_delete_starts_a_new_profile_whose_events_survive_the_sweep(
+    connector: Connector, aws: Aws
+) -> None:
+    # Given a user with events, deleted
+    three_partition_user(connector, aws, 60)
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    # When the user comes back before the sweep ran (messages received after the delete)
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    connector.post({"type": "identify", "userId": "u1", "messageId": "n1", "traits": {"new": 1}, "timestamp": later})
+    connector.post({"type": "track", "userId": "u1", "anonymousId": "a1", "event": "Back", "messageId": "n2"})
+    connector.post({"type": "track", "userId": "u1", "event": "Again", "messageId": "n3", "timestamp": later})
+    run_steps(connector)
+    # Then the new profile and its events survive; nothing of before the delete does
+    status, user = connector.api.get("/v1/users/user_id:u1")
+    assert status == 200 and user["traits"] == {"new": 1}
+    assert sorted(e["message_id"] for e in aws.items_of_kind("event")) == ["n2", "n3"]
+    assert aws.items_of_kind("deletion") == []
+    assert not [i for i in aws.items() if i["pk"] == identity_pk("user_id", "old-u")]
+
+
+def test_the_sync_item_of_the_deleted_profile_is_removed(connector: Connector, aws: Aws) -> None:
+    # Given a user whose resync marker exists
+    uid = three_partition_user(connector, aws, 3)
+    assert [i for i in aws.items() if i["pk"] == f"sync#user#{uid}"]
+    # When the user is deleted and the sweep runs
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    run_steps(connector)
+    # Then the marker is gone
+    assert aws.items_of_kind("sync") == []
+
+
+def test_a_delete_of_ids_never_seen_as_a_profile_erases_their_events(connector: Connector, aws: Aws) -> None:
+    # Given events of an anonymous id that no identify ever named
+    put_events(aws, identity_pk("anonymous_id", "lonely"), 40, "l")
+    # When it is deleted and the sweep runs
+    connector.api.post("/segment", {"type": "delete", "anonymousId": "lonely", "messageId": "d1"})
+    run_steps(connector)
+    # Then its events are gone
+    assert left(aws) == []
+
+
+def test_the_sweep_needs_outbounds_batch_write_grant(connector: Connector, aws: Aws, api: Api, tmp_path: Path) -> None:
+    # Given OutboundFunction's role without dynamodb:BatchWriteItem
+    three_partition_user(connector, aws, 3)
+    api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    enforce(
+        authority_for(
+            TEST_DEPLOYMENT, template_without("OutboundFunction", "dynamodb:BatchWriteItem", tmp_path), record=False
+        )
+    )
+    try:
+        # When the step runs
+        response = connector.invoke()
+    finally:
+        enforce(iam_authority())
+    # Then it is denied and its record is retried; the events are still there
+    assert failed_sequence_numbers(response)
+    assert len(aws.items_of_kind("event")) == 3
