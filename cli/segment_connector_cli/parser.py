@@ -20,6 +20,8 @@ POLL_SECONDS = 2.0
 REPLAY_WAIT_SECONDS = 900.0  # replay --wait stops following after this long (the replay goes on)
 WAIT_SECONDS = 3600.0  # resync --wait gives up following after this long (--timeout)
 
+type Commands = argparse._SubParsersAction[_Parser]  # what add_subparsers returns
+
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors too end in one `segment-connector: error: ...` line (naming the command)."""
@@ -51,7 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--profile", help="AWS profile to use")
     as_json = _Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _add_settings(commands, target, as_json)
+    _add_keys(commands, target, as_json)
+    _add_status(commands, target, as_json)
+    _add_resync(commands, target, as_json)
+    _add_replay(commands, target, as_json)
+    _add_users(commands, target, as_json)
+    return parser
 
+
+def _add_settings(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`settings show|validate|put`."""
     settings = commands.add_parser(
         "settings",
         help="show, validate or put the settings document",
@@ -91,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("file", metavar="FILE", help="settings JSON file (- for stdin)")
     put.set_defaults(command=settings_put)
 
+
+def _add_keys(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`keys set NAME`."""
     keys = commands.add_parser(
         "keys", help="store a key (SecureString)", description="The keys (SecureString parameters <prefix>/<name>)."
     )
@@ -108,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     key_set.add_argument("name", choices=KEYS, metavar="NAME", help=" | ".join(KEYS))
     key_set.set_defaults(command=keys_set)
 
+
+def _add_status(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`status`."""
     status = commands.add_parser(
         "status",
         parents=[target, as_json],
@@ -117,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(command=show_status)
 
+
+def _add_resync(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`resync [--wait]`."""
     resync = commands.add_parser(
         "resync",
         parents=[target, as_json],
@@ -136,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     resync.set_defaults(command=start_resync)
 
+
+def _add_replay(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`replay [--limit N] [--wait]`."""
     replay = commands.add_parser(
         "replay",
         parents=[target, as_json],
@@ -152,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--interval", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     replay.set_defaults(command=replay_dead_letters)
 
+
+def _add_users(commands: Commands, target: _Parser, as_json: _Parser) -> None:
+    """`users get ID`."""
     users = commands.add_parser("users", help="read profiles", description="Profiles, as the Profile API shows them.")
     users.set_defaults(help_parser=users)
     user_actions = users.add_subparsers(title="actions", metavar="ACTION")
@@ -169,7 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
         "console's lookup)",
     )
     user_get.set_defaults(command=get_user)
-    return parser
 
 
 def _positive_seconds(text: str) -> float:
