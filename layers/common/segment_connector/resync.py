@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from segment_connector import config
+from segment_connector import config, segment_history
 from segment_connector.delivery import ClientPool, DeadLetters, Entry, deliver
 from segment_connector.errors import SettingsInvalid
 from segment_connector.invoker import FunctionInvoker
@@ -382,6 +382,7 @@ class PageSync:
         events = [event for plan in plans for event in plan.events]
         if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
             self.store.put_new_events(events)
+        segment_history.write(self.store, [plan.history for plan in plans if plan.history])
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed
