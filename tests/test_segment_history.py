@@ -15,6 +15,7 @@ import pytest
 from harness import load_handler_module
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
+from segment_connector import segment_history
 from segment_connector.delivery import ClientPool
 from stream_helpers import _loopback_session
 
@@ -199,3 +200,31 @@ def test_a_resync_after_a_move_announces_nothing_again(connector, message, monke
     assert recorded(connector) == Counter({("Entered Segment", "Pro"): 1, ("Entered Segment", "VIP"): 1})
     assert sent(connector) == Counter({("Entered Segment", "Pro"): 1, ("Entered Segment", "VIP"): 1})
     assert [m.get("userId") for m in connector.sent("identify")][-1] == "u1"
+
+
+def test_a_history_write_that_fails_after_the_events_are_stored_announces_nothing_twice(
+    connector, message, monkeypatch
+):
+    # Given an anonymous user outside "Pro", and the history write failing once (the function
+    # killed after storing the move's Entered event)
+    connector.settings(segments=[PRO], synchronized_segments=["ALL"])
+    connector.post(identify(message, None, "anon-1", plan="free"))
+    connector.drain()
+    write = segment_history.write
+    calls = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("killed")
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(segment_history, "write", fails_once)
+    # When it identifies into "Pro" and the stream retries the failed record
+    connector.post(identify(message, "u1", "anon-1", plan="pro"))
+    first = connector.drain()
+    assert first[-1]["batchItemFailures"]
+    connector.drain()
+    # Then "Pro" is entered once, recorded and sent once
+    assert recorded(connector) == Counter({("Entered Segment", "Pro"): 1})
+    assert sent(connector) == Counter({("Entered Segment", "Pro"): 1})
