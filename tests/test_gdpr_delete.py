@@ -3,6 +3,7 @@ OutboundFunction from the table's stream (segment_connector/deletion.py)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,42 @@ def test_the_sweep_needs_outbounds_batch_write_grant(connector: Connector, aws: 
     # Then it is denied and its record is retried; the events are still there
     assert failed_sequence_numbers(response)
     assert len(aws.items_of_kind("event")) == 3
+
+
+def test_the_same_step_handed_twice_at_once_is_worked_once(
+    connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deletion in progress whose step record is handed to two invocations at the same time
+    three_partition_user(connector, aws, 1_500)
+    monkeypatch.setattr(deletion, "STEP_REQUESTS", 30)
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    (record,) = connector.stream.read()
+    connector.stream.pending.clear()
+    # When both run it
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(pool.map(lambda _: connector.handler({"Records": [record]}), range(2)))
+    # Then both succeed, one step is recorded (one next record), and the deletion completes
+    assert not any(failed_sequence_numbers(response) for response in responses)
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["step"] == 1
+    run_steps(connector)
+    assert left(aws) == []
+
+
+def test_identifies_racing_the_delete_never_keep_the_deleted_profile(connector: Connector, aws: Aws) -> None:
+    # Given u1 with a trait, and its uid
+    uid = three_partition_user(connector, aws, 3)
+    # When the delete and identifies of u1 arrive at the same time
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    calls = [{"type": "delete", "userId": "u1", "messageId": "d1"}] + [
+        {"type": "identify", "userId": "u1", "messageId": f"n{n}", "traits": {"n": n}, "timestamp": later}
+        for n in range(6)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda call: connector.api.post("/segment", call), calls))
+    assert all(status == 200 for status, _ in answers), answers
+    run_steps(connector)
+    # Then what is left is a new profile (new uid), without what the deleted one had
+    users = aws.items_of_kind("user")
+    assert all(user["uid"] != uid and "plan" not in user["traits"] for user in users), users
+    assert aws.items_of_kind("deletion") == []

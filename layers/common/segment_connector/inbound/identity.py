@@ -20,6 +20,9 @@ MAX_ALIAS_HOPS = 5
 MAX_ANONYMOUS_IDS = 1_000
 MAX_IDENTITIES = 1_100  # the anonymous ids', the user_id's, the email's and user_ids merged by alias
 MAX_ID_BYTES = 120_000  # of the two lists together: ids may be 1 KB each (100 KB for 1,000 uuids)
+# uids of merged profiles a profile lists (the newest): outbound unites their segment history when
+# it first sees the merge, so only the latest few matter
+MAX_MERGED_UIDS = 20
 
 
 @dataclass
@@ -118,6 +121,7 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
             absorbed.add(id(source))
             _absorb(profile, source)
             resolution.merged_uids.append(source.uid)
+            _note_merged(profile, source)
             resolution.retired.append((IdentityAlias(pk=source.pk, profile_pk=""), source.version))
 
     _claim(profile, claims, lookup, absorbed, resolution)
@@ -194,6 +198,12 @@ def _absorb(profile: UserProfile, source: UserProfile) -> None:
     if source.account_id and (source.account_linked_at or "") > (profile.account_linked_at or ""):
         profile.account_id, profile.account_linked_at = source.account_id, source.account_linked_at
     profile.created_at = min(profile.created_at, source.created_at)
+
+
+def _note_merged(profile: UserProfile, source: UserProfile) -> None:
+    """Record the absorbed profile's uid: its segment history joins this profile's (segment_history.py)."""
+    merged = [uid for uid in profile.merged_uids or [] if uid != source.uid] + [source.uid]
+    profile.merged_uids = merged[-MAX_MERGED_UIDS:]
 
 
 def _place(profile: UserProfile, resolution: Resolution) -> None:

@@ -37,8 +37,9 @@ from segment_connector.inbound.identity import profiles_at
 from segment_connector.outbound import replay
 from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
-from segment_connector.store import deletion
+from segment_connector.store import deletion, segment_history
 from segment_connector.store.profile_store import ProfileStore, deserialize
+from segment_connector.store.segment_history import Announced
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ def _process(
 ) -> dict[str, str]:
     try:
         write_key = config.get_secret("write-key")
-        plans = Planner(settings, store).plan(records)
+        planner = Planner(settings, store)
+        plans = planner.plan(records)
     except Exception as error:
         log.exception(
             "outbound: the batch could not be planned; the %d records are retried, then kept whole as dead letters",
@@ -122,6 +124,7 @@ def _process(
         )
         return _unplanned(records, f"batch not planned: {error!r}", store, now, metrics)
     metrics["SegmentEventsRecorded"] += _record_segment_events(store, plans)
+    _record_histories(store, planner, plans)
     entries = [entry for plan in plans for entry in plan.entries]
     outcome = Outcome()
     if entries and not write_key:
@@ -173,6 +176,23 @@ def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
             )
             plan.fail(f"could not record Entered/Left Segment events: {error!r}")
     return recorded
+
+
+def _record_histories(store: ProfileStore, planner: Planner, plans: list[RecordPlan]) -> None:
+    """Record what the people of the batch were told, once their Entered/Left events are stored;
+    not for a person one of whose records failed (its retry plans again from the recorded history)."""
+    failed = {plan.seq for plan in plans if plan.error}
+    writes = [state for state, seqs in planner.history_writes.values() if not seqs & failed]
+    if not writes:
+        return
+    try:
+        segment_history.write(store, writes)
+    except Exception as error:  # noqa: BLE001 - the records are retried: their events' ids are stable
+        log.warning("outbound: could not record the segment history: %r", error)
+        seqs = {seq for _, seqs in planner.history_writes.values() for seq in seqs}
+        for plan in plans:
+            if plan.seq in seqs and not plan.error:
+                plan.fail(f"could not record the segment history: {error!r}")
 
 
 def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> dict[str, Any]:
@@ -322,6 +342,8 @@ class Planner:
         self.accounts: dict[str, Account] = {}
         self.account_users: dict[str, list[str]] = {}
         self.linked: set[tuple[str, str]] = set()  # (profile uid, group id) linked by a user record here
+        self.histories: dict[str, Announced] = {}  # by uid: what each person was last told (segment_history)
+        self.history_writes: dict[str, tuple[Announced, set[str]]] = {}  # by uid: (to record, its records)
 
     def plan(self, records: list[dict[str, Any]]) -> list[RecordPlan]:
         changes: list[_Change] = []
@@ -363,6 +385,18 @@ class Planner:
         self._read_profiles(changes)
         missing = self._accounts_needed(changes) - images.keys()
         self.accounts = {**(self.store.accounts(sorted(missing)) if missing else {}), **images}
+        self._read_histories(changes)
+
+    def _read_histories(self, changes: list[_Change]) -> None:
+        """The segment history of every person whose segments this batch may change (one BatchGet)."""
+        uids = [uid for change in changes if isinstance(change.new, UserProfile) for uid in _people(change)]
+        uids += [
+            user.uid
+            for pk in dict.fromkeys(p for users in self.account_users.values() for p in users)
+            if (user := self.profiles.get(pk)) is not None
+        ]
+        if uids:
+            self.histories = segment_history.read(self.store, uids)
 
     def _account_images(self, changes: list[_Change]) -> dict[str, Account]:
         """The batch's account images (the latest one wins); notes the users that link to an account."""
@@ -441,7 +475,12 @@ class Planner:
         else:
             assert isinstance(old, UserProfile)
             old_segments = self.rules.user_segments(old, self._account(old.account_id))
-        change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", old_segments, new_segments)
+        # a moved profile's previous state is its own history: none recorded means nothing was told
+        # (its first records may still be in another shard), so it is diffed from nothing
+        fallback = [] if moved else old_segments
+        told = self._told(change, new, new.updated_at, fallback, new_segments, _people(change)[1:], moved)
+        if told is not None:
+            change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", told, new_segments)
         is_in = self.rules.in_filter(new_segments)
         was_in = is_in if moved else old is not None and self.rules.in_filter(old_segments)
         if not any(send_ids(new)):
@@ -464,6 +503,44 @@ class Planner:
             and self.rules.account_in_filter(self._account(new.account_id))
         ):
             self._group(change, new, new.account_id, new.updated_at, "group")
+
+    def _told(
+        self,
+        change: _Change,
+        user: UserProfile,
+        at: str,
+        fallback: list[str],
+        segments: list[str],
+        merged: list[str],
+        moved: bool,
+    ) -> list[str] | None:
+        """The segments the person was last told about, to diff `segments` against (None: a stale
+        record, superseded by a newer change already announced); notes what to record now.
+
+        Without a recorded history (profiles from before it was kept) `fallback`, the previous
+        image's segments, stands for it. The profiles merged into it (`merged` uids) are united
+        in once, and marked as merged into it.
+        """
+        own = self.histories.get(user.uid)
+        if own is not None and own.stale(at):
+            return None
+        uniting = [uid for uid in merged if uid != user.uid and _unmerged(self.histories.get(uid), user.uid)]
+        told = segment_history.prior(own, fallback, [self.histories.get(uid) for uid in uniting], user.uid)
+        state = Announced(user.uid, list(segments), max(at, own.at) if own else at)
+        self.histories[user.uid] = state
+        # a move or a merge is recorded always: late records of the pk it left are older than it
+        if own is None or moved or uniting or not own.same(segments):
+            self._note(change.seq, state)
+        for uid in uniting:
+            other = self.histories.get(uid)
+            mark = Announced(uid, other.segments if other else [], other.at if other else at, merged_into=user.uid)
+            self.histories[uid] = mark
+            self._note(change.seq, mark)
+        return told
+
+    def _note(self, seq: str, state: Announced) -> None:
+        _, seqs = self.history_writes.get(state.uid, (state, set()))
+        self.history_writes[state.uid] = (state, seqs | {seq})
 
     def _identify(self, change: _Change, user: UserProfile, traits: dict[str, Any], at: str, purpose: str) -> None:
         user_id, anonymous_id = send_ids(user)
@@ -502,9 +579,11 @@ class Planner:
                 continue
             new_segments = self.rules.user_segments(user, new)
             old_segments = self.rules.user_segments(user, old) if segments_may_change else new_segments
-            change.plan.events += segment_events(
-                user, new.updated_at, change.pk, change.seq, f"{user.uid}:", old_segments, new_segments
-            )
+            told = self._told(change, user, new.updated_at, old_segments, new_segments, [], False)
+            if told is not None:
+                change.plan.events += segment_events(
+                    user, new.updated_at, change.pk, change.seq, f"{user.uid}:", told, new_segments
+                )
             is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
             if not any(send_ids(user)):
                 continue
@@ -551,6 +630,18 @@ class Planner:
             name = None if event.event == event.type else event.event  # a page stored without name
             call = (PageCall if event.type == "page" else ScreenCall)(name=name, **common)
         change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
+
+
+def _people(change: _Change) -> list[str]:
+    """The uid of a user record's profile, then those of the profiles this change merged into it."""
+    new, old = change.new, change.old
+    assert isinstance(new, UserProfile)
+    before = set(old.merged_uids or []) if isinstance(old, UserProfile) else set()
+    return [new.uid] + [uid for uid in new.merged_uids or [] if uid not in before]
+
+
+def _unmerged(history: Announced | None, survivor: str) -> bool:
+    return history is None or history.merged_into != survivor
 
 
 def _moved(change: _Change) -> bool:

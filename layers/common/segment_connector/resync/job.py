@@ -50,6 +50,7 @@ from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, syn
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool, DeadLetters, Entry, deliver
+from segment_connector.store import segment_history
 from segment_connector.store.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
@@ -382,6 +383,7 @@ class PageSync:
         events = [event for plan in plans for event in plan.events]
         if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
             self.store.put_new_events(events)
+        segment_history.write(self.store, [plan.history for plan in plans if plan.history])
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed

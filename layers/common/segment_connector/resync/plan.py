@@ -27,7 +27,9 @@ from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.inbound.identity import profiles_at
 from segment_connector.outbound.plan import Rules, message_id, segment_events, send_ids
 from segment_connector.segment_api.delivery import Entry
+from segment_connector.store import segment_history
 from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.segment_history import Announced
 
 # The settings that change what is sent; a change of any other setting needs no resync.
 VIEW_FIELDS = (
@@ -77,6 +79,7 @@ class ItemPlan:
     transition: Transition
     entries: list[Entry] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
+    history: Announced | None = None  # what the person is told now, recorded once its events are stored
 
     @property
     def changed(self) -> bool:
@@ -90,9 +93,12 @@ class PagePlanner:
         self.store = store
         self.now = now
         self._rules: dict[int, Rules] = {}
+        self.histories: dict[str, Announced] = {}
 
     def plan(self, work: list[tuple[UserProfile | Account, Transition]]) -> list[ItemPlan]:
         accounts = self._accounts(work)
+        uids = [item.uid for item, _ in work if isinstance(item, UserProfile)]
+        self.histories = segment_history.read(self.store, uids) if uids else {}
         plans = []
         for item, transition in work:
             plan = ItemPlan(item, transition)
@@ -127,9 +133,8 @@ class PagePlanner:
     # -- users ------------------------------------------------------------------------------------
 
     def _user(self, plan: ItemPlan, user: UserProfile, old: Rules, new: Rules, account: Account | None) -> None:
-        tx = plan.transition.tx
         old_segments, new_segments = old.user_segments(user, account), new.user_segments(user, account)
-        plan.events += segment_events(user, self.now, user.uid, tx, "", old_segments, new_segments)
+        self._segment_events(plan, user, old_segments, new_segments)
         was_in, is_in = old.in_filter(old_segments), new.in_filter(new_segments)
         if not is_in or not any(send_ids(user)):
             return  # leaving (or never in) the filter: no longer sent
@@ -138,6 +143,18 @@ class PagePlanner:
             self._identify(plan, user, traits)
         if not was_in and user.account_id and new.account_in_filter(account):
             self._group(plan, user, user.account_id, new.group_traits(account), account, "group")
+
+    def _segment_events(self, plan: ItemPlan, user: UserProfile, old: list[str], new: list[str]) -> None:
+        """Entered/Left against what the person was last told (the live stream records it too), else
+        against its view under the settings before; none for a profile the stream has seen newer."""
+        own = self.histories.get(user.uid)
+        if own is not None and own.stale(user.updated_at):
+            return
+        told = own.segments if own else old
+        plan.events += segment_events(user, self.now, user.uid, plan.transition.tx, "", told, new)
+        if plan.events or (own is not None and not own.same(new)):
+            at = max(own.at, user.updated_at) if own else user.updated_at
+            plan.history = Announced(user.uid, list(new), at)
 
     # -- accounts ---------------------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ class UserProfile(_Item):
     account_id: str | None = None
     account_linked_at: str | None = None
     identities: list[str] = Field(default_factory=list)
+    # uids of the profiles merged into this one (the newest last, bounded): outbound unites their
+    # segment history into this one's (segment_history.py)
+    merged_uids: list[str] | None = None
     created_at: str
     updated_at: str
     version: int = 0
