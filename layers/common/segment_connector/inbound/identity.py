@@ -11,9 +11,9 @@ from segment_connector.domain.models.items import (
     UserProfile,
     identity_pk,
 )
+from segment_connector.store.identities import IdentityLookup
 from segment_connector.store.profile_store import ProfileChange, ProfileStore
 
-MAX_ALIAS_HOPS = 5
 # A profile lists at most this many anonymous ids (the newest) and identities: a shared or test
 # userId collects anonymous ids without end, and a profile must fit in one DynamoDB item. An id
 # dropped from the lists keeps its alias item, so it still resolves to the user.
@@ -75,31 +75,6 @@ class Resolution:
         )
 
 
-class _Lookup:
-    """Identity items read so far, with alias chains followed to their profile."""
-
-    def __init__(self, store: ProfileStore, pks: list[str]):
-        self.store = store
-        self.items = store.identity_items(pks)
-        for _ in range(MAX_ALIAS_HOPS):
-            missing = {
-                item.profile_pk
-                for item in self.items.values()
-                if isinstance(item, IdentityAlias) and item.profile_pk not in self.items
-            }
-            if not missing:
-                break
-            self.items.update(store.identity_items(missing))
-
-    def profile_at(self, pk: str) -> UserProfile | None:
-        for _ in range(MAX_ALIAS_HOPS + 1):
-            item = self.items.get(pk)
-            if item is None or isinstance(item, UserProfile):
-                return item
-            pk = item.profile_pk
-        return None
-
-
 def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge: tuple[str, ...] = ()) -> Resolution:
     """Resolve claims (user_id, then anonymous_id, then email) to one profile.
 
@@ -108,7 +83,7 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
     A claim owned by a different known user is left alone: a shared device never fuses two users.
     """
     claimed = claims.pks()
-    lookup = _Lookup(store, [pk for _, pk in claimed] + list(force_merge))
+    lookup = IdentityLookup(store, [pk for _, pk in claimed] + list(force_merge))
     candidates = [lookup.profile_at(pk) for _, pk in claimed]
     forced = [p for p in (lookup.profile_at(pk) for pk in force_merge) if p is not None]
     target = _target(claims, candidates, forced)
@@ -158,7 +133,9 @@ def _start(target: UserProfile | None, pk: str, now: str) -> Resolution:
     )
 
 
-def _claim(profile: UserProfile, claims: Claims, lookup: _Lookup, absorbed: set[int], resolution: Resolution) -> None:
+def _claim(
+    profile: UserProfile, claims: Claims, lookup: IdentityLookup, absorbed: set[int], resolution: Resolution
+) -> None:
     for kind, pk in claims.pks():
         owner = lookup.profile_at(pk)
         if owner is not None and id(owner) not in absorbed and owner.pk != profile.pk:
@@ -255,20 +232,3 @@ def _over_bytes(profile: UserProfile) -> int:
         total -= 2 * len(value.encode()) + len("id#anonymous_id#") + 2
         count += 1
     return count
-
-
-def profiles_at(store: ProfileStore, pks: list[str]) -> dict[str, UserProfile | None]:
-    """The profile each identity pk belongs to (aliases followed), None where there is none."""
-    lookup = _Lookup(store, pks)
-    return {pk: lookup.profile_at(pk) for pk in pks}
-
-
-def identity_owners(store: ProfileStore, pks: list[str]) -> dict[str, tuple[str | None, bool]]:
-    """For each identity pk: the pk of the profile it belongs to (None: unknown) and whether the
-    identity is already linked to a profile (stored as an alias item)."""
-    lookup = _Lookup(store, pks)
-    owners: dict[str, tuple[str | None, bool]] = {}
-    for pk in pks:
-        profile = lookup.profile_at(pk)
-        owners[pk] = (profile.pk if profile else None, isinstance(lookup.items.get(pk), IdentityAlias))
-    return owners

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from segment_connector.domain.models.segment_rules import (
     user_segment_names,
 )
 from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.domain.outbound_view import Rules
 from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
 from segment_connector.ops.settings_document import (
@@ -40,14 +42,11 @@ from segment_connector.ops.settings_document import (
     write_settings,
 )
 from segment_connector.ops.status import status_warnings
-from segment_connector.outbound import replay
-from segment_connector.outbound.plan import Rules
-from segment_connector.resync import job as resync
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.runtime.parameter_store import ParameterStore
 from segment_connector.store.profile_store import ProfileStore
-from segment_connector.views import profiles
+from segment_connector.views import jobs, profiles
 
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)
@@ -92,7 +91,10 @@ class Console:
     def status(self) -> dict[str, Any]:
         """The resync and replay jobs only (two reads of one item each, no scan): what the page
         polls while a job runs."""
-        return {"resync": resync.public(self.store.resync_job()), "replay": replay.public(self.store.replay_job())}
+        return {
+            "resync": jobs.resync_view(self.store.resync_job()),
+            "replay": jobs.replay_view(self.store.replay_job(), time.time()),
+        }
 
     def _counts(self) -> dict[str, Any]:
         """Items per kind from the cache (a scan at most once a minute), the dead letters counted now."""

@@ -41,6 +41,7 @@ from segment_connector.segment_api.delivery import (
     RecordPlan,
 )
 from segment_connector.store.profile_store import ProfileStore
+from segment_connector.views import jobs
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +111,7 @@ def _function_name(context: Any) -> str:
 
 def public(job: Mapping[str, Any] | None, now: float | None = None) -> dict[str, Any]:
     """What status, the dashboard and the answers show of a job (no lease, no cursor)."""
-    if not job:
-        return {"status": "none"}
-    status = str(job.get("status"))
-    if status == "running" and float(job.get("lease_until") or 0) < (wall_clock() if now is None else now):
-        status = "stalled"  # its worker died and no invocation took it over: a new start replaces it
-    view = {
-        key: job.get(key)
-        for key in ("id", "started_at", "updated_at", "finished_at", "limit", "total", "tried", "replayed", "failed")
-        if job.get(key) is not None
-    }
-    view.update(status=status, errors=list(job.get("errors") or []))
-    if job.get("reason"):
-        view["reason"] = job["reason"]
-    return view
+    return jobs.replay_view(job, wall_clock() if now is None else now)
 
 
 # -- work -----------------------------------------------------------------------------------------

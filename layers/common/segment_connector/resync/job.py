@@ -52,6 +52,8 @@ from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool, DeadLetters, Entry, deliver
 from segment_connector.store import segment_history
 from segment_connector.store.profile_store import ProfileStore
+from segment_connector.views import jobs
+from segment_connector.views.jobs import RESYNC_COUNTERS as COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +64,6 @@ MAX_STEP_ATTEMPTS = 3
 STALE_SECONDS = 3 * 900  # three function timeouts without progress: the segment's chain died
 CLAIM_ROUNDS = 5  # a profile another worker wrote meanwhile is read and planned again
 NOTHING_SENT = ConnectorSettings(synchronized_account_segments=[])  # filters empty: nobody was sent
-COUNTERS = ("evaluated", "changed", "sent", "failed")
-PUBLIC_FIELDS = (
-    "id",
-    "status",
-    "reason",
-    "started_at",
-    "updated_at",
-    "finished_at",
-    "segments",
-    "segments_done",
-    *COUNTERS,
-    "error",
-)
 
 
 def utcnow() -> datetime:
@@ -138,9 +127,7 @@ def handle(
 
 def public(job: Mapping[str, Any] | None) -> dict[str, Any]:
     """The job as the CLI and the console show it."""
-    if job is None:
-        return {"status": "none"}
-    return {name: job.get(name) for name in PUBLIC_FIELDS if name in job}
+    return jobs.resync_view(job)
 
 
 def _invoke_work(invoker: FunctionInvoker, function: str, resync_id: str, segment: int) -> bool:

@@ -24,10 +24,10 @@ from typing import Any
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.domain.models.outbound import GroupCall, IdentifyCall
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.inbound.identity import profiles_at
-from segment_connector.outbound.plan import Rules, message_id, segment_events, send_ids
+from segment_connector.domain.outbound_view import Rules, message_id, segment_events, send_ids
 from segment_connector.segment_api.delivery import Entry
 from segment_connector.store import segment_history
+from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
 

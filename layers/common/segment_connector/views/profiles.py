@@ -11,7 +11,7 @@ from segment_connector.domain.errors import BadRequest, NotFound
 from segment_connector.domain.models.items import IDENTITY_ORDER, StoredEvent, UserProfile, identity_pk
 from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.inbound.identity import profiles_at
+from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 
 DEFAULT_EVENT_LIMIT = 50
