@@ -60,8 +60,8 @@ def cases(layer: Path, functions: Path) -> dict[str, str]:
         FLOOR_NAME: f"import sys; sys.path.insert(0, {str(layer)!r})\n" + FLOOR,
     }
     for name, init in (
-        ("InboundFunction", "module.store()"),
-        ("OutboundFunction", "getattr(module, 'store', lambda: None)()"),
+        ("InboundFunction", "module.entry.store()"),
+        ("OutboundFunction", "module.entry.store()"),
     ):
         app = functions / name.removesuffix("Function").lower() / "app.py"
         if app.exists():

@@ -335,6 +335,19 @@ def load_function(
     )
 
 
+FLOW_ENTRY = re.compile(r"^segment_connector\.[a-z_]+\.entry$")
+
+
+def forget_flow_entries() -> None:
+    """Each function's app.py hands over to its flow's entry module, which holds the warm state
+    (logger, clients, caches): a cold start imports that module anew too."""
+    for name in [name for name in sys.modules if FLOW_ENTRY.match(name)]:
+        del sys.modules[name]
+        package = sys.modules.get(name.rpartition(".")[0])
+        if package is not None and hasattr(package, "entry"):
+            delattr(package, "entry")  # else `from <flow> import entry` takes the old module
+
+
 def _import_handler(
     template: Mapping[str, Any], logical_id: str, environment: Mapping[str, str], handler_file: Path | None
 ) -> Callable[[Any, Any], Any]:
@@ -350,6 +363,7 @@ def _import_handler(
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
+    forget_flow_entries()
     try:
         module_spec.loader.exec_module(module)
     except BaseException:

@@ -337,7 +337,7 @@ def _resolver(path: Path) -> Any:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.app
+    return module.entry.app
 
 
 def document() -> dict[str, Any]:

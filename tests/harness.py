@@ -30,7 +30,7 @@ from local_stack.child_process import free_port as free_port  # the e2e tests im
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import Authority, as_function
 from local_stack.iam.intrinsics import Deployment
-from local_stack.lambda_runtime import ACCOUNT_ID, REGION, LambdaContext, template_refs
+from local_stack.lambda_runtime import ACCOUNT_ID, REGION, LambdaContext, forget_flow_entries, template_refs
 from local_stack.template import ROOT, function_spec, load_template, parameter_default
 
 TEMPLATE = load_template()
@@ -73,9 +73,14 @@ def load_handler_module(function: str) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    forget_flow_entries()
     spec.loader.exec_module(module)
-    module.lambda_handler = as_function(logical_id_of(function), module.lambda_handler)  # type: ignore[attr-defined]
-    return module
+    # The handler's state (clients, caches, the resolver) lives in its flow's entry module: tests
+    # read and replace it there.
+    entry = module.entry
+    entry.lambda_handler = as_function(logical_id_of(function), entry.lambda_handler)
+    setattr(module, "lambda_handler", entry.lambda_handler)  # noqa: B010 - the module's attribute, as the runtime calls it
+    return entry
 
 
 def logical_id_of(function: str) -> str:

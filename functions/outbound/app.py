@@ -1,37 +1,6 @@
-"""OutboundFunction: the table's stream -> Segment (and {"action": "replay"} for dead letters)."""
+"""OutboundFunction: the table's stream -> Segment, and replays of dead letters (the outbound
+flow: segment_connector.outbound.entry)."""
 
-from __future__ import annotations
+from segment_connector.outbound import entry
 
-import warnings
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from segment_connector.outbound import plan as outbound
-from segment_connector.runtime import config
-from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.segment_api.delivery import ClientPool
-from segment_connector.store.profile_store import ProfileStore, shared_store
-
-logger = Logger(**LOGGER_OPTIONS)
-route_package_logs(logger)
-# Routes like /health publish no metric; that is expected, not worth a warning per request.
-warnings.filterwarnings("ignore", "No application metrics to publish")
-metrics = Metrics()
-clients = ClientPool()  # one SegmentClient (one HTTP session) per warm container
-
-
-def store() -> ProfileStore:
-    return shared_store(config.table_name())
-
-
-@function_logs(logger)
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = outbound.handle(event, context, store(), clients)
-    for name, value in result.metrics.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    return result.response
+lambda_handler = entry.lambda_handler
