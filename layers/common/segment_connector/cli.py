@@ -559,7 +559,18 @@ def show_status(command: Command) -> int:
     from segment_connector.replay import public
 
     replay = public(store.replay_job())
-    report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync, "replay": replay}
+    from datetime import UTC, datetime
+
+    from segment_connector import deletions_pending
+
+    deletions = deletions_pending.in_progress(store).public(datetime.now(UTC))
+    report: dict[str, Any] = {
+        "warnings": warnings,
+        "counts": counts,
+        "deletions": deletions,
+        "resync": resync,
+        "replay": replay,
+    }
     if errors:
         report["settings_errors"] = errors
     if command.json:
@@ -582,9 +593,16 @@ def show_status(command: Command) -> int:
             else ""
         )
     )
+    _out(f"GDPR deletions in progress: {_describe_deletions(deletions)}")
     _out(f"last resync: {_describe_job(resync)}")
     _out(f"last {_describe_replay(replay)}")
     return 0
+
+
+def _describe_deletions(deletions: Mapping[str, Any]) -> str:
+    if not deletions["in_progress"]:
+        return "none"
+    return f"{deletions['in_progress']} (the oldest received {deletions['oldest_age_seconds']} s ago)"
 
 
 def _resync_status(command: Command) -> dict[str, Any]:

@@ -13,12 +13,13 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from segment_connector import config, profiles, replay, resync
+from segment_connector import config, deletions_pending, profiles, replay, resync
 from segment_connector.dashboard_counts import CountsCache
 from segment_connector.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
 from segment_connector.explain import field_errors, json_error, summary
@@ -80,6 +81,7 @@ class Console:
             "auth_header": authorization_header(api_key),
             "warnings": self._warnings(document, has_api_key=api_key is not None),
             "counts": self._counts(),
+            "deletions": deletions_pending.in_progress(self.store).public(datetime.now(UTC)),
             **self.status(),
             "dead_letters": [
                 _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)
