@@ -135,11 +135,18 @@ class DeadLetter(_Schema):
     user_id: str | None = Field(description="The userId (else anonymousId) of the message")
 
 
+class Deletions(_Schema):
+    in_progress: int = Field(description="GDPR deletions accepted whose sweep has not finished")
+    oldest_deleted_at: str | None = Field(description="When the oldest of them was received (ISO-8601)")
+    oldest_age_seconds: int | None = Field(description="Seconds since then (a stalled one is resumed after 10 min)")
+
+
 class ConsoleDashboard(_Schema):
     webhook_url: str = Field(description="This API's /segment, as the caller reached it")
     auth_header: str | None = Field(description='`Basic base64("<api key>:")`; null without an API key')
     warnings: list[StatusWarning]
     counts: Counts
+    deletions: Deletions
     resync: dict[str, Any] = Field(description='The last resync job (`{"status": "none"}` before the first)')
     replay: ReplayJob = Field(description='The last replay of the dead letters (`{"status": "none"}` before the first)')
     dead_letters: list[DeadLetter] = Field(description="The 50 oldest")

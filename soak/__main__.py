@@ -18,7 +18,8 @@ settings: everyone synchronized, every event sent) pointed at it, and runs the c
 
 `python -m soak --phase main` runs (a)-(g) only, `--phase long_paths` (h)-(k) and (g) only.
 Rates and sizes are in soak/config.py. Prints figures as it goes and ends with `N passed, N failed`
-(exit status 1 if any failed). Stops by itself: a watchdog kills everything after 19 minutes.
+(exit status 1 if any failed). Stops by itself: a watchdog kills everything after 19 minutes (35
+with the long paths).
 """
 
 from __future__ import annotations
@@ -75,10 +76,17 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def hard_timeout_seconds(phases: tuple[str, ...]) -> float:
+    """The whole run's limit: the main phase's, else start and stop alone, plus the long paths'."""
+    base = config.HARD_TIMEOUT_SECONDS if "main" in phases else config.ALONE_SECONDS
+    return base + (config.LONG_PATHS_SECONDS if "long_paths" in phases else 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     phases = tuple(arguments(argv).phase or PHASES)
     started = time.monotonic()
-    deadline = started + config.HARD_TIMEOUT_SECONDS
+    hard_timeout = hard_timeout_seconds(phases)
+    deadline = started + hard_timeout
     report = Report()
     for key, title in {**(CHECKS if "main" in phases else {}), **SECRET_CHECKS}.items():
         report.check(key, title)
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sink = FlakySink(config.SINK_FAILURE_RATE, config.SEED).start()
     stack: Stack | None = None
-    watchdog = threading.Timer(config.HARD_TIMEOUT_SECONDS, _hard_timeout, args=(report, lambda: stack))
+    watchdog = threading.Timer(hard_timeout, _hard_timeout, args=(report, lambda: stack, hard_timeout))
     watchdog.daemon = True
     watchdog.start()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -223,8 +231,8 @@ def _finish(report: Report, stack: Stack | None) -> int:
     return 1 if failed else 0
 
 
-def _hard_timeout(report: Report, stack: Callable[[], Stack | None]) -> None:
-    say(f"soak: hard timeout after {config.HARD_TIMEOUT_SECONDS} s: killing the stack")
+def _hard_timeout(report: Report, stack: Callable[[], Stack | None], seconds: float) -> None:
+    say(f"soak: hard timeout after {seconds:.0f} s: killing the stack")
     running = stack()
     if running is not None:
         running.kill()

@@ -20,7 +20,8 @@ ANONYMOUS_BATCH = 20  # calls per request: each request is one read-modify-write
 API_LOOKUPS = 300  # anonymous ids read through the Profile API (all are checked in the table)
 DELETE_ANSWER_SECONDS = 10.0  # "answers fast": well inside Segment's 10 s delivery timeout
 DELETE_DEADLINE_SECONDS = 180.0  # every item of the user gone within this
-KEYS_PER_READ = 100  # BatchGetItem's limit
+KEYS_PER_READ = 100
+PROGRESS_SECONDS = 30  # BatchGetItem's limit
 
 
 def _problem(what: str, status: int, body: bytes) -> str:
@@ -42,7 +43,12 @@ def anonymous_ids(session: Session, table: Table, seed: int, count: int, check: 
         extra = {"traits": {"plan": "free", "visits": number}} if kind == "identify" else {"event": "Visited"}
         return {"type": kind, "userId": user, "anonymousId": ids[number], "messageId": f"{ids[number]}-m", **extra}
 
+    shown = [time.monotonic()]
+
     def send(start: int) -> tuple[int, str | None]:
+        if time.monotonic() - shown[0] >= PROGRESS_SECONDS:
+            shown[0] = time.monotonic()
+            say(f"  {start:,}/{count:,} calls sent")
         reply = session.client().post(
             "/segment", [message(n) for n in range(start, min(count, start + ANONYMOUS_BATCH))]
         )

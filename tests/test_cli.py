@@ -545,7 +545,7 @@ def test_status_json_has_warnings_counts_and_the_last_resync(deployed: Aws, api,
     result = run("status", "--json")
     assert result.code == 0
     report = result.json
-    assert set(report) == {"warnings", "counts", "resync", "replay"}
+    assert set(report) == {"warnings", "counts", "deletions", "resync", "replay"}
     assert report["replay"] == {"status": "none"}
     assert report["counts"] == {
         "users": len(deployed.items_of_kind("user")),
@@ -582,6 +582,30 @@ def test_status_text(deployed: Aws, api, run, functions: Functions) -> None:
         )
         for line in lines
     )
+
+
+def test_status_shows_the_gdpr_deletions_in_progress_and_the_oldests_age(
+    deployed: Aws, api, run, functions: Functions
+) -> None:
+    # Given no deletion in progress
+    functions.answers[RESYNC] = [{"status": "none"}]
+    assert "GDPR deletions in progress: none" in run("status").out.splitlines()
+    assert run("status", "--json").json["deletions"] == {
+        "in_progress": 0,
+        "oldest_deleted_at": None,
+        "oldest_age_seconds": None,
+    }
+    # When Segment deletes two users (their sweeps not run yet)
+    for n in (1, 2):
+        assert api.post("/segment", {"type": "identify", "userId": f"u{n}", "messageId": f"i{n}"})[0] == 200
+        assert api.post("/segment", {"type": "delete", "userId": f"u{n}", "messageId": f"d{n}"})[0] == 200
+    oldest = min(item["deleted_at"] for item in deployed.items_of_kind("deletion_pending"))
+    # Then status counts them and says how long the oldest has waited
+    deletions = run("status", "--json").json["deletions"]
+    assert deletions["in_progress"] == 2 and deletions["oldest_deleted_at"] == oldest
+    assert 0 <= deletions["oldest_age_seconds"] < 60
+    line = next(line for line in run("status").out.splitlines() if line.startswith("GDPR deletions in progress: "))
+    assert line.startswith("GDPR deletions in progress: 2 (the oldest received ") and line.endswith(" s ago)")
 
 
 def test_status_still_reports_when_the_resync_cannot_be_read(deployed: Aws, run, functions: Functions) -> None:
@@ -1025,7 +1049,7 @@ def test_operator_cli_against_the_local_stack(local: tuple[Stack, Path], tmp_pat
     status = segment_connector(state, "status", "--json", "--local")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
-    assert set(report) == {"warnings", "counts", "resync", "replay"}
+    assert set(report) == {"warnings", "counts", "deletions", "resync", "replay"}
     assert report["replay"] == {"status": "none"}
     # Both keys exist, a filter, an attribute: only the note that events from Segment are not sent back
     assert [warning["code"] for warning in report["warnings"]] == ["forward_events_off"]

@@ -15,12 +15,14 @@ from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import enforce
 from segment_connector.domain.models.items import StoredEvent, identity_pk
 from segment_connector.inbound import identity
-from segment_connector.store import deletion
+from segment_connector.resync import job as resync
+from segment_connector.store import deletion, deletions_pending
 from segment_connector.store import profile_store as storage
 from segment_connector.store.profile_store import serialize
 from stream_helpers import Connector, failed_sequence_numbers
+from test_resync import Resync
 
-PERSONAL = ("user", "alias", "event", "ids", "sync", "deletion")
+PERSONAL = ("user", "alias", "event", "ids", "sync", "seghist", "deletion", "deletion_pending")
 
 
 class CountingClient:
@@ -317,3 +319,123 @@ def test_identifies_racing_the_delete_never_keep_the_deleted_profile(connector: 
     users = aws.items_of_kind("user")
     assert all(user["uid"] != uid and "plan" not in user["traits"] for user in users), users
     assert aws.items_of_kind("deletion") == []
+
+
+PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
+STREAM_ATTEMPTS = 1 + 6  # the mapping's MaximumRetryAttempts: then the stream drops the record
+
+
+def merged_user_with_history(connector: Connector, aws: Aws) -> list[str]:
+    """Given old-u and u1, both in "Pro" and announced, then old-u merged into u1 by an alias call:
+    two segment histories (one per uid). Returns the uids."""
+    connector.settings(segments=[PRO], synchronized_segments=["ALL"])
+    connector.post({"type": "identify", "userId": "old-u", "messageId": "i0", "traits": {"plan": "pro"}})
+    connector.post(
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1", "traits": {"plan": "pro"}}
+    )
+    connector.drain(rounds=20)
+    connector.post({"type": "alias", "userId": "u1", "previousId": "old-u", "messageId": "al1"})
+    connector.drain(rounds=20)
+    histories = aws.items_of_kind("seghist")
+    assert len(histories) == 2, histories
+    return [str(item["pk"]).removeprefix("seghist#") for item in histories]
+
+
+def test_the_sweep_deletes_the_segment_history_of_every_uid_merged_ones_included(
+    connector: Connector, aws: Aws
+) -> None:
+    # Given u1 with old-u merged into it, each with its segment history
+    uids = merged_user_with_history(connector, aws)
+    # When Segment deletes u1 and the sweep runs
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    run_steps(connector)
+    # Then both histories are gone with the rest of the person
+    assert not [i for i in aws.items() if i["pk"] in {f"seghist#{uid}" for uid in uids}]
+    assert left(aws) == []
+
+
+def fail_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every deletion step dies (an exception) after it read its tombstone."""
+
+    def dying(self: deletion.DeletionStore, partition: str, before: str) -> list[tuple[str, str]]:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(deletion.DeletionStore, "event_keys", dying)
+
+
+def dashboard_deletions(console_api: Api) -> dict[str, Any]:
+    status, board = console_api.get("/console/api/dashboard")
+    assert status == 200, board
+    deletions: dict[str, Any] = board["deletions"]
+    return deletions
+
+
+def test_a_deletion_the_stream_gave_up_on_is_shown_then_resumed_by_the_schedule_and_completes(
+    connector: Connector, aws: Aws, console_api: Api, sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a user with events, deleted: the deletion is registered as in progress with its tombstone
+    three_partition_user(connector, aws, 90)
+    assert dashboard_deletions(console_api)["in_progress"] == 0
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    (registration,) = aws.items_of_kind("deletion_pending")
+    assert registration["pk"] == "deletions" and registration["sk"] == "deletion#d1"
+    # And its step dies on every attempt until the stream gives up on the record
+    real = deletion.DeletionStore.event_keys
+    fail_steps(monkeypatch)
+    for _ in range(STREAM_ATTEMPTS):
+        assert failed_sequence_numbers(connector.invoke())
+    connector.stream.pending.clear()
+    assert len(aws.items_of_kind("event")) == 90 and len(aws.items_of_kind("deletion")) == 1
+    # Then the console shows it in progress, with the oldest's age
+    shown = dashboard_deletions(console_api)
+    assert shown["in_progress"] == 1 and shown["oldest_deleted_at"] == registration["deleted_at"]
+    assert isinstance(shown["oldest_age_seconds"], int) and shown["oldest_age_seconds"] >= 0
+    # When the fault is gone and ResyncFunction's schedule fires before the deletion counts as stalled
+    monkeypatch.setattr(deletion.DeletionStore, "event_keys", real)
+    resyncs = Resync(aws, sink, monkeypatch)
+    resyncs.invoke({"action": "status"})
+    # Then nothing restarts it yet
+    assert connector.stream.read() == []
+    # When the schedule fires once its last step is older than STALLED_SECONDS
+    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    resyncs.invoke({"action": "status"})
+    # Then its tombstone is touched (the next step's stream record) and the sweep runs to the end
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["step"] == 1 and tombstone["resumed"] == 1
+    run_steps(connector)
+    assert left(aws) == []
+    assert dashboard_deletions(console_api) == {"in_progress": 0, "oldest_deleted_at": None, "oldest_age_seconds": None}
+    # And the next tick writes nothing: no deletion in progress
+    resyncs.invoke({"action": "status"})
+    assert connector.stream.read() == [] and aws.items_of_kind("deletion") == []
+
+
+def test_resuming_a_stalled_deletion_needs_resyncs_update_grant(
+    connector: Connector, aws: Aws, sink: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a deletion whose step record the stream dropped
+    three_partition_user(connector, aws, 3)
+    connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
+    connector.stream.skip()
+    resyncs = Resync(aws, sink, monkeypatch)
+    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    # When the schedule fires with ResyncFunction's role without dynamodb:UpdateItem
+    enforce(
+        authority_for(
+            TEST_DEPLOYMENT, template_without("ResyncFunction", "dynamodb:UpdateItem", tmp_path), record=False
+        )
+    )
+    try:
+        answer = resyncs.invoke({"action": "status"})
+    finally:
+        enforce(iam_authority())
+    # Then the status is still answered, the touch is denied and nothing restarts
+    assert answer == {"status": "none"}
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["step"] == 0 and connector.stream.read() == []
+    # And with the grant back, the next tick resumes it
+    resyncs.invoke({"action": "status"})
+    run_steps(connector)
+    assert left(aws) == []

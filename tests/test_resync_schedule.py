@@ -14,6 +14,7 @@ import pytest
 from local_stack.schedules import Schedule, interval_from, scheduled_inputs
 from local_stack.template import load_template
 from segment_connector.resync import job as resync
+from segment_connector.store import deletions_pending
 from test_resync import PRO, RefusingInvoker, Resync, identifies, put_users
 
 TEMPLATE = load_template()
@@ -162,3 +163,25 @@ def test_the_local_interval_comes_from_resync_check_every_s(environ: dict[str, s
 def test_a_bad_local_interval_is_refused_with_the_variable_name(raw: str) -> None:
     with pytest.raises(ValueError, match="RESYNC_CHECK_EVERY_S"):
         interval_from({"RESYNC_CHECK_EVERY_S": raw})
+
+
+def test_a_deletion_in_progress_that_moves_is_left_alone_by_the_schedule(resyncs, aws, api, monkeypatch):
+    # Given a GDPR deletion registered as in progress, whose last step is recent
+    assert api.post("/segment", {"type": "identify", "userId": "u1", "messageId": "i1"})[0] == 200
+    assert api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})[0] == 200
+    assert [item["sk"] for item in aws.items_of_kind("deletion_pending")] == ["deletion#d1"]
+    # When the schedule fires
+    with dynamodb_calls(aws) as calls:
+        assert resyncs.invoke(scheduled_event()) == {"status": "none"}
+    # Then it read the registrations and the tombstone, and wrote nothing
+    assert "Query" in calls and not [call for call in calls if call in WRITES]
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["step"] == 0 and "resumed" not in tombstone
+    # And once that step is older than STALLED_SECONDS, one tick touches it once
+    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    with dynamodb_calls(aws) as calls:
+        resyncs.invoke(scheduled_event())
+    assert [call for call in calls if call in WRITES] == ["UpdateItem"]
+    (tombstone,) = aws.items_of_kind("deletion")
+    assert tombstone["step"] == 1 and tombstone["resumed"] == 1

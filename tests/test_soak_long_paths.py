@@ -91,3 +91,12 @@ def test_a_refusing_sink_answers_every_request_with_its_refusal_until_fixed():
 def test_one_phase_can_be_chosen():
     assert arguments(["--phase", "long_paths"]).phase == ["long_paths"]
     assert arguments([]).phase is None
+
+
+def test_the_watchdog_leaves_room_for_the_phases_chosen():
+    from soak import config
+    from soak.__main__ import hard_timeout_seconds
+
+    assert hard_timeout_seconds(("main",)) == config.HARD_TIMEOUT_SECONDS
+    assert hard_timeout_seconds(("main", "long_paths")) == config.HARD_TIMEOUT_SECONDS + config.LONG_PATHS_SECONDS
+    assert hard_timeout_seconds(("long_paths",)) == config.ALONE_SECONDS + config.LONG_PATHS_SECONDS

@@ -1,7 +1,9 @@
-"""`status`: the status warnings, what the table holds, the last resync and the last replay."""
+"""`status`: the status warnings, what the table holds, GDPR deletions in progress, the last resync and
+the last replay."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from segment_connector.ops.settings_document import SETTINGS_PARAMETER, parse_settings_text
@@ -37,13 +39,24 @@ def show_status(command: Command) -> int:
             else ""
         )
     )
+    out(f"GDPR deletions in progress: {_describe_deletions(report['deletions'])}")
     out(f"last resync: {describe_job(report['resync'])}")
     out(f"last {describe_replay(report['replay'])}")
     return 0
 
 
+def _describe_deletions(deletions: Mapping[str, Any]) -> str:
+    if not deletions["in_progress"]:
+        return "none"
+    return f"{deletions['in_progress']} (the oldest received {deletions['oldest_age_seconds']} s ago)"
+
+
 def _report(command: Command) -> dict[str, Any]:
-    from segment_connector.outbound.replay import public
+    import time
+    from datetime import UTC, datetime
+
+    from segment_connector.store import deletions_pending
+    from segment_connector.views.jobs import replay_view
 
     target = command.target
     text = command.settings_text()
@@ -58,8 +71,15 @@ def _report(command: Command) -> dict[str, Any]:
     counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
     counts["dead_letters"] = store.count_dead_letters()
     resync = _resync_status(command)
-    replay = public(store.replay_job())
-    report: dict[str, Any] = {"warnings": warnings, "counts": counts, "resync": resync, "replay": replay}
+    replay = replay_view(store.replay_job(), time.time())
+    deletions = deletions_pending.in_progress(store).public(datetime.now(UTC))
+    report: dict[str, Any] = {
+        "warnings": warnings,
+        "counts": counts,
+        "deletions": deletions,
+        "resync": resync,
+        "replay": replay,
+    }
     if errors:
         report["settings_errors"] = errors
     return report

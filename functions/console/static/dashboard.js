@@ -46,8 +46,19 @@ export function renderDashboard(data) {
   });
   show($("counts-estimated"), counts.exact === false);
   renderCountsAge(counts);
+  renderDeletions(data.deletions || {});
   renderDeadLetters(data.dead_letters || [], counts.dead_letters);
   renderJobs(data);
+}
+
+/** GDPR deletions accepted and still being swept (shown only while there are some). */
+export function renderDeletions(deletions) {
+  var count = Number(deletions.in_progress) || 0;
+  var node = $("deletions-in-progress");
+  node.textContent = count
+    ? "GDPR deletions in progress: " + count + " (the oldest received " + Number(deletions.oldest_age_seconds) + " s ago)."
+    : "";
+  show(node, count > 0);
 }
 
 /** The users, accounts and events are counted at most once a minute: how old the shown count is. */

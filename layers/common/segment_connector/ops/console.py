@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +46,7 @@ from segment_connector.ops.status import status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.runtime.parameter_store import ParameterStore
+from segment_connector.store import deletions_pending
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs, profiles
 
@@ -82,6 +84,7 @@ class Console:
             "auth_header": authorization_header(api_key),
             "warnings": self._warnings(document, has_api_key=api_key is not None),
             "counts": self._counts(),
+            "deletions": deletions_pending.in_progress(self.store).public(datetime.now(UTC)),
             **self.status(),
             "dead_letters": [
                 _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)

@@ -22,7 +22,8 @@ brought up to date (resync_plan.py says what that means for one profile).
 - a segment whose progress has not moved for STALE_SECONDS (its chain died: a self-invocation
   that failed, retries used up) is resumed from its recorded page by the next status request,
   start, or page of another segment.
-- {"action": "status"} returns the job.
+- {"action": "status"} returns the job. It is also the schedule's call (StaleCheck), so it resumes
+  stalled GDPR deletions too (deletions_pending.resume_stalled: one Query when none is in progress).
 
 The first job ever compares against the oldest settings version kept (what the stack was
 deployed with, which Segment got everything with before any resync); later ones against what the
@@ -50,7 +51,7 @@ from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, syn
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool, DeadLetters, Entry, deliver
-from segment_connector.store import segment_history
+from segment_connector.store import deletions_pending, segment_history
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs
 from segment_connector.views.jobs import RESYNC_COUNTERS as COUNTERS
@@ -112,7 +113,7 @@ def handle(
         job = store.resync_job()
         if job is not None:
             resume_stale(store, invoker, function, job, now)
-        return Result(public(job))
+        return Result(public(job), _resume_deletions(store, now))
     if action == "work":
         return Worker(store, clients, invoker, function, context, now).run(
             str(event["resync_id"]), int(event["segment"])
@@ -123,6 +124,16 @@ def handle(
             f"(start, status, work), got {str(action or type(event).__name__)[:80]}"
         }
     )
+
+
+def _resume_deletions(store: ProfileStore, now: datetime) -> dict[str, int]:
+    """The schedule's other job: stalled GDPR deletions get a new step (their metric: how many)."""
+    try:
+        resumed = deletions_pending.resume_stalled(store, now)
+    except Exception:  # the job's status is still answered; the next tick tries again
+        log.exception("resuming stalled deletions failed; the next scheduled check tries again")
+        return {"DeletionsResumeFailed": 1}
+    return {"DeletionsResumed": len(resumed)} if resumed else {}
 
 
 def public(job: Mapping[str, Any] | None) -> dict[str, Any]:

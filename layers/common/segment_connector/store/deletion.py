@@ -10,10 +10,12 @@ step did is safe to do again: deletes are idempotent and the queries start from 
 
 Order: the overflow items of the person's uids (ids dropped from the bounded profile lists: each
 id's events, then its alias, then the item), the events of every listed partition, the alias items,
-the `sync#user#<uid>` items, then the tombstone. Only events that happened before the delete's
-receipt (`event_time` < `deleted_at`, the `by_time` index) are swept, so events of a profile made
-after the delete survive; an alias is deleted only while it is one (`kind = alias`), never a profile
-written at that key after the delete.
+the `sync#user#<uid>` and `seghist#<uid>` items (resync marker, segment history) of every uid
+(merged ones included), then the tombstone with its registration (deletions_pending.py: the
+deletions in progress, which status shows and the scheduled check resumes when stalled). Only
+events that happened before the delete's receipt (`event_time` < `deleted_at`, the `by_time`
+index) are swept, so events of a profile made after the delete survive; an alias is deleted only
+while it is one (`kind = alias`), never a profile written at that key after the delete.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from segment_connector.domain.models.items import PROFILE_SK
+from segment_connector.domain.models.messages import format_time
+from segment_connector.store import deletions_pending, segment_history
 from segment_connector.store.profile_store import WRITE_BATCH, ProfileChange, ProfileStore, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -53,7 +58,8 @@ def change_for(resolution: Resolution, claimed: list[str], message_id: str | Non
     profile = resolution.profile
     ids = [*profile.identities, *resolution.dropped, *claimed] if stored else list(claimed)
     ids = list(dict.fromkeys([*(pk for pk, _ in deleted), *ids]))
-    uids = list(dict.fromkeys([profile.uid, *resolution.merged_uids])) if stored else []
+    merged = [*resolution.merged_uids, *(profile.merged_uids or [])]
+    uids = list(dict.fromkeys([profile.uid, *merged])) if stored else []
     tombstone = {
         "pk": f"{KIND}#{message_id}",
         "sk": SK,
@@ -67,7 +73,8 @@ def change_for(resolution: Resolution, claimed: list[str], message_id: str | Non
         "next_alias": 0,
         "step": 0,
     }
-    return ProfileChange(message_id=message_id, tombstone=tombstone, deleted=deleted)
+    registration = deletions_pending.registration(str(tombstone["pk"]), now)
+    return ProfileChange(message_id=message_id, tombstone=tombstone, registration=registration, deleted=deleted)
 
 
 def split(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -196,9 +203,22 @@ class DeletionStore:
         )
 
     def finish(self, tombstone: dict[str, Any]) -> bool:
-        return self._delete_if(
-            _key(tombstone["pk"], SK), "#step = :step", {":step": {"N": str(tombstone["step"])}}, {"#step": "step"}
-        )
+        """The tombstone (if no other step moved it) and its registration, in one transaction."""
+        step = {
+            "TableName": self.table,
+            "Key": _key(tombstone["pk"], SK),
+            "ConditionExpression": "#step = :step",
+            "ExpressionAttributeNames": {"#step": "step"},
+            "ExpressionAttributeValues": {":step": {"N": str(tombstone["step"])}},
+        }
+        registration = {"TableName": self.table, "Key": deletions_pending.registration_key(tombstone["pk"])}
+        try:
+            self.store._call("transact_write_items", TransactItems=[{"Delete": step}, {"Delete": registration}])
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            return False
+        return True
 
     def _update_if(
         self, pk: str, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
@@ -257,10 +277,11 @@ class Sweep:
         if done:
             for uid in self.cursor["uids"]:
                 self.db.delete_item(f"sync#user#{uid}", "sync")
+                self.db.delete_item(f"{segment_history.PK_PREFIX}{uid}", segment_history.SK)
             self.db.finish(tombstone)
             log.info("deletion %s: done after %d steps", tombstone["pk"], tombstone["step"] + 1)
         else:
-            self.db.advance(tombstone, self.cursor)
+            self.db.advance(tombstone, {**self.cursor, "stepped_at": format_time(datetime.now(UTC))})
         return 1
 
     def _sweep(self, tombstone: dict[str, Any]) -> bool:
@@ -282,7 +303,7 @@ class Sweep:
             self.db.delete_alias(aliases[self.cursor["next_alias"]])
             self.budget.spend()
             self.cursor["next_alias"] += 1
-        return self.budget.allows(len(self.cursor["uids"]) + 1)
+        return self.budget.allows(2 * len(self.cursor["uids"]) + 1)
 
     def _events(self, partition: str, cut: str) -> bool:
         """True when the partition holds no event from before the delete."""

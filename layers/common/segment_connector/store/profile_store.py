@@ -119,6 +119,7 @@ class ProfileChange:
     dropped: list[str] = field(default_factory=list)
     merged_uids: list[str] = field(default_factory=list)
     tombstone: dict[str, Any] | None = None
+    registration: dict[str, Any] | None = None  # the tombstone's, in `deletions` (deletions_pending.py)
     deleted: list[tuple[str, int]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -356,6 +357,8 @@ class ProfileStore:
             ]
         if change.tombstone:
             actions.append(self._put(change.tombstone, "attribute_not_exists(pk)"))
+        if change.registration:
+            actions.append({"Put": {"TableName": self.table, "Item": serialize(change.registration)}})
         for pk, version in change.deleted:
             delete = {"Key": {"pk": {"S": pk}, "sk": {"S": PROFILE_SK}}, "ConditionExpression": "version = :v"}
             delete |= {"TableName": self.table, "ExpressionAttributeValues": {":v": {"N": str(version)}}}
