@@ -15,6 +15,7 @@ from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import enforce
 from segment_connector.domain.models.items import StoredEvent, identity_pk
 from segment_connector.inbound import identity
+from segment_connector.outbound import deletion as sweep
 from segment_connector.resync import job as resync
 from segment_connector.store import deletion, deletions_pending
 from segment_connector.store import profile_store as storage
@@ -121,7 +122,7 @@ def test_a_user_with_events_in_three_partitions_is_deleted_completely_in_bounded
     # Given a user with 2,500 events in three partitions (anonymous id, user id, an aliased user id)
     three_partition_user(connector, aws, 2_500)
     sent_before = len(connector.sent())
-    monkeypatch.setattr(deletion, "STEP_REQUESTS", 30)
+    monkeypatch.setattr(sweep, "STEP_REQUESTS", 30)
     # When Segment deletes the user, and OutboundFunction works the stream
     status, answer = connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
     assert status == 200, answer
@@ -287,7 +288,7 @@ def test_the_same_step_handed_twice_at_once_is_worked_once(
 ) -> None:
     # Given a deletion in progress whose step record is handed to two invocations at the same time
     three_partition_user(connector, aws, 1_500)
-    monkeypatch.setattr(deletion, "STEP_REQUESTS", 30)
+    monkeypatch.setattr(sweep, "STEP_REQUESTS", 30)
     connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
     (record,) = connector.stream.read()
     connector.stream.pending.clear()

@@ -38,9 +38,9 @@ from segment_connector.domain.models.messages import (
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.domain.storable import MAX_DEPTH, Unstorable, clean_text, storable
 from segment_connector.domain.traits import merge_traits, normalize_traits, valid_email
+from segment_connector.inbound import deletion
 from segment_connector.inbound.identity import Claims, resolve_identity
 from segment_connector.runtime.auth import authenticate
-from segment_connector.store import deletion
 from segment_connector.store.identities import identity_owners
 from segment_connector.store.profile_store import ProfileChange, ProfileStore
 

@@ -37,10 +37,10 @@ from segment_connector.domain.outbound_view import (
     segment_events,
     send_ids,
 )
-from segment_connector.outbound import replay
+from segment_connector.outbound import deletion, replay
 from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
-from segment_connector.store import deletion, segment_history
+from segment_connector.store import segment_history
 from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore, deserialize
 from segment_connector.store.segment_history import Announced
