@@ -53,16 +53,23 @@ FLOOR_NAME = "floor (powertools + pydantic)"
 BUILT = os.environ.get("BENCH_BUILT") == "1"
 
 
+# Each handler's init: its module, then what its first request builds whatever it asks (the
+# table's client; the console's parts, ParameterStore and invoker included).
+INITS = {
+    "InboundFunction": "module.entry.store()",
+    "OutboundFunction": "module.entry.store()",
+    "ResyncFunction": "module.entry.store()",
+    "ConsoleFunction": "module.entry.console()",
+}
+
+
 def cases(layer: Path, functions: Path) -> dict[str, str]:
     """The baseline first; a handler whose function is not in this checkout is left out."""
     found = {
         "baseline (boto3 + dynamodb client)": BASELINE,
         FLOOR_NAME: f"import sys; sys.path.insert(0, {str(layer)!r})\n" + FLOOR,
     }
-    for name, init in (
-        ("InboundFunction", "module.entry.store()"),
-        ("OutboundFunction", "module.entry.store()"),
-    ):
+    for name, init in INITS.items():
         app = functions / name.removesuffix("Function").lower() / "app.py"
         if app.exists():
             found[name] = HANDLER.format(layer=str(layer), path=str(app), init=init)
@@ -88,11 +95,12 @@ def built_layer(into: Path) -> tuple[Path, Path]:
 TIMER = "import time; _t = time.perf_counter()\n{code}\nprint(time.perf_counter() - _t)"
 
 
-def sample(code: str) -> float:
-    # The handlers' environment as template.yaml sets it (the baseline gets the same).
-    function_env = function_spec(
-        load_template(), "InboundFunction", {"Table": "bench", "ParameterPrefix": "/bench", "LogLevel": "INFO"}
-    ).environment
+REFS = {"Table": "bench", "ParameterPrefix": "/bench", "LogLevel": "INFO", "OutboundFunction": "bench-outbound"}
+
+
+def sample(code: str, function: str = "InboundFunction") -> float:
+    # Each handler's environment as template.yaml sets it (the baseline and the floor get Inbound's).
+    function_env = function_spec(load_template(), function, REFS).environment
     env = {
         **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
         **function_env,
@@ -118,12 +126,15 @@ def main() -> int:
 
 
 def measure(cases: dict[str, str], where: str) -> int:
-    for code in cases.values():  # warm the OS file cache (and the source tree's .pyc files) once
-        sample(code)
+    def run(name: str) -> float:
+        return sample(cases[name], name if name in INITS else "InboundFunction")
+
+    for name in cases:  # warm the OS file cache (and the source tree's .pyc files) once
+        run(name)
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(SAMPLES):
-        for name, code in cases.items():
-            times[name].append(sample(code))
+        for name in cases:
+            times[name].append(run(name))
     medians = {name: statistics.median(values) for name, values in times.items()}
     baseline = medians.pop(next(iter(cases)))
     floor = medians[FLOOR_NAME] / baseline

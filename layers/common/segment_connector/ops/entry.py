@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -13,15 +13,16 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector.domain.errors import ConnectorError, NotFound, http_answer
-from segment_connector.ops.console import Console
-from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate_admin
-from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.runtime.parameter_store import ParameterStore
 from segment_connector.runtime.route_docs import answers, request_body
-from segment_connector.store.profile_store import shared_store
+
+if TYPE_CHECKING:  # imported by console(): the page and its assets need none of them
+    from segment_connector.ops.console import Console
+    from segment_connector.ops.dashboard_counts import CountsCache
+    from segment_connector.runtime.invoker import FunctionInvoker
+    from segment_connector.runtime.parameter_store import ParameterStore
 
 logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)
@@ -57,8 +58,8 @@ SECURITY_HEADERS = {
 KEY_MAX_AGE = 5
 _files: dict[str, str] = {}
 _parameters: ParameterStore | None = None
-_invoker = FunctionInvoker()
-_counts = CountsCache()  # the dashboard's counts, shared by this warm container's invocations
+_invoker: FunctionInvoker | None = None
+_counts: CountsCache | None = None  # the dashboard's counts, shared by this warm container's invocations
 
 
 def serve_files_from(directory: Path) -> None:
@@ -68,7 +69,19 @@ def serve_files_from(directory: Path) -> None:
 
 
 def console() -> Console:
-    global _parameters
+    """The API's parts, built on its first request: a cold start that serves the page (the first
+    request of a session) imports neither the console's code, its models nor the table's client."""
+    global _parameters, _invoker, _counts
+    from segment_connector.ops.console import Console
+    from segment_connector.ops.dashboard_counts import CountsCache
+    from segment_connector.runtime.invoker import FunctionInvoker
+    from segment_connector.runtime.parameter_store import ParameterStore
+    from segment_connector.store.profile_store import shared_store
+
+    if _invoker is None:
+        _invoker = FunctionInvoker()
+    if _counts is None:
+        _counts = CountsCache()
     prefix = os.environ.get("PARAMETER_PREFIX", "/segment-connector")
     key_id = os.environ.get("PARAMETER_KEY_ARN") or None
     if _parameters is None or _parameters.prefix != prefix.rstrip("/") or _parameters.key_id != key_id:

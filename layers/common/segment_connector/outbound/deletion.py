@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from segment_connector.domain.models.messages import format_time
+from segment_connector.domain.times import format_time
 from segment_connector.store import segment_history
 from segment_connector.store.deletion import KIND, PAGE_EVENTS, DeletionStore
 from segment_connector.store.profile_store import WRITE_BATCH, ProfileStore, deserialize

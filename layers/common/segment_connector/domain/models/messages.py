@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +18,13 @@ from pydantic import (
 )
 
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
+
+# The times live in a module without models: modules that only format or parse a time (outbound,
+# resync, the store) do not build the message models at import. Re-exported here.
+from segment_connector.domain.times import EARLIEST as EARLIEST
+from segment_connector.domain.times import MILLISECONDS_FROM as MILLISECONDS_FROM
+from segment_connector.domain.times import format_time as format_time
+from segment_connector.domain.times import parse_time as parse_time
 
 
 def _alias(camel: str, snake: str) -> Any:
@@ -56,42 +63,8 @@ OptionalId = Annotated[str | None, BeforeValidator(_id_string)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: {} if value is None else value)]
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-MILLISECONDS_FROM = 10**11  # a numeric time above this is in milliseconds (10^11 s is in the year 5138)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A Segment time: ISO-8601 (`Z`, an offset or none = UTC; any fraction digits) or epoch
-    seconds / milliseconds as a number. None when absent; ValueError when unparseable or
-    outside 1970..9999 in UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError("must be an ISO-8601 date-time or epoch seconds/milliseconds")
-    try:
-        if isinstance(value, (int, float)):
-            # timedelta, not fromtimestamp: whole milliseconds stay exact (no float division)
-            unit = "milliseconds" if abs(value) > MILLISECONDS_FROM else "seconds"
-            parsed = EARLIEST + timedelta(**{unit: value})
-        elif isinstance(value, str):
-            parsed = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
-            parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-        else:
-            raise ValueError
-    except (ValueError, OverflowError, OSError):
-        raise ValueError("must be an ISO-8601 date-time or epoch seconds/milliseconds (1970 to 9999)") from None
-    if parsed < EARLIEST:
-        raise ValueError("must not be before 1970-01-01T00:00:00Z")
-    return parsed
-
-
 # A time as sent (ISO string or epoch number), parsed to an aware UTC datetime.
 Time = Annotated[datetime | None, BeforeValidator(parse_time)]
-
-
-def format_time(value: datetime) -> str:
-    """Sortable UTC ISO-8601 with milliseconds, the one format stored everywhere."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 class _Message(BaseModel):
