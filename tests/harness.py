@@ -156,7 +156,7 @@ class Aws:
         config.clear_caches()
 
     def items(self) -> list[dict[str, Any]]:
-        from segment_connector.store.profile_store import deserialize
+        from segment_connector.store.table import deserialize
 
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
         return [deserialize(item) for page in pages for item in page["Items"]]

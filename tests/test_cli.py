@@ -522,7 +522,7 @@ def seed(aws: Aws, api) -> None:
     ):
         status, answer = api.post("/segment", {**body, "messageId": f"m-{uuid.uuid4()}"})
         assert status == 200, answer
-    ProfileStore(TABLE).put_dead_letter(
+    ProfileStore(TABLE).dead_letters.put(
         "m-dead",
         {"type": "track", "messageId": "m-dead", "userId": "u1", "event": "A"},
         "HTTP 400",
@@ -653,14 +653,14 @@ def test_count_kinds_scans_the_table_once_in_parallel_segments_and_pages() -> No
     client = Client()
     store = ProfileStore("t", client)
     # When counting
-    counted = store.count_kinds(["user", "event"], total_segments=3)
+    counted = store.inventory.count_kinds(["user", "event"], total_segments=3)
     # Then one scan per segment, every page, returning only the kind: exact counts per kind
     assert counted.exact and counted.counts == {"user": 12, "event": 6}
     assert len(client.requests) == 6
     assert {(r["Segment"], r["TotalSegments"], r["ProjectionExpression"]) for r in client.requests} == {
         (segment, 3, "#kind") for segment in range(3)
     }
-    assert store.count_dead_letters() == 5
+    assert store.inventory.count_dead_letters() == 5
     assert client.requests[-1]["KeyConditionExpression"] == "pk = :pk" and client.requests[-1]["Select"] == "COUNT"
 
 
@@ -675,7 +675,7 @@ def test_count_kinds_out_of_time_estimates_from_the_share_of_each_kind() -> None
             return {"Table": {"ItemCount": 1000}}
 
     # When counting with no time to finish
-    counted = ProfileStore("t", Client()).count_kinds(["user", "event"], total_segments=2, seconds=0)
+    counted = ProfileStore("t", Client()).inventory.count_kinds(["user", "event"], total_segments=2, seconds=0)
     # Then the counts are estimates: each kind's share of the items read, times the table's item count
     assert not counted.exact
     assert counted.counts == {"user": 250, "event": 500}
@@ -758,7 +758,7 @@ def test_resync_errors_are_one_line(deployed: Aws, run, functions: Functions) ->
 
 def dead_letter(event: str, at: str) -> str:
     message_id = f"m-{event}"
-    ProfileStore(TABLE).put_dead_letter(
+    ProfileStore(TABLE).dead_letters.put(
         message_id,
         {
             "type": "track",

@@ -224,7 +224,7 @@ def test_dashboard_lists_dead_letters_and_replay_asks_outbound(aws: Aws, console
 
     store = ProfileStore("connector-test", aws.dynamodb)
     payload = {"type": "identify", "userId": "u9", "messageId": "sc-1", "traits": {}}
-    store.put_dead_letter("sc-1", payload, "Segment answered 400", "2026-01-01T00:00:00.000Z")
+    store.dead_letters.put("sc-1", payload, "Segment answered 400", "2026-01-01T00:00:00.000Z")
     invoked: list[tuple[str, dict[str, Any]]] = []
 
     class Lambda:
@@ -273,7 +273,7 @@ def test_the_dashboard_shows_the_replays_progress_and_first_errors(aws: Aws, con
         "lease_owner": "w",
         "lease_until": 4102444800,
     }
-    assert store.put_replay_job(job, 0)
+    assert store.replay.start(job, 0)
     # When the dashboard is read / Then it shows the counts and first errors, no lease nor cursor
     replay = console_api.get("/console/api/dashboard")[1]["replay"]
     assert replay == {

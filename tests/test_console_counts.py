@@ -12,7 +12,7 @@ import pytest
 from harness import TABLE, Api, Aws, FakeTime
 from segment_connector.ops import console as console_module
 from segment_connector.ops.dashboard_counts import CountsCache
-from segment_connector.store.profile_store import KindCounts
+from segment_connector.store.inventory import KindCounts
 
 
 def test_counts_past_the_time_bound_are_estimated_from_the_tables_item_count(

@@ -19,7 +19,7 @@ from segment_connector.outbound import deletion as sweep
 from segment_connector.resync import job as resync
 from segment_connector.store import deletion, deletions_pending
 from segment_connector.store import profile_store as storage
-from segment_connector.store.profile_store import serialize
+from segment_connector.store.table import serialize
 from stream_helpers import Connector, failed_sequence_numbers
 from test_resync import Resync
 

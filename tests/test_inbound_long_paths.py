@@ -15,7 +15,7 @@ from local_stack.template import load_template
 from segment_connector.domain.storable import MAX_ITEM_BYTES, item_size
 from segment_connector.inbound import identity
 from segment_connector.inbound.identity import MAX_ANONYMOUS_IDS
-from segment_connector.store.profile_store import deserialize
+from segment_connector.store.table import deserialize
 from segment_connector.views.profiles import MAX_ANSWER_BYTES
 from stream_helpers import emitted_metrics
 

@@ -260,7 +260,7 @@ def test_concurrent_identifies_do_not_lose_traits(api, message):
     # Given two identifies of one user racing: the second commits between the first's read and write
     api.post("/segment", message("identify", userId="u1", traits={"base": 0}))
     store = api.module.store()
-    original = store.commit
+    original = store.profiles.commit
     raced = threading.Event()
 
     def commit_after_rival(change):
@@ -269,28 +269,28 @@ def test_concurrent_identifies_do_not_lose_traits(api, message):
             api.post("/segment", message("identify", userId="u1", traits={"b": 2}))
         return original(change)
 
-    store.commit = commit_after_rival
+    store.profiles.commit = commit_after_rival
     try:
         # When the first identify commits after the rival
         assert api.post("/segment", message("identify", userId="u1", traits={"a": 1}))[0] == 200
     finally:
-        store.commit = original
+        store.profiles.commit = original
     # Then its stale write was refused and retried: both traits are there
     assert user(api, "user_id:u1")["traits"] == {"base": 0, "a": 1, "b": 2}
 
 
 def test_a_commit_that_keeps_losing_races_is_503(api, message):
     store = api.module.store()
-    original = store.commit
+    original = store.profiles.commit
 
     def always_conflict(change):
         raise VersionConflict("busy")
 
-    store.commit = always_conflict
+    store.profiles.commit = always_conflict
     try:
         status, body = api.post("/segment", message("identify", userId="u1", traits={"a": 1}))
     finally:
-        store.commit = original
+        store.profiles.commit = original
     assert status == 503 and body["code"] == "store_unavailable"
 
 

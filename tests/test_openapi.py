@@ -134,7 +134,7 @@ def test_console_answers_match_their_schemas(document: dict[str, Any], console_a
         assert inbound.post("/segment", body)[0] == 200
     from segment_connector.store.profile_store import ProfileStore
 
-    ProfileStore("connector-test", aws.dynamodb).put_dead_letter(
+    ProfileStore("connector-test", aws.dynamodb).dead_letters.put(
         "sc-1",
         {"type": "identify", "userId": "u1", "messageId": "sc-1"},
         "Segment answered 400",

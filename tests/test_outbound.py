@@ -429,7 +429,7 @@ def test_a_segment_event_written_through_the_store_is_sent_like_any_event(connec
     # Given a user and every user synchronized
     connector.settings(synchronized_segments=["ALL"])
     # When an event item is written straight into the table with source "connector"
-    ProfileStore("connector-test").put_event(
+    ProfileStore("connector-test").events.put(
         StoredEvent.build(
             "id#user_id#u7",
             "evt-1",

@@ -94,7 +94,7 @@ def test_a_message_over_32_kb_is_not_sent_but_kept_as_a_dead_letter(connector):
     connector.settings(**EVERYONE)
     store = ProfileStore("connector-test")
     for message_id, size in (("big", 40_000), ("small", 10)):
-        store.put_event(
+        store.events.put(
             StoredEvent.build(
                 "id#user_id#u1",
                 message_id,
@@ -155,7 +155,7 @@ def test_a_long_non_ascii_trait_is_sent_as_utf8_without_escapes(connector, messa
 def test_a_message_over_32_kb_in_utf8_is_kept_as_a_dead_letter(connector):
     # Given an event whose text is 32,002 bytes in UTF-8 (16,001 characters)
     connector.settings(**EVERYONE)
-    ProfileStore("connector-test").put_event(
+    ProfileStore("connector-test").events.put(
         StoredEvent.build(
             "id#user_id#u1",
             "big",

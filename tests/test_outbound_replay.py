@@ -76,7 +76,7 @@ class Replays:
         return steps
 
     def job(self) -> dict[str, Any]:
-        return replay_module.public(self.store.replay_job())
+        return replay_module.public(self.store.replay.job())
 
 
 def replay(connector: Any, monkeypatch: pytest.MonkeyPatch, limit: int | None = None) -> dict[str, Any]:
@@ -263,11 +263,11 @@ def test_a_reason_update_never_recreates_a_letter_another_run_deleted(connector)
     # Given a letter that a replay delivered and deleted
     (letter,) = dead_letter_tracks(connector, 1)
     store = ProfileStore("connector-test")
-    assert store.delete_dead_letter(letter["sk"]) is True
+    assert store.dead_letters.delete(letter["sk"]) is True
     # When a slower run records its failure for the same letter
-    assert store.set_dead_letter_reason(letter["sk"], "replay: HTTP 503") is False
+    assert store.dead_letters.set_reason(letter["sk"], "replay: HTTP 503") is False
     # Then the letter stays gone, and deleting it again says so
-    assert connector.dead_letters() == [] and store.delete_dead_letter(letter["sk"]) is False
+    assert connector.dead_letters() == [] and store.dead_letters.delete(letter["sk"]) is False
 
 
 class Killed(BaseException):

@@ -22,7 +22,11 @@ from segment_connector.domain.models.items import Account, IdentityAlias, UserPr
 from segment_connector.resync import job as resync
 from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool
-from segment_connector.store.profile_store import ProfileStore, serialize
+from segment_connector.store.events import Events
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.profiles import Profiles
+from segment_connector.store.syncs import SyncItems
+from segment_connector.store.table import serialize
 from stream_helpers import WRITE_KEY, _loopback_session
 
 TEMPLATE = load_template()
@@ -308,7 +312,7 @@ def test_a_step_that_keeps_failing_fails_the_resync(resyncs, aws, monkeypatch, c
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("table unreachable")
 
-    monkeypatch.setattr(ProfileStore, "scan_profiles", broken)
+    monkeypatch.setattr(Profiles, "scan", broken)
     resyncs.run()
     # Then each segment was tried three times, and the job is failed with the reason
     job = resyncs.job()
@@ -461,8 +465,12 @@ def test_two_saves_during_a_resync_run_side_by_side_send_each_entered_and_left_o
         assert len(sent) == len({json.dumps(traits, sort_keys=True) for traits in sent}), sent
 
 
-@pytest.mark.parametrize(("method", "call"), [("claim_syncs", 3), ("put_new_events", 2), ("commit_syncs", 3)])
-def test_an_invocation_killed_mid_page_loses_nothing_and_sends_nothing_twice(resyncs, aws, monkeypatch, method, call):
+@pytest.mark.parametrize(
+    ("job_store", "method", "call"), [(SyncItems, "claim", 3), (Events, "put_new", 2), (SyncItems, "commit", 3)]
+)
+def test_an_invocation_killed_mid_page_loses_nothing_and_sends_nothing_twice(
+    resyncs, aws, monkeypatch, job_store, method, call
+):
     # Given 60 users, everyone sent; 2 segments, pages of 5 (several pages per invocation)
     plans = ["pro", "team", "free"]
     users = [{"user_id": f"u{n:02d}", "traits": {"plan": plans[n % 3]}} for n in range(60)]
@@ -471,16 +479,16 @@ def test_an_invocation_killed_mid_page_loses_nothing_and_sends_nothing_twice(res
     monkeypatch.setenv("RESYNC_SEGMENTS", "2")
     monkeypatch.setattr(resync, "PAGE_SIZE", 5)
     # And the invocation dies at a chosen call, once
-    real = getattr(ProfileStore, method)
+    real = getattr(job_store, method)
     calls = [0]
 
-    def dies_once(self: ProfileStore, *args: Any, **kwargs: Any) -> Any:
+    def dies_once(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         if calls[0] == call:
             raise RuntimeError(f"killed at {method} #{call}")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ProfileStore, method, dies_once)
+    monkeypatch.setattr(job_store, method, dies_once)
     # When "Pro" becomes plan in (pro, team) and the invocations (and the retry) run
     team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["pro", "team"]}}
     resyncs.change_settings(segments=[team], synchronized_segments=["ALL"])

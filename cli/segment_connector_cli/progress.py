@@ -110,5 +110,5 @@ def follow_replay(command: Command, job: dict[str, Any]) -> dict[str, Any]:
                 f"({describe_replay(job)}); `{PROG} status` shows its progress"
             )
         time.sleep(command.args.interval)
-        job = {"started": job.get("started"), **public(command.store().replay_job())}
+        job = {"started": job.get("started"), **public(command.store().replay.job())}
     return job

@@ -67,11 +67,11 @@ def _report(command: Command) -> dict[str, Any]:
     )
     warnings = command.warnings(document or {})
     store = command.store()
-    counted = store.count_kinds(COUNTED_KINDS.values())
+    counted = store.inventory.count_kinds(COUNTED_KINDS.values())
     counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
-    counts["dead_letters"] = store.count_dead_letters()
+    counts["dead_letters"] = store.inventory.count_dead_letters()
     resync = _resync_status(command)
-    replay = replay_view(store.replay_job(), time.time())
+    replay = replay_view(store.replay.job(), time.time())
     deletions = deletions_pending.in_progress(store).public(datetime.now(UTC))
     report: dict[str, Any] = {
         "warnings": warnings,

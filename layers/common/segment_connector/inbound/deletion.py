@@ -8,7 +8,7 @@ import logging
 from segment_connector.inbound.identity import Resolution
 from segment_connector.store import deletions_pending
 from segment_connector.store.deletion import KIND, SK
-from segment_connector.store.profile_store import ProfileChange
+from segment_connector.store.profiles import ProfileChange
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from segment_connector.domain.models.items import (
     identity_pk,
 )
 from segment_connector.store.identities import IdentityLookup
-from segment_connector.store.profile_store import ProfileChange, ProfileStore
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.profiles import ProfileChange
 
 # A profile lists at most this many anonymous ids (the newest) and identities: a shared or test
 # userId collects anonymous ids without end, and a profile must fit in one DynamoDB item. An id

@@ -42,7 +42,8 @@ from segment_connector.inbound import deletion
 from segment_connector.inbound.identity import Claims, resolve_identity
 from segment_connector.runtime.auth import authenticate
 from segment_connector.store.identities import identity_owners
-from segment_connector.store.profile_store import ProfileChange, ProfileStore
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.profiles import ProfileChange
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BODY_BYTES = 5 * 1024 * 1024  # Lambda takes 6 MB synchronously; Webhooks (Actions) batches stay below
@@ -248,12 +249,12 @@ class Ingestor:
         if event.user_id and event.anonymous_id:
             # Both ids: the anonymous id joins the user (as identify would) the first time it is seen.
             anonymous = identity_pk("anonymous_id", event.anonymous_id)
-            stored = self.store.put_event_of_linked(event, anonymous)
+            stored = self.store.events.put_of_linked(event, anonymous)
             if stored is None:
                 self._resolve(Claims(event.user_id, event.anonymous_id), now)
-                stored = self.store.put_event(event)
+                stored = self.store.events.put(event)
         else:
-            stored = self.store.put_event(event)
+            stored = self.store.events.put(event)
         return "stored" if stored else "duplicate"
 
     def _build_event(self, message: TrackMessage | PageMessage | ScreenMessage, at: str) -> StoredEvent | Ignored:
@@ -294,7 +295,7 @@ class Ingestor:
         )
 
     def store_events(self, messages: list[tuple[int, Any]]) -> list[tuple[int, Outcome, BadRequest | None]]:
-        """track/page/screen calls of known identities, stored together (see ProfileStore.put_new_events)."""
+        """track/page/screen calls of known identities, stored together (see store.events.put_new)."""
         now = self.clock()
         applied: list[tuple[int, Outcome, BadRequest | None]] = []
         events: list[tuple[int, StoredEvent]] = []
@@ -310,7 +311,7 @@ class Ingestor:
             else:
                 events.append((index, event))
         try:
-            stored = self.store.put_new_events([event for _, event in events])
+            stored = self.store.events.put_new([event for _, event in events])
         except BadRequest:
             # DynamoDB refused the batch (ValidationException): store one by one, so that only
             # the event it cannot hold is rejected.
@@ -372,7 +373,7 @@ class Ingestor:
         def change() -> ProfileChange | None:
             resolution = resolve_identity(self.store, claims, now)
             profile = resolution.profile
-            existing = self.store.accounts([message.group_id]).get(message.group_id)
+            existing = self.store.profiles.accounts([message.group_id]).get(message.group_id)
             account = (
                 existing.model_copy(deep=True)
                 if existing
@@ -436,7 +437,7 @@ class Ingestor:
             if change is None:
                 return "unchanged"  # the stored state already reflects it: nothing to write
             try:
-                self.store.commit(change)
+                self.store.profiles.commit(change)
                 return "stored"
             except DuplicateMessage:
                 return "duplicate"

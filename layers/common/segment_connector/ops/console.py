@@ -87,7 +87,7 @@ class Console:
             "deletions": deletions_pending.in_progress(self.store).public(datetime.now(UTC)),
             **self.status(),
             "dead_letters": [
-                _dead_letter_summary(letter) for letter in self.store.oldest_dead_letters(DEAD_LETTERS_SHOWN)
+                _dead_letter_summary(letter) for letter in self.store.inventory.oldest_dead_letters(DEAD_LETTERS_SHOWN)
             ],
         }
 
@@ -95,18 +95,18 @@ class Console:
         """The resync and replay jobs only (two reads of one item each, no scan): what the page
         polls while a job runs."""
         return {
-            "resync": jobs.resync_view(self.store.resync_job()),
-            "replay": jobs.replay_view(self.store.replay_job(), time.time()),
+            "resync": jobs.resync_view(self.store.resync.job()),
+            "replay": jobs.replay_view(self.store.replay.job(), time.time()),
         }
 
     def _counts(self) -> dict[str, Any]:
         """Items per kind from the cache (a scan at most once a minute), the dead letters counted now."""
         taken = self.counts_cache.get(
             self.store.table,
-            lambda: self.store.count_kinds(COUNTED_KINDS.values(), COUNT_SEGMENTS, seconds=COUNT_SECONDS),
+            lambda: self.store.inventory.count_kinds(COUNTED_KINDS.values(), COUNT_SEGMENTS, seconds=COUNT_SECONDS),
         )
         counts: dict[str, Any] = {label: taken.counts[kind] for label, kind in COUNTED_KINDS.items()}
-        counts["dead_letters"] = self.store.count_dead_letters()
+        counts["dead_letters"] = self.store.inventory.count_dead_letters()
         counts["exact"] = taken.counts.exact
         counts["counted_at"] = taken.counted_at
         counts["age_seconds"] = round(taken.age)
@@ -170,8 +170,8 @@ class Console:
         """Trait and event names from a bounded sample of the table, read on demand (no write on
         the inbound path): the most frequent first, at most MAX_NAMES each."""
         # Two samples: events outnumber profiles, and would crowd them out of a single one.
-        items = self.store.sample_kinds(["user", "account"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
-        items += self.store.sample_kinds(["event"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        items = self.store.inventory.sample_kinds(["user", "account"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        items += self.store.inventory.sample_kinds(["event"], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
         traits: Counter[str] = Counter()
         account_traits: Counter[str] = Counter()
         events: Counter[str] = Counter()
@@ -213,7 +213,7 @@ class Console:
         except ValidationError as error:
             problems = field_errors(error)
             raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems) from None
-        items = self.store.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        items = self.store.inventory.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
         if kind == "user":
             matched = self._matching_users([UserProfile.model_validate(item) for item in items], user_definition)
         else:
@@ -228,7 +228,9 @@ class Console:
         account_traits: dict[str, dict[str, Any]] = {}
         if any((leaf.trait or "").startswith("account.") for _, leaf in definition.rule.leaves()):
             ids = {user.account_id for user in users if user.account_id}
-            account_traits = {group_id: account.traits for group_id, account in self.store.accounts(ids).items()}
+            account_traits = {
+                group_id: account.traits for group_id, account in self.store.profiles.accounts(ids).items()
+            }
         return [
             {"id": user.uid, "user_id": user.user_id, "email": user.email, "traits": user.traits}
             for user in users

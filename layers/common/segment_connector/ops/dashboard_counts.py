@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from segment_connector.store.profile_store import KindCounts
+from segment_connector.store.inventory import KindCounts
 
 COUNTS_MAX_AGE = 60.0  # seconds a count is shown before the next dashboard read counts again
 

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from segment_connector.domain.times import format_time
 from segment_connector.store import segment_history
 from segment_connector.store.deletion import KIND, PAGE_EVENTS, DeletionStore
-from segment_connector.store.profile_store import WRITE_BATCH, ProfileStore, deserialize
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.table import WRITE_BATCH, deserialize
 
 if TYPE_CHECKING:
     pass

@@ -42,8 +42,9 @@ from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import ClientPool, Entry, Outcome, RecordPlan, bare_plan, deliver, settle
 from segment_connector.store import segment_history
 from segment_connector.store.identities import profiles_at
-from segment_connector.store.profile_store import ProfileStore, deserialize
+from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
+from segment_connector.store.table import deserialize
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
     recorded = 0
     for plan in plans:
         try:
-            recorded += sum(store.put_event(event) for event in plan.events)
+            recorded += sum(store.events.put(event) for event in plan.events)
         except Exception as error:  # noqa: BLE001 - the record is retried (put_event is idempotent)
             log.warning(
                 "outbound: could not record segment events of record %s: %r",
@@ -308,7 +309,7 @@ class Planner:
         self._read_account_users(changes)
         self._read_profiles(changes)
         missing = self._accounts_needed(changes) - images.keys()
-        self.accounts = {**(self.store.accounts(sorted(missing)) if missing else {}), **images}
+        self.accounts = {**(self.store.profiles.accounts(sorted(missing)) if missing else {}), **images}
         self._read_histories(changes)
 
     def _read_histories(self, changes: list[_Change]) -> None:
@@ -338,7 +339,7 @@ class Planner:
             if isinstance(change.new, Account) and any(self._account_work(change)):
                 gid = change.new.group_id
                 if gid not in self.account_users:
-                    self.account_users[gid] = self.store.users_of_account(gid)
+                    self.account_users[gid] = self.store.profiles.users_of_account(gid)
 
     def _read_profiles(self, changes: list[_Change]) -> None:
         """The profiles of the events' users and of the changed accounts' users (one profiles_at)."""

@@ -73,7 +73,7 @@ def start(store: ProfileStore, context: Any, limit: int | None) -> dict[str, Any
     """Start a replay (the oldest `limit` letters, or all) unless one runs: the job's summary and
     `started` (False: a replay was running already; its progress is returned)."""
     now = wall_clock()
-    total = store.count_dead_letters()
+    total = store.inventory.count_dead_letters()
     token, job_id = uuid.uuid4().hex, uuid.uuid4().hex
     job: dict[str, Any] = {
         "id": job_id,
@@ -90,14 +90,14 @@ def start(store: ProfileStore, context: Any, limit: int | None) -> dict[str, Any
         "lease_owner": token,
         "lease_until": now + HANDOFF_SECONDS,
     }
-    if not store.put_replay_job(job, now):
-        running = store.replay_job()
+    if not store.replay.start(job, now):
+        running = store.replay.job()
         log.info("outbound replay: a replay is running already (%s)", (running or {}).get("id"))
         return {"started": False, **public(running, now)}
     try:
         invoker().invoke_async(_function_name(context), {"action": "replay_work", "id": job_id, "token": token})
     except Exception as error:
-        store.update_replay_job(
+        store.replay.update(
             job_id, token, {"status": "failed", "reason": f"could not queue the work: {error!r}", "lease_until": 0}
         )
         raise
@@ -133,13 +133,13 @@ def work(
     now = wall_clock()
     owner = uuid.uuid4().hex
     remaining = _remaining_seconds(context)
-    if not store.take_replay_lease(job_id, token, owner, now, now + remaining + LEASE_MARGIN):
+    if not store.replay.take_lease(job_id, token, owner, now, now + remaining + LEASE_MARGIN):
         log.info("outbound replay %s: not taken (another invocation works it, or it ended)", job_id)
         return {"working": False}, 0
-    job = store.replay_job() or {}
+    job = store.replay.job() or {}
     client, problem = _client(clients)
     if client is None:
-        store.update_replay_job(
+        store.replay.update(
             job_id, owner, {"status": "failed", "reason": problem, "finished_at": _iso(wall_clock()), "lease_until": 0}
         )
         log.error("outbound replay %s failed: %s", job_id, problem)
@@ -188,7 +188,7 @@ class _Worker:
         pages = 0
         while pages == 0 or self.clients.clock() + PAGE_SECONDS < deadline:
             size = PAGE_SIZE if self.limit is None else min(PAGE_SIZE, int(self.limit) - self.tried)
-            letters = self.store.dead_letters_after(self.cursor, size) if size > 0 else []
+            letters = self.store.dead_letters.after(self.cursor, size) if size > 0 else []
             if not letters:
                 return self._finish()
             result = replay_page(letters, self.store, self.client, deadline)
@@ -212,22 +212,22 @@ class _Worker:
             result.replayed,
             result.failed,
         )
-        return self.store.update_replay_job(self.job_id, self.owner, fields, add)
+        return self.store.replay.update(self.job_id, self.owner, fields, add)
 
     def _finish(self) -> dict[str, Any]:
         now = wall_clock()
-        self.store.update_replay_job(
+        self.store.replay.update(
             self.job_id,
             self.owner,
             {"status": "done", "finished_at": _iso(now), "updated_at": _iso(now), "lease_until": 0},
         )
-        job = public(self.store.replay_job(), now)
+        job = public(self.store.replay.job(), now)
         log.info("outbound replay %s done: %s replayed, %s failed", self.job_id, job.get("replayed"), job.get("failed"))
         return {"working": False, **job}
 
     def _hand_over(self, context: Any) -> dict[str, Any]:
         token = uuid.uuid4().hex
-        if not self.store.update_replay_job(
+        if not self.store.replay.update(
             self.job_id, self.owner, {"lease_owner": token, "lease_until": wall_clock() + HANDOFF_SECONDS}
         ):
             return {"working": False}
@@ -261,10 +261,10 @@ def replay_page(
     for letter in letters:
         reason = _outcome(letter, plans, delivered, failed, rejected, kept)
         if reason is None:
-            gone = store.delete_dead_letter(letter["sk"])
+            gone = store.dead_letters.delete(letter["sk"])
             result.replayed += gone  # False: another run deleted it first; it counts there
             continue
-        store.set_dead_letter_reason(letter["sk"], reason[:REASON_LENGTH])
+        store.dead_letters.set_reason(letter["sk"], reason[:REASON_LENGTH])
         result.failed += 1
         if len(result.errors) < ERRORS_KEPT:
             result.errors.append({"message_id": str(letter.get("message_id")), "reason": reason[:REASON_LENGTH]})
@@ -319,7 +319,7 @@ def _plan_records(letters: list[dict[str, Any]], store: ProfileStore) -> dict[st
             continue
         try:
             for event in plan.events:
-                store.put_event(event)
+                store.events.put(event)
         except Exception as error:  # noqa: BLE001 - the letter stays, with the reason
             plan.fail(f"could not record Entered/Left Segment events: {error!r}")
     return {letter["sk"]: plan for letter, plan in zip(letters, plans, strict=True)}

@@ -110,7 +110,7 @@ def handle(
     if action == "start":
         return start(store, invoker, function, str(event.get("reason") or "manual"), full=True, now=now)
     if action == "status":
-        job = store.resync_job()
+        job = store.resync.job()
         if job is not None:
             resume_stale(store, invoker, function, job, now)
         return Result(public(job), _resume_deletions(store, now))
@@ -166,14 +166,14 @@ def start(
             {"status": "not_started", "error": error.message, "details": error.details}, {"ResyncRunsFailed": 1}
         )
     target_view = view_of(target_settings)
-    current = store.resync_job()
+    current = store.resync.job()
     running = current is not None and current["status"] == "running"
     if current is not None and running and not full and _target_view(current) == target_view:
         resume_stale(store, invoker, function, current, now)
         return Result(public(current))  # the same change announced twice
     job = _new_job(store, current, reason, target, target_view, full=full, at=format_time(now))
-    if not store.put_resync_job(job, current["id"] if current else None):
-        return Result(public(store.resync_job()))  # another start won the race: it does the work
+    if not store.resync.start(job, current["id"] if current else None):
+        return Result(public(store.resync.job()))  # another start won the race: it does the work
     if job["status"] == "running":
         for segment in range(job["segments"]):
             _invoke_work(invoker, function, job["id"], segment)
@@ -219,7 +219,7 @@ def _new_job(
     views = {target_view: target, job["base_view"]: base}
     if job["full_since"]:
         views[view_of(NOTHING_SENT)] = NOTHING_SENT.model_dump_json()
-    store.put_resync_views(views)
+    store.resync.put_views(views)
     return job
 
 
@@ -263,7 +263,7 @@ def resume_stale(
             continue
         if (at or started) < stale_before:
             seen[int(name)] = at
-    if not seen or not store.touch_resync_segments(job["id"], seen, format_time(now)):
+    if not seen or not store.resync.touch_segments(job["id"], seen, format_time(now)):
         return []
     log.warning("resync %s: segments %s made no progress: resumed", job["id"], sorted(seen))
     for segment in sorted(seen):
@@ -307,7 +307,7 @@ class PageSync:
         count = PageCount(evaluated=len(items))
         remaining = {sync_key(item): item for item in items}
         for _ in range(CLAIM_ROUNDS):
-            markers = self.store.sync_markers(remaining)
+            markers = self.store.syncs.markers(remaining)
             self._check_newer(markers.values())
             self._complete_pending(remaining, markers, count)
             remaining = self._own_transitions(remaining, markers, count)
@@ -323,7 +323,7 @@ class PageSync:
 
     def _settings(self, views: Iterable[str]) -> None:
         missing = [view for view in views if view not in self.settings]
-        for view, document in self.store.resync_views(missing).items():
+        for view, document in self.store.resync.views(missing).items():
             self.settings[view] = config.parse_settings(document)
         lost = [view for view in missing if view not in self.settings]
         if lost:
@@ -366,12 +366,12 @@ class PageSync:
         plans = self.planner.plan([(items[key], self._transition(claims[key])) for key in todo])
         changed = [plan for plan in plans if plan.changed]
         observed = {key: markers.get(key, {}).get("view") for key in todo}
-        lost = self.store.claim_syncs(
+        lost = self.store.syncs.claim(
             [(sync_key(p.item), observed[sync_key(p.item)], claims[sync_key(p.item)]) for p in changed], self.seq
         )
         # a profile whose transition sends nothing: its recorded view advances (none recorded: the base stands for it)
         advanced = [(sync_key(p.item), observed[sync_key(p.item)]) for p in plans if not p.changed]
-        lost |= self.store.advance_syncs([(key, view) for key, view in advanced if view], self.target_view, self.seq)
+        lost |= self.store.syncs.advance([(key, view) for key, view in advanced if view], self.target_view, self.seq)
         claimed = [plan for plan in changed if sync_key(plan.item) not in lost]
         count.changed += len(claimed)
         self._send_and_commit(claimed, claims, count)
@@ -380,12 +380,12 @@ class PageSync:
     def _send_and_commit(self, plans: list[ItemPlan], claims: Mapping[str, Any], count: PageCount) -> None:
         events = [event for plan in plans for event in plan.events]
         if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
-            self.store.put_new_events(events)
+            self.store.events.put_new(events)
         segment_history.write(self.store, [plan.history for plan in plans if plan.history])
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed
-        self.store.commit_syncs([(sync_key(plan.item), claims[sync_key(plan.item)]) for plan in plans])
+        self.store.syncs.commit([(sync_key(plan.item), claims[sync_key(plan.item)]) for plan in plans])
 
 
 class Worker:
@@ -405,7 +405,7 @@ class Worker:
         self.deadline = 0.0
 
     def run(self, resync_id: str, segment: int) -> Result:
-        job = self.store.resync_job()
+        job = self.store.resync.job()
         if job is None or job["id"] != resync_id or job["status"] != "running":
             return Result({"resync_id": resync_id, "segment": segment, "stopped": "superseded or ended"})
         progress = job["progress"][str(segment)]
@@ -425,7 +425,7 @@ class Worker:
         resume = str(progress.get("resume") or "")
         totals = dict.fromkeys(COUNTERS, 0)
         while True:
-            items, next_key = self.store.scan_profiles(
+            items, next_key = self.store.profiles.scan(
                 segment, job["segments"], json.loads(resume) if resume else None, PAGE_SIZE
             )
             try:
@@ -437,7 +437,7 @@ class Worker:
                 totals[name] += value
             next_resume = json.dumps(next_key) if next_key else ""
             recorded = {"resume": next_resume, "done": next_key is None, "attempts": 0}
-            updated = self.store.record_resync_progress(
+            updated = self.store.resync.record_progress(
                 job["id"],
                 segment,
                 {**recorded, "at": format_time(utcnow())},
@@ -481,13 +481,13 @@ class Worker:
     def _finish(self, job: Mapping[str, Any]) -> None:
         at = format_time(utcnow())
         fields = {"finished_at": at, "base": job["target"], "base_view": _target_view(job)}
-        if self.store.end_resync(job["id"], "done", fields):
+        if self.store.resync.end(job["id"], "done", fields):
             log.info("resync %s done: %s", job["id"], {name: job.get(name) for name in COUNTERS})
 
     def _failed(self, job: dict[str, Any], segment: int, error: Exception) -> Result:
         """Count the attempt on the recorded progress (pages recorded by this invocation stay
         recorded) and try again from there, or fail the job after MAX_STEP_ATTEMPTS."""
-        updated = self.store.count_resync_attempt(job["id"], segment, format_time(utcnow()))
+        updated = self.store.resync.count_attempt(job["id"], segment, format_time(utcnow()))
         if updated is None:
             return Result({"resync_id": job["id"], "segment": segment, "stopped": "superseded or ended"})
         attempts = int(updated["progress"][str(segment)].get("attempts", 0))
@@ -503,7 +503,7 @@ class Worker:
             self.invoker.invoke_async(self.function, {"action": "work", "resync_id": job["id"], "segment": segment})
             return Result({"resync_id": job["id"], "segment": segment, "retrying": attempts})
         message = f"segment {segment} failed {attempts} times: {error!r}"[:1000]
-        self.store.end_resync(job["id"], "failed", {"error": message, "finished_at": format_time(utcnow())})
+        self.store.resync.end(job["id"], "failed", {"error": message, "finished_at": format_time(utcnow())})
         log.error("resync %s failed: %s", job["id"], message)
         return Result({"resync_id": job["id"], "segment": segment, "failed": message}, {"ResyncRunsFailed": 1})
 

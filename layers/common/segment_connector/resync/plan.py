@@ -128,7 +128,7 @@ class PagePlanner:
             return {}
         known = {item.group_id: item for item in items if isinstance(item, Account)}
         missing = sorted(group_ids - known.keys())
-        return {**(self.store.accounts(missing) if missing else {}), **known}
+        return {**(self.store.profiles.accounts(missing) if missing else {}), **known}
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class PagePlanner:
         traits = new.group_traits(account)
         if old.account_in_filter(account) and traits == old.group_traits(account):
             return
-        users = profiles_at(self.store, self.store.users_of_account(account.group_id))
+        users = profiles_at(self.store, self.store.profiles.users_of_account(account.group_id))
         for user in users.values():
             if user is None or user.account_id != account.group_id or not any(send_ids(user)):
                 continue

@@ -197,7 +197,7 @@ def settle(plans: list[RecordPlan], outcome: Outcome, store: ProfileStore, now: 
                 settlement.dead_lettered += letters.keep(rejected, plan.seq)
                 continue
             reason = plan.error or failing[0][1]
-            attempts = store.count_attempt(plan.seq)
+            attempts = store.dead_letters.count_attempt(plan.seq)
             age = now.timestamp() - plan.created if plan.created is not None else 0.0
             if attempts < max_attempts and age <= max_age:
                 settlement.failed[plan.seq] = reason
@@ -243,7 +243,7 @@ class DeadLetters:
         """Keep each (entry, reason); `sequence_number`: the stream record they came from, if any."""
         ids = {"sequence_number": sequence_number} if sequence_number else {}
         for entry, reason in entries:
-            self.store.put_dead_letter(entry.message_id, entry.payload, reason, self._at())
+            self.store.dead_letters.put(entry.message_id, entry.payload, reason, self._at())
             log.warning(
                 "message %s kept as a dead letter: %s",
                 entry.message_id,
@@ -256,7 +256,7 @@ class DeadLetters:
         """A record that could not be planned (invalid settings, a failed read, its events not
         recorded): kept with what planning it needs, the stream record's keys and images; a replay
         plans it then, with the settings of that time."""
-        self.store.put_dead_letter(
+        self.store.dead_letters.put(
             record_letter_id(plan.seq), {STREAM_RECORD: kept_record(plan.raw)}, reason, self._at()
         )
         log.warning(

@@ -5,16 +5,15 @@ outbound/deletion.py (the sweep) and inbound/deletion.py (the request)."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from segment_connector.domain.models.items import PROFILE_SK
 from segment_connector.store import deletions_pending
-from segment_connector.store.profile_store import WRITE_BATCH, ProfileStore, deserialize, serialize
-
-if TYPE_CHECKING:
-    pass
+from segment_connector.store.profile_store import ProfileStore
+from segment_connector.store.table import WRITE_BATCH, deserialize, serialize
+from segment_connector.store.table import key as _key
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +24,19 @@ PAGE_EVENTS = 500  # event keys per query page
 
 
 class DeletionStore:
-    """The sweep's data access (through ProfileStore's client and error mapping)."""
+    """The sweep's data access (through the store's table gateway)."""
 
     def __init__(self, store: ProfileStore):
-        self.store = store
+        self.db = store.db
         self.table = store.table
 
     def tombstone(self, pk: str) -> dict[str, Any] | None:
-        raw = self.store._call("get_item", TableName=self.table, Key=_key(pk, SK), ConsistentRead=True).get("Item")
+        raw = self.db.call("get_item", TableName=self.table, Key=_key(pk, SK), ConsistentRead=True).get("Item")
         return deserialize(raw) if raw else None
 
     def event_keys(self, partition: str, before: str) -> list[tuple[str, str]]:
         """A page of the partition's events that happened before `before` (strongly consistent)."""
-        response = self.store._call(
+        response = self.db.call(
             "query",
             TableName=self.table,
             IndexName="by_time",
@@ -52,7 +51,7 @@ class DeletionStore:
     def delete_keys(self, keys: list[tuple[str, str]]) -> int:
         """Batch deletes (unconditional), 25 at a time; returns the requests made."""
         for start in range(0, len(keys), WRITE_BATCH):
-            self.store._batch_write(
+            self.db.batch_write(
                 [{"DeleteRequest": {"Key": _key(pk, sk)}} for pk, sk in keys[start : start + WRITE_BATCH]]
             )
         return -(-len(keys) // WRITE_BATCH)
@@ -62,10 +61,10 @@ class DeletionStore:
         self._delete_if(_key(pk, PROFILE_SK), "kind = :alias", {":alias": {"S": "alias"}})
 
     def delete_item(self, pk: str, sk: str) -> None:
-        self.store._call("delete_item", TableName=self.table, Key=_key(pk, sk))
+        self.db.call("delete_item", TableName=self.table, Key=_key(pk, sk))
 
     def overflow(self, uid: str) -> list[dict[str, Any]]:
-        response = self.store._call(
+        response = self.db.call(
             "query",
             TableName=self.table,
             KeyConditionExpression="pk = :pk",
@@ -76,7 +75,7 @@ class DeletionStore:
         return [deserialize(raw) for raw in response.get("Items", [])]
 
     def put_overflow(self, item: dict[str, Any]) -> None:
-        self.store._call("put_item", TableName=self.table, Item=serialize(item))
+        self.db.call("put_item", TableName=self.table, Item=serialize(item))
 
     def advance(self, tombstone: dict[str, Any], fields: dict[str, Any]) -> bool:
         """Record the cursor (the next step's stream record), if no other step did since."""
@@ -112,7 +111,7 @@ class DeletionStore:
         }
         registration = {"TableName": self.table, "Key": deletions_pending.registration_key(tombstone["pk"])}
         try:
-            self.store._call("transact_write_items", TransactItems=[{"Delete": step}, {"Delete": registration}])
+            self.db.call("transact_write_items", TransactItems=[{"Delete": step}, {"Delete": registration}])
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
@@ -122,7 +121,7 @@ class DeletionStore:
     def _update_if(
         self, pk: str, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
     ) -> bool:
-        return self._conditional(
+        return self.db.conditional(
             "update_item",
             Key=_key(pk, SK),
             UpdateExpression=expression,
@@ -135,19 +134,6 @@ class DeletionStore:
         self, key: dict[str, Any], condition: str, values: dict[str, Any], names: dict[str, str] | None = None
     ) -> bool:
         extra = {"ExpressionAttributeNames": names} if names else {}
-        return self._conditional(
+        return self.db.conditional(
             "delete_item", Key=key, ConditionExpression=condition, ExpressionAttributeValues=values, **extra
         )
-
-    def _conditional(self, operation: str, **kwargs: Any) -> bool:
-        try:
-            self.store._call(operation, TableName=self.table, **kwargs)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}

@@ -71,7 +71,7 @@ def in_progress(store: ProfileStore) -> InProgress:
     }
     count, oldest = 0, None
     while True:
-        response = store._call("query", **request)
+        response = store.db.call("query", **request)
         for raw in response.get("Items", []):
             count += 1
             at = raw.get("deleted_at", {}).get("S")
@@ -83,7 +83,7 @@ def in_progress(store: ProfileStore) -> InProgress:
 
 def resume_stalled(store: ProfileStore, now: datetime) -> list[str]:
     """Touch the tombstones of stalled deletions (see the module's doc); their pks."""
-    response = store._call(
+    response = store.db.call(
         "query",
         TableName=store.table,
         KeyConditionExpression="pk = :pk",
@@ -94,7 +94,7 @@ def resume_stalled(store: ProfileStore, now: datetime) -> list[str]:
     pks = [raw["sk"]["S"] for raw in response.get("Items", [])]
     if not pks:
         return []
-    tombstones = store._batch_get([{"pk": {"S": pk}, "sk": {"S": TOMBSTONE_SK}} for pk in pks])
+    tombstones = store.db.batch_get([{"pk": {"S": pk}, "sk": {"S": TOMBSTONE_SK}} for pk in pks])
     before = format_time(now - timedelta(seconds=STALLED_SECONDS))
     touched = []
     for tombstone in tombstones:
@@ -108,7 +108,7 @@ def resume_stalled(store: ProfileStore, now: datetime) -> list[str]:
 def _touch(store: ProfileStore, tombstone: dict[str, Any], now: datetime) -> bool:
     """Bump the step (the stream record that starts the next one), if no step moved it meanwhile."""
     try:
-        store._call(
+        store.db.call(
             "update_item",
             TableName=store.table,
             Key={"pk": {"S": str(tombstone["pk"])}, "sk": {"S": TOMBSTONE_SK}},

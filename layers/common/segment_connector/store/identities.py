@@ -14,7 +14,7 @@ class IdentityLookup:
 
     def __init__(self, store: ProfileStore, pks: list[str]):
         self.store = store
-        self.items = store.identity_items(pks)
+        self.items = store.profiles.identity_items(pks)
         for _ in range(MAX_ALIAS_HOPS):
             missing = {
                 item.profile_pk
@@ -23,7 +23,7 @@ class IdentityLookup:
             }
             if not missing:
                 break
-            self.items.update(store.identity_items(missing))
+            self.items.update(store.profiles.identity_items(missing))
 
     def profile_at(self, pk: str) -> UserProfile | None:
         for _ in range(MAX_ALIAS_HOPS + 1):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from segment_connector.store.profile_store import ProfileStore, serialize
+from segment_connector.store.profile_store import ProfileStore
 
 PK_PREFIX = "seghist#"
 SK = "seghist"
@@ -59,7 +59,7 @@ def read(store: ProfileStore, uids: Iterable[str]) -> dict[str, Announced]:
     if not keys:
         return {}
     found: dict[str, Announced] = {}
-    for raw in store._batch_get(keys):
+    for raw in store.db.batch_get(keys):
         uid = str(raw["pk"]).removeprefix(PK_PREFIX)
         merged_into = raw.get("merged_into")
         found[uid] = Announced(
@@ -75,7 +75,7 @@ def write(store: ProfileStore, histories: Iterable[Announced]) -> None:
     """Record histories, in order (a survivor's before the marks of the profiles merged into it:
     a crash between them unites again, and the events' change-derived ids keep that exact)."""
     for history in histories:
-        store._call("put_item", TableName=store.table, Item=serialize(history.to_item()))
+        store.db.put_item(history.to_item())
 
 
 def prior(own: Announced | None, fallback: list[str], absorbed: Iterable[Announced | None], survivor: str) -> list[str]:

@@ -53,7 +53,7 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
     profile = profiles_at(store, [pk])[pk]
     if profile is not None:
         return profile
-    if not pk.startswith("id#email#") and store.has_events(pk):
+    if not pk.startswith("id#email#") and store.events.exist_in(pk):
         # Seen only through events so far (e.g. an anonymous visitor): a profile without traits.
         _, kind, value = pk.split("#", 2)
         return UserProfile(
@@ -72,7 +72,7 @@ def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) 
     profile = find_user(store, reference)
     account_traits = None
     if profile.account_id and settings.segments_use_account_traits():
-        account = store.accounts([profile.account_id]).get(profile.account_id)
+        account = store.profiles.accounts([profile.account_id]).get(profile.account_id)
         account_traits = account.traits if account else None
     segments = user_segment_names(
         settings.segments,
@@ -109,7 +109,7 @@ def user_events_page(
     count = _event_limit(limit)
     before = decode_cursor(cursor)
     profile = find_user(store, reference)
-    found = store.events_newest_first(profile.event_partitions(), before, page=min(count + 1, MAX_EVENT_LIMIT))
+    found = store.events.newest_first(profile.event_partitions(), before, page=min(count + 1, MAX_EVENT_LIMIT))
     views: list[dict[str, Any]] = []
     size = 2  # []
     last = None
@@ -177,7 +177,7 @@ def decode_cursor(cursor: str | None) -> tuple[str, str] | None:
 
 def account_view(store: ProfileStore, settings: ConnectorSettings, group_id: str) -> dict[str, Any]:
     group_id = unquote(group_id)
-    account = store.accounts([group_id]).get(group_id)
+    account = store.profiles.accounts([group_id]).get(group_id)
     if account is None:
         raise NotFound(f"no account {group_id}")
     return {
