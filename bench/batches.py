@@ -43,7 +43,7 @@ class BatchRun:
 @contextlib.contextmanager
 def limits_lifted(body_bytes: int, messages: int) -> Iterator[list[str]]:
     """Raise the inbound's size limits (if it has them) to let this body through."""
-    from segment_connector.inbound import ingest as inbound
+    from segment_connector.inbound import delivery as inbound
 
     lifted = []
     saved = {}

@@ -9,8 +9,9 @@ import pytest
 
 from harness import SerializedClient, basic
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.inbound import ingest as inbound
-from segment_connector.inbound.ingest import Delivery, Secrets, receive
+from segment_connector.inbound.delivery import Delivery, Secrets
+from segment_connector.inbound.ingest import receive
+from segment_connector.inbound.ingestor import Ingestor
 from segment_connector.store.profile_store import ProfileStore
 
 SPEC_CONTEXT = {
@@ -349,7 +350,7 @@ def test_50_identifies_of_one_user_through_linked_anonymous_ids_are_200_the_firs
         for n in range(50)
     ]
     conflicts = []
-    commit = inbound.Ingestor._commit
+    commit = Ingestor._commit
 
     def counting_commit(self: Any, build: Any) -> Any:
         original_build = build
@@ -360,7 +361,7 @@ def test_50_identifies_of_one_user_through_linked_anonymous_ids_are_200_the_firs
 
         return commit(self, build_and_count)
 
-    monkeypatch.setattr(inbound.Ingestor, "_commit", counting_commit)
+    monkeypatch.setattr(Ingestor, "_commit", counting_commit)
     result = receive(Delivery(json.dumps(identifies).encode(), headers, "segment"), settings, secrets, store, 16)
     # Then it is answered 200 the first time: every identify stored, none retried after a lost race
     assert result.counts["stored"] == 50 and not result.rejected

@@ -22,7 +22,9 @@ from conftest import API_KEY, TABLE, basic
 from segment_connector.domain.errors import ConnectorError
 from segment_connector.domain.models.items import account_pk, identity_pk
 from segment_connector.domain.models.messages import MESSAGE_ADAPTER
-from segment_connector.inbound import ingest as inbound
+from segment_connector.inbound.delivery import Delivery, Secrets
+from segment_connector.inbound.ingest import receive as receive_delivery
+from segment_connector.inbound.outcomes import IngestResult
 from segment_connector.runtime import config
 from segment_connector.store.profile_store import shared_store
 from soak import jsontext, values
@@ -148,14 +150,14 @@ def mutated_messages(draw: Any, tag: str = "prop-tag") -> tuple[str, dict[str, A
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def receive(body: bytes, call: str | None, source: Literal["segment", "api"]) -> inbound.IngestResult:
-    delivery = inbound.Delivery(
+def receive(body: bytes, call: str | None, source: Literal["segment", "api"]) -> IngestResult:
+    delivery = Delivery(
         raw_body=body, headers={"authorization": basic(), "content-type": "application/json"}, source=source, call=call
     )
-    return inbound.receive(
+    return receive_delivery(
         delivery,
         config.load_settings(),
-        inbound.Secrets(API_KEY, None),
+        Secrets(API_KEY, None),
         shared_store(config.table_name()),
         config.inbound_writers(),
     )

@@ -15,13 +15,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector.domain.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
 from segment_connector.domain.storable import ProfileTooLarge
-from segment_connector.inbound import ingest as inbound
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.runtime.route_docs import answers, request_body
 from segment_connector.store.profile_store import ProfileStore, shared_store
-from segment_connector.views import profiles
+
+# Imported by the routes that need them, not at a cold start: a delivery imports the ingest (the
+# message models, the writers' pool) on its first call; the Profile API's reads and /health never do.
 
 logger = Logger(**LOGGER_OPTIONS)
 route_package_logs(logger)
@@ -49,11 +50,14 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 
 def _deliver(source: str, call: str | None = None) -> Response[Any]:
+    from segment_connector.inbound.delivery import Delivery, Secrets
+    from segment_connector.inbound.ingest import receive
+
     event = app.current_event
     raw = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode()
-    delivery = inbound.Delivery(raw_body=raw, headers=event.headers or {}, source=source, call=call)  # type: ignore[arg-type]
-    secrets = inbound.Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
-    result = inbound.receive(delivery, config.load_settings(), secrets, store(), config.inbound_writers())
+    delivery = Delivery(raw_body=raw, headers=event.headers or {}, source=source, call=call)  # type: ignore[arg-type]
+    secrets = Secrets(config.get_secret("api-key"), config.get_secret("shared-secret"))
+    result = receive(delivery, config.load_settings(), secrets, store(), config.inbound_writers())
     for outcome, count in {**result.counts, "rejected": len(result.rejected)}.items():
         if count:
             metrics.add_metric(name=f"Messages{outcome.capitalize()}", unit=MetricUnit.Count, value=count)
@@ -139,7 +143,9 @@ def segment_destination() -> Response[dict[str, Any]]:
     openapi_extensions={"requestBody": _DELIVERY_BODY},
 )
 def tracking_api(call: str) -> Response[dict[str, Any]]:
-    if call not in inbound.TRACKING_CALLS:
+    from segment_connector.inbound.delivery import TRACKING_CALLS
+
+    if call not in TRACKING_CALLS:
         return not_found(None)
     return _deliver("api", call)
 
@@ -156,6 +162,8 @@ def tracking_api(call: str) -> Response[dict[str, Any]]:
     responses=_answers("The user", "User", *_READ_ERRORS),
 )
 def get_user(reference: str) -> Response[dict[str, Any]]:
+    from segment_connector.views import profiles
+
     _authorize_read()
     return _json(200, profiles.user_view(store(), config.load_settings(), reference))
 
@@ -174,6 +182,8 @@ def get_user(reference: str) -> Response[dict[str, Any]]:
     responses=_answers("The events, newest first", "Events", *_READ_ERRORS),
 )
 def get_user_events(reference: str) -> Response[dict[str, Any]]:
+    from segment_connector.views import profiles
+
     _authorize_read()
     query = app.current_event
     limit, cursor = query.get_query_string_value("limit"), query.get_query_string_value("next")
@@ -194,6 +204,8 @@ def get_user_events(reference: str) -> Response[dict[str, Any]]:
     responses=_answers("The account", "Account", *_READ_ERRORS),
 )
 def get_account(group_id: str) -> Response[dict[str, Any]]:
+    from segment_connector.views import profiles
+
     _authorize_read()
     return _json(200, profiles.account_view(store(), config.load_settings(), group_id))
 
