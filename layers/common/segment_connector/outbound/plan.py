@@ -14,10 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from typing import TYPE_CHECKING, Any
 
 from segment_connector.domain.errors import SettingsInvalid
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
@@ -45,6 +42,9 @@ from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
 from segment_connector.store.table import deserialize
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,11 @@ def _record_histories(store: ProfileStore, planner: Planner, plans: list[RecordP
 
 
 def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> dict[str, Any]:
+    # Imported by the first stream batch, not at a cold start: the batch utility imports
+    # Powertools' parser models (DynamoDB, Kinesis, SQS records: pydantic models built at import,
+    # about half of what OutboundFunction imports beyond the floor), which a replay never uses.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
     def record_handler(record: DynamoDBRecord) -> None:
