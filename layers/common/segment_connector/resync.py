@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from segment_connector import config, deletions_pending, segment_history
+from segment_connector import config, deletions_pending
 from segment_connector.delivery import ClientPool, DeadLetters, Entry, deliver
 from segment_connector.errors import SettingsInvalid
 from segment_connector.invoker import FunctionInvoker
@@ -390,10 +390,8 @@ class PageSync:
         return {key: items[key] for key in lost}
 
     def _send_and_commit(self, plans: list[ItemPlan], claims: Mapping[str, Any], count: PageCount) -> None:
-        events = [event for plan in plans for event in plan.events]
-        if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
-            self.store.put_new_events(events)
-        segment_history.write(self.store, [plan.history for plan in plans if plan.history])
+        # Entered/Left Segment: claimed in the person's segment history, then stored (sent by the stream)
+        self.planner.announce(plans)
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed
