@@ -119,8 +119,7 @@ def _process(
             len(records),
         )
         return _unplanned(records, f"batch not planned: {error!r}", store, now, metrics)
-    metrics["SegmentEventsRecorded"] += _record_segment_events(store, plans)
-    _record_histories(store, planner, plans)
+    metrics["SegmentEventsRecorded"] += _announce_segments(store, planner, plans)
     entries = [entry for plan in plans for entry in plan.entries]
     outcome = Outcome()
     if entries and not write_key:
@@ -158,37 +157,52 @@ def _unplanned(
     return settlement.failed
 
 
-def _record_segment_events(store: ProfileStore, plans: list[RecordPlan]) -> int:
-    recorded = 0
-    for plan in plans:
-        try:
-            recorded += sum(store.events.put(event) for event in plan.events)
-        except Exception as error:  # noqa: BLE001 - the record is retried (put_event is idempotent)
-            log.warning(
-                "outbound: could not record segment events of record %s: %r",
-                plan.seq,
-                error,
-                extra={"sequence_number": plan.seq},
-            )
-            plan.fail(f"could not record Entered/Left Segment events: {error!r}")
-    return recorded
-
-
-def _record_histories(store: ProfileStore, planner: Planner, plans: list[RecordPlan]) -> None:
-    """Record what the people of the batch were told, once their Entered/Left events are stored;
-    not for a person one of whose records failed (its retry plans again from the recorded history)."""
+def _announce_segments(store: ProfileStore, planner: Planner, plans: list[RecordPlan]) -> int:
+    """Claim the people's new segment histories, then store their Entered/Left events (segment_history);
+    how many events were stored. Not for a person one of whose records failed (its retry plans again
+    from the recorded history). A claim lost to another writer (a resync page, another shard) fails
+    its records: their retry plans again from the winner's history, whose events are the only ones."""
     failed = {plan.seq for plan in plans if plan.error}
-    writes = [state for state, seqs in planner.history_writes.values() if not seqs & failed]
-    if not writes:
-        return
+    claimed: list[tuple[Announced, set[str]]] = []
+    for group in planner.claims():
+        states = [planner.history_writes[uid][0] for uid in group]
+        seqs = {seq for uid in group for seq in planner.history_writes[uid][1]}
+        if seqs & failed:
+            continue
+        try:
+            written = segment_history.claim(store, states)
+        except Exception as error:  # noqa: BLE001 - the records are retried: their events' ids are stable
+            written, reason = None, f"could not record the segment history: {error!r}"
+        else:
+            reason = "the segment history changed meanwhile: planned again"
+        if written is None:
+            log.warning("outbound: %s (person %s)", reason, group[0])
+            failed |= _fail(plans, seqs, reason)
+            continue
+        claimed += [(state, seqs) for state in written]
+    found = [h for uid, h in planner.found.items() if h.pending and uid not in planner.history_writes]
+    return _complete(store, plans, claimed + [(history, set()) for history in found])
+
+
+def _complete(store: ProfileStore, plans: list[RecordPlan], claimed: list[tuple[Announced, set[str]]]) -> int:
+    """Store the claimed (or found pending) events; a failure fails the records (a retry stores them)."""
     try:
-        segment_history.write(store, writes)
-    except Exception as error:  # noqa: BLE001 - the records are retried: their events' ids are stable
-        log.warning("outbound: could not record the segment history: %r", error)
-        seqs = {seq for _, seqs in planner.history_writes.values() for seq in seqs}
-        for plan in plans:
-            if plan.seq in seqs and not plan.error:
-                plan.fail(f"could not record the segment history: {error!r}")
+        return segment_history.complete(store, [history for history, _ in claimed])
+    except Exception as error:  # noqa: BLE001 - the claims keep them pending: the retries store them
+        log.warning("outbound: could not record Entered/Left Segment events: %r", error)
+        _fail(
+            plans,
+            {seq for _, seqs in claimed for seq in seqs},
+            f"could not record Entered/Left Segment events: {error!r}",
+        )
+        return 0
+
+
+def _fail(plans: list[RecordPlan], seqs: set[str], reason: str) -> set[str]:
+    for plan in plans:
+        if plan.seq in seqs and not plan.error:
+            plan.fail(reason)
+    return seqs
 
 
 def _respond(event: Mapping[str, Any], context: Any, failed: dict[str, str]) -> dict[str, Any]:
@@ -274,6 +288,8 @@ class Planner:
         self.linked: set[tuple[str, str]] = set()  # (profile uid, group id) linked by a user record here
         self.histories: dict[str, Announced] = {}  # by uid: what each person was last told (segment_history)
         self.history_writes: dict[str, tuple[Announced, set[str]]] = {}  # by uid: (to record, its records)
+        self.found: dict[str, Announced] = {}  # the histories as read
+        self.absorbed: dict[str, list[str]] = {}  # by survivor uid: the uids it united (claimed with it)
 
     def plan(self, records: list[dict[str, Any]]) -> list[RecordPlan]:
         changes: list[_Change] = []
@@ -326,7 +342,8 @@ class Planner:
             if (user := self.profiles.get(pk)) is not None
         ]
         if uids:
-            self.histories = segment_history.read(self.store, uids)
+            self.found = segment_history.read(self.store, uids)
+            self.histories = dict(self.found)
 
     def _account_images(self, changes: list[_Change]) -> dict[str, Account]:
         """The batch's account images (the latest one wins); notes the users that link to an account."""
@@ -408,9 +425,7 @@ class Planner:
         # a moved profile's previous state is its own history: none recorded means nothing was told
         # (its first records may still be in another shard), so it is diffed from nothing
         fallback = [] if moved else old_segments
-        told = self._told(change, new, new.updated_at, fallback, new_segments, _people(change)[1:], moved)
-        if told is not None:
-            change.plan.events += segment_events(new, new.updated_at, change.pk, change.seq, "", told, new_segments)
+        self._segment_change(change, new, new.updated_at, fallback, new_segments, _people(change)[1:], moved, "")
         is_in = self.rules.in_filter(new_segments)
         was_in = is_in if moved else old is not None and self.rules.in_filter(old_segments)
         if not any(send_ids(new)):
@@ -434,7 +449,7 @@ class Planner:
         ):
             self._group(change, new, new.account_id, new.updated_at, "group")
 
-    def _told(
+    def _segment_change(
         self,
         change: _Change,
         user: UserProfile,
@@ -443,9 +458,11 @@ class Planner:
         segments: list[str],
         merged: list[str],
         moved: bool,
-    ) -> list[str] | None:
-        """The segments the person was last told about, to diff `segments` against (None: a stale
-        record, superseded by a newer change already announced); notes what to record now.
+        scope: str,
+    ) -> None:
+        """The Entered/Left events of the person's change: `segments` against what it was last told
+        (none for a stale record, superseded by a newer change already announced); notes the
+        history to claim with them (segment_history: the events are stored once it is claimed).
 
         Without a recorded history (profiles from before it was kept) `fallback`, the previous
         image's segments, stands for it. The profiles merged into it (`merged` uids) are united
@@ -453,20 +470,47 @@ class Planner:
         """
         own = self.histories.get(user.uid)
         if own is not None and own.stale(at):
-            return None
+            return
         uniting = [uid for uid in merged if uid != user.uid and _unmerged(self.histories.get(uid), user.uid)]
         told = segment_history.prior(own, fallback, [self.histories.get(uid) for uid in uniting], user.uid)
-        state = Announced(user.uid, list(segments), max(at, own.at) if own else at)
+        events = segment_events(user, at, change.pk, change.seq, scope, told, segments)
+        change.plan.events += events
+        if own is None:
+            state = segment_history.start(user.uid, segments, at, events)
+        else:
+            state = own.then(segments, max(at, own.at), events)
         self.histories[user.uid] = state
         # a move or a merge is recorded always: late records of the pk it left are older than it
-        if own is None or moved or uniting or not own.same(segments):
+        if own is None or moved or uniting or events or not own.same(segments):
             self._note(change.seq, state)
         for uid in uniting:
             other = self.histories.get(uid)
-            mark = Announced(uid, other.segments if other else [], other.at if other else at, merged_into=user.uid)
+            mark = (
+                other.then(other.segments, other.at, [], merged_into=user.uid)
+                if other
+                else Announced(uid, [], at, merged_into=user.uid)
+            )
             self.histories[uid] = mark
             self._note(change.seq, mark)
-        return told
+            self.absorbed.setdefault(user.uid, []).append(uid)
+
+    def claims(self) -> list[list[str]]:
+        """The uids whose histories are claimed together: a person, then the profiles it absorbed
+        (all or none: a survivor's united history never stands without their marks)."""
+        marks = {uid for uids in self.absorbed.values() for uid in uids}
+        seen: set[str] = set()
+        groups = []
+        for root in [uid for uid in self.history_writes if uid not in marks] + list(self.history_writes):
+            group, todo = [], [root]
+            while todo:
+                uid = todo.pop(0)
+                if uid in seen or uid not in self.history_writes:
+                    continue
+                seen.add(uid)
+                group.append(uid)
+                todo += self.absorbed.get(uid, [])
+            groups += [group] if group else []
+        return groups
 
     def _note(self, seq: str, state: Announced) -> None:
         _, seqs = self.history_writes.get(state.uid, (state, set()))
@@ -509,11 +553,7 @@ class Planner:
                 continue
             new_segments = self.rules.user_segments(user, new)
             old_segments = self.rules.user_segments(user, old) if segments_may_change else new_segments
-            told = self._told(change, user, new.updated_at, old_segments, new_segments, [], False)
-            if told is not None:
-                change.plan.events += segment_events(
-                    user, new.updated_at, change.pk, change.seq, f"{user.uid}:", told, new_segments
-                )
+            self._segment_change(change, user, new.updated_at, old_segments, new_segments, [], False, f"{user.uid}:")
             is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
             if not any(send_ids(user)):
                 continue

@@ -45,13 +45,13 @@ from typing import Any
 
 from segment_connector.domain.errors import SettingsInvalid
 from segment_connector.domain.models.items import Account, UserProfile
+from segment_connector.domain.models.messages import format_time
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.domain.times import format_time
 from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool, DeadLetters, Entry, deliver
-from segment_connector.store import deletions_pending, segment_history
+from segment_connector.store import deletions_pending
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs
 from segment_connector.views.jobs import RESYNC_COUNTERS as COUNTERS
@@ -378,10 +378,8 @@ class PageSync:
         return {key: items[key] for key in lost}
 
     def _send_and_commit(self, plans: list[ItemPlan], claims: Mapping[str, Any], count: PageCount) -> None:
-        events = [event for plan in plans for event in plan.events]
-        if events:  # Entered/Left Segment: sent by the stream like any event (stored once per id)
-            self.store.events.put_new(events)
-        segment_history.write(self.store, [plan.history for plan in plans if plan.history])
+        # Entered/Left Segment: claimed in the person's segment history, then stored (sent by the stream)
+        self.planner.announce(plans)
         sent, failed = self.worker.send([entry for plan in plans for entry in plan.entries])
         count.sent += sent
         count.failed += failed

@@ -31,6 +31,8 @@ from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
 
+CLAIM_ATTEMPTS = 5  # a page's claims of one person's segment history lost in a row before it gives up
+
 # The settings that change what is sent; a change of any other setting needs no resync.
 VIEW_FIELDS = (
     "segments",
@@ -79,7 +81,8 @@ class ItemPlan:
     transition: Transition
     entries: list[Entry] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
-    history: Announced | None = None  # what the person is told now, recorded once its events are stored
+    history: Announced | None = None  # what the person is told now, claimed before its events are stored
+    segments: tuple[list[str], list[str]] = ([], [])  # a user's (before, after), to plan its events again
 
     @property
     def changed(self) -> bool:
@@ -94,6 +97,39 @@ class PagePlanner:
         self.now = now
         self._rules: dict[int, Rules] = {}
         self.histories: dict[str, Announced] = {}
+
+    def announce(self, plans: list[ItemPlan]) -> None:
+        """Claim each person's new history, then store the claimed Entered/Left events
+        (segment_history). A claim lost to another writer (the live stream, another page) is planned
+        again from the history that won; still lost after CLAIM_ATTEMPTS: raised (the page is retried)."""
+        todo = [plan for plan in plans if plan.history]
+        claimed: list[Announced] = []
+        for _ in range(CLAIM_ATTEMPTS):
+            if not todo:
+                break
+            todo = self._claim(todo, claimed)
+        if todo:
+            raise RuntimeError(f"segment histories of {len(todo)} profiles kept changing: the page is retried")
+        done = {history.uid for history in claimed}
+        found = [self.histories.get(plan.item.uid) for plan in plans if isinstance(plan.item, UserProfile)]
+        segment_history.complete(self.store, claimed + [h for h in found if h and h.pending and h.uid not in done])
+
+    def _claim(self, todo: list[ItemPlan], claimed: list[Announced]) -> list[ItemPlan]:
+        """One round of claims (the written states added to `claimed`); the plans of the lost ones,
+        planned again from the histories that won (those that still announce something)."""
+        lost: list[ItemPlan] = []
+        for plan in todo:
+            assert plan.history is not None
+            written = segment_history.claim(self.store, [plan.history])
+            lost += [plan] if written is None else []
+            claimed += written or []
+        users = [plan.item for plan in lost if isinstance(plan.item, UserProfile)]
+        if users:
+            self.histories.update(segment_history.read(self.store, [user.uid for user in users]))
+        for plan, user in zip(lost, users, strict=True):
+            plan.events, plan.history = [], None
+            self._segment_events(plan, user, *plan.segments)
+        return [plan for plan in lost if plan.history]
 
     def plan(self, work: list[tuple[UserProfile | Account, Transition]]) -> list[ItemPlan]:
         accounts = self._accounts(work)
@@ -147,14 +183,16 @@ class PagePlanner:
     def _segment_events(self, plan: ItemPlan, user: UserProfile, old: list[str], new: list[str]) -> None:
         """Entered/Left against what the person was last told (the live stream records it too), else
         against its view under the settings before; none for a profile the stream has seen newer."""
+        plan.segments = (old, new)
         own = self.histories.get(user.uid)
         if own is not None and own.stale(user.updated_at):
             return
         told = own.segments if own else old
         plan.events += segment_events(user, self.now, user.uid, plan.transition.tx, "", told, new)
-        if plan.events or (own is not None and not own.same(new)):
-            at = max(own.at, user.updated_at) if own else user.updated_at
-            plan.history = Announced(user.uid, list(new), at)
+        if own is None and plan.events:
+            plan.history = segment_history.start(user.uid, new, user.updated_at, plan.events)
+        elif own is not None and (plan.events or not own.same(new)):
+            plan.history = own.then(new, max(own.at, user.updated_at), plan.events)
 
     # -- accounts ---------------------------------------------------------------------------------
 
