@@ -45,8 +45,8 @@ from typing import Any
 
 from segment_connector.domain.errors import SettingsInvalid
 from segment_connector.domain.models.items import Account, UserProfile
-from segment_connector.domain.models.messages import format_time
 from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.domain.times import format_time
 from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionInvoker

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segment_connector.domain.models.messages import format_time, parse_time
+from segment_connector.domain.times import format_time, parse_time
 from segment_connector.store.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
