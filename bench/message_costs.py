@@ -65,9 +65,9 @@ def batch_lambda_seconds(run: BatchRun) -> float:
 
 
 def _context_keep() -> dict[str, Any]:
-    """The context fields the outbound sends back (segment_connector.outbound.plan), if it says."""
+    """The context fields the outbound sends back (segment_connector.outbound.events), if it says."""
     try:
-        from segment_connector.outbound import plan as outbound
+        from segment_connector.outbound import events as outbound
 
         keep: dict[str, Any] = dict.fromkeys(outbound.CONTEXT_KEYS)
         keep["page"] = dict.fromkeys(outbound.PAGE_KEYS)

@@ -414,7 +414,7 @@ def test_one_profile_lookup_serves_all_events_of_a_batch(connector, message, mon
     connector.settings(synchronized_segments=["ALL"])
     connector.post(*[message("track", userId=f"u{n}", event="Clicked") for n in range(3)])
     calls = []
-    import segment_connector.outbound.plan as outbound
+    import segment_connector.outbound.reads as outbound
 
     real = outbound.profiles_at  # type: ignore[attr-defined]
     monkeypatch.setattr(outbound, "profiles_at", lambda store, pks: calls.append(pks) or real(store, pks))  # type: ignore[func-returns-value]

@@ -360,7 +360,7 @@ def test_a_batch_that_cannot_be_planned_counts_attempts_and_is_kept_whole(connec
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("DynamoDB is unreachable")
 
-    from segment_connector.outbound import plan as outbound
+    from segment_connector.outbound import reads as outbound
     from segment_connector.store.identities import profiles_at as working
 
     monkeypatch.setattr(outbound, "profiles_at", broken)

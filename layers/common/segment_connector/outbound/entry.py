@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segment_connector.outbound import plan as outbound
+from segment_connector.outbound import handler as outbound
 from segment_connector.runtime import config
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.segment_api.delivery import ClientPool

@@ -305,7 +305,7 @@ def _plan_records(letters: list[dict[str, Any]], store: ProfileStore) -> dict[st
     Entered/Left Segment events are recorded (idempotent); a failure is the plan's error."""
     if not letters:
         return {}
-    from segment_connector.outbound.plan import Planner  # outbound imports delivery; planning is its job
+    from segment_connector.outbound.planner import Planner  # outbound imports delivery; planning is its job
 
     records = [letter["payload"][STREAM_RECORD] for letter in letters]
     try:

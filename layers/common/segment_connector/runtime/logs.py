@@ -53,7 +53,7 @@ def route_package_logs(logger: Logger) -> None:
     The records then carry the function's service name and the keys the Logger holds for the
     invocation (function_request_id, ...). They do not propagate to the root logger: on Lambda its
     handler has Powertools' SuppressFilter, which drops any record whose logger name contains the
-    service name ("segment_connector.outbound.plan"), and prints the others a second time as plain text.
+    service name ("segment_connector.outbound.handler"), and prints the others a second time as plain text.
     Called again (a new Logger), no line is written twice: the package keeps one handler, which
     writes each line with the handler of the function that runs (`function_logs`).
     """
