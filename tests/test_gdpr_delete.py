@@ -16,7 +16,7 @@ from local_stack.iam.enforce import enforce
 from segment_connector.domain.models.items import StoredEvent, identity_pk
 from segment_connector.inbound import identity
 from segment_connector.outbound import deletion as sweep
-from segment_connector.resync import job as resync
+from segment_connector.resync import clock as resync_clock
 from segment_connector.store import deletion, deletions_pending
 from segment_connector.store import profile_store as storage
 from segment_connector.store.table import serialize
@@ -398,8 +398,8 @@ def test_a_deletion_the_stream_gave_up_on_is_shown_then_resumed_by_the_schedule_
     # Then nothing restarts it yet
     assert connector.stream.read() == []
     # When the schedule fires once its last step is older than STALLED_SECONDS
-    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     resyncs.invoke({"action": "status"})
     # Then its tombstone is touched (the next step's stream record) and the sweep runs to the end
     (tombstone,) = aws.items_of_kind("deletion")
@@ -420,8 +420,8 @@ def test_resuming_a_stalled_deletion_needs_resyncs_update_grant(
     connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})
     connector.stream.skip()
     resyncs = Resync(aws, sink, monkeypatch)
-    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     # When the schedule fires with ResyncFunction's role without dynamodb:UpdateItem
     enforce(
         authority_for(

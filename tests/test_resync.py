@@ -19,7 +19,10 @@ from local_stack.iam.enforce import enforce
 from local_stack.lambda_runtime import LambdaContext
 from local_stack.template import load_template
 from segment_connector.domain.models.items import Account, IdentityAlias, UserProfile, account_pk, identity_pk
+from segment_connector.resync import clock as resync_clock
 from segment_connector.resync import job as resync
+from segment_connector.resync import stale as resync_stale
+from segment_connector.resync import work as resync_work
 from segment_connector.runtime.invoker import FunctionInvoker
 from segment_connector.segment_api.delivery import ClientPool
 from segment_connector.store.events import Events
@@ -238,8 +241,8 @@ def test_a_resync_over_10000_profiles_sends_exactly_the_users_whose_view_changed
 
 def test_settings_changed_during_a_resync_restart_it_and_send_nothing_twice(resyncs, aws, monkeypatch):
     # Given 400 users, half pro, none sent yet; pages of 10 so that a job takes many steps
-    monkeypatch.setattr(resync, "PAGE_SIZE", 10)
-    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)  # one page per invocation
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 10)
+    monkeypatch.setattr(resync_work, "TIME_MARGIN", TIMEOUT + 1)  # one page per invocation
     users: list[dict[str, Any]] = [
         {"user_id": f"u{n:03d}", "traits": {"plan": "pro" if n % 2 else "free", "tier": n % 3}} for n in range(400)
     ]
@@ -440,8 +443,8 @@ def test_two_saves_during_a_resync_run_side_by_side_send_each_entered_and_left_o
     ]
     resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
     put_users(aws, users)
-    monkeypatch.setattr(resync, "PAGE_SIZE", 2)
-    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 2)
+    monkeypatch.setattr(resync_work, "TIME_MARGIN", TIMEOUT + 1)
     # When "Pro" becomes plan in (pro, team), and while 6 instances work on it the settings are
     # saved twice more (tier whitelisted, then plan too)
     team = {"name": "Pro", "rule": {"trait": "plan", "op": "in", "value": ["pro", "team"]}}
@@ -477,7 +480,7 @@ def test_an_invocation_killed_mid_page_loses_nothing_and_sends_nothing_twice(
     resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
     put_users(aws, users)
     monkeypatch.setenv("RESYNC_SEGMENTS", "2")
-    monkeypatch.setattr(resync, "PAGE_SIZE", 5)
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 5)
     # And the invocation dies at a chosen call, once
     real = getattr(job_store, method)
     calls = [0]
@@ -543,8 +546,8 @@ def test_profiles_deleted_or_aliased_mid_resync_leave_every_other_user_identifie
     # Given 192 anonymous pro users, stored while the filter was empty; pages of 8, one per invocation
     resyncs.given_settings(segments=[PRO], synchronized_segments=[])
     profiles = put_anonymous(aws, 192, {"plan": "pro"})
-    monkeypatch.setattr(resync, "PAGE_SIZE", 8)
-    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 8)
+    monkeypatch.setattr(resync_work, "TIME_MARGIN", TIMEOUT + 1)
     # When the filter becomes Pro and the resync gets part of the way
     resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
     resyncs.run(steps=20)
@@ -591,8 +594,8 @@ def test_a_failed_self_invocation_leaves_the_job_stale_and_the_next_status_resum
     resyncs.given_settings(segments=[PRO], synchronized_segments=[])
     put_users(aws, [{"user_id": f"u{n:02d}", "traits": {"plan": "pro"}} for n in range(40)])
     monkeypatch.setenv("RESYNC_SEGMENTS", "2")
-    monkeypatch.setattr(resync, "PAGE_SIZE", 5)
-    monkeypatch.setattr(resync, "TIME_MARGIN", TIMEOUT + 1)
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 5)
+    monkeypatch.setattr(resync_work, "TIME_MARGIN", TIMEOUT + 1)
     # And Lambda refuses segment 1's hand-over and its retry (the invocation fails; its retries too)
     resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
     refusing = RefusingInvoker(segment=1, refusals=2)
@@ -606,8 +609,8 @@ def test_a_failed_self_invocation_leaves_the_job_stale_and_the_next_status_resum
     # Then the job is still running with nothing queued, and a status soon after changes nothing
     assert resyncs.job()["status"] == "running" and not refusing.queue
     # When a status is asked once the segment has made no progress for three function timeouts
-    later = resync.utcnow() + timedelta(seconds=resync.STALE_SECONDS + 60)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=resync_stale.STALE_SECONDS + 60)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     assert resyncs.job()["status"] == "running"
     assert [payload["segment"] for payload in refusing.queue] == [1]
     resyncs.run()

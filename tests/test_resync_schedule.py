@@ -13,7 +13,9 @@ import pytest
 
 from local_stack.schedules import Schedule, interval_from, scheduled_inputs
 from local_stack.template import load_template
-from segment_connector.resync import job as resync
+from segment_connector.resync import clock as resync_clock
+from segment_connector.resync import stale as resync_stale
+from segment_connector.resync import work as resync_work
 from segment_connector.store import deletions_pending
 from test_resync import PRO, RefusingInvoker, Resync, identifies, put_users
 
@@ -77,8 +79,8 @@ def test_a_job_that_moves_or_is_done_is_left_alone_by_the_schedule(resyncs, aws,
     assert not [call for call in calls if call in WRITES] and len(resyncs.invoker.queue) == queued
     # And once the job is done, a tick even far in the future writes nothing either
     resyncs.run()
-    later = resync.utcnow() + timedelta(seconds=resync.STALE_SECONDS * 10)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=resync_stale.STALE_SECONDS * 10)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     with dynamodb_calls(aws) as calls:
         assert resyncs.invoke(scheduled_event())["status"] == "done"
     assert not [call for call in calls if call in WRITES] and not resyncs.invoker.queue
@@ -89,8 +91,8 @@ def test_a_job_whose_segment_chain_died_is_resumed_by_the_schedule_and_completes
     resyncs.given_settings(segments=[PRO], synchronized_segments=[])
     put_users(aws, [{"user_id": f"u{n:02d}", "traits": {"plan": "pro"}} for n in range(40)])
     monkeypatch.setenv("RESYNC_SEGMENTS", "2")
-    monkeypatch.setattr(resync, "PAGE_SIZE", 5)
-    monkeypatch.setattr(resync, "TIME_MARGIN", 10_000)
+    monkeypatch.setattr(resync_work, "PAGE_SIZE", 5)
+    monkeypatch.setattr(resync_work, "TIME_MARGIN", 10_000)
     # And Lambda refuses segment 1's hand-over and its retry: that chain dies, nobody asks for status
     resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
     refusing = RefusingInvoker(segment=1, refusals=2)
@@ -103,8 +105,8 @@ def test_a_job_whose_segment_chain_died_is_resumed_by_the_schedule_and_completes
             resyncs.invoke(refusing.queue.popleft())
     assert not refusing.queue
     # When the schedule fires once the segment has made no progress for STALE_SECONDS
-    later = resync.utcnow() + timedelta(seconds=resync.STALE_SECONDS + 60)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=resync_stale.STALE_SECONDS + 60)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     resyncs.invoke(scheduled_event())
     # Then segment 1 is invoked again; its chain runs to the end and the job is done
     assert [payload["segment"] for payload in refusing.queue] == [1]
@@ -178,8 +180,8 @@ def test_a_deletion_in_progress_that_moves_is_left_alone_by_the_schedule(resyncs
     (tombstone,) = aws.items_of_kind("deletion")
     assert tombstone["step"] == 0 and "resumed" not in tombstone
     # And once that step is older than STALLED_SECONDS, one tick touches it once
-    later = resync.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
-    monkeypatch.setattr(resync, "utcnow", lambda: later)
+    later = resync_clock.utcnow() + timedelta(seconds=deletions_pending.STALLED_SECONDS + 1)
+    monkeypatch.setattr(resync_clock, "utcnow", lambda: later)
     with dynamodb_calls(aws) as calls:
         resyncs.invoke(scheduled_event())
     assert [call for call in calls if call in WRITES] == ["UpdateItem"]
