@@ -83,3 +83,29 @@ def test_commands_reach_aws_only_through_the_adapters() -> None:
 def test_every_cli_module_is_at_most_400_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in modules(CLI) if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+
+
+def oversized(folder: Path) -> list[str]:
+    """The modules over MAX_MODULE_LINES and the classes over MAX_CLASS_LINES under the folder."""
+    found: list[str] = []
+    for path in modules(folder):
+        source = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(ROOT))
+        if (lines := len(source.splitlines())) > MAX_MODULE_LINES:
+            found.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source, name)):
+            if isinstance(node, ast.ClassDef) and (size := (node.end_lineno or node.lineno) - node.lineno + 1) > (
+                MAX_CLASS_LINES
+            ):
+                found.append(f"{name}: class {node.name} {size} lines")
+    return found
+
+
+def test_every_module_is_at_most_400_lines_and_every_class_at_most_250() -> None:
+    # Given the package and the CLI / Then each module has at most 400 lines and each class at
+    # most 250 (a bigger one holds more than one job: split it by job)
+    assert oversized(LAYER / "segment_connector") + oversized(CLI) == []
