@@ -105,7 +105,7 @@ openapi: venv
 	$(PY) -m local_stack.openapi docs/openapi.json
 
 # The report is printed even when a test fails; the exit status is pytest's.
-coverage: venv
+coverage: venv tools
 	@status=0; $(PY) -m coverage run -m pytest || status=$$?; $(PY) -m coverage report; exit $$status
 
 build: tools
@@ -129,14 +129,14 @@ deploy: venv build  # venv: the operator CLI (.venv/bin/segment-connector) sets 
 		SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam deploy --guided $(DEPLOY_ARGS); \
 	fi
 
-bench: venv
+bench: venv tools
 	$(PY) -m bench
 
 replay: venv
 	$(VENV)/bin/segment-connector replay --local
 
 .PHONY: soak
-soak: venv
+soak: venv tools  # tools: the stack checks each call against its role (SAM's translator)
 	$(PY) -m soak
 
 # The console's browser tests (tests/test_console_browser.py) drive Chromium through Playwright
