@@ -1,6 +1,7 @@
-"""Shared fixtures (every fixture of the suite lives here; helpers are in harness.py and
-stream_helpers.py): a moto account built from template.yaml, handlers loaded from their files,
-the Segment sink, the connector wired end to end and the function's log."""
+"""Shared fixtures (every fixture of the suite lives here; helpers are in harness.py,
+stream_helpers.py and resync_helpers.py): a moto account built from template.yaml, handlers loaded
+from their files, the Segment sink, the connector wired end to end, ResyncFunction with its queue
+and the function's log."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from harness import (
 from local_stack.iam.enforce import enforce, stop_enforcing
 from local_stack.segment_sink import SegmentSink
 from local_stack.template import table_definition, ttl_attribute
+from resync_helpers import Resync
 from stream_helpers import WRITE_KEY, Connector
 
 pytest_plugins = ("pytester",)  # tests/test_ci.py runs pytest on small test files
@@ -180,6 +182,12 @@ def connector(aws: Aws, api: Api, sink: SegmentSink, fake_time: FakeTime, monkey
     aws.set_secret("write-key", WRITE_KEY)
     monkeypatch.setenv("SEGMENT_API_URL", sink.url)
     return Connector(aws, api, sink, fake_time, load_handler_module("outbound"))
+
+
+@pytest.fixture
+def resyncs(aws: Aws, sink: SegmentSink, monkeypatch: pytest.MonkeyPatch) -> Resync:
+    """Given ResyncFunction loaded from its file, its async self-invocations held in a queue the test runs."""
+    return Resync(aws, sink, monkeypatch)
 
 
 @pytest.fixture

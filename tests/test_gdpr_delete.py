@@ -13,6 +13,7 @@ import pytest
 from harness import TABLE, TEST_DEPLOYMENT, Api, Aws, iam_authority, template_without
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import enforce
+from resync_helpers import Resync
 from segment_connector.domain.models.items import StoredEvent, identity_pk
 from segment_connector.inbound import identity
 from segment_connector.outbound import deletion as sweep
@@ -21,7 +22,6 @@ from segment_connector.store import deletion, deletions_pending
 from segment_connector.store import profile_store as storage
 from segment_connector.store.table import serialize
 from stream_helpers import Connector, failed_sequence_numbers
-from test_resync import Resync
 
 PERSONAL = ("user", "alias", "event", "ids", "sync", "seghist", "deletion", "deletion_pending")
 

@@ -2,124 +2,42 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from datetime import timedelta
 from typing import Any, cast
 
 import pytest
 
-from harness import PREFIX, TABLE, TEST_DEPLOYMENT, iam_authority, load_handler_module, template_without
+from harness import TABLE, TEST_DEPLOYMENT, iam_authority, template_without
 from local_stack.iam.deployment import authority_for
 from local_stack.iam.enforce import enforce
 from local_stack.lambda_runtime import LambdaContext
-from local_stack.template import load_template
+from resync_helpers import (
+    PRO,
+    SEGMENTS,
+    SETTINGS_CHANGED,
+    TIMEOUT,
+    Resync,
+    a_job_whose_segment_chain_died,
+    identifies,
+    put_users,
+)
 from segment_connector.domain.models.items import Account, IdentityAlias, UserProfile, account_pk, identity_pk
 from segment_connector.resync import clock as resync_clock
 from segment_connector.resync import job as resync
 from segment_connector.resync import stale as resync_stale
 from segment_connector.resync import work as resync_work
 from segment_connector.runtime.invoker import FunctionInvoker
-from segment_connector.segment_api.delivery import ClientPool
 from segment_connector.store.events import Events
-from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.profiles import Profiles
 from segment_connector.store.syncs import SyncItems
 from segment_connector.store.table import serialize
-from stream_helpers import WRITE_KEY, _loopback_session
 
-TEMPLATE = load_template()
-TIMEOUT = int(TEMPLATE["Resources"]["ResyncFunction"]["Properties"]["Timeout"])
-SEGMENTS = int(TEMPLATE["Resources"]["ResyncFunction"]["Properties"]["Environment"]["Variables"]["RESYNC_SEGMENTS"])
-PRO = {"name": "Pro", "rule": {"trait": "plan", "op": "eq", "value": "pro"}}
 BIG = {"name": "Big", "rule": {"trait": "employees", "op": "gte", "value": 100}}
-
-
-SETTINGS_CHANGED = {
-    "version": "0",
-    "source": "aws.ssm",
-    "detail-type": "Parameter Store Change",
-    "detail": {"name": f"{PREFIX}/settings", "operation": "Update", "type": "String"},
-}
-
-
-class QueuedInvoker:
-    """Lambda's async invocations, held in a queue the test runs (all, or some)."""
-
-    def __init__(self) -> None:
-        self.queue: deque[dict[str, Any]] = deque()
-
-    def invoke_async(self, function_name: str, payload: dict[str, Any]) -> None:
-        assert function_name == "connector-resync"
-        self.queue.append(payload)
-
-
-class Resync:
-    def __init__(self, aws: Any, sink: Any, monkeypatch: pytest.MonkeyPatch):
-        self.aws, self.sink = aws, sink
-        self.module = load_handler_module("resync")
-        self.module.clients = ClientPool(session_factory=_loopback_session)
-        self.invoker = QueuedInvoker()
-        monkeypatch.setattr(self.module.resync, "FunctionInvoker", lambda: self.invoker)
-        monkeypatch.setenv("RESYNC_SEGMENTS", str(SEGMENTS))
-        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "resync")
-        monkeypatch.setenv("SEGMENT_API_URL", sink.url)
-        aws.set_secret("write-key", WRITE_KEY)
-        self.store = ProfileStore(TABLE)
-
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.module.lambda_handler(event, LambdaContext("connector-resync", 512, TIMEOUT))
-
-    def change_settings(self, **settings: Any) -> dict[str, Any]:
-        """The operator puts new settings; EventBridge invokes the function with the change."""
-        self.aws.set_settings(**settings)
-        return self.invoke(SETTINGS_CHANGED)
-
-    def run(self, steps: int | None = None) -> int:
-        """Run queued invocations (all, or the first `steps`) as Lambda would; returns how many ran."""
-        ran = 0
-        while self.invoker.queue and (steps is None or ran < steps):
-            self.invoke(self.invoker.queue.popleft())
-            ran += 1
-        return ran
-
-    def given_settings(self, **settings: Any) -> None:
-        """Given settings Segment got everything with: saved, and their resync run to its end."""
-        self.change_settings(**settings)
-        self.run()
-        self.sink.accepted_messages.clear()
-
-    def job(self) -> dict[str, Any]:
-        return self.invoke({"action": "status"})
-
-    def identified(self) -> Counter[str]:
-        return Counter(m["userId"] for m in self.sink.accepted_messages if m["type"] == "identify")
-
-
-@pytest.fixture
-def resyncs(aws: Any, sink: Any, monkeypatch: pytest.MonkeyPatch) -> Resync:
-    return Resync(aws, sink, monkeypatch)
-
-
-def put_users(aws: Any, users: list[dict[str, Any]]) -> None:
-    """Given stored profiles (written straight to the table, as inbound leaves them)."""
-    requests = []
-    for fields in users:
-        profile = UserProfile(
-            pk=identity_pk("user_id", fields["user_id"]),
-            created_at="2026-01-01T00:00:00.000Z",
-            updated_at="2026-01-01T00:00:00.000Z",
-            identities=[],
-            version=1,
-            **fields,
-        )
-        requests.append({"PutRequest": {"Item": serialize(profile.to_item())}})
-    for start in range(0, len(requests), 25):
-        aws.dynamodb.batch_write_item(RequestItems={TABLE: requests[start : start + 25]})
 
 
 def put_account(aws: Any, group_id: str, traits: dict[str, Any]) -> None:
@@ -352,16 +270,6 @@ def test_without_batch_write_item_in_its_role_the_resync_fails_as_it_did_on_aws(
 # -- restarts, crashes, deletes and moves ------------------------------------------------------------
 
 
-def identifies(sink: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per user (userId, else anonymousId): its identify calls by message id (one id sent twice is
-    one call to Segment, which dedups it)."""
-    calls: dict[str, dict[str, dict[str, Any]]] = {}
-    for message in list(sink.accepted_messages):
-        if message["type"] == "identify":
-            calls.setdefault(message.get("userId") or message["anonymousId"], {})[message["messageId"]] = message
-    return calls
-
-
 def entered_and_left(aws: Any) -> Counter[tuple[str, str, str]]:
     return Counter(
         (e["user_id"] or e["anonymous_id"], e["event"], e["properties"]["segment"])
@@ -575,37 +483,9 @@ def test_profiles_deleted_or_aliased_mid_resync_leave_every_other_user_identifie
     assert resyncs.job()["status"] == "done"
 
 
-class RefusingInvoker(QueuedInvoker):
-    """Lambda refuses (throttles) the next `refusals` invocations of one segment's work."""
-
-    def __init__(self, segment: int, refusals: int) -> None:
-        super().__init__()
-        self.segment, self.refusals = segment, refusals
-
-    def invoke_async(self, function_name: str, payload: dict[str, Any]) -> None:
-        if payload.get("segment") == self.segment and self.refusals and payload.get("action") == "work":
-            self.refusals -= 1
-            raise RuntimeError("TooManyRequestsException: Rate Exceeded")
-        super().invoke_async(function_name, payload)
-
-
 def test_a_failed_self_invocation_leaves_the_job_stale_and_the_next_status_resumes_it(resyncs, aws, monkeypatch):
-    # Given 40 pro users, nothing sent; 2 segments, pages of 5, one page per invocation
-    resyncs.given_settings(segments=[PRO], synchronized_segments=[])
-    put_users(aws, [{"user_id": f"u{n:02d}", "traits": {"plan": "pro"}} for n in range(40)])
-    monkeypatch.setenv("RESYNC_SEGMENTS", "2")
-    monkeypatch.setattr(resync_work, "PAGE_SIZE", 5)
-    monkeypatch.setattr(resync_work, "TIME_MARGIN", TIMEOUT + 1)
-    # And Lambda refuses segment 1's hand-over and its retry (the invocation fails; its retries too)
-    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
-    refusing = RefusingInvoker(segment=1, refusals=2)
-    refusing.queue.extend(resyncs.invoker.queue)
-    resyncs.invoker.queue.clear()
-    monkeypatch.setattr(resyncs.module.resync, "FunctionInvoker", lambda: refusing)
-    resyncs.invoker = refusing
-    while refusing.queue:
-        with contextlib.suppress(RuntimeError):  # Lambda's retries fail the same way: the invocation is lost
-            resyncs.invoke(refusing.queue.popleft())
+    # Given a resync whose segment 1 chain died: Lambda refused its hand-over and the retry
+    refusing = a_job_whose_segment_chain_died(resyncs, aws, monkeypatch)
     # Then the job is still running with nothing queued, and a status soon after changes nothing
     assert resyncs.job()["status"] == "running" and not refusing.queue
     # When a status is asked once the segment has made no progress for three function timeouts

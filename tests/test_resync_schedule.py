@@ -13,11 +13,10 @@ import pytest
 
 from local_stack.schedules import Schedule, interval_from, scheduled_inputs
 from local_stack.template import load_template
+from resync_helpers import PRO, a_job_whose_segment_chain_died, identifies, put_users
 from segment_connector.resync import clock as resync_clock
 from segment_connector.resync import stale as resync_stale
-from segment_connector.resync import work as resync_work
 from segment_connector.store import deletions_pending
-from test_resync import PRO, RefusingInvoker, Resync, identifies, put_users
 
 TEMPLATE = load_template()
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -42,11 +41,6 @@ def dynamodb_calls(aws: Any) -> Iterator[list[str]]:
         yield calls
     finally:
         aws.dynamodb.meta.events.unregister("before-call.dynamodb", record)
-
-
-@pytest.fixture
-def resyncs(aws: Any, sink: Any, monkeypatch: pytest.MonkeyPatch) -> Resync:
-    return Resync(aws, sink, monkeypatch)
 
 
 def test_the_schedule_event_is_a_status_request() -> None:
@@ -87,22 +81,9 @@ def test_a_job_that_moves_or_is_done_is_left_alone_by_the_schedule(resyncs, aws,
 
 
 def test_a_job_whose_segment_chain_died_is_resumed_by_the_schedule_and_completes(resyncs, aws, monkeypatch):
-    # Given 40 pro users, nothing sent; 2 segments, pages of 5, one page per invocation
-    resyncs.given_settings(segments=[PRO], synchronized_segments=[])
-    put_users(aws, [{"user_id": f"u{n:02d}", "traits": {"plan": "pro"}} for n in range(40)])
-    monkeypatch.setenv("RESYNC_SEGMENTS", "2")
-    monkeypatch.setattr(resync_work, "PAGE_SIZE", 5)
-    monkeypatch.setattr(resync_work, "TIME_MARGIN", 10_000)
-    # And Lambda refuses segment 1's hand-over and its retry: that chain dies, nobody asks for status
-    resyncs.change_settings(segments=[PRO], synchronized_segments=["Pro"])
-    refusing = RefusingInvoker(segment=1, refusals=2)
-    refusing.queue.extend(resyncs.invoker.queue)
-    resyncs.invoker.queue.clear()
-    monkeypatch.setattr(resyncs.module.resync, "FunctionInvoker", lambda: refusing)
-    resyncs.invoker = refusing
-    while refusing.queue:
-        with contextlib.suppress(RuntimeError):
-            resyncs.invoke(refusing.queue.popleft())
+    # Given a resync whose segment 1 chain died (Lambda refused its hand-over and the retry), and
+    # nobody asks for its status
+    refusing = a_job_whose_segment_chain_died(resyncs, aws, monkeypatch)
     assert not refusing.queue
     # When the schedule fires once the segment has made no progress for STALE_SECONDS
     later = resync_clock.utcnow() + timedelta(seconds=resync_stale.STALE_SECONDS + 60)
