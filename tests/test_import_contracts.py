@@ -48,7 +48,7 @@ def test_the_tree_as_it_is_keeps_every_contract() -> None:
     ("module", "wrong_import", "contract"),
     [
         ("layers/common/segment_connector/domain/traits.py", "import segment_connector.store", "Layers:"),
-        ("layers/common/segment_connector/outbound/plan.py", "import segment_connector.inbound.ingest", "Layers:"),
+        ("layers/common/segment_connector/outbound/handler.py", "import segment_connector.inbound.ingest", "Layers:"),
         ("layers/common/segment_connector/domain/traits.py", "import boto3", "The domain is plain Python"),
         ("layers/common/segment_connector/views/profiles.py", "import boto3", "Only the adapters"),
         ("functions/outbound/app.py", "import segment_connector.store", "Handlers import their flow only"),
