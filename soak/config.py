@@ -39,8 +39,9 @@ HOSTILE_API_LOOKUPS = scaled(200, 30)  # ... and whose ids are read through the 
 LONG_USERS = scaled(3_000, 30)  # users whose segments and filter three settings saves change
 # calls of one user, each with a new anonymousId: 3,000 at ~2 calls/s on this 2-core machine (moto
 # copies the table for each profile transaction) would take 25 minutes; 1,200 pass both bounds of a
-# profile (1,000 anonymous_ids listed, 1,100 identities) and take about 5.
-LONG_ANONYMOUS_IDS = scaled(1_200, 30)
+# profile (1,000 anonymous_ids listed, 1,100 identities) and take about 5. SOAK_ANONYMOUS_IDS=3000
+# runs the full size (with SOAK_LONG_CHECKS=i it runs alone, on an empty table).
+LONG_ANONYMOUS_IDS = int(os.environ.get("SOAK_ANONYMOUS_IDS", scaled(1_200, 30)))
 LONG_DELETE_EVENTS = scaled(20_000, 100)  # events of the user that is deleted
 LONG_DEAD_LETTERS = scaled(3_000, 30)  # dead letters replayed by two replays at once
 LONG_CHECKS = os.environ.get("SOAK_LONG_CHECKS", "ikhj")  # which long-path checks run, in this order
