@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from segment_connector.store.table import Table, deserialize, is_condition_failure, serialize, serialize_value
+from segment_connector.store.table import Table, serialize, serialize_value
 
 RESYNC_KEY = {"pk": {"S": "resync"}, "sk": {"S": "job"}}
 REPLAY_KEY = {"pk": {"S": "replay"}, "sk": {"S": "job"}}
@@ -128,7 +126,7 @@ class ResyncJobs:
             names["#resume"] = "resume"
             values[":resume"] = {"S": expected_resume}
             condition += " AND #progress.#segment.#resume = :resume"
-        return self._update(expression, condition, names, values)
+        return self.table.updated_if(RESYNC_KEY, expression, condition, values, names)
 
     def count_attempt(self, resync_id: str, segment: int, now: str) -> dict[str, Any] | None:
         """One more failed attempt of a segment (its recorded progress is kept as it is); the job
@@ -136,11 +134,12 @@ class ResyncJobs:
         names = {"#progress": "progress", "#segment": str(segment), "#status": "status", "#attempts": "attempts"}
         values = {":id": {"S": resync_id}, ":running": {"S": "running"}, ":now": {"S": now}, ":one": {"N": "1"}}
         attempts = "#progress.#segment.#attempts"
-        return self._update(
+        return self.table.updated_if(
+            RESYNC_KEY,
             f"SET {attempts} = if_not_exists({attempts}, :zero) + :one, #progress.#segment.#at = :now",
             "id = :id AND #status = :running",
-            {**names, "#at": "at"},
             {**values, ":zero": {"N": "0"}},
+            {**names, "#at": "at"},
         )
 
     def touch_segments(self, resync_id: str, seen: dict[int, str], now: str) -> bool:
@@ -155,7 +154,10 @@ class ResyncJobs:
             sets.append(f"#progress.#s{index}.#at = :now")
             at_path = f"#progress.#s{index}.#at"
             conditions.append(f"({at_path} = :a{index}" + (f" OR attribute_not_exists({at_path}))" if not at else ")"))
-        return self._update(f"SET {', '.join(sets)}", " AND ".join(conditions), names, values) is not None
+        return (
+            self.table.updated_if(RESYNC_KEY, f"SET {', '.join(sets)}", " AND ".join(conditions), values, names)
+            is not None
+        )
 
     def end(self, resync_id: str, status: str, fields: dict[str, Any]) -> bool:
         """Mark the running job `resync_id` ended (done/failed) and set `fields`; False if it was not running."""
@@ -168,26 +170,6 @@ class ResyncJobs:
         }
         sets = ", ".join(["#status = :status"] + [f"#f{i} = :f{i}" for i in range(len(fields))])
         return self.table.update_if(RESYNC_KEY, f"SET {sets}", "id = :id AND #status = :running", values, names)
-
-    def _update(
-        self, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        try:
-            response = self.table.call(
-                "update_item",
-                TableName=self.table.name,
-                Key=RESYNC_KEY,
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                return None
-            raise
-        return deserialize(response["Attributes"])
 
     def put_views(self, views: dict[str, str]) -> None:
         """Keep settings documents by view id (what a profile's synced view refers to)."""

@@ -136,13 +136,16 @@ class Table:
 
     def conditional(self, operation: str, **kwargs: Any) -> bool:
         """A conditional request on the table: False when its condition failed."""
+        return self.if_condition(operation, **kwargs) is not None
+
+    def if_condition(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        """A conditional request on the table: its response, or None when its condition failed."""
         try:
-            self.call(operation, TableName=self.name, **kwargs)
+            return self.call(operation, TableName=self.name, **kwargs)
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
-            return False
-        return True
+            return None
 
     def update_if(
         self,
@@ -152,14 +155,29 @@ class Table:
         values: dict[str, Any],
         names: dict[str, str] | None = None,
     ) -> bool:
-        return self.conditional(
+        return self.updated_if(item_key, expression, condition, values, names, returns=None) is not None
+
+    def updated_if(
+        self,
+        item_key: dict[str, Any],
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+        returns: str | None = "ALL_NEW",
+    ) -> dict[str, Any] | None:
+        """A conditional UpdateItem: the attributes `returns` (ReturnValues) asks for, deserialized
+        ({} without it), or None when the condition failed."""
+        response = self.if_condition(
             "update_item",
             Key=item_key,
             UpdateExpression=expression,
             ConditionExpression=condition,
             ExpressionAttributeValues=values,
             **({"ExpressionAttributeNames": names} if names else {}),
+            **({"ReturnValues": returns} if returns else {}),
         )
+        return None if response is None else deserialize(response.get("Attributes", {}))
 
     def put_action(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
         """A conditional Put of a TransactWriteItems."""
