@@ -156,6 +156,26 @@ def test_the_delete_is_answered_before_the_sweep_and_the_profile_is_gone_at_once
     assert len(aws.items_of_kind("deletion")) == 1
 
 
+def test_the_profile_api_shows_nothing_of_a_deleted_user_while_the_sweep_has_not_run(
+    connector: Connector, aws: Aws
+) -> None:
+    # Given a user with events under each of its ids, and an unrelated visitor seen only through events
+    three_partition_user(connector, aws, 30)
+    put_events(aws, identity_pk("anonymous_id", "visitor"), 2, "v")
+    # When Segment deletes the user and the sweep has not run yet (its events are still stored)
+    assert connector.api.post("/segment", {"type": "delete", "userId": "u1", "messageId": "d1"})[0] == 200
+    assert len(aws.items_of_kind("event")) == 32
+    # Then none of the deleted person's ids answers with a stand-in built from those events
+    for reference in ("user_id:u1", "anonymous_id:a1", "user_id:old-u"):
+        status, body = connector.api.get(f"/v1/users/{reference}")
+        assert status == 404, (reference, body)
+    # and a visitor seen only through events is still answered as before
+    assert connector.api.get("/v1/users/anonymous_id:visitor")[0] == 200
+    # When the sweep has run: still nothing
+    run_steps(connector)
+    assert connector.api.get("/v1/users/user_id:u1")[0] == 404
+
+
 def test_a_step_killed_midway_is_run_again_and_the_deletion_completes(
     connector: Connector, aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -81,6 +81,30 @@ def in_progress(store: ProfileStore) -> InProgress:
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
+def being_deleted(store: ProfileStore, pks: list[str]) -> set[str]:
+    """Those of these identity pks that a deletion in progress lists: what the sweep has not removed
+    yet (events, aliases) is the deleted person's, never to be shown. Every page of the partition (as
+    small as the deletions not finished), then their tombstones' identity lists."""
+    request: dict[str, Any] = {
+        "TableName": store.table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": PK}},
+        "ProjectionExpression": "sk",
+    }
+    tombstones: list[str] = []
+    while True:
+        response = store.db.call("query", **request)
+        tombstones.extend(raw["sk"]["S"] for raw in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            break
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    if not tombstones:
+        return set()
+    keys = [{"pk": {"S": pk}, "sk": {"S": TOMBSTONE_SK}} for pk in tombstones]
+    listed = {str(pk) for item in store.db.batch_get(keys, projection="ids") for pk in item.get("ids") or []}
+    return listed & set(pks)
+
+
 def resume_stalled(store: ProfileStore, now: datetime) -> list[str]:
     """Touch the tombstones of stalled deletions (see the module's doc); their pks."""
     response = store.db.call(

@@ -11,6 +11,7 @@ from segment_connector.domain.errors import BadRequest, NotFound
 from segment_connector.domain.models.items import IDENTITY_ORDER, StoredEvent, UserProfile, identity_pk
 from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.store import deletions_pending
 from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 
@@ -53,8 +54,13 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
     profile = profiles_at(store, [pk])[pk]
     if profile is not None:
         return profile
-    if not pk.startswith("id#email#") and store.events.exist_in(pk):
-        # Seen only through events so far (e.g. an anonymous visitor): a profile without traits.
+    if (
+        not pk.startswith("id#email#")
+        and store.events.exist_in(pk)
+        and not deletions_pending.being_deleted(store, [pk])
+    ):
+        # Seen only through events so far (e.g. an anonymous visitor): a profile without traits. Not
+        # the events of a deleted person the sweep has not reached yet.
         _, kind, value = pk.split("#", 2)
         return UserProfile(
             pk=pk,
