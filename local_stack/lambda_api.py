@@ -45,7 +45,10 @@ from local_stack.lambda_runtime import (
 
 PATH_PREFIX = "/2015-03-31/functions/"
 PATH_SUFFIX = "/invocations"
-EVENT_WORKERS = 4  # asynchronous invocations running at once; the others wait in the queue
+# Asynchronous invocations running at once (the others wait in the queue). Lambda runs Event
+# invocations side by side up to the account's concurrency: a resync's 16 segment chains must not
+# hold a settings change (the next resync) or a replay back for minutes, as 4 workers did.
+EVENT_WORKERS = 32
 MAX_PAYLOAD_BYTES = MAX_REQUEST_BYTES  # Lambda's limit for a synchronous request
 RETRY_DELAYS = (1.0, 2.0)  # seconds before the 1st and 2nd retry of a failed Event (Lambda: 60 and 120)
 

@@ -196,6 +196,39 @@ def test_a_failing_event_is_retried_then_its_record_goes_to_the_on_failure_queue
     assert "Task timed out after 1.00 seconds" in record["responsePayload"]["errorMessage"]
 
 
+def test_an_event_is_not_held_back_by_a_resyncs_sixteen_busy_segment_chains() -> None:
+    # Given ResyncFunction busy with 16 segment chains (each invocation runs until released)
+    release, started = threading.Event(), threading.Semaphore(0)
+    settings_changes: list[Any] = []
+
+    def resync(event: Any, context: Any) -> None:
+        if event.get("action") == "work":
+            started.release()
+            release.wait(WAIT_SECONDS)
+        else:
+            settings_changes.append(event)
+
+    function = LocalFunction("resync", resync, 60.0, 128, {}, logical_id="ResyncFunction", log=lambda line: None)
+    lambdas = LambdaApi(out=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    lambdas.register(["ResyncFunction"], function.call)
+    lambdas.start()
+    try:
+        for segment in range(16):
+            lambdas.invoke_async("ResyncFunction", {"action": "work", "segment": segment})
+        for _ in range(16):
+            assert started.acquire(timeout=WAIT_SECONDS)
+        # When the settings change (EventBridge's event) while they run
+        lambdas.invoke_async("ResyncFunction", {"detail": {"name": "/x/settings"}})
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not settings_changes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Then it runs beside them, as Lambda runs Event invocations concurrently (not after them)
+        assert settings_changes == [{"detail": {"name": "/x/settings"}}]
+    finally:
+        release.set()
+        lambdas.stop()
+
+
 def test_the_destination_is_sent_to_as_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a destination whose SQS client records who is acting when it sends
     from local_stack.iam.enforce import current_function
