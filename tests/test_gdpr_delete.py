@@ -323,6 +323,16 @@ def test_the_same_step_handed_twice_at_once_is_worked_once(
     assert left(aws) == []
 
 
+def as_segment_sends(connector: Connector, call: dict[str, Any], attempts: int = 5) -> tuple[int, Any]:
+    """POST a call as Segment does: a 503 (too many concurrent updates of one profile: a loaded machine
+    runs out of the write retries) is sent again; the answer to the last attempt."""
+    for _ in range(attempts):
+        status, body = connector.api.post("/segment", call)
+        if status != 503:
+            break
+    return status, body
+
+
 def test_identifies_racing_the_delete_never_keep_the_deleted_profile(connector: Connector, aws: Aws) -> None:
     # Given u1 with a trait, and its uid
     uid = three_partition_user(connector, aws, 3)
@@ -333,7 +343,7 @@ def test_identifies_racing_the_delete_never_keep_the_deleted_profile(connector: 
         for n in range(6)
     ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        answers = list(pool.map(lambda call: connector.api.post("/segment", call), calls))
+        answers = list(pool.map(lambda call: as_segment_sends(connector, call), calls))
     assert all(status == 200 for status, _ in answers), answers
     run_steps(connector)
     # Then what is left is a new profile (new uid), without what the deleted one had
