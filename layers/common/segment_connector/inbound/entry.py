@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ ROUTES = {
     re.compile(r"^/v1/users/[^/]+(/events)?$"): "GET",
     re.compile(r"^/v1/accounts/[^/]+$"): "GET",
     re.compile(r"^/health$"): "GET",
+    re.compile(r"^/v1/spaces/"): "GET",
 }
 
 
@@ -210,6 +212,104 @@ def get_account(group_id: str) -> Response[dict[str, Any]]:
     return _json(200, profiles.account_view(store(), config.load_settings(), group_id))
 
 
+# -- the Segment-compatible Profile API: its own token, Segment's shapes and errors ------------------
+
+SEGMENT_PROFILE_PATH = "/v1/spaces/<space_id>/collections/<collection>/profiles/<profile>"
+_SEGMENT_PROFILE_ERRORS = {
+    400: "validation_error: a bad limit, sort, date, cursor, id type or collection (the message names it)",
+    401: "authentication_error: not the profile token",
+    404: "not_found: no such space, resource or profile",
+    503: "DynamoDB throttled or unavailable (`Retry-After`)",
+}
+
+
+SegmentRoute = Callable[..., Response[Any]]
+
+
+def _segment_route(
+    resource: str, summary: str, description: str, schema: str
+) -> Callable[[SegmentRoute], SegmentRoute]:
+    return app.get(
+        f"{SEGMENT_PROFILE_PATH}/{resource}",
+        summary=summary,
+        description=(
+            f"{description} Segment's Profile API shapes: `profile` is `<id_type>:<id>` (users: user_id, "
+            "anonymous_id, email; accounts: group_id). HTTP Basic with the profile token as the user name "
+            "(not the API key). Every answer has a `Request-Id` header."
+        ),
+        tags=["Profile API (Segment-compatible)"],
+        operation_id=f"segmentProfile{resource.title().replace('_', '')}",
+        responses=answers("The resource", schema, _SEGMENT_PROFILE_ERRORS),
+        openapi_extensions={"security": [{"profileToken": []}]},
+    )
+
+
+def _segment_profile(space_id: str, collection: str, profile: str, resource: str) -> Response[Any]:
+    from segment_connector.views.segment_profiles.api import answer
+    from segment_connector.views.segment_profiles.request import ProfileRequest
+
+    event = app.current_event
+    query = event.raw_event.get("rawQueryString") or ""
+    request = ProfileRequest(
+        space_id=space_id,
+        collection=collection,
+        profile=profile,
+        resource=resource,
+        query=event.query_string_parameters or {},
+        authorization=(event.headers or {}).get("authorization"),
+        url=event.path + (f"?{query}" if query else ""),
+        request_id=event.request_context.request_id,
+    )
+    status, body, headers = answer(store(), request)
+    return _json(status, body, headers)
+
+
+@_segment_route(
+    "traits",
+    "A profile's traits",
+    "`include`, `limit` (1-200, default 10), `next`, `verbose`, `class` (audience, computed_trait).",
+    "ProfileTraits",
+)
+def segment_traits(space_id: str, collection: str, profile: str) -> Response[Any]:
+    return _segment_profile(space_id, collection, profile, "traits")
+
+
+@_segment_route(
+    "external_ids",
+    "A profile's external ids",
+    "`include` (id types), `limit` (1-100, default 10), `next`.",
+    "ProfileExternalIds",
+)
+def segment_external_ids(space_id: str, collection: str, profile: str) -> Response[Any]:
+    return _segment_profile(space_id, collection, profile, "external_ids")
+
+
+@_segment_route(
+    "events",
+    "A profile's events",
+    "`limit` (1-100, default 10), `next`, `sort` (desc, asc), "
+    "`start`/`end` (ISO 8601), `include`/`exclude` (event names).",
+    "ProfileEvents",
+)
+def segment_events(space_id: str, collection: str, profile: str) -> Response[Any]:
+    return _segment_profile(space_id, collection, profile, "events")
+
+
+@_segment_route("metadata", "A profile's metadata", "Created, updated, first and last message.", "ProfileMetadata")
+def segment_metadata(space_id: str, collection: str, profile: str) -> Response[Any]:
+    return _segment_profile(space_id, collection, profile, "metadata")
+
+
+@_segment_route(
+    "links",
+    "A profile's links",
+    "A user's account, an account's users; `limit` (1-100, default 20), `next`.",
+    "ProfileLinks",
+)
+def segment_links(space_id: str, collection: str, profile: str) -> Response[Any]:
+    return _segment_profile(space_id, collection, profile, "links")
+
+
 def connector_error(error: ConnectorError) -> Response[Any]:
     status, body, headers = http_answer(error)
     if isinstance(error, ProfileTooLarge):
@@ -235,6 +335,15 @@ PROFILE_ROUTES = (
     (re.compile(r"^/v1/users/(?P<reference>[^/]+)$"), get_user),
     (re.compile(r"^/v1/users/(?P<reference>[^/]+)/events$"), get_user_events),
     (re.compile(r"^/v1/accounts/(?P<group_id>[^/]+)$"), get_account),
+    (
+        re.compile(
+            r"^/v1/spaces/(?P<space_id>[^/]+)/collections/(?P<collection>[^/]+)/profiles/(?P<profile>[^/]+)/"
+            r"(?P<resource>[^/]+)$"
+        ),
+        _segment_profile,
+    ),
+    # any other path under /v1/spaces/: Segment's 404 (after the token check)
+    (re.compile(r"^/v1/spaces/(?P<space_id>)(?P<collection>)(?P<profile>)(?P<resource>)"), _segment_profile),
 )
 
 

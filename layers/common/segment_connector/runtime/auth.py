@@ -29,6 +29,13 @@ def basic_auth_key(authorization: str | None) -> str | None:
     return decoded.partition(":")[0].strip()
 
 
+def token_matches(authorization: str | None, token: str | None) -> bool:
+    """Whether `Basic base64(token:)` carries `token` (compared in constant time; the password is
+    not read). False when no token is configured."""
+    given = basic_auth_key(authorization)
+    return bool(token) and given is not None and _same(given, token or "")
+
+
 def valid_signature(signature: str | None, secret: str | None, raw_body: bytes) -> bool:
     if not signature or not secret:
         return False

@@ -15,6 +15,7 @@ from segment_connector.domain.models.settings import ConnectorSettings
 
 SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
 SECRET_MAX_AGE = 300
+DEFAULT_SPACE_ID = "local"  # without SPACE_ID (the local stack's default)
 
 _absent: dict[str, float] = {}
 _parsed: tuple[str, ConnectorSettings] | None = None
@@ -27,6 +28,11 @@ def table_name() -> str:
 def inbound_writers() -> int:
     """How many users' messages of one delivery are written side by side (template: 16)."""
     return max(1, int(os.environ.get("INBOUND_WRITERS", "1")))
+
+
+def space_id() -> str:
+    """The space id of the Segment-compatible Profile API's paths (the SpaceId template parameter)."""
+    return os.environ.get("SPACE_ID") or DEFAULT_SPACE_ID
 
 
 def parameter_name(suffix: str) -> str:
