@@ -58,7 +58,7 @@ unit: venv tools
 
 # `make iam`: the calls of the last full test run when they are newer than the template, else the
 # tests that exercise every function (a few minutes); then the report (iam-allowlist.yaml excuses).
-IAM_TESTS := tests/test_inbound_api.py tests/test_outbound_delivery.py tests/test_resync.py tests/test_console_api.py
+IAM_TESTS := tests/test_inbound_api.py tests/test_profile_api_segment.py tests/test_outbound_delivery.py tests/test_resync.py tests/test_console_api.py
 iam: $(IAM_CALLS) iam-report
 
 $(IAM_CALLS): template.yaml | venv tools

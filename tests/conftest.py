@@ -165,6 +165,17 @@ def api(aws: Aws) -> Api:
 
 
 @pytest.fixture
+def segment_profiles(api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Api:
+    """Given the Segment-compatible Profile API of InboundFunction: its space id and its token
+    (tests/segment_profile_helpers.py), a client sending that token."""
+    from segment_profile_helpers import SPACE, TOKEN
+
+    monkeypatch.setenv("SPACE_ID", SPACE)
+    aws.set_secret("profile-token", TOKEN)
+    return Api(api.module, auth=basic(TOKEN))
+
+
+@pytest.fixture
 def message() -> Callable[..., dict[str, Any]]:
     counter = iter(range(1, 1_000_000))
 
