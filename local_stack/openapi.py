@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from local_stack import openapi_profiles
 from local_stack.template import ROOT
 
 DOCUMENT = ROOT / "docs" / "openapi.json"
@@ -260,6 +261,7 @@ ANSWERS: dict[str, Any] = {
     "ConsolePreviewRequest": ConsolePreviewRequest,
     "ConsolePreview": ConsolePreview,
     "ConsoleUser": ConsoleUser,
+    **openapi_profiles.ANSWERS,
 }
 
 
@@ -290,6 +292,7 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
             "schema": {"type": "string", "minLength": 1},
         }
     ],
+    **openapi_profiles.QUERY_PARAMETERS,
 }
 
 
@@ -360,13 +363,17 @@ def document() -> dict[str, Any]:
         description=(
             "Segment deliveries, Segment's HTTP Tracking API and the Profile API of a self-hosted "
             "segment-connector stack, and the console's API (see README.md). Every error answer has a JSON body "
-            "`{error, code, message, details?}`; an unknown route is answered 404, a known path "
-            "with another method 405 with `Allow`."
+            "`{error, code, message, details?}` (the Segment-compatible Profile API's: `{error: {code, message}}`, "
+            "as Segment's); an unknown route is answered 404, a known path with another method 405 with `Allow`."
         ),
         license_info=License(name="Apache-2.0", identifier="Apache-2.0"),
         tags=[
             Tag(name="Deliveries", description="Segment destination and Tracking API calls: stored in DynamoDB"),
             Tag(name="Profile API", description="Users, their events and accounts as stored (Basic auth only)"),
+            Tag(
+                name="Profile API (Segment-compatible)",
+                description="Segment's Profile API routes and shapes (HTTP Basic with the profile token)",
+            ),
             Tag(name="Health", description="Liveness"),
             Tag(name="Console", description="The console's data and changes (admin key as a Bearer token)"),
         ],
@@ -376,6 +383,10 @@ def document() -> dict[str, Any]:
                 description='The API key as user name, an empty password: `Basic base64("<api key>:")`.',
             ),
             "bearerAuth": HTTPBearer(description="The console's admin key (<prefix>/admin-key)"),
+            "profileToken": HTTPBase(
+                scheme="basic",
+                description="The profile token (<prefix>/profile-token) as user name, an empty password.",
+            ),
         },
         security=[{"basicAuth": []}],
     )

@@ -19,6 +19,10 @@ ROUTES = {
     ("/v1/accounts/{group_id}", "get"),
     ("/health", "get"),
 }
+SEGMENT_PROFILE = "/v1/spaces/{space_id}/collections/{collection}/profiles/{profile}"
+SEGMENT_PROFILE_ROUTES = {
+    (f"{SEGMENT_PROFILE}/{resource}", "get") for resource in ("traits", "external_ids", "events", "metadata", "links")
+}
 CONSOLE_ROUTES = {
     ("/console/api/dashboard", "get"),
     ("/console/api/replay", "post"),
@@ -44,7 +48,7 @@ def test_the_committed_document_matches_the_code(document: dict[str, Any]) -> No
 
 def test_every_route_is_documented_with_basic_auth(document: dict[str, Any]) -> None:
     operations = {(path, method) for path, methods in document["paths"].items() for method in methods}
-    assert operations == ROUTES | CONSOLE_ROUTES
+    assert operations == ROUTES | CONSOLE_ROUTES | SEGMENT_PROFILE_ROUTES
     assert document["components"]["securitySchemes"]["basicAuth"] == {
         "type": "http",
         "scheme": "basic",
@@ -98,6 +102,58 @@ def test_answers_match_their_schemas(document: dict[str, Any], api: Any, aws: An
     status, answer = api.post("/segment", {"type": "identify"})
     assert status == 400 and answer["details"]
     matches(document, "Error", answer)
+
+
+def test_segment_profile_routes_are_documented_with_the_profile_token(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["profileToken"]["scheme"] == "basic"
+    for path, method in SEGMENT_PROFILE_ROUTES:
+        operation = document["paths"][path][method]
+        assert operation["security"] == [{"profileToken": []}], path
+        assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ProfileApiError"
+        }
+    events = document["paths"][f"{SEGMENT_PROFILE}/events"]["get"]["parameters"]
+    assert {p["name"] for p in events if p["in"] == "query"} == {
+        "limit",
+        "next",
+        "sort",
+        "start",
+        "end",
+        "include",
+        "exclude",
+    }
+
+
+def test_segment_profile_answers_match_their_schemas(
+    document: dict[str, Any], segment_profiles: Any, api: Any, aws: Any, message: Any
+) -> None:
+    from segment_profile_helpers import path
+
+    aws.set_settings(handle_accounts=True)
+    for body in (
+        message("identify", userId="u1", anonymousId="a1", traits={"plan": "pro", "email": "a@example.com"}),
+        message("track", userId="u1", event="Paid", properties={"amount": 3}),
+        message("page", anonymousId="a1", name="Home"),
+        message("group", userId="u1", groupId="g1", traits={"name": "Acme"}),
+    ):
+        assert api.post("/segment", body)[0] == 200
+    for url, schema in (
+        (path("user_id:u1", "traits", verbose="true"), "ProfileTraits"),
+        (path("user_id:u1", "traits"), "ProfileTraits"),
+        (path("user_id:u1", "external_ids"), "ProfileExternalIds"),
+        (path("user_id:u1", "events"), "ProfileEvents"),
+        (path("user_id:u1", "metadata"), "ProfileMetadata"),
+        (path("user_id:u1", "links"), "ProfileLinks"),
+        (path("group_id:g1", "links", collection="accounts"), "ProfileLinks"),
+        (path("group_id:g1", "metadata", collection="accounts"), "ProfileMetadata"),
+    ):
+        status, answer = segment_profiles.get(url)
+        assert status == 200, answer
+        matches(document, schema, answer)
+    for url, auth in ((path("user_id:nobody", "traits"), "default"), (path("user_id:u1", "traits"), None)):
+        status, answer = segment_profiles.get(url, auth=auth)
+        assert status in (401, 404)
+        matches(document, "ProfileApiError", answer)
 
 
 def test_console_routes_are_documented_with_the_admin_key(document: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from segment_connector.domain.storable import ProfileTooLarge
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.runtime.route_docs import answers, request_body
+from segment_connector.runtime.route_docs import answers, json_content, request_body
 from segment_connector.store.profile_store import ProfileStore, shared_store
 
 # Imported by the routes that need them, not at a cold start: a delivery imports the ingest (the
@@ -239,7 +239,13 @@ def _segment_route(
         ),
         tags=["Profile API (Segment-compatible)"],
         operation_id=f"segmentProfile{resource.title().replace('_', '')}",
-        responses=answers("The resource", schema, _SEGMENT_PROFILE_ERRORS),
+        responses={
+            200: {"description": "The resource", **json_content(schema)},
+            **{
+                status: {"description": text, **json_content("ProfileApiError")}
+                for status, text in _SEGMENT_PROFILE_ERRORS.items()
+            },
+        },
         openapi_extensions={"security": [{"profileToken": []}]},
     )
 
