@@ -226,6 +226,13 @@ _SEGMENT_PROFILE_ERRORS = {
 SegmentRoute = Callable[..., Response[Any]]
 
 
+def _segment_answers(schema: str) -> dict[int, Any]:
+    documented: dict[int, Any] = {200: {"description": "The resource", **json_content(schema)}}
+    for status, text in _SEGMENT_PROFILE_ERRORS.items():
+        documented[status] = {"description": text, **json_content("ProfileApiError")}
+    return documented
+
+
 def _segment_route(
     resource: str, summary: str, description: str, schema: str
 ) -> Callable[[SegmentRoute], SegmentRoute]:
@@ -239,13 +246,7 @@ def _segment_route(
         ),
         tags=["Profile API (Segment-compatible)"],
         operation_id=f"segmentProfile{resource.title().replace('_', '')}",
-        responses={
-            200: {"description": "The resource", **json_content(schema)},
-            **{
-                status: {"description": text, **json_content("ProfileApiError")}
-                for status, text in _SEGMENT_PROFILE_ERRORS.items()
-            },
-        },
+        responses=_segment_answers(schema),
         openapi_extensions={"security": [{"profileToken": []}]},
     )
 
