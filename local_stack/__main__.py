@@ -127,7 +127,13 @@ def _run(
     aws.put_parameters(
         endpoint,
         aws.connector_parameters(
-            config.prefix, config.api_key, config.write_key, config.settings, config.shared_secret, config.admin_key
+            config.prefix,
+            config.api_key,
+            config.write_key,
+            config.settings,
+            config.shared_secret,
+            config.admin_key,
+            config.profile_token,
         ),
     )
 
@@ -157,6 +163,8 @@ def _run(
         environment = function_environment(
             template, logical_id, resources.table_name, endpoint, segment_url, lambdas.url
         )
+        if "SPACE_ID" in environment:  # the SpaceId parameter: SPACE_ID here (default `local`)
+            environment["SPACE_ID"] = config.space_id
         try:
             functions[logical_id] = load_function(template, logical_id, environment, handler_files.get(logical_id))
         except Exception as error:
@@ -281,6 +289,9 @@ def _banner(
     # A key of your own (API_KEY) is never printed: the commands below read it from the variable.
     api_key = f"{config.api_key} (default)" if config.api_key_is_default else "(from API_KEY, not shown)"
     key = _shell_quote(f"{config.api_key}:") if config.api_key_is_default else '"$API_KEY:"'
+    default_token = config.profile_token_is_default
+    profile_token = f"{config.profile_token} (default)" if default_token else "(from PROFILE_TOKEN, not shown)"
+    token = _shell_quote(f"{config.profile_token}:") if default_token else '"$PROFILE_TOKEN:"'
     say("segment-connector local stack")
     say(f"  URL:            {url}")
     say(f"  API key:        {api_key}")
@@ -290,6 +301,7 @@ def _banner(
         say(f"    note: {note}")
     say(f"  Segment target: {target}")
     say(f"  write key:      {write_key}")
+    say(f"  Profile API:    {url}/v1/spaces/{config.space_id}/ (Segment-compatible; token: {profile_token})")
     say(f"  console:        {url}/console (sign in with the admin key: {admin_key})")
     say(f"  AWS emulator:   {endpoint} (table {table}, parameters under {config.prefix}/)")
     say(f"  Lambda API:     {lambda_url} ({', '.join(FUNCTIONS)})")
@@ -301,6 +313,7 @@ def _banner(
     say(f"  curl -s -u {key} -H 'Content-Type: application/json' -d {body} {url}/segment")
     say(f"  curl -s -u {key} {url}/v1/users/user_id:u1")
     say(f"  curl -s -u {key} {url}/v1/users/user_id:u1/events")
+    say(f"  curl -s -u {token} {url}/v1/spaces/{config.space_id}/collections/users/profiles/user_id:u1/traits")
     say(f"  curl -s {url}/health")
     say("  .venv/bin/segment-connector status --local     # the operator CLI: settings, keys, users, replay, resync")
     say("")

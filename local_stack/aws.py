@@ -100,7 +100,13 @@ def put_parameters(endpoint_url: str, parameters: Mapping[str, tuple[str, str]])
 
 
 def connector_parameters(
-    prefix: str, api_key: str, write_key: str, settings: str, shared_secret: str | None, admin_key: str | None = None
+    prefix: str,
+    api_key: str,
+    write_key: str,
+    settings: str,
+    shared_secret: str | None,
+    admin_key: str | None = None,
+    profile_token: str | None = None,
 ) -> dict[str, tuple[str, str]]:
     parameters = {
         f"{prefix}/api-key": ("SecureString", api_key),
@@ -111,6 +117,8 @@ def connector_parameters(
         parameters[f"{prefix}/shared-secret"] = ("SecureString", shared_secret)
     if admin_key:
         parameters[f"{prefix}/admin-key"] = ("SecureString", admin_key)
+    if profile_token:
+        parameters[f"{prefix}/profile-token"] = ("SecureString", profile_token)
     return parameters
 
 

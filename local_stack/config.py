@@ -16,6 +16,8 @@ DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-api-key"
 DEFAULT_WRITE_KEY = "local-write-key"
 DEFAULT_ADMIN_KEY = "local-admin-key"
+DEFAULT_PROFILE_TOKEN = "local-profile-token"  # noqa: S105 - a local default, printed at start
+DEFAULT_SPACE_ID = "local"  # its paths' space id (/v1/spaces/<SPACE_ID>/collections/...)
 STATE_ENV = "SEGMENT_CONNECTOR_STATE"  # another state file (the operator CLI reads the same variable)
 STATE_PATH = Path(os.environ.get(STATE_ENV) or ROOT / ".local-stack" / "state.json").absolute()
 LOCAL_OVERRIDES = {"synchronized_segments": ["ALL"]}
@@ -36,6 +38,12 @@ class LocalConfig:
     segment_api_url: str | None
     prefix: str
     admin_key: str = DEFAULT_ADMIN_KEY
+    profile_token: str = DEFAULT_PROFILE_TOKEN
+    space_id: str = DEFAULT_SPACE_ID
+
+    @property
+    def profile_token_is_default(self) -> bool:
+        return self.profile_token == DEFAULT_PROFILE_TOKEN
 
     @property
     def api_key_is_default(self) -> bool:
@@ -69,6 +77,8 @@ def load_config(template: Mapping[str, Any], environ: Mapping[str, str] = os.env
         segment_api_url=environ.get("SEGMENT_API_URL") or None,
         prefix=parameter_default(dict(template), "ParameterPrefix"),
         admin_key=environ.get("ADMIN_KEY") or DEFAULT_ADMIN_KEY,
+        profile_token=environ.get("PROFILE_TOKEN") or DEFAULT_PROFILE_TOKEN,
+        space_id=environ.get("SPACE_ID") or DEFAULT_SPACE_ID,
     )
 
 
