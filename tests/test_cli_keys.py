@@ -77,3 +77,15 @@ def test_a_denied_key_is_told_as_aws_tells_it_with_the_value_masked(
         f"segment-connector: error: {PREFIX}/write-key not written: AccessDeniedException: not authorized to "
         "perform ssm:PutParameter with Value ***\n"
     )
+
+
+def test_the_profile_token_is_set_like_the_other_keys(
+    aws: Aws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy_outputs()
+    # When the Segment-compatible Profile API's token is set
+    code, out, _ = keys_set("profile-token", "tok-16", capsys, monkeypatch)
+    # Then it is the SecureString <prefix>/profile-token that InboundFunction reads
+    assert code == 0 and f"wrote SecureString {PREFIX}/profile-token" in out
+    stored = aws.ssm.get_parameter(Name=f"{PREFIX}/profile-token", WithDecryption=True)["Parameter"]
+    assert (stored["Type"], stored["Value"]) == ("SecureString", "tok-16")

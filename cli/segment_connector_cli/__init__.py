@@ -2,7 +2,7 @@
 
     segment-connector status [--json]                       warnings, counts, the last resync
     segment-connector settings show|validate FILE|put FILE  the settings document
-    segment-connector keys set api-key|write-key|shared-secret|admin-key
+    segment-connector keys set api-key|write-key|shared-secret|admin-key|profile-token
     segment-connector resync [--wait]                       bring Segment up to date
     segment-connector replay [--limit N] [--wait]           send dead letters again (in the background)
     segment-connector users get ID                          a profile, as the Profile API shows it

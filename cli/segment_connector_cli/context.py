@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from segment_connector.runtime.parameter_store import ParameterStore
     from segment_connector.store.profile_store import ProfileStore
 
-KEYS = ("api-key", "write-key", "shared-secret", "admin-key")
+KEYS = ("api-key", "write-key", "shared-secret", "admin-key", "profile-token")
 
 
 class Command:
