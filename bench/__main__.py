@@ -3,6 +3,7 @@
 cold-start  import + init of each handler against boto3's own (bench/cold_start.py)
 inbound     batches and single messages with modelled DynamoDB latency (bench/inbound_latency.py)
 capacity    DynamoDB units and cost per message type, and what would save (bench/message_costs.py)
+profile-api DynamoDB requests per route of the Segment-compatible Profile API (bench/profile_api.py)
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import sys
 import time
 import traceback
 
-PARTS = {"cold-start": "bench.cold_start", "inbound": "bench.inbound_latency", "capacity": "bench.message_costs"}
+PARTS = {
+    "cold-start": "bench.cold_start",
+    "inbound": "bench.inbound_latency",
+    "capacity": "bench.message_costs",
+    "profile-api": "bench.profile_api",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -79,8 +79,9 @@ class InboundStack:
     """`with InboundStack(settings) as stack: stack.post(body)`; INBOUND_WRITERS as in the template
     unless `writers` is given."""
 
-    def __init__(self, settings: dict[str, Any] | None = None, writers: int | None = None):
+    def __init__(self, settings: dict[str, Any] | None = None, writers: int | None = None, space_id: str | None = None):
         self.settings = {**SETTINGS_DEFAULT, **(settings or {})}
+        self.space_id = space_id
         self.writers = TEMPLATE_WRITERS if writers is None else writers
         self._saved_env: dict[str, str | None] = {}
         self._mock: Any = None
@@ -100,6 +101,7 @@ class InboundStack:
             "AWS_SESSION_TOKEN": "bench",
             "AWS_ENDPOINT_URL": None,
             "SEGMENT_API_URL": None,
+            **({"SPACE_ID": self.space_id} if self.space_id else {}),
         }
         for name, value in env.items():
             self._saved_env[name] = os.environ.get(name)
@@ -141,12 +143,18 @@ class InboundStack:
         storage.forget_shared_store()  # its boto3 client belongs to another mock
 
     def post(self, body: Any, path: str = "/segment") -> Answer:
+        raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        return self.request("POST", path, raw)
+
+    def get(self, path: str, authorization: str = AUTHORIZATION) -> Answer:
+        return self.request("GET", path, b"", authorization)
+
+    def request(self, method: str, path: str, raw: bytes, authorization: str = AUTHORIZATION) -> Answer:
         from local_stack.api import build_event
         from local_stack.lambda_runtime import LambdaContext
 
-        raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-        headers = [("content-type", "application/json"), ("authorization", AUTHORIZATION)]
-        event = build_event("POST", path, headers, raw)
+        headers = [("content-type", "application/json"), ("authorization", authorization)]
+        event = build_event(method, path, headers, raw)
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             busy, wall, cpu = _busy_cpu(), time.perf_counter(), time.process_time()
