@@ -36,9 +36,8 @@ def _setup(stack: InboundStack) -> None:
     import boto3
 
     boto3.client("ssm").put_parameter(Name=f"{PREFIX}/profile-token", Value=TOKEN, Type="SecureString")
-    identify = {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1"}
-    identify["traits"] = {"email": "ann@example.com", "plan": "pro", "seats": 3}
-    stack.post(identify)
+    traits = {"email": "ann@example.com", "plan": "pro", "seats": 3}
+    stack.post({"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1", "traits": traits})
     stack.post({"type": "group", "userId": "u1", "groupId": "g1", "messageId": "g1", "traits": {"name": "Acme"}})
     for day in range(1, 6):
         for ids, prefix in (({"userId": "u1"}, "u"), ({"anonymousId": "a1"}, "a")):
