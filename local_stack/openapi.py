@@ -236,11 +236,16 @@ class Sent(_Schema):
     identify_traits: dict[str, Any] | None = Field(description="The traits its identify carries; null when not sent")
 
 
+class ConsoleProfileApi(_Schema):
+    traits_path: str = Field(description="The user's traits on the Segment-compatible Profile API (path)")
+
+
 class ConsoleUser(_Schema):
     user: User
     events: list[Event] = Field(description="The latest 20, newest first")
     account: Account | None
     sent: Sent
+    profile_api: ConsoleProfileApi
 
 
 ANSWERS: dict[str, Any] = {

@@ -727,6 +727,9 @@ def test_user_lookup_shows_traits_segments_and_events(console: Console, stack: S
         expect(console.by("user-segments")).to_contain_text(segment)
         expect(console.by("user-events")).to_contain_text("Report Exported")
         expect(console.by("user-profile")).to_contain_text(user)
+        # And the curl line of the user's traits on the Segment-compatible Profile API
+        traits_url = f"{stack.url}/v1/spaces/local/collections/users/profiles/user_id:{user}/traits"
+        expect(console.by("user-profile-api")).to_have_text(f"curl -u \"$PROFILE_TOKEN:\" '{traits_url}'")
     screenshot(page, "user")
 
     # Given the User Filter is that segment and only `plan` is sent

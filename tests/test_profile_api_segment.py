@@ -334,3 +334,19 @@ def test_the_existing_profile_api_is_unchanged(segment_profiles: Api, api: Api, 
     assert status == 200 and body["traits"]["plan"] == "pro" and "cursor" not in body
     assert api.get(path("user_id:u1", "traits"))[0] == 401  # the API key does not open the new routes
     assert TOKEN not in str(body)
+
+
+def test_the_console_lookup_gives_the_users_traits_path(
+    console_api: Api, api: Api, message: Message, monkeypatch: pytest.MonkeyPatch
+):
+    # Given a user, and a stack whose SpaceId is the Segment space's id
+    monkeypatch.setenv("SPACE_ID", SPACE)
+    identify_ann(api, message)
+    # When the console looks the user up by email: Then the path of its traits, by its best id
+    status, found = console_api.get("/console/api/users?q=ann%40example.com")
+    assert status == 200, found
+    assert found["profile_api"] == {"traits_path": path("user_id:u1", "traits")}
+    # And an anonymous visitor's by its anonymous id
+    assert api.post("/segment", message("track", anonymousId="v 1", event="E"))[0] == 200
+    found = console_api.get("/console/api/users?q=anonymous_id:v%201")[1]
+    assert found["profile_api"]["traits_path"] == path("anonymous_id:v 1", "traits")

@@ -82,6 +82,10 @@ export function renderUser(data) {
     ["Created", user.created_at ? timeNode(user.created_at) : ""],
     ["Updated", user.updated_at ? timeNode(user.updated_at) : ""],
   ]);
+  var profileApi = data.profile_api || {};
+  $("user-profile-api").textContent = profileApi.traits_path
+    ? "curl -u \"$PROFILE_TOKEN:\" '" + window.location.origin + profileApi.traits_path + "'"
+    : "";
   tagList($("user-segments"), user.segments);
   traitRows($("user-traits"), user.traits);
   renderSent(data.sent || {});

@@ -265,7 +265,13 @@ class Console:
                 except NotFound:
                     account = None
             events = profiles.user_events(self.store, reference, str(USER_EVENTS_SHOWN))
-            return {"user": user, "events": events, "account": account, "sent": _what_is_sent(settings, user)}
+            return {
+                "user": user,
+                "events": events,
+                "account": account,
+                "sent": _what_is_sent(settings, user),
+                "profile_api": {"traits_path": segment_traits_path(user)},
+            }
         raise NotFound(profiles.not_found_message(text, candidates))
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -291,6 +297,19 @@ class Console:
                 document, has_write_key="write-key" in existing, has_api_key=has_api_key, prefix=self.parameters.prefix
             )
         )
+
+
+def segment_traits_path(user: Mapping[str, Any]) -> str:
+    """The user's traits on the Segment-compatible Profile API (the console shows it as a curl
+    line), by its best id: user_id, else its first anonymous_id, else its email."""
+    if user.get("user_id"):
+        kind, value = "user_id", user["user_id"]
+    elif user.get("anonymous_ids"):
+        kind, value = "anonymous_id", user["anonymous_ids"][0]
+    else:
+        kind, value = "email", user.get("email") or ""
+    space = quote(config.space_id(), safe="")
+    return f"/v1/spaces/{space}/collections/users/profiles/{kind}:{quote(str(value), safe='@')}/traits"
 
 
 def authorization_header(api_key: str | None) -> str | None:
