@@ -274,6 +274,28 @@ def test_unknown_profiles_spaces_and_resources_are_not_found(segment_profiles: A
         assert headers["Request-Id"]
 
 
+def test_other_methods_and_a_busy_table_answer_in_segments_shape(
+    segment_profiles: Api, api: Api, message: Message, monkeypatch: pytest.MonkeyPatch
+):
+    identify_ann(api, message)
+    # Given a POST: Then 405 allowing GET
+    status, body, headers = segment_profiles.request("POST", path("user_id:u1", "traits"), {})
+    assert (status, body["error"]["code"], headers["Allow"]) == (405, "invalid_request_error", "GET")
+    assert headers["Request-Id"]
+    # Given DynamoDB throttling: Then 503 with Retry-After, never Segment's 5xx without a body
+    from botocore.exceptions import ClientError
+
+    def throttled(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "BatchGetItem")
+
+    monkeypatch.setattr(
+        segment_profiles.module.store().db, "client", type("Busy", (), {"batch_get_item": staticmethod(throttled)})()
+    )
+    status, body, headers = segment_profiles.request("GET", path("user_id:u1", "traits"))
+    assert (status, body["error"]["code"], headers["Retry-After"]) == (503, "store_unavailable", "2")
+    assert set(body["error"]) == {"code", "message"} and headers["Request-Id"]
+
+
 def test_only_the_profile_token_opens_the_routes_and_it_opens_no_other(
     segment_profiles: Api, api: Api, aws: Aws, message: Message
 ):

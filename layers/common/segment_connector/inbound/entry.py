@@ -364,6 +364,10 @@ def not_found(_: Exception | None) -> Response[dict[str, Any]]:
                     return view(**match.groupdict())
                 except ConnectorError as error:
                     return connector_error(error)
+    if path.startswith("/v1/spaces/"):  # the Segment-compatible Profile API takes GET only
+        from segment_connector.views.segment_profiles.api import method_not_allowed
+
+        return _json(*method_not_allowed(app.current_event.request_context.request_id))
     allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
     answer: ConnectorError
     if allowed:

@@ -40,6 +40,12 @@ def answer(store: ProfileStore, request: ProfileRequest) -> Answer:
         return error.status, shaped.body(), {**error.headers, **headers}
 
 
+def method_not_allowed(request_id: str) -> Answer:
+    """Any method but GET on these routes: 405 in Segment's shape, with `Allow` and `Request-Id`."""
+    error = ProfileApiError(405, "invalid_request_error", "method not allowed; use GET")
+    return error.status, error.body(), {"Allow": "GET", "Request-Id": request_id or uuid.uuid4().hex}
+
+
 def authenticate(request: ProfileRequest) -> None:
     """HTTP Basic, the profile token as the user name (the password is not read)."""
     token = config.get_secret(TOKEN)
