@@ -11,6 +11,7 @@ from typing import Any
 from harness import Api
 from segment_connector.domain.models.items import identity_pk
 from segment_connector.views.profiles import MAX_ANSWER_BYTES
+from segment_connector.views.segment_profiles.request import encode_cursor
 from segment_profile_helpers import pages, path, put_account, put_events, put_user, store_of, tampered
 
 
@@ -159,9 +160,11 @@ def test_a_tampered_cursor_is_a_validation_error_never_a_5xx(segment_profiles: A
     noise = ["x", "%00", "eyJ2IjoxfQ", "W10", "bnVsbA", "_-_-", "////", "eyJ2Ijoy" * 50, "\u00e9"]
     noise += ["".join(rng.choice("abcXYZ019-_=") for _ in range(rng.randint(1, 60))) for _ in range(40)]
     for name, url in urls.items():
-        # When the cursor is garbage, another resource's, or its key is changed
+        # When the cursor is garbage, another resource's, or its key is changed (to a number,
+        # empty strings, a lone surrogate that DynamoDB could not take)
         others = [cursor for other, cursor in cursors.items() if other != name]
-        for bad in [*noise, *others, tampered(cursors[name])]:
+        crafted = [encode_cursor(name, key) for key in (["", "", "desc"], ["\ud800", "\ud800", "desc"], "", "\udfff")]
+        for bad in [*noise, *others, *crafted, tampered(cursors[name])]:
             status, body = segment_profiles.get(url + "&" + _query(next=bad))
             # Then a 400 naming `next`
             assert status == 400, (name, bad, body)

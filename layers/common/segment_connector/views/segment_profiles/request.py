@@ -147,8 +147,19 @@ def decode_cursor(request: ProfileRequest, check: Callable[[Any], bool]) -> Any:
     raise invalid("next", f"is not a cursor of this API's {request.resource} (pass the `next` of a previous answer)")
 
 
+def is_text(value: Any) -> bool:
+    """A non-empty string DynamoDB can take (UTF-8: no lone surrogate)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_text_list(value: Any, length: int) -> bool:
-    return isinstance(value, list) and len(value) == length and all(isinstance(part, str) for part in value)
+    return isinstance(value, list) and len(value) == length and all(is_text(part) for part in value)
 
 
 # -- pages -----------------------------------------------------------------------------------------

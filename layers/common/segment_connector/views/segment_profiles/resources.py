@@ -18,6 +18,7 @@ from segment_connector.views.segment_profiles.request import (
     decode_cursor,
     encode_cursor,
     invalid,
+    is_text,
     is_text_list,
     sized,
     take,
@@ -43,7 +44,7 @@ def traits(
     if kind is not None and kind not in TRAIT_CLASSES:
         raise invalid("class", f"must be one of {', '.join(TRAIT_CLASSES)}")
     include = request.names("include")
-    after = decode_cursor(request, lambda key: isinstance(key, str))
+    after = decode_cursor(request, is_text)
     if kind == "audience":
         values: dict[str, Any] = dict.fromkeys(audiences(store, subject, settings()), True)
     elif kind == "computed_trait":
@@ -163,7 +164,7 @@ def links(store: ProfileStore, request: ProfileRequest, subject: Subject) -> dic
     """A user's account, or an account's users (in the order of their profiles' keys; the cursor's
     key is the last one), each with its external ids."""
     limit = request.limit(*LINK_LIMITS)
-    after = decode_cursor(request, lambda key: isinstance(key, str))
+    after = decode_cursor(request, is_text)
     if isinstance(subject, UserProfile):  # one account at most: one page
         data = [_account_link(subject)] if subject.account_id and after is None else []
         return {"data": data, "cursor": cursor(request, limit, None)}
