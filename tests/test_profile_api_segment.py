@@ -274,23 +274,41 @@ def test_unknown_profiles_spaces_and_resources_are_not_found(segment_profiles: A
         assert headers["Request-Id"]
 
 
+class Busy:
+    """A DynamoDB client that is throttled."""
+
+    def batch_get_item(self, **_: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "BatchGetItem")
+
+
+def test_a_failed_read_is_in_the_functions_log(aws: Aws, function_log: Any, monkeypatch: pytest.MonkeyPatch):
+    # Given InboundFunction as deployed, and a throttled table
+    client = Api(function_log.cold_start("InboundFunction"), auth=basic(TOKEN))
+    monkeypatch.setenv("SPACE_ID", SPACE)
+    aws.set_secret("profile-token", TOKEN)
+    monkeypatch.setattr(client.module.store().db, "client", Busy())
+    # When the Profile API is read: Then the 503, and a warning in the function's log
+    assert client.get(path("user_id:u1", "traits"))[0] == 503
+    (line,) = function_log.find("profile api request failed")
+    assert (line["service"], line["level"], line["status"]) == ("inbound", "WARNING", 503)
+
+
 def test_other_methods_and_a_busy_table_answer_in_segments_shape(
-    segment_profiles: Api, api: Api, message: Message, monkeypatch: pytest.MonkeyPatch
+    segment_profiles: Api,
+    api: Api,
+    message: Message,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     identify_ann(api, message)
     # Given a POST: Then 405 allowing GET
     status, body, headers = segment_profiles.request("POST", path("user_id:u1", "traits"), {})
     assert (status, body["error"]["code"], headers["Allow"]) == (405, "invalid_request_error", "GET")
     assert headers["Request-Id"]
+
     # Given DynamoDB throttling: Then 503 with Retry-After, never Segment's 5xx without a body
-    from botocore.exceptions import ClientError
-
-    def throttled(**_: Any) -> Any:
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "BatchGetItem")
-
-    monkeypatch.setattr(
-        segment_profiles.module.store().db, "client", type("Busy", (), {"batch_get_item": staticmethod(throttled)})()
-    )
+    monkeypatch.setattr(segment_profiles.module.store().db, "client", Busy())
     status, body, headers = segment_profiles.request("GET", path("user_id:u1", "traits"))
     assert (status, body["error"]["code"], headers["Retry-After"]) == (503, "store_unavailable", "2")
     assert set(body["error"]) == {"code", "message"} and headers["Request-Id"]

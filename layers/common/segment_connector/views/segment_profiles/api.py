@@ -7,11 +7,12 @@ parameters (400), the profile (404). Every answer carries a `Request-Id` header.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 from urllib.parse import quote
 
-from segment_connector.domain.errors import BadRequest, ConnectorError, NotFound
+from segment_connector.domain.errors import BadRequest, ConnectorError, NotFound, PermissionDenied
 from segment_connector.domain.models.items import Account, UserProfile
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import token_matches
@@ -26,6 +27,7 @@ COLLECTIONS = ("users", "accounts")
 RESOURCES = ("traits", "external_ids", "events", "metadata", "links")
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
+logger = logging.getLogger(__name__)
 
 
 def answer(store: ProfileStore, request: ProfileRequest) -> Answer:
@@ -36,6 +38,10 @@ def answer(store: ProfileStore, request: ProfileRequest) -> Answer:
     except ProfileApiError as error:
         return error.status, error.body(), {**error.headers, **headers}
     except ConnectorError as error:  # DynamoDB busy (503), a denied call (500), ...
+        if isinstance(error, PermissionDenied):
+            logger.error("profile api request failed: AWS denied a call", extra={"denied": error.denied})
+        elif error.status >= 500:
+            logger.warning("profile api request failed", extra={"status": error.status, "error": error.message})
         shaped = ProfileApiError(error.status, error.code, error.message)
         return error.status, shaped.body(), {**error.headers, **headers}
 
