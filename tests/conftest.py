@@ -176,6 +176,15 @@ def segment_profiles(api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Api
 
 
 @pytest.fixture
+def profile_api_requests(segment_profiles: Api) -> list[str]:
+    """The DynamoDB requests InboundFunction makes (operation names), counted at its client."""
+    calls: list[str] = []
+    client = segment_profiles.module.store().client
+    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@pytest.fixture
 def message() -> Callable[..., dict[str, Any]]:
     counter = iter(range(1, 1_000_000))
 

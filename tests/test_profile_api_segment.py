@@ -345,27 +345,22 @@ def test_only_inbound_reads_the_profile_token() -> None:
     assert readers == {"InboundFunction"}
 
 
-@pytest.fixture
-def requests_made(segment_profiles: Api) -> list[str]:
-    calls: list[str] = []
-    client = segment_profiles.module.store().client
-    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
-    return calls
-
-
 def test_a_traits_answer_costs_at_most_two_dynamodb_requests(
-    segment_profiles: Api, api: Api, message: Message, requests_made: list[str]
+    segment_profiles: Api, api: Api, message: Message, profile_api_requests: list[str]
 ):
     # Given a user known by three ids
     identify_ann(api, message)
     for profile in ("user_id:u1", "anonymous_id:a1", "email:ann@example.com"):
         for query in ({}, {"verbose": "true", "include": "plan", "limit": "1"}):
-            requests_made.clear()
+            profile_api_requests.clear()
             # When its traits are asked by any of them
             status, _ = segment_profiles.get(path(profile, "traits", **query))
             # Then one request where the profile lives, two through an alias
             assert status == 200
-            assert requests_made == ["BatchGetItem"] * (1 if profile == "user_id:u1" else 2), (profile, requests_made)
+            assert profile_api_requests == ["BatchGetItem"] * (1 if profile == "user_id:u1" else 2), (
+                profile,
+                profile_api_requests,
+            )
 
 
 def test_the_existing_profile_api_is_unchanged(segment_profiles: Api, api: Api, message: Message):
