@@ -39,7 +39,6 @@ ROUTES = {
     re.compile(r"^/v1/users/[^/]+(/events)?$"): "GET",
     re.compile(r"^/v1/accounts/[^/]+$"): "GET",
     re.compile(r"^/health$"): "GET",
-    re.compile(r"^/v1/spaces/"): "GET",
 }
 
 
