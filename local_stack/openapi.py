@@ -297,7 +297,6 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
             "schema": {"type": "string", "minLength": 1},
         }
     ],
-    **openapi_profiles.QUERY_PARAMETERS,
 }
 
 
@@ -397,6 +396,7 @@ def document() -> dict[str, Any]:
     )
     doc: dict[str, Any] = json.loads(generated)
     console: dict[str, Any] = json.loads(_resolver(CONSOLE_APP).get_openapi_json_schema(openapi_version="3.1.0"))
+    doc["paths"].update(openapi_profiles.paths())
     doc["paths"].update(console["paths"])
     for (path, method), parameters in QUERY_PARAMETERS.items():
         doc["paths"][path][method].setdefault("parameters", []).extend(parameters)

@@ -1,6 +1,7 @@
-"""Answer schemas and query parameters of the Segment-compatible Profile API for the OpenAPI
-document (local_stack/openapi.py): they mirror segment_connector.views.segment_profiles, and
-tests/test_openapi.py checks real answers against them."""
+"""The Segment-compatible Profile API in the OpenAPI document (local_stack/openapi.py): its
+operations, query parameters and answer schemas. InboundFunction serves these routes from its
+not_found fallback (no route registered at a cold start), so they are described here; they mirror
+segment_connector.views.segment_profiles, and tests/test_openapi.py checks real answers against them."""
 
 from __future__ import annotations
 
@@ -117,16 +118,16 @@ def _limit(default: int, most: int) -> dict[str, Any]:
 _NEXT = _query("next", "The `cursor.next` of the previous answer", {"type": "string"})
 _NAMES = {"type": "string", "description": "comma-separated"}
 
-QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
-    (f"{PATH}/traits", "get"): [
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "traits": [
         _query("include", "Only these trait names", _NAMES),
         _limit(10, 200),
         _NEXT,
         _query("verbose", "Each trait as {value, updated_at}", {"type": "boolean", "default": False}),
         _query("class", "Audiences or computed traits", {"type": "string", "enum": ["audience", "computed_trait"]}),
     ],
-    (f"{PATH}/external_ids", "get"): [_query("include", "Only these id types", _NAMES), _limit(10, 100), _NEXT],
-    (f"{PATH}/events", "get"): [
+    "external_ids": [_query("include", "Only these id types", _NAMES), _limit(10, 100), _NEXT],
+    "events": [
         _limit(10, 100),
         _NEXT,
         _query("sort", "Newest (desc) or oldest (asc) first", {"type": "string", "enum": ["desc", "asc"]}),
@@ -135,5 +136,73 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
         _query("include", "Only these event names", _NAMES),
         _query("exclude", "Not these event names", _NAMES),
     ],
-    (f"{PATH}/links", "get"): [_limit(20, 100), _NEXT],
+    "metadata": [],
+    "links": [_limit(20, 100), _NEXT],
 }
+OPERATIONS = {  # resource: (summary, description, answer schema)
+    "traits": ("A profile's traits", "Nested traits come as stored.", "ProfileTraits"),
+    "external_ids": ("A profile's external ids", "By type, then id.", "ProfileExternalIds"),
+    "events": ("A profile's events", "A user's track, page and screen calls (an account: none).", "ProfileEvents"),
+    "metadata": ("A profile's metadata", "Created, updated, first and last stored event.", "ProfileMetadata"),
+    "links": ("A profile's links", "A user's account, an account's users.", "ProfileLinks"),
+}
+ERRORS = {
+    400: "validation_error: a bad limit, sort, date, cursor, class, id type or collection (the message names it)",
+    401: "authentication_error: not the profile token",
+    404: "not_found: no such space, resource or profile",
+    405: "invalid_request_error: a method other than GET (`Allow: GET`)",
+    503: "store_unavailable: DynamoDB throttled or unavailable (`Retry-After`)",
+}
+PATH_PARAMETERS = [
+    {
+        "name": "space_id",
+        "in": "path",
+        "required": True,
+        "description": "The SpaceId parameter",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "collection",
+        "in": "path",
+        "required": True,
+        "description": "users or accounts",
+        "schema": {"type": "string", "enum": ["users", "accounts"]},
+    },
+    {
+        "name": "profile",
+        "in": "path",
+        "required": True,
+        "description": "<id_type>:<id>: user_id, anonymous_id, email (users) or group_id (accounts); URL-encoded",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def paths() -> dict[str, Any]:
+    """The five operations, as the document's `paths` holds them."""
+    documented: dict[str, Any] = {}
+    for resource, (summary, description, schema) in OPERATIONS.items():
+        responses: dict[str, Any] = {"200": {"description": "The resource", **_json(schema)}}
+        responses.update(
+            {str(status): {"description": text, **_json("ProfileApiError")} for status, text in ERRORS.items()}
+        )
+        documented[f"{PATH}/{resource}"] = {
+            "get": {
+                "tags": ["Profile API (Segment-compatible)"],
+                "summary": summary,
+                "description": (
+                    f"{description} Segment's Profile API: its routes, query parameters, shapes, cursors and "
+                    "errors. HTTP Basic with the profile token as the user name (not the API key). Every "
+                    "answer has a `Request-Id` header."
+                ),
+                "operationId": f"segmentProfile{resource.title().replace('_', '')}",
+                "parameters": [*PATH_PARAMETERS, *QUERY_PARAMETERS[resource]],
+                "responses": responses,
+                "security": [{"profileToken": []}],
+            }
+        }
+    return documented

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import warnings
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ from segment_connector.domain.storable import ProfileTooLarge
 from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
-from segment_connector.runtime.route_docs import answers, json_content, request_body
+from segment_connector.runtime.route_docs import answers, request_body
 from segment_connector.store.profile_store import ProfileStore, shared_store
 
 # Imported by the routes that need them, not at a cold start: a delivery imports the ingest (the
@@ -211,46 +210,12 @@ def get_account(group_id: str) -> Response[dict[str, Any]]:
     return _json(200, profiles.account_view(store(), config.load_settings(), group_id))
 
 
-# -- the Segment-compatible Profile API: its own token, Segment's shapes and errors ------------------
-
-SEGMENT_PROFILE_PATH = "/v1/spaces/<space_id>/collections/<collection>/profiles/<profile>"
-_SEGMENT_PROFILE_ERRORS = {
-    400: "validation_error: a bad limit, sort, date, cursor, id type or collection (the message names it)",
-    401: "authentication_error: not the profile token",
-    404: "not_found: no such space, resource or profile",
-    503: "DynamoDB throttled or unavailable (`Retry-After`)",
-}
+# -- the Segment-compatible Profile API (GET /v1/spaces/<space>/collections/<collection>/profiles/
+# <id_type>:<id>/<resource>): served from not_found's PROFILE_ROUTES, so that the cold start
+# registers no route for it; its OpenAPI operations are in local_stack/openapi_profiles.py.
 
 
-SegmentRoute = Callable[..., Response[Any]]
-
-
-def _segment_answers(schema: str) -> dict[int, Any]:
-    documented: dict[int, Any] = {200: {"description": "The resource", **json_content(schema)}}
-    for status, text in _SEGMENT_PROFILE_ERRORS.items():
-        documented[status] = {"description": text, **json_content("ProfileApiError")}
-    return documented
-
-
-def _segment_route(
-    resource: str, summary: str, description: str, schema: str
-) -> Callable[[SegmentRoute], SegmentRoute]:
-    return app.get(
-        f"{SEGMENT_PROFILE_PATH}/{resource}",
-        summary=summary,
-        description=(
-            f"{description} Segment's Profile API shapes: `profile` is `<id_type>:<id>` (users: user_id, "
-            "anonymous_id, email; accounts: group_id). HTTP Basic with the profile token as the user name "
-            "(not the API key). Every answer has a `Request-Id` header."
-        ),
-        tags=["Profile API (Segment-compatible)"],
-        operation_id=f"segmentProfile{resource.title().replace('_', '')}",
-        responses=_segment_answers(schema),
-        openapi_extensions={"security": [{"profileToken": []}]},
-    )
-
-
-def _segment_profile(space_id: str, collection: str, profile: str, resource: str) -> Response[Any]:
+def segment_profile(space_id: str, collection: str, profile: str, resource: str) -> Response[Any]:
     from segment_connector.views.segment_profiles.api import answer
     from segment_connector.views.segment_profiles.request import ProfileRequest
 
@@ -268,52 +233,6 @@ def _segment_profile(space_id: str, collection: str, profile: str, resource: str
     )
     status, body, headers = answer(store(), request)
     return _json(status, body, headers)
-
-
-@_segment_route(
-    "traits",
-    "A profile's traits",
-    "`include`, `limit` (1-200, default 10), `next`, `verbose`, `class` (audience, computed_trait).",
-    "ProfileTraits",
-)
-def segment_traits(space_id: str, collection: str, profile: str) -> Response[Any]:
-    return _segment_profile(space_id, collection, profile, "traits")
-
-
-@_segment_route(
-    "external_ids",
-    "A profile's external ids",
-    "`include` (id types), `limit` (1-100, default 10), `next`.",
-    "ProfileExternalIds",
-)
-def segment_external_ids(space_id: str, collection: str, profile: str) -> Response[Any]:
-    return _segment_profile(space_id, collection, profile, "external_ids")
-
-
-@_segment_route(
-    "events",
-    "A profile's events",
-    "`limit` (1-100, default 10), `next`, `sort` (desc, asc), "
-    "`start`/`end` (ISO 8601), `include`/`exclude` (event names).",
-    "ProfileEvents",
-)
-def segment_events(space_id: str, collection: str, profile: str) -> Response[Any]:
-    return _segment_profile(space_id, collection, profile, "events")
-
-
-@_segment_route("metadata", "A profile's metadata", "Created, updated, first and last message.", "ProfileMetadata")
-def segment_metadata(space_id: str, collection: str, profile: str) -> Response[Any]:
-    return _segment_profile(space_id, collection, profile, "metadata")
-
-
-@_segment_route(
-    "links",
-    "A profile's links",
-    "A user's account, an account's users; `limit` (1-100, default 20), `next`.",
-    "ProfileLinks",
-)
-def segment_links(space_id: str, collection: str, profile: str) -> Response[Any]:
-    return _segment_profile(space_id, collection, profile, "links")
 
 
 def connector_error(error: ConnectorError) -> Response[Any]:
@@ -346,10 +265,10 @@ PROFILE_ROUTES = (
             r"^/v1/spaces/(?P<space_id>[^/]+)/collections/(?P<collection>[^/]+)/profiles/(?P<profile>[^/]+)/"
             r"(?P<resource>[^/]+)$"
         ),
-        _segment_profile,
+        segment_profile,
     ),
     # any other path under /v1/spaces/: Segment's 404 (after the token check)
-    (re.compile(r"^/v1/spaces/(?P<space_id>)(?P<collection>)(?P<profile>)(?P<resource>)"), _segment_profile),
+    (re.compile(r"^/v1/spaces/(?P<space_id>)(?P<collection>)(?P<profile>)(?P<resource>)"), segment_profile),
 )
 
 
