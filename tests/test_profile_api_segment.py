@@ -338,6 +338,26 @@ def test_only_the_profile_token_opens_the_routes_and_it_opens_no_other(
     assert status == 401 and "/segment-connector/profile-token" in body["error"]["message"]
 
 
+def test_without_its_grant_the_token_cannot_be_read_and_the_answer_says_so(
+    segment_profiles: Api, tmp_path: Any
+) -> None:
+    from harness import iam_authority, template_without
+    from local_stack.iam.deployment import authority_for
+    from local_stack.iam.enforce import enforce
+
+    # Given InboundFunction's role without ssm:GetParameter
+    enforce(
+        authority_for(TEST_DEPLOYMENT, template_without("InboundFunction", "ssm:GetParameter", tmp_path), record=False)
+    )
+    try:
+        # When a Segment client reads traits
+        status, body, headers = segment_profiles.request("GET", path("user_id:u1", "traits"))
+    finally:
+        enforce(iam_authority())
+    # Then a 500 in Segment's shape that says an operator must fix the deployment
+    assert (status, body["error"]["code"]) == (500, "permission_denied") and headers["Request-Id"]
+
+
 def test_only_inbound_reads_the_profile_token() -> None:
     roles = function_roles(TEMPLATE_PATH.read_text(encoding="utf-8"), TEST_DEPLOYMENT)
     arn = "arn:aws:ssm:us-east-1:123456789012:parameter/segment-connector/profile-token"

@@ -54,7 +54,7 @@ def method_not_allowed(request_id: str) -> Answer:
 
 def authenticate(request: ProfileRequest) -> None:
     """HTTP Basic, the profile token as the user name (the password is not read)."""
-    token = config.get_secret(TOKEN)
+    token = _token()
     if not token_matches(request.authorization, token):
         missing = "" if token else f" (none is configured: create the SecureString {config.parameter_name(TOKEN)})"
         raise ProfileApiError(
@@ -62,6 +62,18 @@ def authenticate(request: ProfileRequest) -> None:
             "authentication_error",
             f"send HTTP Basic auth with the Profile API's access token as the user name{missing}",
         )
+
+
+def _token() -> str | None:
+    """The profile token; AWS's refusal to read it (the role lacks the grant) is PermissionDenied."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        return config.get_secret(TOKEN)
+    except GetParameterError as error:
+        if "AccessDenied" not in repr(error.__cause__ or error):
+            raise
+        raise PermissionDenied(f"ssm:GetParameter on {config.parameter_name(TOKEN)}") from error
 
 
 def _resource(store: ProfileStore, request: ProfileRequest) -> dict[str, Any]:
