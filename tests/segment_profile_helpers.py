@@ -14,6 +14,8 @@ from segment_connector.domain.models.items import Account, StoredEvent, UserProf
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.table import serialize
 
+Message = Any  # the `message` fixture: message(type, **fields) -> a Segment message
+
 SPACE = "spa_test"
 TOKEN = "test-profile-token"
 CREATED = "2026-01-01T00:00:00.000Z"
@@ -107,3 +109,14 @@ def tampered(cursor: str) -> str:
     document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     document["k"] = 12
     return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+
+def identify_ann(api: Api, message: Message, **traits: Any) -> None:
+    """Given Ann: user_id u1, anonymous_id a1, an email in mixed case and nested traits."""
+    body = message(
+        "identify",
+        userId="u1",
+        anonymousId="a1",
+        traits={"email": "Ann@Example.com", "plan": "pro", "address": {"city": "Oslo", "zip": "0150"}, **traits},
+    )
+    assert api.post("/segment", body)[0] == 200
