@@ -300,3 +300,14 @@ def test_the_console_lookup_gives_the_users_traits_path(
     assert api.post("/segment", message("track", anonymousId="v 1", event="E"))[0] == 200
     found = console_api.get("/console/api/users?q=anonymous_id:v%201")[1]
     assert found["profile_api"]["traits_path"] == path("anonymous_id:v 1", "traits")
+
+
+def test_the_bench_prints_each_routes_requests_within_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import profile_api
+
+    # When `python -m bench profile-api` runs: Then every route answers within its budget
+    assert profile_api.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_user_id = next(line for line in lines if line.strip().startswith("traits, by user_id"))
+    assert " 200 " in by_user_id
+    assert by_user_id.split()[4:6] == ["1", "1"], by_user_id  # one request, one read unit (status 200)
