@@ -37,6 +37,10 @@ HOSTILE_API_LOOKUPS = scaled(200, 30)  # ... and whose ids are read through the 
 
 # -- long paths (phase long_paths) ---------------------------------------------------------------------
 LONG_USERS = scaled(3_000, 30)  # users whose segments and filter three settings saves change
+# how long the last of those resyncs may take: alone on an empty table about 3 minutes; after the
+# main phase and the other long checks moto's scans cross a table many times larger (each page
+# reads it all), and the last job covers the 3,000 users at ~6 a second
+LONG_RESYNC_SETTLE_SECONDS = float(os.environ.get("SOAK_RESYNC_SETTLE_S", "900"))
 # calls of one user, each with a new anonymousId: 3,000 at ~2 calls/s on this 2-core machine (moto
 # copies the table for each profile transaction) would take 25 minutes; 1,200 pass both bounds of a
 # profile (1,000 anonymous_ids listed, 1,100 identities) and take about 5. SOAK_ANONYMOUS_IDS=3000

@@ -253,7 +253,7 @@ def run(session: Session, operator: Operator, seed: int, count: int, check: Chec
     mark = len(session.sink.requests)
     started = time.monotonic()
     jobs = save_during_resync(session, operator, check)
-    final = wait_settled(operator, session, 240)
+    final = wait_settled(operator, session, config.LONG_RESYNC_SETTLE_SECONDS)
     session.wait_quiet(120)
     check.figure(
         f"3 saves, jobs {[job['id'][:8] for job in jobs]}; last job {final.get('status')} "

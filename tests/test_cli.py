@@ -775,7 +775,7 @@ def dead_letter(event: str, at: str) -> str:
 
 def outbound_with_its_replays(connector, monkeypatch, functions: Functions) -> None:
     """OutboundFunction (in-process) behind the invoker; the replay it starts runs to its end at once."""
-    from test_outbound_replay import Replays
+    from replay_helpers import Replays
 
     replays = Replays(connector, monkeypatch)
 

@@ -10,14 +10,13 @@ import pytest
 import requests
 
 from harness import PREFIX
+from replay_helpers import EVERYONE, replay
 from segment_connector.domain.models.items import StoredEvent
 from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import ClientPool
 from segment_connector.store.profile_store import ProfileStore
 from stream_helpers import emitted_metrics, failed_sequence_numbers
-from test_outbound_replay import replay
 
-EVERYONE = {"synchronized_segments": ["ALL"]}
 UNAVAILABLE = (503, {"Retry-After": "60"}, {"error": "unavailable"})
 
 

@@ -15,7 +15,9 @@ brought up to date (plan.py says what that means for one profile).
   worker claims a profile (conditional write) before sending it, and commits after: a worker that
   finds a pending transition (its own, after a crash, or an older job's) sends that transition
   again, with the same message ids (Segment dedups them, the table stores an event once), commits
-  it and goes on from there; a worker that finds a newer job's mark stops (superseded). So
+  it and goes on from there; a worker that finds a newer job's mark (on the sync item, which
+  every job writes for each profile it evaluates, or on the person's segment history) stops
+  (superseded). So
   restarts, retries, duplicate invocations and concurrent jobs never send one change twice and
   never skip one, and a profile that moves (anonymous -> known keeps its uid) or is deleted
   changes nothing for the others.

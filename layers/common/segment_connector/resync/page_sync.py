@@ -10,7 +10,15 @@ from typing import Any
 
 from segment_connector.domain.models.items import Account, UserProfile
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.resync.plan import ItemPlan, PagePlanner, Transition, sync_key, transition_id, view_of
+from segment_connector.resync.plan import (
+    ItemPlan,
+    PagePlanner,
+    Superseded,
+    Transition,
+    sync_key,
+    transition_id,
+    view_of,
+)
 from segment_connector.runtime import config
 from segment_connector.segment_api.delivery import Entry
 from segment_connector.store.profile_store import ProfileStore
@@ -20,10 +28,6 @@ CLAIM_ROUNDS = 5  # a profile another worker wrote meanwhile is read and planned
 NOTHING_SENT = ConnectorSettings(synchronized_account_segments=[])  # filters empty: nobody was sent
 
 Send = Callable[[list[Entry]], tuple[int, int]]  # entries -> (sent, failed)
-
-
-class Superseded(Exception):
-    """A newer job has written a profile of this page: this job's work ends."""
 
 
 def job_target_view(job: Mapping[str, Any]) -> str:
@@ -57,7 +61,7 @@ class PageSync:
             self.base_view: config.parse_settings(job["base"]),
             self.nothing_view: NOTHING_SENT,
         }
-        self.planner = PagePlanner(self.store, now)
+        self.planner = PagePlanner(self.store, now, self.seq)
 
     def run(self, items: list[UserProfile | Account]) -> PageCount:
         count = PageCount(evaluated=len(items))
@@ -125,9 +129,10 @@ class PageSync:
         lost = self.store.syncs.claim(
             [(sync_key(p.item), observed[sync_key(p.item)], claims[sync_key(p.item)]) for p in changed], self.seq
         )
-        # a profile whose transition sends nothing: its recorded view advances (none recorded: the base stands for it)
+        # a profile whose transition sends nothing: its recorded view advances, and this job's seq
+        # marks it (none recorded too) so that an older job's page still running stops at it
         advanced = [(sync_key(p.item), observed[sync_key(p.item)]) for p in plans if not p.changed]
-        lost |= self.store.syncs.advance([(key, view) for key, view in advanced if view], self.target_view, self.seq)
+        lost |= self.store.syncs.advance(advanced, self.target_view, self.seq)
         claimed = [plan for plan in changed if sync_key(plan.item) not in lost]
         count.changed += len(claimed)
         self._send_and_commit(claimed, claims, count)

@@ -33,6 +33,12 @@ from segment_connector.store.segment_history import Announced
 
 CLAIM_ATTEMPTS = 5  # a page's claims of one person's segment history lost in a row before it gives up
 
+
+class Superseded(Exception):
+    """A newer job has written a profile of this page (its sync item or its segment history): this
+    job's work ends, and the newer job brings the profile to the newest settings."""
+
+
 # The settings that change what is sent; a change of any other setting needs no resync.
 VIEW_FIELDS = (
     "segments",
@@ -92,9 +98,10 @@ class ItemPlan:
 class PagePlanner:
     """Plans a page of profiles, each with its own transition (accounts read once per page)."""
 
-    def __init__(self, store: ProfileStore, now: str):
+    def __init__(self, store: ProfileStore, now: str, seq: int = 0):
         self.store = store
         self.now = now
+        self.seq = seq  # the job's: a segment history a newer job wrote ends this job's work
         self._rules: dict[int, Rules] = {}
         self.histories: dict[str, Announced] = {}
 
@@ -125,7 +132,7 @@ class PagePlanner:
             claimed += written or []
         users = [plan.item for plan in lost if isinstance(plan.item, UserProfile)]
         if users:
-            self.histories.update(segment_history.read(self.store, [user.uid for user in users]))
+            self._read_histories([user.uid for user in users])
         for plan, user in zip(lost, users, strict=True):
             plan.events, plan.history = [], None
             self._segment_events(plan, user, *plan.segments)
@@ -134,7 +141,9 @@ class PagePlanner:
     def plan(self, work: list[tuple[UserProfile | Account, Transition]]) -> list[ItemPlan]:
         accounts = self._accounts(work)
         uids = [item.uid for item, _ in work if isinstance(item, UserProfile)]
-        self.histories = segment_history.read(self.store, uids) if uids else {}
+        self.histories = {}
+        if uids:
+            self._read_histories(uids)
         plans = []
         for item, transition in work:
             plan = ItemPlan(item, transition)
@@ -145,6 +154,14 @@ class PagePlanner:
                 self._account(plan, item, old, new)
             plans.append(plan)
         return plans
+
+    def _read_histories(self, uids: list[str]) -> None:
+        """The people's segment histories; Superseded when a newer job wrote one: what this job
+        would announce (its settings' segments) must not follow what the newer job announced."""
+        found = segment_history.read(self.store, uids)
+        if any(history.seq > self.seq for history in found.values()):
+            raise Superseded()
+        self.histories.update(found)
 
     def _rules_for(self, settings: ConnectorSettings) -> Rules:
         if id(settings) not in self._rules:
@@ -193,6 +210,8 @@ class PagePlanner:
             plan.history = segment_history.start(user.uid, new, user.updated_at, plan.events)
         elif own is not None and (plan.events or not own.same(new)):
             plan.history = own.then(new, max(own.at, user.updated_at), plan.events)
+        if plan.history is not None:
+            plan.history.seq = max(plan.history.seq, self.seq)
 
     # -- accounts ---------------------------------------------------------------------------------
 

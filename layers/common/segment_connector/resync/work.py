@@ -13,7 +13,8 @@ from typing import Any
 
 from segment_connector.domain.times import format_time
 from segment_connector.resync import clock
-from segment_connector.resync.page_sync import PageSync, Superseded, job_target_view
+from segment_connector.resync.page_sync import PageSync, job_target_view
+from segment_connector.resync.plan import Superseded
 from segment_connector.resync.stale import resume_stale
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionInvoker

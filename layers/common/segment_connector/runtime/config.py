@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities import parameters
-from pydantic import ValidationError
 
 from segment_connector.domain.errors import SettingsInvalid
-from segment_connector.domain.explain import field_errors, json_problem, summary
-from segment_connector.domain.models.settings import ConnectorSettings
+
+if TYPE_CHECKING:
+    from segment_connector.domain.models.settings import ConnectorSettings
 
 SETTINGS_MAX_AGE = 30  # seconds: a settings change applies within a minute, no redeploy
 SECRET_MAX_AGE = 300
@@ -49,6 +50,13 @@ def load_settings() -> ConnectorSettings:
 
 def parse_settings(raw: str | None) -> ConnectorSettings:
     """A settings document -> ConnectorSettings; SettingsInvalid naming the fields in plain words."""
+    # Imported on the first settings read, not at a cold start: the rules' models and difflib cost
+    # InboundFunction ~8 ms of init that /health and the Profile API's reads never need.
+    from pydantic import ValidationError
+
+    from segment_connector.domain.explain import field_errors, json_problem
+    from segment_connector.domain.models.settings import ConnectorSettings
+
     try:
         json.loads(raw or "{}")
     except json.JSONDecodeError as error:
@@ -62,6 +70,8 @@ def parse_settings(raw: str | None) -> ConnectorSettings:
 
 
 def _unusable(details: list[dict[str, str]]) -> str:
+    from segment_connector.domain.explain import summary
+
     return (
         f"the connector settings {parameter_name('settings')} cannot be used ({summary(details)}): "
         "fix them in the console or with `segment-connector settings put`"

@@ -13,15 +13,18 @@ store.db            the table gateway (table.py) that all of them, and the small
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from segment_connector.store.dead_letters import DeadLetterQueue
 from segment_connector.store.events import Events
-from segment_connector.store.inventory import Inventory
-from segment_connector.store.jobs import ReplayJobs, ResyncJobs
 from segment_connector.store.profiles import Profiles
-from segment_connector.store.syncs import SyncItems
 from segment_connector.store.table import Table
+
+if TYPE_CHECKING:
+    from segment_connector.store.dead_letters import DeadLetterQueue
+    from segment_connector.store.inventory import Inventory
+    from segment_connector.store.jobs import ReplayJobs, ResyncJobs
+    from segment_connector.store.syncs import SyncItems
 
 
 class ProfileStore:
@@ -32,11 +35,38 @@ class ProfileStore:
         self.table = table_name
         self.profiles = Profiles(self.db)
         self.events = Events(self.db)
-        self.dead_letters = DeadLetterQueue(self.db)
-        self.replay = ReplayJobs(self.db)
-        self.resync = ResyncJobs(self.db)
-        self.syncs = SyncItems(self.db)
-        self.inventory = Inventory(self.db)
+
+    # The other job stores are made (and imported) on first use: the request path (InboundFunction)
+    # reads and writes only profiles and events, and the others' modules cost its cold start ~3 ms.
+    @cached_property
+    def dead_letters(self) -> DeadLetterQueue:
+        from segment_connector.store.dead_letters import DeadLetterQueue
+
+        return DeadLetterQueue(self.db)
+
+    @cached_property
+    def replay(self) -> ReplayJobs:
+        from segment_connector.store.jobs import ReplayJobs
+
+        return ReplayJobs(self.db)
+
+    @cached_property
+    def resync(self) -> ResyncJobs:
+        from segment_connector.store.jobs import ResyncJobs
+
+        return ResyncJobs(self.db)
+
+    @cached_property
+    def syncs(self) -> SyncItems:
+        from segment_connector.store.syncs import SyncItems
+
+        return SyncItems(self.db)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        from segment_connector.store.inventory import Inventory
+
+        return Inventory(self.db)
 
     @property
     def client(self) -> Any:

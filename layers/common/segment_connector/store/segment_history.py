@@ -4,7 +4,9 @@ and merges (see docs/design.md, "Segment history").
 One small item per profile uid: pk `seghist#<uid>`, sk `seghist`, kind `seghist`, `segments` (the
 names announced), `at` (the profile time they reflect: a stream record of the person older than it
 is stale), `version` (how many times it was written: every write is conditional on the version it
-was planned from), `pending` (the Entered/Left events of the last transitions, stored by whoever
+was planned from), `seq` (the newest resync job that wrote it: an older job's page, still running
+after a newer one passed the person, must not announce its own settings' segments over the newer
+job's), `pending` (the Entered/Left events of the last transitions, stored by whoever
 sees them: kept until they are) and, for a profile merged into another, `merged_into` (the
 survivor's uid: its history was united into the survivor's, and its own late records announce
 nothing). The stream's filter never passes these items; they hold no personal data (a uid, segment
@@ -22,7 +24,7 @@ are fixed in the claim, so they are stored once).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -51,6 +53,7 @@ class Announced:
     version: int = 0
     pending: list[StoredEvent] = field(default_factory=list)
     stored: bool = False  # planned from a stored item (one written before versions were kept: version 0)
+    seq: int = 0  # the newest resync job that wrote it (0: none)
 
     def to_item(self, version: int) -> dict[str, object]:
         item: dict[str, object] = {
@@ -63,6 +66,8 @@ class Announced:
         }
         if self.merged_into:
             item["merged_into"] = self.merged_into
+        if self.seq:
+            item["seq"] = self.seq
         if self.pending:
             item["pending"] = [event.to_item() for event in self.pending]
         return item
@@ -78,8 +83,8 @@ class Announced:
     def then(
         self, segments: list[str], at: str, events: list[StoredEvent], merged_into: str | None = None
     ) -> Announced:
-        """The next state planned from this one: its version and its pending events carried."""
-        return Announced(self.uid, list(segments), at, merged_into, self.version, [*self.pending, *events], self.stored)
+        """The next state planned from this one: its version, its pending events and its resync job carried."""
+        return replace(self, segments=list(segments), at=at, merged_into=merged_into, pending=[*self.pending, *events])
 
 
 def start(uid: str, segments: list[str], at: str, events: list[StoredEvent]) -> Announced:
@@ -104,6 +109,7 @@ def read(store: ProfileStore, uids: Iterable[str]) -> dict[str, Announced]:
             version=int(raw.get("version") or 0),
             pending=[StoredEvent.model_validate(event) for event in raw.get("pending") or []],
             stored=True,
+            seq=int(raw.get("seq") or 0),
         )
     return found
 
@@ -113,7 +119,7 @@ def claim(store: ProfileStore, histories: list[Announced]) -> list[Announced] | 
     one transaction when there are several) if each stored one is still the version it was
     planned from; the states as written (their new versions), or None when another writer got
     there first (nothing written)."""
-    written = [Announced(h.uid, h.segments, h.at, h.merged_into, h.version + 1, h.pending, True) for h in histories]
+    written = [replace(h, version=h.version + 1, stored=True) for h in histories]
     puts = [_conditional_put(store, state, read) for state, read in zip(written, histories, strict=True)]
     try:
         if len(puts) == 1:
@@ -154,7 +160,7 @@ def complete(store: ProfileStore, histories: list[Announced]) -> int:
         return 0
     stored = sum(store.events.put_new([event for history in pending for event in history.pending]))
     for history in pending:
-        done = Announced(history.uid, history.segments, history.at, history.merged_into, history.version, [], True)
+        done = replace(history, pending=[], stored=True)
         try:
             store.db.call("put_item", **_conditional_put(store, done, history))
         except ClientError as error:

@@ -35,6 +35,22 @@ class _SyncWrite:
         }
 
 
+def _unchanged_since_read(
+    key: str, observed: str | None, seq: int, expression: str, values: dict[str, Any]
+) -> _SyncWrite:
+    """`expression` (its `values`, and `:seq`) on the profile's sync item if its synced view is
+    still `observed` (None: none recorded), no transition is pending and no newer job than `seq`
+    has written it."""
+    condition = "attribute_not_exists(pending) AND (attribute_not_exists(seq) OR seq <= :seq)"
+    values = {**values, ":seq": {"N": str(seq)}}
+    if observed is None:
+        condition += " AND attribute_not_exists(#view)"
+    else:
+        condition += " AND #view = :observed"
+        values[":observed"] = {"S": observed}
+    return _SyncWrite(key, expression, condition, values)
+
+
 class SyncItems:
     """The profiles' sync items."""
 
@@ -51,16 +67,11 @@ class SyncItems:
         from, to, seq), if the profile's synced view is still `observed` (None: none recorded), no
         transition is pending and no newer job (higher seq) has written it; the keys where that no
         longer held (read them again)."""
-        writes = []
-        for key, observed, pending in claims:
-            condition = "attribute_not_exists(pending) AND (attribute_not_exists(seq) OR seq <= :seq)"
-            values: dict[str, Any] = {":seq": {"N": str(seq)}, ":pending": serialize_value(pending)}
-            if observed is None:
-                condition += " AND attribute_not_exists(#view)"
-            else:
-                condition += " AND #view = :observed"
-                values[":observed"] = {"S": observed}
-            writes.append(_SyncWrite(key, "SET pending = :pending, kind = :kind", condition, values))
+        expression = "SET pending = :pending, kind = :kind"
+        writes = [
+            _unchanged_since_read(key, observed, seq, expression, {":pending": serialize_value(pending)})
+            for key, observed, pending in claims
+        ]
         return self._write(writes)
 
     def commit(self, claims: list[tuple[str, dict[str, Any]]]) -> set[str]:
@@ -82,18 +93,12 @@ class SyncItems:
         ]
         return self._write(writes)
 
-    def advance(self, keys: list[tuple[str, str]], view: str, seq: int) -> set[str]:
-        """Profiles whose transition changes nothing that is sent: record `view` as synced, per
-        (key, observed view), if still observed; the keys where it was not."""
-        writes = [
-            _SyncWrite(
-                key,
-                "SET #view = :to, seq = :seq, kind = :kind",
-                "#view = :observed AND attribute_not_exists(pending) AND seq <= :seq",
-                {":observed": {"S": observed}, ":to": {"S": view}, ":seq": {"N": str(seq)}},
-            )
-            for key, observed in keys
-        ]
+    def advance(self, keys: list[tuple[str, str | None]], view: str, seq: int) -> set[str]:
+        """Profiles whose transition changes nothing that is sent: record `view` as synced by job
+        `seq`, per (key, observed view; None: none recorded), if still observed, nothing is pending
+        and no newer job wrote it; the keys where that no longer held."""
+        expression = "SET #view = :to, seq = :seq, kind = :kind"
+        writes = [_unchanged_since_read(key, observed, seq, expression, {":to": {"S": view}}) for key, observed in keys]
         return self._write(writes)
 
     def _write(self, writes: list[_SyncWrite]) -> set[str]:
