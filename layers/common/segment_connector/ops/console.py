@@ -46,7 +46,6 @@ from segment_connector.ops.status import status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.runtime.parameter_store import ParameterStore
-from segment_connector.store import deletions_pending
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs, profiles
 
@@ -78,6 +77,8 @@ class Console:
     # -- dashboard ---------------------------------------------------------------------------
 
     def dashboard(self, api_key: str | None, webhook_url: str) -> dict[str, Any]:
+        from segment_connector.store import deletions_pending  # the dashboard's only, not every console call
+
         document, _ = self._settings_document()
         return {
             "webhook_url": webhook_url,

@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from segment_connector.store.inventory import KindCounts
+if TYPE_CHECKING:  # the counts come from the store's inventory, made on the dashboard's first read
+    from segment_connector.store.inventory import KindCounts
 
 COUNTS_MAX_AGE = 60.0  # seconds a count is shown before the next dashboard read counts again
 
