@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -42,30 +41,9 @@ class Events:
         """The events of the partitions, newest first (by `event_time`, then pk), read lazily:
         each partition's pages (LSI `by_time`, at most `page` items or 1 MB each) are queried only
         when the merge reaches them. `before` = (event_time, pk) of the last event already seen."""
-        streams = [self._partition(pk, before, page) for pk in dict.fromkeys(partitions)]
-        return heapq.merge(*streams, key=lambda event: (event.event_time, event.pk), reverse=True)
+        from segment_connector.store.event_pages import EventRange, ordered_events  # not at a cold start
 
-    def _partition(self, pk: str, before: tuple[str, str] | None, page: int) -> Iterator[StoredEvent]:
-        request: dict[str, Any] = {
-            "TableName": self.table.name,
-            "IndexName": "by_time",
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ScanIndexForward": False,
-            "Limit": page,
-        }
-        if before is not None:
-            # after (t, p) newest first: an earlier event_time, or the same one in a partition that sorts before p
-            operator = "<=" if pk < before[1] else "<"
-            request["KeyConditionExpression"] = f"pk = :pk AND event_time {operator} :before"
-            request["ExpressionAttributeValues"][":before"] = {"S": before[0]}
-        while True:
-            response = self.table.call("query", **request)
-            for raw in response.get("Items", []):
-                yield StoredEvent.model_validate(deserialize(raw))
-            if "LastEvaluatedKey" not in response:
-                return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return ordered_events(self.table, partitions, EventRange(newest_first=True, after=before), page)
 
     def exist_in(self, partition: str) -> bool:
         """Whether the partition holds any event (one Query of one item)."""
