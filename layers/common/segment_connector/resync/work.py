@@ -1,6 +1,12 @@
 """Resync: one scan segment's work ({"action": "work"}): pages scanned, synced (page_sync.py) and
 recorded one by one until the invocation's time runs short, then handed over to the next
-invocation; a failure is counted and retried, then fails the job (job.py's module doc tells the whole)."""
+invocation; a failure is counted and retried, then fails the job (job.py's module doc tells the whole).
+
+The table being unavailable (throttled, unreachable: StoreUnavailable) is not such a failure: the
+segment waits and tries again from its recorded page inside the invocation, then hands over to the
+next invocation, never counting an attempt. Lambda's own retries of a failed invocation (two, a
+minute or two apart) end in the on-failure queue, and stale detection (stale.py) would resume the
+segment only after STALE_SECONDS; a burst of throttling must not stall a segment that long."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from segment_connector.domain.errors import StoreUnavailable
 from segment_connector.domain.times import format_time
 from segment_connector.resync import clock
 from segment_connector.resync.page_sync import PageSync, job_target_view
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 500  # profiles per scan page (a page is at most 1 MB anyway)
 TIME_MARGIN = 60.0  # seconds left when a work invocation hands over to the next one
 MAX_STEP_ATTEMPTS = 3
+FIRST_PAUSE, LONGEST_PAUSE = 1.0, 30.0  # seconds between tries while the table is unavailable
 
 
 @dataclass
@@ -52,6 +60,25 @@ class Worker:
         self.deadline = 0.0
 
     def run(self, resync_id: str, segment: int) -> Result:
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return self._run(resync_id, segment)
+            except StoreUnavailable as error:
+                if self._time_left() < TIME_MARGIN + pause:
+                    return self._hand_over(resync_id, segment, error)
+                log.warning(
+                    "resync %s: segment %d: the table is unavailable (%r); trying again in %.0f s",
+                    resync_id,
+                    segment,
+                    error,
+                    pause,
+                    extra={"resync_id": resync_id, "segment": segment},
+                )
+                clock.sleep(pause)
+                pause = min(2 * pause, LONGEST_PAUSE)
+
+    def _run(self, resync_id: str, segment: int) -> Result:
         job = self.store.resync.job()
         if job is None or job["id"] != resync_id or job["status"] != "running":
             return Result({"resync_id": resync_id, "segment": segment, "stopped": "superseded or ended"})
@@ -60,8 +87,23 @@ class Worker:
             return Result({"resync_id": resync_id, "segment": segment, "stopped": "segment done"})
         try:
             return self._work(job, segment, progress)
+        except StoreUnavailable:
+            raise  # run() waits and tries again
         except Exception as error:  # noqa: BLE001 - record it, retry a few times, then fail the job
             return self._failed(job, segment, error)
+
+    def _hand_over(self, resync_id: str, segment: int, error: StoreUnavailable) -> Result:
+        """The table is still unavailable and the invocation's time runs short: the next invocation
+        goes on from the recorded page (no attempt counted: nothing is wrong with the segment)."""
+        log.warning(
+            "resync %s: segment %d: the table is still unavailable (%r); handed over to the next invocation",
+            resync_id,
+            segment,
+            error,
+            extra={"resync_id": resync_id, "segment": segment},
+        )
+        self.invoker.invoke_async(self.function, {"action": "work", "resync_id": resync_id, "segment": segment})
+        return Result({"resync_id": resync_id, "segment": segment, "state": "continues", "unavailable": True})
 
     def _work(self, job: dict[str, Any], segment: int, progress: dict[str, Any]) -> Result:
         sync = PageSync(self.store, self.send, job, format_time(self.now))
@@ -96,6 +138,14 @@ class Worker:
             if updated is None:
                 log.info("resync %s: superseded, ended or recorded elsewhere; segment %d stops", job["id"], segment)
                 return self._result(job["id"], segment, totals, "superseded")
+            log.info(
+                "resync %s: segment %d: page of %d profiles recorded%s",
+                job["id"],
+                segment,
+                len(items),
+                "" if next_key else " (the segment's last)",
+                extra={"resync_id": job["id"], "segment": segment, **counters},
+            )
             if next_key is None:
                 if updated["segments_done"] >= updated["segments"]:
                     self._finish(updated)
