@@ -22,6 +22,8 @@ ROUTES = [
     ("traits, by email (an alias)", "users", "email:ann@example.com", "traits", ""),
     ("traits, verbose + include + limit", "users", "user_id:u1", "traits", "?verbose=true&include=plan&limit=1"),
     ("traits, class=audience", "users", "user_id:u1", "traits", "?class=audience"),
+    ("traits, by an id of a moved profile", "users", "anonymous_id:m2", "traits", ""),
+    ("traits, a visitor known by events only", "users", "anonymous_id:v1", "traits", ""),
     ("external_ids", "users", "user_id:u1", "external_ids", ""),
     ("events (2 partitions)", "users", "user_id:u1", "events", ""),
     ("events, asc, time range", "users", "user_id:u1", "events", "?sort=asc&start=2026-01-02T00:00:00Z"),
@@ -39,6 +41,13 @@ def _setup(stack: InboundStack) -> None:
     traits = {"email": "ann@example.com", "plan": "pro", "seats": 3}
     stack.post({"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "i1", "traits": traits})
     stack.post({"type": "group", "userId": "u1", "groupId": "g1", "messageId": "g1", "traits": {"name": "Acme"}})
+    # a visitor on two devices who then identifies: the profile moves from m1 to u2 (m2's alias follows)
+    for message_id, ids in (("m1", {"anonymousId": "m1"}), ("m2", {"anonymousId": "m2"}), ("m3", {"userId": "u2"})):
+        stack.post({"type": "identify", "messageId": message_id, **ids, "traits": {"email": "mo@example.com"}})
+    # an anonymous visitor seen only through a page view, while someone's deletion is in progress
+    stack.post({"type": "page", "anonymousId": "v1", "messageId": "v1", "name": "Home"})
+    stack.post({"type": "identify", "userId": "gone", "messageId": "d1", "traits": {"plan": "x"}})
+    stack.post({"type": "delete", "userId": "gone", "messageId": "d2"})
     for day in range(1, 6):
         for ids, prefix in (({"userId": "u1"}, "u"), ({"anonymousId": "a1"}, "a")):
             track = {"type": "track", "event": "Viewed", "messageId": f"{prefix}{day}", **ids}

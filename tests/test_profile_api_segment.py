@@ -272,10 +272,47 @@ def test_a_traits_answer_costs_at_most_two_dynamodb_requests(
             status, _ = segment_profiles.get(path(profile, "traits", **query))
             # Then one request where the profile lives, two through an alias
             assert status == 200
-            assert profile_api_requests == ["BatchGetItem"] * (1 if profile == "user_id:u1" else 2), (
-                profile,
-                profile_api_requests,
-            )
+            through_alias = ["BatchGetItem"] if profile != "user_id:u1" else []
+            assert profile_api_requests == ["Query", *through_alias], (profile, profile_api_requests)
+
+
+def test_traits_cost_at_most_two_requests_by_any_id_after_moves_merges_and_for_visitors(
+    segment_profiles: Api, api: Api, message: Message, profile_api_requests: list[str]
+):
+    # Given a visitor seen on three devices, one email (the profile at the first anonymous id, the
+    # others aliases of it), who then identifies (the profile moves to the user id)
+    for device in ("d1", "d2", "d3"):
+        identify = message("identify", anonymousId=device, traits={"email": "vi@example.com", "plan": "pro"})
+        assert api.post("/segment", identify)[0] == 200
+    known = message("identify", userId="u7", traits={"email": "vi@example.com", "seats": 2})
+    assert api.post("/segment", known)[0] == 200
+    # And a second known user merged into the first by an alias call, with ids of its own
+    assert api.post("/segment", message("identify", userId="u8", anonymousId="e1", traits={"team": "x"}))[0] == 200
+    assert api.post("/segment", message("identify", userId="u8", anonymousId="e2"))[0] == 200
+    assert api.post("/segment", message("alias", userId="u7", previousId="u8"))[0] == 200
+    # And an anonymous visitor known only by events, while another person's deletion is in progress
+    assert api.post("/segment", message("track", anonymousId="v1", event="Viewed"))[0] == 200
+    assert api.post("/segment", message("identify", userId="gone", traits={"plan": "x"}))[0] == 200
+    assert api.post("/segment", message("delete", userId="gone"))[0] == 200
+    # When the traits are asked by each id: Then at most two requests each, and the same profile
+    for profile in (
+        "user_id:u7",
+        "anonymous_id:d1",
+        "anonymous_id:d2",
+        "anonymous_id:d3",
+        "user_id:u8",
+        "anonymous_id:e1",
+        "anonymous_id:e2",
+        "anonymous_id:v1",
+    ):
+        profile_api_requests.clear()
+        status, body = segment_profiles.get(path(profile, "traits"))
+        assert status == 200, (profile, body)
+        assert len(profile_api_requests) <= 2, (profile, profile_api_requests)
+        if profile != "anonymous_id:v1":
+            assert body["traits"] == {"email": "vi@example.com", "plan": "pro", "seats": 2, "team": "x"}, profile
+    # And the deleted person's events do not make a visitor of them
+    assert segment_profiles.get(path("user_id:gone", "traits"))[0] == 404
 
 
 def test_the_existing_profile_api_is_unchanged(segment_profiles: Api, api: Api, message: Message):

@@ -15,12 +15,15 @@ from segment_profile_helpers import SPACE, TOKEN, Message, identify_ann, path
 
 
 class Busy:
-    """A DynamoDB client that is throttled."""
+    """A DynamoDB client that is throttled, whatever it is asked."""
 
-    def batch_get_item(self, **_: Any) -> Any:
+    def __getattr__(self, operation: str) -> Any:
         from botocore.exceptions import ClientError
 
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "BatchGetItem")
+        def throttled(**_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
+
+        return throttled
 
 
 def test_a_failed_read_is_in_the_functions_log(aws: Aws, function_log: Any, monkeypatch: pytest.MonkeyPatch):

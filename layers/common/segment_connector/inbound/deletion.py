@@ -37,5 +37,5 @@ def change_for(resolution: Resolution, claimed: list[str], message_id: str | Non
         "next_alias": 0,
         "step": 0,
     }
-    registration = deletions_pending.registration(str(tombstone["pk"]), now)
+    registration = deletions_pending.registration(str(tombstone["pk"]), now, ids)
     return ProfileChange(message_id=message_id, tombstone=tombstone, registration=registration, deleted=deleted)

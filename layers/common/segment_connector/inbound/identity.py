@@ -24,6 +24,9 @@ MAX_ID_BYTES = 120_000  # of the two lists together: ids may be 1 KB each (100 K
 # uids of merged profiles a profile lists (the newest): outbound unites their segment history when
 # it first sees the merge, so only the latest few matter
 MAX_MERGED_UIDS = 20
+# aliases a change points again at a profile that moved or absorbed another (the newest identities
+# first; beyond that an older id resolves through a chain of aliases: store/alias_repoints.py)
+MAX_REPOINTS = 50
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Resolution:
     aliases: list[IdentityAlias] = field(default_factory=list)
     before: dict[str, Any] | None = None
     dropped: list[str] = field(default_factory=list)  # identity pks _bound let go (kept in overflow items)
+    stale_aliases: list[str] = field(default_factory=list)  # aliases pointing at a retired pk
     merged_uids: list[str] = field(default_factory=list)  # of the profiles absorbed
 
     def changed(self) -> bool:
@@ -73,6 +77,7 @@ class Resolution:
             aliases=self.aliases,
             dropped=self.dropped,
             merged_uids=self.merged_uids,
+            stale_aliases=self.stale_aliases,
         )
 
 
@@ -103,7 +108,17 @@ def resolve_identity(store: ProfileStore, claims: Claims, now: str, force_merge:
     _claim(profile, claims, lookup, absorbed, resolution)
     _place(profile, resolution)
     resolution.dropped = _bound(profile)
+    resolution.stale_aliases = _stale_aliases(profile, resolution)
     return resolution
+
+
+def _stale_aliases(profile: UserProfile, resolution: Resolution) -> list[str]:
+    """The profile's other identities when it leaves a pk (moved, or profiles merged in): their
+    aliases may point at a retired pk. Newest first, at most MAX_REPOINTS."""
+    if not resolution.retired:
+        return []
+    written = {profile.pk} | {alias.pk for alias in resolution.aliases} | {alias.pk for alias, _ in resolution.retired}
+    return [pk for pk in reversed(profile.identities) if pk not in written][:MAX_REPOINTS]
 
 
 def _mergeable(profile: UserProfile | None, claims: Claims) -> bool:

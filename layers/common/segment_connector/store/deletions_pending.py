@@ -1,7 +1,8 @@
 """GDPR deletions in progress: registered in one small partition, shown by status, resumed when stalled.
 
 Inbound's delete transaction writes, next to the tombstone (`deletion#<messageId>`, deletion.py), a
-registration item: pk `deletions`, sk the tombstone's pk, kind `deletion_pending`, `deleted_at`.
+registration item: pk `deletions`, sk the tombstone's pk, kind `deletion_pending`, `deleted_at`,
+`ids` (the tombstone's identity pks).
 The sweep's last step deletes the tombstone and its registration in one transaction, so the
 partition lists exactly the deletions not finished, and is as small as their number.
 
@@ -39,9 +40,10 @@ STALLED_SECONDS = 600
 RESUME_LIMIT = 25  # tombstones read and touched per scheduled check (the next check takes the rest)
 
 
-def registration(tombstone_pk: str, deleted_at: str) -> dict[str, Any]:
-    """The item that lists a deletion as in progress (written with its tombstone)."""
-    return {"pk": PK, "sk": tombstone_pk, "kind": KIND, "deleted_at": deleted_at}
+def registration(tombstone_pk: str, deleted_at: str, ids: list[str]) -> dict[str, Any]:
+    """The item that lists a deletion as in progress (written with its tombstone), with the
+    tombstone's identity pks: being_deleted reads them here, in the partition's one Query."""
+    return {"pk": PK, "sk": tombstone_pk, "kind": KIND, "deleted_at": deleted_at, "ids": ids}
 
 
 def registration_key(tombstone_pk: str) -> dict[str, Any]:
@@ -83,25 +85,30 @@ def in_progress(store: ProfileStore) -> InProgress:
 
 def being_deleted(store: ProfileStore, pks: list[str]) -> set[str]:
     """Those of these identity pks that a deletion in progress lists: what the sweep has not removed
-    yet (events, aliases) is the deleted person's, never to be shown. Every page of the partition (as
-    small as the deletions not finished), then their tombstones' identity lists."""
+    yet (events, aliases) is the deleted person's, never to be shown. Every page of the partition
+    (as small as the deletions not finished) with their identity lists; the tombstones' lists only
+    for registrations written before they carried one."""
     request: dict[str, Any] = {
         "TableName": store.table,
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": {"S": PK}},
-        "ProjectionExpression": "sk",
+        "ProjectionExpression": "sk, ids",
     }
-    tombstones: list[str] = []
+    listed: set[str] = set()
+    without_ids: list[str] = []
     while True:
         response = store.db.call("query", **request)
-        tombstones.extend(raw["sk"]["S"] for raw in response.get("Items", []))
+        for raw in response.get("Items", []):
+            if "ids" in raw:
+                listed.update(value["S"] for value in raw["ids"]["L"])
+            else:
+                without_ids.append(raw["sk"]["S"])
         if "LastEvaluatedKey" not in response:
             break
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    if not tombstones:
-        return set()
-    keys = [{"pk": {"S": pk}, "sk": {"S": TOMBSTONE_SK}} for pk in tombstones]
-    listed = {str(pk) for item in store.db.batch_get(keys, projection="ids") for pk in item.get("ids") or []}
+    if without_ids:
+        keys = [{"pk": {"S": pk}, "sk": {"S": TOMBSTONE_SK}} for pk in without_ids]
+        listed.update(str(pk) for item in store.db.batch_get(keys, projection="ids") for pk in item.get("ids") or [])
     return listed & set(pks)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from segment_connector.domain.errors import StoreUnavailable
-from segment_connector.domain.models.items import EVENT_SK_PREFIX, PROFILE_SK, StoredEvent
+from segment_connector.domain.models.items import PROFILE_SK, StoredEvent
 from segment_connector.store.table import WRITE_BATCH, Table, deserialize, is_condition_failure, serialize
 
 
@@ -44,17 +44,6 @@ class Events:
         from segment_connector.store.event_pages import EventRange, ordered_events  # not at a cold start
 
         return ordered_events(self.table, partitions, EventRange(newest_first=True, after=before), page)
-
-    def exist_in(self, partition: str) -> bool:
-        """Whether the partition holds any event (one Query of one item)."""
-        response = self.table.call(
-            "query",
-            TableName=self.table.name,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": partition}, ":prefix": {"S": EVENT_SK_PREFIX}},
-            Limit=1,
-        )
-        return bool(response.get("Items"))
 
     def put(self, event: StoredEvent) -> bool:
         """Store an event once: False when its messageId is already stored in that partition."""

@@ -49,3 +49,15 @@ def identity_owners(store: ProfileStore, pks: list[str]) -> dict[str, tuple[str 
         profile = lookup.profile_at(pk)
         owners[pk] = (profile.pk if profile else None, isinstance(lookup.items.get(pk), IdentityAlias))
     return owners
+
+
+def user_at(store: ProfileStore, pk: str) -> tuple[UserProfile | None, bool]:
+    """The profile an identity pk belongs to (None: none), and whether the pk's partition holds
+    events when it holds no identity item. One Query, then one BatchGet per alias followed (one:
+    aliases point at their profile, store/alias_repoints.py; older chains are followed too)."""
+    item, has_events = store.profiles.identity_head(pk)
+    for _ in range(MAX_ALIAS_HOPS):
+        if not isinstance(item, IdentityAlias):
+            break
+        item = store.profiles.identity_items([item.profile_pk]).get(item.profile_pk)
+    return (item if isinstance(item, UserProfile) else None), has_events

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from segment_connector.domain.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
 from segment_connector.domain.models.items import (
     ACCOUNT_SK,
+    EVENT_SK_PREFIX,
     PROFILE_SK,
     Account,
     IdentityAlias,
@@ -35,7 +36,9 @@ class ProfileChange:
     `retired` profiles become aliases of the profile that absorbed them. `dropped`: identity pks
     the bounded profile lists let go, kept in overflow items `ids#<uid>` (with the uids of profiles
     merged in, `merged_uids`), so that a delete finds them. A delete writes its `tombstone` and
-    removes the `deleted` profiles (pk, version read) (deletion.py).
+    removes the `deleted` profiles (pk, version read) (deletion.py). `stale_aliases`: identity pks
+    whose alias items still point at a pk this change retires; repointed at the profile after the
+    commit (alias_repoints.py), so that a lookup follows one alias, not a chain.
     """
 
     message_id: str | None = None
@@ -48,6 +51,7 @@ class ProfileChange:
     tombstone: dict[str, Any] | None = None
     registration: dict[str, Any] | None = None  # the tombstone's, in `deletions` (deletions_pending.py)
     deleted: list[tuple[str, int]] = field(default_factory=list)
+    stale_aliases: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (self.profiles or self.retired or self.aliases or self.accounts or self.tombstone)
@@ -68,6 +72,26 @@ class Profiles:
             if item is not None:
                 found[item.pk] = item
         return found
+
+    def identity_head(self, pk: str) -> tuple[UserProfile | IdentityAlias | None, bool]:
+        """The identity item at `pk` and whether the partition holds events, in one strongly
+        consistent Query of one item: sort keys descending, `identity` comes before every
+        `event#...` (whether there are events is known only when there is no identity item)."""
+        response = self.table.call(
+            "query",
+            TableName=self.table.name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=1,
+        )
+        items = [deserialize(raw) for raw in response.get("Items", [])]
+        if not items:
+            return None, False
+        if items[0]["sk"] == PROFILE_SK:
+            return _identity_item(items[0]), False
+        return None, str(items[0]["sk"]).startswith(EVENT_SK_PREFIX)
 
     def accounts(self, group_ids: Iterable[str]) -> dict[str, Account]:
         keys = [{"pk": {"S": account_pk(g)}, "sk": {"S": ACCOUNT_SK}} for g in dict.fromkeys(group_ids)]
@@ -121,6 +145,11 @@ class Profiles:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             raise _commit_failure(change, error.response.get("CancellationReasons", [])) from None
+        if change.stale_aliases and change.profiles:
+            from segment_connector.store.alias_repoints import repoint
+
+            retired = [alias.pk for alias, _ in change.retired]
+            repoint(self.table, change.stale_aliases, retired, change.profiles[0][0].pk)
 
     def _commit_actions(self, change: ProfileChange) -> list[dict[str, Any]]:
         table = self.table

@@ -12,7 +12,7 @@ from segment_connector.domain.models.items import IDENTITY_ORDER, StoredEvent, U
 from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.store import deletions_pending
-from segment_connector.store.identities import profiles_at
+from segment_connector.store.identities import user_at
 from segment_connector.store.profile_store import ProfileStore
 
 DEFAULT_EVENT_LIMIT = 50
@@ -50,15 +50,13 @@ def not_found_message(text: str, candidates: list[tuple[str, str]]) -> str:
 
 
 def find_user(store: ProfileStore, reference: str) -> UserProfile:
+    """The user an id names: two DynamoDB requests at most (one Query where the profile lives, a
+    BatchGet more through an alias; an events-only visitor's Query, then the deletions' one)."""
     pk = parse_reference(reference)
-    profile = profiles_at(store, [pk])[pk]
+    profile, has_events = user_at(store, pk)
     if profile is not None:
         return profile
-    if (
-        not pk.startswith("id#email#")
-        and store.events.exist_in(pk)
-        and not deletions_pending.being_deleted(store, [pk])
-    ):
+    if has_events and not pk.startswith("id#email#") and not deletions_pending.being_deleted(store, [pk]):
         # Seen only through events so far (e.g. an anonymous visitor): a profile without traits. Not
         # the events of a deleted person the sweep has not reached yet.
         _, kind, value = pk.split("#", 2)
