@@ -25,6 +25,7 @@ from harness import (
     Api,
     Aws,
     Stack,
+    basic,
     free_port,
     iam_authority,
     load_handler_module,
@@ -295,12 +296,16 @@ def test_the_local_stack_with_a_needed_action_removed_logs_access_denied_sends_n
 
 
 def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
-    connector: Connector, console_api: Api, aws: Aws
+    connector: Connector, console_api: Api, aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from segment_profile_helpers import SPACE, TOKEN
+
     # Given a stack deployed with KmsKeyArn and its keys stored under that key
     key = boto3.client("kms").create_key()["KeyMetadata"]
     deployment = dataclasses.replace(TEST_DEPLOYMENT, parameters={"KmsKeyArn": key["Arn"]})
-    for suffix, value in (("api-key", API_KEY), ("write-key", WRITE_KEY), ("admin-key", ADMIN_KEY)):
+    monkeypatch.setenv("SPACE_ID", SPACE)
+    keys = (("api-key", API_KEY), ("write-key", WRITE_KEY), ("admin-key", ADMIN_KEY), ("profile-token", TOKEN))
+    for suffix, value in keys:
         aws.ssm.put_parameter(
             Name=f"{PREFIX}/{suffix}", Value=value, Type="SecureString", KeyId=key["Arn"], Overwrite=True
         )
@@ -321,6 +326,10 @@ def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
         assert status == 200, answer
         connector.drain()
         assert [m["userId"] for m in connector.sent("identify")] == ["k1"]
+        # and the Profile API's token
+        profiles = Api(connector.api.module, auth=basic(TOKEN))
+        status, answer = profiles.get(f"/v1/spaces/{SPACE}/collections/users/profiles/user_id:k1/traits")
+        assert status == 200, answer
         status, board = console_api.get("/console/api/dashboard")
         assert status == 200, board
         resync = load_handler_module("resync")
@@ -333,6 +342,9 @@ def test_with_a_customer_managed_key_each_function_decrypts_only_what_it_reads(
         for function in ("InboundFunction", "ConsoleFunction"):
             with acting_as(function), unrecorded(), pytest.raises(ClientError, match="AccessDenied"):
                 aws.ssm.get_parameter(Name=f"{PREFIX}/write-key", WithDecryption=True)
+        for function in ("OutboundFunction", "ResyncFunction", "ConsoleFunction"):
+            with acting_as(function), unrecorded(), pytest.raises(ClientError, match="AccessDenied"):
+                aws.ssm.get_parameter(Name=f"{PREFIX}/profile-token", WithDecryption=True)
         # The console reads the admin key and writes the write key under the same key
         with acting_as("ConsoleFunction"):
             assert aws.ssm.get_parameter(Name=f"{PREFIX}/admin-key", WithDecryption=True)["Parameter"]["Value"]
