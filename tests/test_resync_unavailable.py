@@ -119,3 +119,33 @@ def test_a_failure_that_is_not_the_table_still_counts_and_fails_the_job(resyncs,
     resyncs.run()
     job = resyncs.job()
     assert job["status"] == "failed" and "a bug" in job["error"] and pauses == []
+
+
+def test_a_settings_change_whose_start_never_ran_is_started_by_the_scheduled_status(resyncs, aws, monkeypatch):
+    # Given 30 users sent with plan "pro" as Pro
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
+    put_users(aws, USERS)
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
+    sent_before = {user: len(sent) for user, sent in identifies(resyncs.sink).items()}
+    # When Pro becomes pro or team, but the start invocation EventBridge made failed every retry
+    aws.set_settings(segments=[TEAM], synchronized_segments=["ALL"])
+    # And the schedule's status runs
+    status = resyncs.invoke({"action": "status"})
+    resyncs.run()
+    # Then it started the resync, which identified each user entering Pro once
+    assert status["status"] == "running" and status["reason"] == "settings changed (start missed)"
+    assert resyncs.job()["status"] == "done"
+    sent = {user: len(calls) - sent_before.get(user, 0) for user, calls in identifies(resyncs.sink).items()}
+    assert {user: count for user, count in sent.items() if count} == dict.fromkeys(ENTERING, 1)
+    # And the next status starts nothing more
+    assert resyncs.invoke({"action": "status"})["id"] == resyncs.job()["id"]
+    assert not resyncs.invoker.queue
+
+
+def test_a_status_with_the_settings_synced_starts_nothing(resyncs, aws):
+    # Given no resync ever (the deployed settings), then one that ran to its end
+    assert resyncs.job() == {"status": "none"} and not resyncs.invoker.queue
+    resyncs.given_settings(segments=[PRO], synchronized_segments=["ALL"])
+    done = resyncs.job()
+    # When the status is asked again: Then the same job, nothing queued
+    assert resyncs.invoke({"action": "status"})["id"] == done["id"] and not resyncs.invoker.queue

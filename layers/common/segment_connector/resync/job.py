@@ -25,7 +25,9 @@ brought up to date (plan.py says what that means for one profile).
   that failed, retries used up) is resumed from its recorded page by the next status request,
   start, or page of another segment.
 - {"action": "status"} returns the job. It is also the schedule's call (StaleCheck), so it resumes
-  stalled GDPR deletions too (deletions_pending.resume_stalled: one Query when none is in progress).
+  stalled GDPR deletions too (deletions_pending.resume_stalled: one Query when none is in progress),
+  and starts the resync of a settings change whose own start never ran (start_missed: the settings
+  as stored differ from the last job's target).
 
 The first job ever compares against the oldest settings version kept (what the stack was
 deployed with, which Segment got everything with before any resync); later ones against what the
@@ -99,7 +101,8 @@ def handle(
         job = store.resync.job()
         if job is not None:
             resume_stale(store, invoker, function, job, now)
-        return Result(public(job), _resume_deletions(store, now))
+        started = start_missed(store, invoker, function, job, now)
+        return Result(started.response if started else public(job), _resume_deletions(store, now))
     if action == "work":
         return Worker(store, clients, invoker, function, context, now).run(
             str(event["resync_id"]), int(event["segment"])
@@ -155,6 +158,28 @@ def start(
             invoke_work(invoker, function, job["id"], segment)
         log.info("resync %s started (%s): %d segments", job["id"], reason, job["segments"])
     return Result(public(job))
+
+
+def start_missed(
+    store: ProfileStore, invoker: FunctionInvoker, function: str, current: Mapping[str, Any] | None, now: datetime
+) -> Result | None:
+    """Start the resync of a settings change whose own start never ran (its EventBridge invocation
+    failed Lambda's retries: the table or SSM unavailable): the settings as stored now differ from
+    the last job's target (before any job: from the deployed settings). None when they do not, or
+    when the stored settings are invalid (a save refuses those; nothing to start)."""
+    try:
+        view = view_of(config.parse_settings(config.current_settings_document()))
+    except SettingsInvalid:
+        return None
+    synced = (
+        job_target_view(current)
+        if current is not None
+        else view_of(config.parse_settings(_synchronized_settings(None)))
+    )
+    if view == synced:
+        return None
+    log.warning("resync: the settings changed and no resync started for them: starting it now")
+    return start(store, invoker, function, "settings changed (start missed)", full=False, now=now)
 
 
 def _new_job(
