@@ -15,39 +15,24 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from segment_connector.domain.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
-from segment_connector.domain.explain import field_errors, json_error, summary
-from segment_connector.domain.models.items import Account, UserProfile
-from segment_connector.domain.models.segment_rules import (
-    AccountSegmentDefinition,
-    UserSegmentDefinition,
-    account_segment_names,
-    user_segment_names,
-)
-from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.domain.outbound_view import Rules
 from segment_connector.ops.dashboard_counts import CountsCache
-from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
-from segment_connector.ops.settings_document import (
-    SETTINGS_PARAMETER,
-    parse_settings_text,
-    size_errors,
-    stored_text,
-    validate_document,
-    with_defaults,
-    write_settings,
-)
-from segment_connector.ops.status import status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
-from segment_connector.runtime.parameter_store import ParameterStore
-from segment_connector.store.profile_store import ProfileStore
-from segment_connector.views import jobs, profiles
+from segment_connector.views import jobs
+
+# Each operation imports what it needs beyond these (the settings' and the rules' models, the
+# explanations, the profile views) on its first call: console() builds the parts that every API call
+# uses, and a cold start pays for no other operation's code (the status that the page polls needs none).
+if TYPE_CHECKING:
+    from segment_connector.domain.models.items import UserProfile
+    from segment_connector.domain.models.segment_rules import UserSegmentDefinition
+    from segment_connector.domain.models.settings import ConnectorSettings
+    from segment_connector.runtime.parameter_store import ParameterStore
+    from segment_connector.store.profile_store import ProfileStore
 
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)
@@ -125,6 +110,8 @@ class Console:
     # -- settings ------------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
+        from segment_connector.ops.settings_document import with_defaults
+
         document, errors = self._settings_document()
         view: dict[str, Any] = {
             "settings": with_defaults(document),
@@ -136,6 +123,16 @@ class Console:
 
     def save_settings(self, body: bytes, has_api_key: bool) -> dict[str, Any]:
         """Validate with the functions' model and store; a change starts a resync (EventBridge)."""
+        from segment_connector.domain.explain import summary
+        from segment_connector.ops.settings_document import (
+            SETTINGS_PARAMETER,
+            size_errors,
+            stored_text,
+            validate_document,
+            with_defaults,
+            write_settings,
+        )
+
         document = _json_object(body, "the settings document")
         errors = validate_document(document)
         if errors:
@@ -201,6 +198,16 @@ class Console:
 
     def preview(self, body: bytes) -> dict[str, Any]:
         """How many profiles of a sample a rule matches, and a few of them."""
+        from pydantic import ValidationError
+
+        from segment_connector.domain.explain import field_errors, summary
+        from segment_connector.domain.models.items import Account, UserProfile
+        from segment_connector.domain.models.segment_rules import (
+            AccountSegmentDefinition,
+            UserSegmentDefinition,
+            account_segment_names,
+        )
+
         request = _json_object(body, "the body")
         kind = request.get("kind", "user")
         if kind not in ("user", "account"):
@@ -226,6 +233,8 @@ class Console:
         return {"kind": kind, "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
 
     def _matching_users(self, users: list[UserProfile], definition: UserSegmentDefinition) -> list[dict[str, Any]]:
+        from segment_connector.domain.models.segment_rules import user_segment_names
+
         account_traits: dict[str, dict[str, Any]] = {}
         if any((leaf.trait or "").startswith("account.") for _, leaf in definition.rule.leaves()):
             ids = {user.account_id for user in users if user.account_id}
@@ -248,6 +257,8 @@ class Console:
 
     def find_user(self, query: str | None) -> dict[str, Any]:
         """`user_id:x`, `anonymous_id:x`, `email:x`, or a bare value tried as each of them."""
+        from segment_connector.views import profiles
+
         text = (query or "").strip()
         if not text:
             raise BadRequest("q is empty: give a user_id, anonymous_id or email", [{"field": "q", "error": "empty"}])
@@ -278,6 +289,8 @@ class Console:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _settings_document(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        from segment_connector.ops.settings_document import parse_settings_text
+
         text = self.parameters.read("settings")
         if text is None:
             return {}, [{"field": "(document)", "error": f"{self.parameters.name('settings')} does not exist"}]
@@ -286,12 +299,16 @@ class Console:
 
     def _valid_settings(self) -> ConnectorSettings:
         """The stored settings, or the defaults while they are missing or invalid (a lookup still works)."""
+        from segment_connector.domain.models.settings import ConnectorSettings
+
         try:
             return config.parse_settings(self.parameters.read("settings"))
         except SettingsInvalid:
             return ConnectorSettings()
 
     def _warnings(self, document: Mapping[str, Any], *, has_api_key: bool) -> list[dict[str, str]]:
+        from segment_connector.ops.status import status_warnings
+
         existing = self.parameters.existing(["write-key"])
         return list(
             status_warnings(
@@ -336,6 +353,8 @@ def trait_paths(traits: Any, prefix: str = "", depth: int = 1) -> list[str]:
 
 def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[str, Any]:
     """Whether the user is in the User Filter and the traits its identify carries to Segment."""
+    from segment_connector.domain.outbound_view import Rules
+
     rules = Rules(settings)
     in_filter = rules.in_filter(user["segments"])
     return {
@@ -355,6 +374,8 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(body or b"null")
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
+        from segment_connector.domain.explain import json_error
+
         problem = json_error(error) if isinstance(error, ValueError) else "not valid JSON: nested too deeply"
         raise BadRequest(f"{what} is {problem}", [{"field": "(body)", "error": problem}]) from None
     if not isinstance(document, dict):
