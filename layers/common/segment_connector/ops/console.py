@@ -18,21 +18,45 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
+
 from segment_connector.domain.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
+from segment_connector.domain.explain import field_errors, json_error, summary
+from segment_connector.domain.models.segment_rules import (
+    AccountSegmentDefinition,
+    UserSegmentDefinition,
+    account_segment_names,
+    user_segment_names,
+)
+from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.ops.dashboard_counts import CountsCache
+from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
+from segment_connector.ops.settings_document import (
+    SETTINGS_PARAMETER,
+    parse_settings_text,
+    size_errors,
+    stored_text,
+    validate_document,
+    with_defaults,
+    write_settings,
+)
+from segment_connector.ops.status import status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
+from segment_connector.runtime.parameter_store import ParameterStore
+from segment_connector.store import deletions_pending, inventory
+from segment_connector.store import jobs as job_items
+from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs
 
-# Each operation imports what it needs beyond these (the settings' and the rules' models, the
-# explanations, the profile views) on its first call: console() builds the parts that every API call
-# uses, and a cold start pays for no other operation's code (the status that the page polls needs none).
 if TYPE_CHECKING:
     from segment_connector.domain.models.items import UserProfile
-    from segment_connector.domain.models.segment_rules import UserSegmentDefinition
-    from segment_connector.domain.models.settings import ConnectorSettings
-    from segment_connector.runtime.parameter_store import ParameterStore
-    from segment_connector.store.profile_store import ProfileStore
+
+# Every session's first call is the dashboard (then the status the page polls): console() imports
+# what they read (the settings document, the jobs, the inventory and the deletions in progress). What
+# only a later operation needs is imported by its first call: the preview's item models, the user
+# lookup's profile views and outbound rules (with the table's profile and event stores).
+DASHBOARD_READS = (deletions_pending, inventory, job_items)
 
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)
@@ -62,8 +86,6 @@ class Console:
     # -- dashboard ---------------------------------------------------------------------------
 
     def dashboard(self, api_key: str | None, webhook_url: str) -> dict[str, Any]:
-        from segment_connector.store import deletions_pending  # the dashboard's only, not every console call
-
         document, _ = self._settings_document()
         return {
             "webhook_url": webhook_url,
@@ -110,8 +132,6 @@ class Console:
     # -- settings ------------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
-        from segment_connector.ops.settings_document import with_defaults
-
         document, errors = self._settings_document()
         view: dict[str, Any] = {
             "settings": with_defaults(document),
@@ -123,16 +143,6 @@ class Console:
 
     def save_settings(self, body: bytes, has_api_key: bool) -> dict[str, Any]:
         """Validate with the functions' model and store; a change starts a resync (EventBridge)."""
-        from segment_connector.domain.explain import summary
-        from segment_connector.ops.settings_document import (
-            SETTINGS_PARAMETER,
-            size_errors,
-            stored_text,
-            validate_document,
-            with_defaults,
-            write_settings,
-        )
-
         document = _json_object(body, "the settings document")
         errors = validate_document(document)
         if errors:
@@ -198,15 +208,7 @@ class Console:
 
     def preview(self, body: bytes) -> dict[str, Any]:
         """How many profiles of a sample a rule matches, and a few of them."""
-        from pydantic import ValidationError
-
-        from segment_connector.domain.explain import field_errors, summary
         from segment_connector.domain.models.items import Account, UserProfile
-        from segment_connector.domain.models.segment_rules import (
-            AccountSegmentDefinition,
-            UserSegmentDefinition,
-            account_segment_names,
-        )
 
         request = _json_object(body, "the body")
         kind = request.get("kind", "user")
@@ -233,8 +235,6 @@ class Console:
         return {"kind": kind, "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
 
     def _matching_users(self, users: list[UserProfile], definition: UserSegmentDefinition) -> list[dict[str, Any]]:
-        from segment_connector.domain.models.segment_rules import user_segment_names
-
         account_traits: dict[str, dict[str, Any]] = {}
         if any((leaf.trait or "").startswith("account.") for _, leaf in definition.rule.leaves()):
             ids = {user.account_id for user in users if user.account_id}
@@ -289,8 +289,6 @@ class Console:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _settings_document(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
-        from segment_connector.ops.settings_document import parse_settings_text
-
         text = self.parameters.read("settings")
         if text is None:
             return {}, [{"field": "(document)", "error": f"{self.parameters.name('settings')} does not exist"}]
@@ -299,16 +297,12 @@ class Console:
 
     def _valid_settings(self) -> ConnectorSettings:
         """The stored settings, or the defaults while they are missing or invalid (a lookup still works)."""
-        from segment_connector.domain.models.settings import ConnectorSettings
-
         try:
             return config.parse_settings(self.parameters.read("settings"))
         except SettingsInvalid:
             return ConnectorSettings()
 
     def _warnings(self, document: Mapping[str, Any], *, has_api_key: bool) -> list[dict[str, str]]:
-        from segment_connector.ops.status import status_warnings
-
         existing = self.parameters.existing(["write-key"])
         return list(
             status_warnings(
@@ -374,8 +368,6 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(body or b"null")
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
-        from segment_connector.domain.explain import json_error
-
         problem = json_error(error) if isinstance(error, ValueError) else "not valid JSON: nested too deeply"
         raise BadRequest(f"{what} is {problem}", [{"field": "(body)", "error": problem}]) from None
     if not isinstance(document, dict):
