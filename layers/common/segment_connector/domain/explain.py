@@ -10,7 +10,6 @@ column.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -177,6 +176,8 @@ def _not_one_of(name: str, what: str, options: Sequence[str]) -> str:
 
 def did_you_mean(name: str, options: Collection[str]) -> str | None:
     """The option closest to a misspelled name (case ignored), if one is close enough."""
+    import difflib  # only a misspelled name needs it: a cold start reading valid settings does not
+
     by_lower = {option.lower(): option for option in options}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[close[0]] if close else None

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import re
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector.domain.errors import ConnectorError, MethodNotAllowed, NotFound, PermissionDenied, http_answer
 from segment_connector.domain.storable import ProfileTooLarge
@@ -19,7 +18,12 @@ from segment_connector.runtime import config
 from segment_connector.runtime.auth import authenticate
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.runtime.route_docs import answers, request_body
+from segment_connector.store import events as stored_events
+from segment_connector.store import profiles as stored_profiles
 from segment_connector.store.profile_store import ProfileStore, shared_store
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Imported by the routes that need them, not at a cold start: a delivery imports the ingest (the
 # message models, the writers' pool) on its first call; the Profile API's reads and /health never do.
@@ -32,13 +36,21 @@ metrics = Metrics()
 app = APIGatewayHttpResolver()
 
 DELIVERY_METHODS = ["POST", "PUT", "PATCH"]  # Webhooks (Actions) lets users pick the method
+# The fallback's patterns (not_found) stay strings, compiled (and cached by `re`) when a request
+# first needs them: a delivery never does, and a cold start compiles none of them.
 ROUTES = {
-    re.compile(r"^/segment$"): ", ".join(DELIVERY_METHODS),
-    re.compile(r"^/v1/(identify|track|page|screen|group|alias|batch)$"): "POST",
-    re.compile(r"^/v1/users/[^/]+(/events)?$"): "GET",
-    re.compile(r"^/v1/accounts/[^/]+$"): "GET",
-    re.compile(r"^/health$"): "GET",
+    r"^/segment$": ", ".join(DELIVERY_METHODS),
+    r"^/v1/(identify|track|page|screen|group|alias|batch)$": "POST",
+    r"^/v1/users/[^/]+(/events)?$": "GET",
+    r"^/v1/accounts/[^/]+$": "GET",
+    r"^/health$": "GET",
 }
+
+
+# Every request but /health reads or writes profiles and events: their stores' modules (with the
+# table's item models) are imported at init, not by the first request. (ProfileStore makes each of
+# its stores on first use: the console's first requests need neither.)
+REQUEST_STORES = (stored_profiles, stored_events)
 
 
 def store() -> ProfileStore:
@@ -257,18 +269,16 @@ app.exception_handler(ConnectorError)(connector_error)  # every ConnectorError a
 # The resolver's path parameters exclude characters such as `#`, NUL or U+FFFD; any profile
 # reference is looked up (and answered 404 or 400) rather than refused as an unknown route.
 PROFILE_ROUTES = (
-    (re.compile(r"^/v1/users/(?P<reference>[^/]+)$"), get_user),
-    (re.compile(r"^/v1/users/(?P<reference>[^/]+)/events$"), get_user_events),
-    (re.compile(r"^/v1/accounts/(?P<group_id>[^/]+)$"), get_account),
+    (r"^/v1/users/(?P<reference>[^/]+)$", get_user),
+    (r"^/v1/users/(?P<reference>[^/]+)/events$", get_user_events),
+    (r"^/v1/accounts/(?P<group_id>[^/]+)$", get_account),
     (
-        re.compile(
-            r"^/v1/spaces/(?P<space_id>[^/]+)/collections/(?P<collection>[^/]+)/profiles/(?P<profile>[^/]+)/"
-            r"(?P<resource>[^/]+)$"
-        ),
+        r"^/v1/spaces/(?P<space_id>[^/]+)/collections/(?P<collection>[^/]+)/profiles/(?P<profile>[^/]+)/"
+        r"(?P<resource>[^/]+)$",
         segment_profile,
     ),
     # any other path under /v1/spaces/: Segment's 404 (after the token check)
-    (re.compile(r"^/v1/spaces/(?P<space_id>)(?P<collection>)(?P<profile>)(?P<resource>)"), segment_profile),
+    (r"^/v1/spaces/(?P<space_id>)(?P<collection>)(?P<profile>)(?P<resource>)", segment_profile),
 )
 
 
@@ -276,7 +286,7 @@ def not_found(_: Exception | None) -> Response[dict[str, Any]]:
     path = app.current_event.path
     if app.current_event.http_method == "GET":
         for pattern, view in PROFILE_ROUTES:
-            match = pattern.match(path)
+            match = re.match(pattern, path)
             if match:
                 try:
                     return view(**match.groupdict())
@@ -286,7 +296,7 @@ def not_found(_: Exception | None) -> Response[dict[str, Any]]:
         from segment_connector.views.segment_profiles.api import method_not_allowed
 
         return _json(*method_not_allowed(app.current_event.request_context.request_id))
-    allowed = [method for pattern, method in ROUTES.items() if pattern.match(path)]
+    allowed = [method for pattern, method in ROUTES.items() if re.match(pattern, path)]
     answer: ConnectorError
     if allowed:
         answer = MethodNotAllowed(f"method not allowed; use {allowed[0]}", headers={"Allow": allowed[0]})

@@ -15,14 +15,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from segment_connector.domain.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
 from segment_connector.domain.explain import field_errors, json_error, summary
-from segment_connector.domain.models.items import Account, UserProfile
 from segment_connector.domain.models.segment_rules import (
     AccountSegmentDefinition,
     UserSegmentDefinition,
@@ -30,7 +29,6 @@ from segment_connector.domain.models.segment_rules import (
     user_segment_names,
 )
 from segment_connector.domain.models.settings import ConnectorSettings
-from segment_connector.domain.outbound_view import Rules
 from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
 from segment_connector.ops.settings_document import (
@@ -46,8 +44,19 @@ from segment_connector.ops.status import status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.runtime.parameter_store import ParameterStore
+from segment_connector.store import deletions_pending, inventory
+from segment_connector.store import jobs as job_items
 from segment_connector.store.profile_store import ProfileStore
-from segment_connector.views import jobs, profiles
+from segment_connector.views import jobs
+
+if TYPE_CHECKING:
+    from segment_connector.domain.models.items import UserProfile
+
+# Every session's first call is the dashboard (then the status the page polls): console() imports
+# what they read (the settings document, the jobs, the inventory and the deletions in progress). What
+# only a later operation needs is imported by its first call: the preview's item models, the user
+# lookup's profile views and outbound rules (with the table's profile and event stores).
+DASHBOARD_READS = (deletions_pending, inventory, job_items)
 
 COUNTED_KINDS = {"users": "user", "accounts": "account", "events": "event"}
 COUNT_SECONDS = 8.0  # the dashboard's counts are estimated past this (API Gateway waits 30 s)
@@ -77,8 +86,6 @@ class Console:
     # -- dashboard ---------------------------------------------------------------------------
 
     def dashboard(self, api_key: str | None, webhook_url: str) -> dict[str, Any]:
-        from segment_connector.store import deletions_pending  # the dashboard's only, not every console call
-
         document, _ = self._settings_document()
         return {
             "webhook_url": webhook_url,
@@ -201,6 +208,8 @@ class Console:
 
     def preview(self, body: bytes) -> dict[str, Any]:
         """How many profiles of a sample a rule matches, and a few of them."""
+        from segment_connector.domain.models.items import Account, UserProfile
+
         request = _json_object(body, "the body")
         kind = request.get("kind", "user")
         if kind not in ("user", "account"):
@@ -248,6 +257,8 @@ class Console:
 
     def find_user(self, query: str | None) -> dict[str, Any]:
         """`user_id:x`, `anonymous_id:x`, `email:x`, or a bare value tried as each of them."""
+        from segment_connector.views import profiles
+
         text = (query or "").strip()
         if not text:
             raise BadRequest("q is empty: give a user_id, anonymous_id or email", [{"field": "q", "error": "empty"}])
@@ -336,6 +347,8 @@ def trait_paths(traits: Any, prefix: str = "", depth: int = 1) -> list[str]:
 
 def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[str, Any]:
     """Whether the user is in the User Filter and the traits its identify carries to Segment."""
+    from segment_connector.domain.outbound_view import Rules
+
     rules = Rules(settings)
     in_filter = rules.in_filter(user["segments"])
     return {

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segment_connector.domain.errors import ConnectorError, NotFound, http_answer
 from segment_connector.runtime import config
@@ -18,7 +16,11 @@ from segment_connector.runtime.auth import authenticate_admin
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.runtime.route_docs import answers, request_body
 
-if TYPE_CHECKING:  # imported by console(): the page and its assets need none of them
+if TYPE_CHECKING:  # annotations only: a cold start imports neither module
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    # imported by console(): the page and its assets need none of them
     from segment_connector.ops.console import Console
     from segment_connector.ops.dashboard_counts import CountsCache
     from segment_connector.runtime.invoker import FunctionInvoker

@@ -1,7 +1,5 @@
 """The connector's settings: one JSON document (SSM String `<prefix>/settings`) for both sides."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
