@@ -134,9 +134,17 @@ def public(job: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def start(
-    store: ProfileStore, invoker: FunctionInvoker, function: str, reason: str, *, full: bool, now: datetime
+    store: ProfileStore,
+    invoker: FunctionInvoker,
+    function: str,
+    reason: str,
+    *,
+    full: bool,
+    now: datetime,
+    target: str | None = None,
 ) -> Result:
-    target = config.current_settings_document()
+    """Start a job towards `target` (the settings document as stored now, read here unless given)."""
+    target = config.current_settings_document() if target is None else target
     try:
         target_settings = config.parse_settings(target)
     except SettingsInvalid as error:
@@ -167,8 +175,9 @@ def start_missed(
     failed Lambda's retries: the table or SSM unavailable): the settings as stored now differ from
     the last job's target (before any job: from the deployed settings). None when they do not, or
     when the stored settings are invalid (a save refuses those; nothing to start)."""
+    document = config.current_settings_document()
     try:
-        view = view_of(config.parse_settings(config.current_settings_document()))
+        view = view_of(config.parse_settings(document))
     except SettingsInvalid:
         return None
     synced = (
@@ -179,7 +188,7 @@ def start_missed(
     if view == synced:
         return None
     log.warning("resync: the settings changed and no resync started for them: starting it now")
-    return start(store, invoker, function, "settings changed (start missed)", full=False, now=now)
+    return start(store, invoker, function, "settings changed (start missed)", full=False, now=now, target=document)
 
 
 def _new_job(
