@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 
 FieldError = dict[str, str]
 
-RULE_KEYS = ("all", "any", "not", "trait", "op", "value")
+RULE_KEYS = ("all", "any", "not", "trait", "op", "value", "event", "count", "within_days", "where")
+WHERE_KEYS = ("all", "any", "not", "property", "op", "value")
+COUNT_KEYS = ("op", "value")
 DEFINITION_KEYS = ("name", "rule")
+COMPUTED_TRAIT_KEYS = ("name", "type", "event", "property", "within_days", "where")
 DEFINITION_LISTS = ("segments", "account_segments")
 CALLS = ("identify", "track", "page", "screen", "group", "alias", "delete")
 SHOWN_INPUT = 60  # characters of a wrong value quoted back
@@ -161,10 +164,16 @@ def _unknown_key(location: Sequence[str | int]) -> str:
         from segment_connector.domain.models.settings import ConnectorSettings
 
         return _not_one_of(name, "a setting", list(ConnectorSettings.model_fields))
+    if "where" in parents:
+        return _not_one_of(name, "a key of a `where` rule", WHERE_KEYS)
+    if parents[-1] == "count":
+        return _not_one_of(name, "a key of a `count`", COUNT_KEYS)
     if any(part in ("rule", "all", "any", "not") for part in parents):
         return _not_one_of(name, "a key of a rule", RULE_KEYS)
     if len(parents) == 2 and parents[0] in DEFINITION_LISTS:
         return _not_one_of(name, "a key of a segment", DEFINITION_KEYS)
+    if len(parents) == 2 and parents[0] == "computed_traits":
+        return _not_one_of(name, "a key of a computed trait", COMPUTED_TRAIT_KEYS)
     return "is not allowed here: remove it"
 
 

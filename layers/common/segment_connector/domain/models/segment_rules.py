@@ -1,7 +1,10 @@
 """Segment definitions: JSON rules parsed once into a tree of predicates, then matched per record.
 
-A rule is `{"all": [rule, ...]}`, `{"any": [rule, ...]}`, `{"not": rule}` or a leaf
-`{"trait": "<path>", "op": OP, "value": V}`. Matching never raises; its semantics:
+A rule is `{"all": [rule, ...]}`, `{"any": [rule, ...]}`, `{"not": rule}`, a trait leaf
+`{"trait": "<path>", "op": OP, "value": V}` or (user segments) an event leaf
+`{"event": NAME, "count": {"op": OP, "value": N}, "within_days": D, "where": RULE}` (see
+event_rules.py: the user's events named NAME in the last D days whose properties match `where`,
+counted and compared with N; `count` defaults to at least one). Matching never raises; its semantics:
 
 * A trait path is dotted for nested traits (`address.country`). Absent and `null` are both
   "missing": `exists`/`missing` test exactly that.
@@ -22,11 +25,8 @@ traits of that name) and `account.<path>` (the linked account's traits); a bare 
 ordinary user trait. Account segments may test trait paths only.
 """
 
-import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -34,143 +34,37 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
-Op = Literal[
-    "eq", "neq", "in", "nin", "exists", "missing",
-    "gt", "gte", "lt", "lte", "contains", "starts_with", "ends_with",
-]  # fmt: skip
+from segment_connector.domain.models.event_rules import AT_LEAST_ONE, CountTest, EventFilter, PropertyRule
+from segment_connector.domain.models.rule_predicates import Op, dig, leaf_test
+
 Lookup = Callable[[tuple[str, ...]], Any]
 """Resolves a split trait path to its value (None when missing)."""
+EventCount = Callable[[EventFilter], int]
+"""How many of the user's events an event leaf's filter selects (now)."""
 
-_ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+def no_events(_: EventFilter) -> int:
+    """The count of a subject without events (an account; a rule without event leaves)."""
+    return 0
+
+
 _USER_ONLY_PATHS = ("email", "user_id")
+_EVENT_KEYS = {"event", "count", "within_days", "where"}
 
 
-def _number(x: Any) -> Decimal | None:
-    if isinstance(x, bool) or not isinstance(x, int | float | Decimal):
-        return None
-    d = Decimal(str(x)) if isinstance(x, float) else Decimal(x)
-    return d if d.is_finite() else None  # NaN would raise on ordering
+_NO_KIND = "a rule needs 'all', 'any', 'not', or a leaf's 'trait' and 'op' (or an event leaf's 'event')"
+_LEAF_KEYS = ("trait", "op", "value", "event", "count", "within_days", "where")
 
 
-def _scalar(x: Any) -> str | bool | Decimal | None:
-    return x if isinstance(x, str | bool) else _number(x)
-
-
-def _moment(x: Any) -> date | None:
-    """An ISO-8601 string, date or datetime as a date or an aware datetime (naive = UTC)."""
-    if isinstance(x, str):
-        try:
-            return date.fromisoformat(x)
-        except ValueError:
-            try:
-                x = datetime.fromisoformat(x)
-            except ValueError:
-                return None
-    if isinstance(x, datetime):
-        return x if x.utcoffset() is not None else x.replace(tzinfo=UTC)
-    return x if isinstance(x, date) else None
-
-
-def _day(d: date) -> date:
-    return d.astimezone(UTC).date() if isinstance(d, datetime) else d
-
-
-def _equals(actual: Any, expected: str | bool | Decimal) -> bool:
-    if isinstance(expected, Decimal):
-        return (n := _number(actual)) is not None and n == expected
-    if isinstance(expected, bool):
-        return isinstance(actual, bool) and actual == expected
-    return isinstance(actual, str) and actual == expected
-
-
-def _ordered(actual: Any, expected: Decimal | date) -> tuple[Any, Any] | None:
-    if isinstance(expected, Decimal):
-        return None if (n := _number(actual)) is None else (n, expected)
-    if (m := _moment(actual)) is None:
-        return None
-    if not isinstance(m, datetime) or not isinstance(expected, datetime):
-        return _day(m), _day(expected)
-    return m, expected
-
-
-def _contains(actual: Any, expected: str | bool | Decimal) -> bool:
-    if isinstance(actual, str):
-        return isinstance(expected, str) and expected in actual
-    if isinstance(actual, list | tuple | set | frozenset):
-        return any(_equals(item, expected) for item in actual)
-    return False
-
-
-def _leaf_test(op: Op, value: Any, has_value: bool) -> Callable[[Any], bool]:
-    """Validate a leaf's value for its op and return the predicate on the trait's value."""
-    if op in ("exists", "missing"):
-        return _presence_test(op, has_value)
-    if not has_value:
-        raise ValueError(f"op '{op}' requires a 'value'")
-    if value is None:
-        raise ValueError(f"op '{op}': 'value' must not be null (use 'exists'/'missing')")
-    if op in ("in", "nin"):
-        return _membership_test(op, value)
-    if op in _ORDER:
-        return _order_test(op, value)
-    if op in ("starts_with", "ends_with"):
-        return _affix_test(op, value)
-    return _scalar_test(op, value)  # eq, neq, contains
-
-
-def _presence_test(op: Op, has_value: bool) -> Callable[[Any], bool]:
-    """exists / missing: no value."""
-    if has_value:
-        raise ValueError(f"op '{op}' takes no 'value'")
-    return (lambda a: a is not None) if op == "exists" else (lambda a: a is None)
-
-
-def _membership_test(op: Op, value: Any) -> Callable[[Any], bool]:
-    """in / nin: a non-empty list of scalars."""
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"op '{op}' requires a non-empty list 'value', got {value!r}")
-    scalars = [_scalar(v) for v in value]
-    options = [option for option in scalars if option is not None]
-    if len(options) != len(scalars):
-        raise ValueError(f"op '{op}': list items must be strings, numbers or booleans")
-
-    def test(actual: Any) -> bool:
-        return any(_equals(actual, option) for option in options)
-
-    return (lambda a: not test(a)) if op == "nin" else test
-
-
-def _order_test(op: Op, value: Any) -> Callable[[Any], bool]:
-    """gt / gte / lt / lte: a number, or an ISO date compared as a date."""
-    bound = _moment(value) if isinstance(value, str) else _number(value)
-    if bound is None:
-        raise ValueError(f"op '{op}' requires a number or an ISO-8601 date/datetime 'value', got {value!r}")
-    cmp = _ORDER[op]
-    return lambda a: (pair := _ordered(a, bound)) is not None and cmp(*pair)
-
-
-def _affix_test(op: Op, value: Any) -> Callable[[Any], bool]:
-    """starts_with / ends_with: a string."""
-    if not isinstance(value, str):
-        raise ValueError(f"op '{op}' requires a string 'value', got {value!r}")
-    if op == "starts_with":
-        return lambda a: isinstance(a, str) and a.startswith(value)
-    return lambda a: isinstance(a, str) and a.endswith(value)
-
-
-def _scalar_test(op: Op, value: Any) -> Callable[[Any], bool]:
-    """eq / neq / contains: a string, number or boolean."""
-    expected = _scalar(value)
-    if expected is None:
-        raise ValueError(f"op '{op}' requires a string, number or boolean 'value', got {value!r}")
-    if op == "contains":
-        return lambda a: _contains(a, expected)
-    return (lambda a: not _equals(a, expected)) if op == "neq" else (lambda a: _equals(a, expected))
+def _keys(given: set[str]) -> list[str]:
+    """The keys given, in the order a leaf's keys are documented."""
+    return [key for key in _LEAF_KEYS if key in given]
 
 
 class Rule(BaseModel):
@@ -184,10 +78,15 @@ class Rule(BaseModel):
     trait: str | None = None
     op: Op | None = None
     value: Any = None
+    event: Annotated[str, StringConstraints(min_length=1)] | None = None
+    count: CountTest | None = None
+    within_days: Annotated[StrictInt, Field(ge=1)] | None = None
+    where: PropertyRule | None = None
 
-    _match: Callable[[Lookup], bool] = PrivateAttr()
+    _match: Callable[[Lookup, EventCount], bool] = PrivateAttr()
+    _events: EventFilter | None = PrivateAttr(None)
 
-    @field_validator("all_", "any_", "not_", "trait", "op", mode="before")
+    @field_validator("all_", "any_", "not_", "trait", "op", "event", "count", "within_days", "where", mode="before")
     @classmethod
     def _not_null(cls, v: Any) -> Any:
         if v is None:
@@ -207,26 +106,51 @@ class Rule(BaseModel):
         kinds = [k for k in ("all", "any", "not") if f"{k}_" in given]
         if len(kinds) > 1:
             raise ValueError(f"a rule takes only one of 'all', 'any', 'not'; got {kinds}")
-        if kinds and given & {"trait", "op", "value"}:
-            raise ValueError(f"'{kinds[0]}' cannot be combined with 'trait'/'op'/'value'")
+        if kinds and given - {f"{kinds[0]}_"}:
+            others = "/".join(f"'{key}'" for key in _keys(given - {f"{kinds[0]}_"}))
+            raise ValueError(
+                f"'{kinds[0]}' cannot be combined with 'trait'/'op'/'value' or 'event'/'count'/'within_days'/'where'"
+                f" (got {others})"
+            )
         if kinds == ["all"] or kinds == ["any"]:
             children, combine = (self.all_ or [], all) if kinds == ["all"] else (self.any_ or [], any)
-            self._match = lambda lookup: combine(c.matches(lookup) for c in children)
+            self._match = lambda lookup, count: combine(c.matches(lookup, count) for c in children)
         elif kinds == ["not"] and self.not_ is not None:
             child = self.not_
-            self._match = lambda lookup: not child.matches(lookup)
+            self._match = lambda lookup, count: not child.matches(lookup, count)
+        elif self.event is not None:
+            self._compile_event_leaf(given)
         elif self.trait is None or self.op is None:
-            raise ValueError("a rule needs 'all', 'any', 'not', or a leaf's 'trait' and 'op'")
+            raise ValueError(_NO_KIND)
+        elif given & _EVENT_KEYS:
+            extra = ", ".join(_keys(given & _EVENT_KEYS))
+            raise ValueError(f"a trait leaf takes no {extra}: those are an event leaf's")
         else:
-            test, parts = _leaf_test(self.op, self.value, "value" in given), tuple(self.trait.split("."))
-            self._match = lambda lookup: test(lookup(parts))
+            test, parts = leaf_test(self.op, self.value, "value" in given), tuple(self.trait.split("."))
+            self._match = lambda lookup, count: test(lookup(parts))
         return self
+
+    def _compile_event_leaf(self, given: set[str]) -> None:
+        if given & {"trait", "op", "value"}:
+            raise ValueError(
+                f"an event leaf takes no {', '.join(_keys(given & {'trait', 'op', 'value'}))}: "
+                'its test is \'count\' ({"op": ..., "value": N})'
+            )
+        events = EventFilter(self.event or "", self.within_days, self.where)
+        test = self.count or AT_LEAST_ONE
+        self._events = events
+        self._match = lambda lookup, count: test.passes(count(events))
 
     def __repr_args__(self) -> list[tuple[str | None, Any]]:  # show only the keys this node uses
         return [(k, v) for k, v in super().__repr_args__() if v is not None]
 
-    def matches(self, lookup: Lookup) -> bool:
-        return self._match(lookup)
+    def matches(self, lookup: Lookup, count: EventCount = no_events) -> bool:
+        return self._match(lookup, count)
+
+    @property
+    def events(self) -> EventFilter | None:
+        """An event leaf's filter (None for other nodes)."""
+        return self._events
 
     def leaves(self, loc: str = "rule") -> Iterator[tuple[str, "Rule"]]:
         """(location, leaf) pairs, e.g. ("rule.all.0", leaf), for checks on trait paths."""
@@ -235,8 +159,11 @@ class Rule(BaseModel):
         for key, children in (("all", self.all_), ("any", self.any_)):
             for i, child in enumerate(children or ()):
                 yield from child.leaves(f"{loc}.{key}.{i}")
-        if self.trait is not None:
+        if self.trait is not None or self.event is not None:
             yield loc, self
+
+    def event_filters(self) -> list[EventFilter]:
+        return [leaf.events for _, leaf in self.leaves() if leaf.events is not None]
 
 
 class SegmentDefinition(BaseModel):
@@ -255,6 +182,8 @@ class AccountSegmentDefinition(SegmentDefinition):
     @classmethod
     def _trait_paths_only(cls, rule: Rule) -> Rule:
         for loc, leaf in rule.leaves():
+            if leaf.event is not None:
+                raise ValueError(f"{loc}.event: event conditions are only allowed in user segments")
             path = leaf.trait or ""
             if path in _USER_ONLY_PATHS or path.startswith("account."):
                 raise ValueError(
@@ -278,14 +207,6 @@ AccountSegments = Annotated[list[AccountSegmentDefinition], AfterValidator(valid
 """Field types for the settings model: `segments: UserSegments = []`."""
 
 
-def _dig(obj: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def user_segment_names(
     definitions: list[UserSegmentDefinition],
     *,
@@ -293,21 +214,25 @@ def user_segment_names(
     email: str | None,
     user_id: str | None,
     account_traits: dict[str, Any] | None,
+    events: EventCount = no_events,
 ) -> list[str]:
+    """The user segments a user is in; `events` counts the user's events for event leaves (the
+    traits given include the computed ones, see domain/activity.py)."""
+
     def lookup(parts: tuple[str, ...]) -> Any:
         if parts == ("email",):
             return email
         if parts == ("user_id",):
             return user_id
         if parts[0] == "account" and len(parts) > 1:
-            return _dig(account_traits, parts[1:])
-        return _dig(traits, parts)
+            return dig(account_traits, parts[1:])
+        return dig(traits, parts)
 
-    return [d.name for d in definitions if d.rule.matches(lookup)]
+    return [d.name for d in definitions if d.rule.matches(lookup, events)]
 
 
 def account_segment_names(definitions: list[AccountSegmentDefinition], *, traits: dict[str, Any]) -> list[str]:
     def lookup(parts: tuple[str, ...]) -> Any:
-        return _dig(traits, parts)
+        return dig(traits, parts)
 
     return [d.name for d in definitions if d.rule.matches(lookup)]

@@ -2,8 +2,15 @@
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
+from segment_connector.domain.models.event_rules import (
+    DEFAULT_RETENTION_DAYS,
+    MAX_RETENTION_DAYS,
+    ComputedTrait,
+    EventFilter,
+    validate_computed_traits,
+)
 from segment_connector.domain.models.segment_rules import AccountSegments, UserSegments
 
 ALL = "ALL"
@@ -29,9 +36,15 @@ class ConnectorSettings(BaseModel):
     handle_accounts: bool = False
     ignore_segment_userId: bool = False  # noqa: N815 - the name Hull's connector used
 
-    # Segment definitions (computed membership)
+    # Events: how long they are kept (TTL), what rules and computed traits may look back on
+    event_retention_days: Annotated[StrictInt, Field(ge=1, le=MAX_RETENTION_DAYS)] = DEFAULT_RETENTION_DAYS
+
+    # Segment definitions (computed membership) and computed traits (from the user's events)
     segments: UserSegments = Field(default_factory=list)
     account_segments: AccountSegments = Field(default_factory=list)
+    computed_traits: Annotated[list[ComputedTrait], AfterValidator(validate_computed_traits)] = Field(
+        default_factory=list
+    )
 
     # Outbound
     synchronized_segments: list[str] = Field(default_factory=list)
@@ -69,6 +82,25 @@ class ConnectorSettings(BaseModel):
             )
         return names
 
+    @field_validator("segments", "computed_traits")
+    @classmethod
+    def _windows_within_retention(cls, items: list[Any], info: ValidationInfo) -> list[Any]:
+        """A window cannot look further back than the events are kept."""
+        retention = info.data.get("event_retention_days", DEFAULT_RETENTION_DAYS)
+        for i, item in enumerate(items):
+            windows = (
+                [(f"{loc}.within_days", leaf.within_days) for loc, leaf in item.rule.leaves()]
+                if info.field_name == "segments"
+                else [("within_days", item.within_days)]
+            )
+            for where, days in windows:
+                if days is not None and days > retention:
+                    raise ValueError(
+                        f"item {i} ({item.name}): {where} is {days}, more than event_retention_days ({retention}):"
+                        " older events are no longer stored"
+                    )
+        return items
+
     @property
     def api_url(self) -> str:
         return self.segment_api_url
@@ -92,3 +124,12 @@ class ConnectorSettings(BaseModel):
             for definition in self.segments
             for _, leaf in definition.rule.leaves()
         )
+
+    def event_filters(self) -> list[EventFilter]:
+        """Every event filter the user segments and computed traits read."""
+        leaves = [f for definition in self.segments for f in definition.rule.event_filters()]
+        return leaves + [trait.event_filter() for trait in self.computed_traits]
+
+    def reads_events(self) -> bool:
+        """Whether a user's segments or traits depend on the user's events."""
+        return bool(self.computed_traits) or any(definition.rule.event_filters() for definition in self.segments)

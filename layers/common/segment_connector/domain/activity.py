@@ -1,0 +1,201 @@
+"""A user's events as segment rules and computed traits see them (issue 15).
+
+`Activity` holds the user's occurrences (one per messageId: the same message stored under two of
+the user's identities counts once) and answers, at a given time:
+- `count(filter)`: how many occurrences an event leaf's filter selects;
+- `computed(trait)`: a computed trait's value (MISSING when it has none);
+- `next_change(filters)`: the first moment after now at which a windowed filter loses an
+  occurrence, i.e. when memberships and values may change only because time passes.
+
+A window of D days holds an occurrence while its timestamp is later than now minus D days: at
+exactly `timestamp + D days` it has left.
+"""
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, localcontext
+from typing import Any, Final
+
+from segment_connector.domain.models.event_rules import ComputedTrait, EventFilter
+from segment_connector.domain.models.rule_predicates import dig, number
+
+PAGE_AND_SCREEN = ("page", "screen")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+"""A computed trait without a value (no matching event with the property): not set on the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One stored event: when it happened, what it is called for rules, its properties."""
+
+    at: datetime  # aware, UTC
+    name: str  # a track's event name; "page" / "screen" for page and screen calls
+    message_id: str
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def rule_name(call_type: str, event_name: str) -> str:
+        return call_type if call_type in PAGE_AND_SCREEN else event_name
+
+
+@dataclass
+class Activity:
+    """The occurrences of one user, evaluated at `now`."""
+
+    now: datetime
+    occurrences: Iterable[Occurrence] = ()
+    _by_name: dict[str, list[Occurrence]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        self._by_name = {}
+        for occurrence in sorted(self.occurrences, key=lambda o: (o.at, o.message_id, o.name)):
+            if occurrence.message_id not in seen:  # the earliest copy: any order of reading, one answer
+                seen.add(occurrence.message_id)
+                self._by_name.setdefault(occurrence.name, []).append(occurrence)
+
+    def selected(self, events: EventFilter) -> list[Occurrence]:
+        """The occurrences a filter selects now, oldest first."""
+        candidates = self._by_name.get(events.name, [])
+        if events.within_days is not None:
+            start = self.now - timedelta(days=events.within_days)
+            candidates = [o for o in candidates if o.at > start and o.at <= self.now]
+        else:
+            candidates = [o for o in candidates if o.at <= self.now]
+        if events.where is not None:
+            where = events.where
+            candidates = [o for o in candidates if where.matches(o.properties)]
+        return candidates
+
+    def count(self, events: EventFilter) -> int:
+        return len(self.selected(events))
+
+    def computed(self, trait: ComputedTrait) -> Any:
+        selected = self.selected(trait.event_filter())
+        if trait.type == "count":
+            return len(selected)
+        parts = tuple((trait.property or "").split("."))
+        values = [value for o in selected if (value := dig(o.properties, parts)) is not None]
+        return _COMPUTE[trait.type](values)
+
+    def computed_traits(self, traits: Iterable[ComputedTrait]) -> dict[str, Any]:
+        """name -> value of every computed trait that has one."""
+        values = {trait.name: self.computed(trait) for trait in traits}
+        return {name: value for name, value in values.items() if value is not MISSING}
+
+    def next_change(self, filters: Iterable[EventFilter]) -> datetime | None:
+        """When the first occurrence leaves a windowed filter (None: nothing will leave)."""
+        ends = [
+            selected[0].at + timedelta(days=events.within_days)
+            for events in filters
+            if events.within_days is not None and (selected := self.selected(events))
+        ]
+        return min(ends, default=None)
+
+
+DIGITS = 38  # DynamoDB's precision for numbers
+
+
+def _numbers(values: list[Any]) -> list[Decimal]:
+    return [n for value in values if (n := number(value)) is not None]
+
+
+def _plain(n: Decimal) -> Decimal:
+    """Without trailing zeros or an exponent (10, not 1E+1; 2.5, not 2.50)."""
+    return Decimal(int(n)) if n == n.to_integral_value() else Decimal(format(n.normalize(), "f"))
+
+
+def _sum(values: list[Any]) -> Any:
+    numbers = _numbers(values)
+    with localcontext(prec=DIGITS):
+        return _plain(sum(numbers, Decimal(0))) if numbers else MISSING
+
+
+def _avg(values: list[Any]) -> Any:
+    numbers = _numbers(values)
+    with localcontext(prec=DIGITS):
+        return _plain(sum(numbers, Decimal(0)) / len(numbers)) if numbers else MISSING
+
+
+def _min(values: list[Any]) -> Any:
+    numbers = _numbers(values)
+    return _plain(min(numbers)) if numbers else MISSING
+
+
+def _max(values: list[Any]) -> Any:
+    numbers = _numbers(values)
+    return _plain(max(numbers)) if numbers else MISSING
+
+
+def _first(values: list[Any]) -> Any:
+    return values[0] if values else MISSING
+
+
+def _last(values: list[Any]) -> Any:
+    return values[-1] if values else MISSING
+
+
+def _text(value: Any) -> str:
+    """The key two equal values share (1 and 1.0 alike), and their alphabetical order."""
+    if isinstance(value, str):
+        return value
+    n = number(value)
+    if n is not None:
+        return str(_plain(n))
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """Numbers (numerically), then strings (alphabetically), then anything else by its JSON text."""
+    if (n := number(value)) is not None:
+        return (0, n)
+    if isinstance(value, str):
+        return (1, value)
+    return (2, _text(value))
+
+
+def _distinct(values: list[Any]) -> dict[str, Any]:
+    distinct: dict[str, Any] = {}
+    for value in values:
+        distinct.setdefault(_text(value), value)
+    return distinct
+
+
+def _most_frequent(values: list[Any]) -> Any:
+    if not values:
+        return MISSING
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[_text(value)] = counts.get(_text(value), 0) + 1
+    best = min(counts, key=lambda text: (-counts[text], text))
+    return _distinct(values)[best]
+
+
+def _unique_list(values: list[Any]) -> Any:
+    return sorted(_distinct(values).values(), key=_order)
+
+
+def _unique_count(values: list[Any]) -> Any:
+    return len(_distinct(values))
+
+
+_COMPUTE = {
+    "sum": _sum,
+    "avg": _avg,
+    "min": _min,
+    "max": _max,
+    "first": _first,
+    "last": _last,
+    "most_frequent": _most_frequent,
+    "unique_list": _unique_list,
+    "unique_count": _unique_count,
+}
