@@ -180,7 +180,7 @@ def test_an_event_with_the_same_message_id_under_two_identities_counts_once() ->
         ({"type": "count", "within_days": 30}, 2),
         ({"type": "sum", "property": "total"}, Decimal("125.5")),
         ({"type": "avg", "property": "total", "within_days": 30}, Decimal("52.75")),
-        ({"type": "avg", "property": "total"}, Decimal("41." + "8" + "3" * 35)),
+        ({"type": "avg", "property": "total"}, pytest.approx(125.5 / 3)),
         ({"type": "min", "property": "total"}, Decimal("5.5")),
         ({"type": "max", "property": "total"}, Decimal(100)),
         ({"type": "first", "property": "category"}, "tents"),

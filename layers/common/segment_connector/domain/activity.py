@@ -8,8 +8,11 @@ the user's identities counts once) and answers, at a given time:
   occurrence, i.e. when memberships and values may change only because time passes.
 
 A window of D days holds an occurrence while its timestamp is later than now minus D days: at
-exactly `timestamp + D days` it has left.
+exactly `timestamp + D days` it has left. A filter without a window reads the events still kept:
+the retention is its window (the table's TTL removes them up to two days later).
 """
+
+from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
@@ -20,8 +23,16 @@ from typing import Any, Final
 
 from segment_connector.domain.models.event_rules import ComputedTrait, EventFilter
 from segment_connector.domain.models.rule_predicates import dig, number
+from segment_connector.domain.times import parse_time
 
 PAGE_AND_SCREEN = ("page", "screen")
+
+
+def expiry(timestamp: str, retention_days: int) -> int | None:
+    """When an event (and what rules read of it) expires: its timestamp plus the retention, as the
+    epoch seconds of the table's TTL attribute; None for a time that cannot be read."""
+    at = parse_time(timestamp)
+    return None if at is None else int((at + timedelta(days=retention_days)).timestamp())
 
 
 class _Missing:
@@ -47,12 +58,70 @@ class Occurrence:
         return call_type if call_type in PAGE_AND_SCREEN else event_name
 
 
+@dataclass(frozen=True)
+class ActivitySpec:
+    """What the settings read of events: by rule name, the property paths (the `facts` an event
+    keeps for the sparse LSI `by_activity`; an event whose name no rule reads keeps none), and
+    how far back the windows look (`since`)."""
+
+    paths: Mapping[str, frozenset[str]]
+    longest_days: int | None  # None: some filter reads every stored event
+
+    @classmethod
+    def of(cls, filters: Iterable[EventFilter], extra_paths: Mapping[str, Iterable[str]] | None = None) -> ActivitySpec:
+        paths: dict[str, set[str]] = {}
+        windows: list[int | None] = []
+        for events in filters:
+            paths.setdefault(events.name, set()).update(events.paths())
+            windows.append(events.within_days)
+        for name, extra in (extra_paths or {}).items():
+            paths.setdefault(name, set()).update(extra)
+        longest = None if not windows or None in windows else max(w for w in windows if w is not None)
+        return cls({name: frozenset(p) for name, p in paths.items()}, longest)
+
+    def reads(self, name: str) -> bool:
+        return name in self.paths
+
+    def facts(self, name: str, properties: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The properties the rules read of an event named `name`, nested as sent (None: none read)."""
+        if name not in self.paths:
+            return None
+        facts: dict[str, Any] = {}
+        for path in sorted(self.paths[name]):
+            parts = path.split(".")
+            value = dig(properties, parts)
+            if value is None or _inside_taken(facts, parts):
+                continue
+            target = facts
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+        return facts
+
+    def since(self, now: datetime, retention_days: int) -> datetime:
+        """The oldest timestamp any window can count at `now`."""
+        return now - timedelta(days=self.longest_days or retention_days)
+
+
+def _inside_taken(facts: Mapping[str, Any], parts: list[str]) -> bool:
+    """Whether a parent of the path is already kept whole (a path inside it adds nothing)."""
+    node: Any = facts
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            return False
+        if not isinstance(node, Mapping):
+            return True
+    return False
+
+
 @dataclass
 class Activity:
     """The occurrences of one user, evaluated at `now`."""
 
     now: datetime
     occurrences: Iterable[Occurrence] = ()
+    retention_days: int | None = None  # a filter without a window reads the events still kept
     _by_name: dict[str, list[Occurrence]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,8 +135,9 @@ class Activity:
     def selected(self, events: EventFilter) -> list[Occurrence]:
         """The occurrences a filter selects now, oldest first."""
         candidates = self._by_name.get(events.name, [])
-        if events.within_days is not None:
-            start = self.now - timedelta(days=events.within_days)
+        days = self._days(events)
+        if days is not None:
+            start = self.now - timedelta(days=days)
             candidates = [o for o in candidates if o.at > start and o.at <= self.now]
         else:
             candidates = [o for o in candidates if o.at <= self.now]
@@ -95,11 +165,14 @@ class Activity:
     def next_change(self, filters: Iterable[EventFilter]) -> datetime | None:
         """When the first occurrence leaves a windowed filter (None: nothing will leave)."""
         ends = [
-            selected[0].at + timedelta(days=events.within_days)
+            selected[0].at + timedelta(days=days)
             for events in filters
-            if events.within_days is not None and (selected := self.selected(events))
+            if (days := self._days(events)) is not None and (selected := self.selected(events))
         ]
         return min(ends, default=None)
+
+    def _days(self, events: EventFilter) -> int | None:
+        return events.within_days if events.within_days is not None else self.retention_days
 
 
 DIGITS = 38  # DynamoDB's precision for numbers
@@ -109,9 +182,9 @@ def _numbers(values: list[Any]) -> list[Decimal]:
     return [n for value in values if (n := number(value)) is not None]
 
 
-def _plain(n: Decimal) -> Decimal:
-    """Without trailing zeros or an exponent (10, not 1E+1; 2.5, not 2.50)."""
-    return Decimal(int(n)) if n == n.to_integral_value() else Decimal(format(n.normalize(), "f"))
+def _plain(n: Decimal) -> int | float:
+    """A JSON number, as the store reads numbers back (store.table.from_dynamo): int when whole."""
+    return int(n) if n == n.to_integral_value() else float(n)
 
 
 def _sum(values: list[Any]) -> Any:

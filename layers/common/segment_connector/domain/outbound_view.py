@@ -9,8 +9,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from segment_connector.domain.activity import Activity
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
-from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.domain.models.segment_rules import account_segment_names, no_events, user_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
 
 MESSAGE_ID_PREFIX = "sc-"  # inbound ids are the sender's (uuid, ajs-...) or "generated-...": never this
@@ -30,21 +31,34 @@ class Rules:
     def __init__(self, settings: ConnectorSettings):
         self.settings = settings
         self.uses_account_traits = settings.segments_use_account_traits()
+        self.reads_events = settings.reads_events()
 
-    def user_segments(self, profile: UserProfile, account: Account | None) -> list[str]:
+    def user_traits(self, profile: UserProfile, activity: Activity | None) -> dict[str, Any]:
+        """The user's traits as rules and whitelists see them: the received ones, shadowed by the
+        computed traits (a received trait of a computed trait's name is hidden even when the
+        computed one has no value) (`activity`: the user's events; None for a caller whose settings read no
+        events)."""
+        if not self.settings.computed_traits:
+            return profile.traits
+        names = {trait.name for trait in self.settings.computed_traits}
+        received = {name: value for name, value in profile.traits.items() if name not in names}
+        return {**received, **(activity.computed_traits(self.settings.computed_traits) if activity else {})}
+
+    def user_segments(self, profile: UserProfile, account: Account | None, activity: Activity | None) -> list[str]:
         return user_segment_names(
             self.settings.segments,
-            traits=profile.traits,
+            traits=self.user_traits(profile, activity),
             email=profile.email,
             user_id=profile.user_id,
             account_traits=account.traits if account else None,
+            events=activity.count if activity else no_events,
         )
 
     def in_filter(self, segments: list[str]) -> bool:
         return self.settings.sends_all_users() or any(name in self.settings.synchronized_segments for name in segments)
 
-    def identify_traits(self, profile: UserProfile, segments: list[str]) -> dict[str, Any]:
-        return self.sent_traits(profile.traits, segments)
+    def identify_traits(self, profile: UserProfile, segments: list[str], activity: Activity | None) -> dict[str, Any]:
+        return self.sent_traits(self.user_traits(profile, activity), segments)
 
     def sent_traits(self, traits: dict[str, Any], segments: list[str]) -> dict[str, Any]:
         """The traits of the identify call a user in the filter is sent with."""

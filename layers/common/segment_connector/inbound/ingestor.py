@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from segment_connector.domain.activity import Occurrence, expiry
 from segment_connector.domain.errors import BadRequest, DuplicateMessage, StoreUnavailable, VersionConflict
 from segment_connector.domain.models.items import Account, StoredEvent, account_pk, identity_pk
 from segment_connector.domain.models.messages import (
@@ -131,6 +132,7 @@ class Ingestor:
         assert message.message_id is not None  # apply() gave it one (_with_id)
         given = message.sent_time()
         original = format_time(given) if given is not None else None
+        facts = self.settings.activity_spec.facts(Occurrence.rule_name(message.type, name), properties)
         return StoredEvent.build(
             partition,
             message.message_id,
@@ -143,6 +145,9 @@ class Ingestor:
             user_id=user_id,
             anonymous_id=message.anonymous_id,
             original_timestamp=original if original != at else None,
+            facts=facts,
+            activity_at=None if facts is None else f"{at}#{message.message_id}",
+            expires_at=expiry(at, self.settings.event_retention_days),
         )
 
     def store_events(self, messages: list[tuple[int, Any]]) -> list[tuple[int, Outcome, BadRequest | None]]:

@@ -24,7 +24,8 @@ def plan_event(reads: BatchReads, change: Change) -> None:
         return
     if not reads.settings.sends_event(event.event if event.type == "track" else event.type):
         return
-    user = reads.profiles.get(event.pk) or UserProfile(
+    stored = reads.profiles.get(event.pk)
+    user = stored or UserProfile(
         pk=event.pk,
         uid=event.pk,
         user_id=event.user_id,
@@ -32,7 +33,10 @@ def plan_event(reads: BatchReads, change: Change) -> None:
         updated_at="",
         anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
     )
-    if not reads.rules.in_filter(reads.rules.user_segments(user, reads.account(user.account_id))):
+    # a visitor without a profile is not a user yet: no rule counts its events until it is known
+    activity = reads.activity(stored) if stored else None
+    segments = reads.rules.user_segments(user, reads.account(user.account_id), activity)
+    if not reads.rules.in_filter(segments):
         return
     user_id, anonymous_id = send_ids(user)
     common: dict[str, Any] = {

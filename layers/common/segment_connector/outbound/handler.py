@@ -90,7 +90,7 @@ def _process(
 ) -> dict[str, str]:
     try:
         write_key = config.get_secret("write-key")
-        planner = Planner(settings, store)
+        planner = Planner(settings, store, now)
         plans = planner.plan(records)
     except Exception as error:
         log.exception(

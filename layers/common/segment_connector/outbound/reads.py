@@ -3,9 +3,13 @@ history read, one users_of_account per changed account), and the questions they 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from segment_connector.domain.activity import Activity, Occurrence
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.domain.outbound_view import Rules
+from segment_connector.domain.times import parse_time
 from segment_connector.outbound.records import Change, moved, people
 from segment_connector.store import segment_history
 from segment_connector.store.identities import profiles_at
@@ -16,10 +20,13 @@ from segment_connector.store.segment_history import Announced
 class BatchReads:
     """What a batch's planning reads, read once for the whole batch (`read`)."""
 
-    def __init__(self, settings: ConnectorSettings, store: ProfileStore):
+    def __init__(self, settings: ConnectorSettings, store: ProfileStore, now: datetime | None = None):
         self.settings = settings
         self.store = store
+        self.now = now or datetime.now(UTC)
         self.rules = Rules(settings)
+        self.arrived: dict[str, list[Occurrence]] = {}  # by partition: the batch's events that rules read
+        self._occurrences: dict[str, list[Occurrence]] = {}  # by uid: the user's, as read
         self.profiles: dict[str, UserProfile | None] = {}
         self.accounts: dict[str, Account] = {}
         self.account_users: dict[str, list[str]] = {}
@@ -28,6 +35,7 @@ class BatchReads:
 
     def read(self, changes: list[Change]) -> None:
         """One users_of_account per changed account, one profiles_at, one accounts read."""
+        self.arrived = self._arrived(changes)
         images = self._account_images(changes)
         self._read_account_users(changes)
         self._read_profiles(changes)
@@ -38,6 +46,7 @@ class BatchReads:
     def _read_histories(self, changes: list[Change]) -> None:
         """The segment history of every person whose segments this batch may change (one BatchGet)."""
         uids = [uid for change in changes if isinstance(change.new, UserProfile) for uid in people(change)]
+        uids += [user.uid for user in self.users_with_arrivals()]
         uids += [
             user.uid
             for pk in dict.fromkeys(p for users in self.account_users.values() for p in users)
@@ -108,3 +117,44 @@ class BatchReads:
 
     def account(self, group_id: str | None) -> Account | None:
         return self.accounts.get(group_id) if group_id else None
+
+    # -- what rules read of events (issue 15) -----------------------------------------------------
+
+    def _arrived(self, changes: list[Change]) -> dict[str, list[Occurrence]]:
+        """The batch's new events that the rules read, by partition (what they read of them taken
+        from the images, with the settings of now)."""
+        arrived: dict[str, list[Occurrence]] = {}
+        if not self.rules.reads_events:
+            return arrived
+        spec = self.settings.activity_spec
+        for change in changes:
+            event = change.new
+            if not isinstance(event, StoredEvent) or event.source == "connector":
+                continue
+            name = Occurrence.rule_name(event.type, event.event)
+            facts = spec.facts(name, event.properties)
+            at = parse_time(event.timestamp)
+            if facts is not None and at is not None:
+                arrived.setdefault(event.pk, []).append(Occurrence(at, name, event.message_id, facts))
+        return arrived
+
+    def users_with_arrivals(self) -> list[UserProfile]:
+        """The stored users whose events in this batch the rules read (visitors without a profile
+        are not users yet: their events count once they are known)."""
+        users = {user.uid: user for pk in self.arrived if (user := self.profiles.get(pk)) is not None}
+        return list(users.values())
+
+    def activity(self, user: UserProfile, without: frozenset[str] = frozenset()) -> Activity | None:
+        """The user's events as the rules see them now (None when no rule reads events), read once
+        per batch: the index `by_activity` of every partition of the user, plus this batch's
+        arrivals (the index may not show them yet); `without` leaves those messageIds out."""
+        if not self.rules.reads_events:
+            return None
+        if user.uid not in self._occurrences:
+            partitions = user.event_partitions() or [user.pk]
+            since = self.settings.activity_spec.since(self.now, self.settings.event_retention_days)
+            read = self.store.activity.occurrences(partitions, since)
+            self._occurrences[user.uid] = read + [o for pk in partitions for o in self.arrived.get(pk, [])]
+        found = self._occurrences[user.uid]
+        kept = [o for o in found if o.message_id not in without] if without else found
+        return Activity(self.now, kept, self.settings.event_retention_days)

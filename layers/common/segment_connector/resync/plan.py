@@ -19,12 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from segment_connector.domain.activity import Activity
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.domain.models.outbound import GroupCall, IdentifyCall
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.domain.outbound_view import Rules, message_id, segment_events, send_ids
+from segment_connector.domain.times import parse_time
 from segment_connector.segment_api.delivery import Entry
 from segment_connector.store import segment_history
 from segment_connector.store.identities import profiles_at
@@ -42,6 +45,8 @@ class Superseded(Exception):
 # The settings that change what is sent; a change of any other setting needs no resync.
 VIEW_FIELDS = (
     "segments",
+    "computed_traits",
+    "event_retention_days",
     "account_segments",
     "synchronized_segments",
     "synchronized_account_segments",
@@ -186,13 +191,15 @@ class PagePlanner:
     # -- users ------------------------------------------------------------------------------------
 
     def _user(self, plan: ItemPlan, user: UserProfile, old: Rules, new: Rules, account: Account | None) -> None:
-        old_segments, new_segments = old.user_segments(user, account), new.user_segments(user, account)
+        before, after = self._activities(user, old, new)
+        old_segments = old.user_segments(user, account, before)
+        new_segments = new.user_segments(user, account, after)
         self._segment_events(plan, user, old_segments, new_segments)
         was_in, is_in = old.in_filter(old_segments), new.in_filter(new_segments)
         if not is_in or not any(send_ids(user)):
             return  # leaving (or never in) the filter: no longer sent
-        traits = new.identify_traits(user, new_segments)
-        if not was_in or traits != old.identify_traits(user, old_segments):
+        traits = new.identify_traits(user, new_segments, after)
+        if not was_in or traits != old.identify_traits(user, old_segments, before):
             self._identify(plan, user, traits)
         if not was_in and user.account_id and new.account_in_filter(account):
             self._group(plan, user, user.account_id, new.group_traits(account), account, "group")
@@ -213,6 +220,20 @@ class PagePlanner:
         if plan.history is not None:
             plan.history.seq = max(plan.history.seq, self.seq)
 
+    def _activities(self, user: UserProfile, old: Rules, new: Rules) -> tuple[Activity | None, Activity | None]:
+        """The user's events as the settings before and after see them (None: those read no events)."""
+        readers = [rules for rules in (old, new) if rules.reads_events]
+        if not readers:
+            return None, None
+        now = parse_time(self.now) or datetime.now(UTC)
+        since = min(rules.settings.activity_spec.since(now, rules.settings.event_retention_days) for rules in readers)
+        occurrences = self.store.activity.occurrences(user.event_partitions() or [user.pk], since)
+        before, after = (
+            Activity(now, occurrences, rules.settings.event_retention_days) if rules.reads_events else None
+            for rules in (old, new)
+        )
+        return before, after
+
     # -- accounts ---------------------------------------------------------------------------------
 
     def _account(self, plan: ItemPlan, account: Account, old: Rules, new: Rules) -> None:
@@ -226,7 +247,10 @@ class PagePlanner:
             if user is None or user.account_id != account.group_id or not any(send_ids(user)):
                 continue
             # Users entering the filter now send their own group call (see _user).
-            if new.in_filter(new.user_segments(user, account)) and old.in_filter(old.user_segments(user, account)):
+            before, after = self._activities(user, old, new)
+            if new.in_filter(new.user_segments(user, account, after)) and old.in_filter(
+                old.user_segments(user, account, before)
+            ):
                 self._group(plan, user, account.group_id, traits, account, f"{account.group_id}:group")
 
     # -- calls --------------------------------------------------------------------------------------

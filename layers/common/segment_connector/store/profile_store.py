@@ -2,6 +2,8 @@
 
 store.profiles      identity items, accounts, a message's ProfileChange, the resync scan
 store.events        event reads and writes
+store.activity      the events segment rules and computed traits read (LSI by_activity)
+store.due           when users must be evaluated again because time passes (issue 15)
 store.dead_letters  delivery attempts and the dead-letter queue
 store.replay        the dead-letter replay's job item
 store.resync        the resync's job item and settings documents
@@ -19,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from segment_connector.store.table import Table
 
 if TYPE_CHECKING:
+    from segment_connector.store.activity import ActivityReads
     from segment_connector.store.dead_letters import DeadLetterQueue
+    from segment_connector.store.due import DueItems
     from segment_connector.store.events import Events
     from segment_connector.store.inventory import Inventory
     from segment_connector.store.jobs import ReplayJobs, ResyncJobs
@@ -49,6 +53,18 @@ class ProfileStore:
         from segment_connector.store.events import Events
 
         return Events(self.db)
+
+    @cached_property
+    def activity(self) -> ActivityReads:
+        from segment_connector.store.activity import ActivityReads
+
+        return ActivityReads(self.db)
+
+    @cached_property
+    def due(self) -> DueItems:
+        from segment_connector.store.due import DueItems
+
+        return DueItems(self.db)
 
     @cached_property
     def dead_letters(self) -> DeadLetterQueue:

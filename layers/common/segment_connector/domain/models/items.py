@@ -94,6 +94,11 @@ class StoredEvent(_Item):
     source: Literal["segment", "api", "connector"]
     user_id: str | None = None
     anonymous_id: str | None = None
+    # Events that segment rules or computed traits read (issue 15): the properties they read
+    # (`facts`) and the sort key of the sparse LSI `by_activity` (= event_time), see domain/activity.py
+    facts: dict[str, Any] | None = None
+    activity_at: str | None = None
+    expires_at: int | None = None  # the table's TTL: the timestamp plus event_retention_days
 
     @classmethod
     def build(cls, partition_pk: str, message_id: str, timestamp: str, **fields: Any) -> "StoredEvent":

@@ -1,6 +1,7 @@
 """The connector's settings: one JSON document (SSM String `<prefix>/settings`) for both sides."""
 
-from typing import Annotated, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
@@ -12,6 +13,9 @@ from segment_connector.domain.models.event_rules import (
     validate_computed_traits,
 )
 from segment_connector.domain.models.segment_rules import AccountSegments, UserSegments
+
+if TYPE_CHECKING:
+    from segment_connector.domain.activity import ActivitySpec
 
 ALL = "ALL"
 # Segment's Tracking API endpoints: the only values of segment_api_url. Outbound sends the write key
@@ -133,3 +137,14 @@ class ConnectorSettings(BaseModel):
     def reads_events(self) -> bool:
         """Whether a user's segments or traits depend on the user's events."""
         return bool(self.computed_traits) or any(definition.rule.event_filters() for definition in self.segments)
+
+    @cached_property
+    def activity_spec(self) -> "ActivitySpec":
+        """What the rules and computed traits read of events (the `facts` events keep)."""
+        from segment_connector.domain.activity import ActivitySpec
+
+        extra: dict[str, list[str]] = {}
+        for trait in self.computed_traits:
+            if trait.property:
+                extra.setdefault(trait.event, []).append(trait.property)
+        return ActivitySpec.of(self.event_filters(), extra)
