@@ -867,6 +867,35 @@ def test_users_get_errors(deployed: Aws, run) -> None:
     assert f"{PREFIX}/settings cannot be used (bogus_setting: is not a setting: use " in invalid.err
 
 
+def test_users_get_and_status_show_computed_traits_and_event_segments(
+    deployed: Aws, api, run, functions: Functions
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from segment_connector.domain.times import format_time
+
+    # Given a computed revenue and a segment of buyers, and a user who sends a revenue of its own
+    revenue = {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "total"}
+    buyers = {"name": "Buyers", "rule": {"event": "Order Completed", "count": {"op": "gte", "value": 2}}}
+    deployed.set_settings(computed_traits=[revenue], segments=[buyers])
+    at = format_time(datetime.now(UTC) - timedelta(days=1))
+    for n, body in enumerate(
+        [
+            {"type": "identify", "userId": "u1", "traits": {"plan": "pro", "revenue": 999}},
+            {"type": "track", "userId": "u1", "event": "Order Completed", "properties": {"total": 20}, "timestamp": at},
+            {"type": "track", "userId": "u1", "event": "Order Completed", "properties": {"total": 5}, "timestamp": at},
+        ]
+    ):
+        assert api.post("/segment", {**body, "messageId": f"m-{n}"})[0] == 200
+    # When `users get` reads the user: Then the computed revenue in place of the received one, in the segment
+    shown = run("users", "get", "u1").json
+    assert (shown["traits"], shown["segments"]) == ({"plan": "pro", "revenue": 25}, ["Buyers"])
+    # And `status` warns that the computed trait shadows a received one, naming it
+    functions.answers[RESYNC] = [{"status": "none"}]
+    warnings = [w for w in run("status", "--json").json["warnings"] if w["code"] == "computed_trait_shadows"]
+    assert len(warnings) == 1 and "'revenue'" in warnings[0]["message"]
+
+
 # -- the local Lambda Invoke API (what --local invokes) ------------------------------------------------
 
 

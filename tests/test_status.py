@@ -49,6 +49,7 @@ def test_warnings_are_code_and_message_dicts():
         "no_users_in_filter",
         "nothing_to_send",
         "unknown_segment",
+        "computed_trait_shadows",
         "forward_events_loop",
         "forward_events_off",
         "no_api_key",
@@ -188,3 +189,21 @@ def test_values_of_the_wrong_type_do_not_break_the_warnings():
     assert codes(document) == ["nothing_to_send"]
     # not even an object: the defaults (an empty User Filter, send_events ["ALL"], forward_events off)
     assert codes([], has_api_key=False) == ["no_users_in_filter", "forward_events_off", "no_api_key"]
+
+
+COMPUTED = [
+    {"name": "revenue", "type": "sum", "event": "Order Completed", "property": "total"},
+    {"name": "orders", "type": "count", "event": "Order Completed"},
+]
+
+
+def test_computed_trait_shadows_names_each_computed_trait_users_also_send():
+    # Given computed traits, and users seen sending revenue and plan (not orders)
+    document = {**SENDS_SOMETHING, "computed_traits": COMPUTED}
+    warnings = status_warnings(document, **KEYS, received_traits={"plan", "revenue"})
+    # Then one warning, naming revenue, in the shape of the others
+    assert [(w.code, set(w)) for w in warnings] == [("computed_trait_shadows", {"code", "message"})]
+    assert "'revenue'" in warnings[0].message and "'orders'" not in warnings[0].message
+    # And none when no received trait has a computed trait's name, or nothing is computed
+    assert status_warnings(document, **KEYS, received_traits={"plan"}) == []
+    assert status_warnings(SENDS_SOMETHING, **KEYS, received_traits={"revenue"}) == []

@@ -8,7 +8,7 @@ them holds a boto3 client of its own.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from segment_connector.ops.settings_document import SETTINGS_PARAMETER
@@ -73,13 +73,16 @@ class Command:
         """Which of the keys exist (their names only: no value is read)."""
         return self.parameters().existing(KEYS)
 
-    def warnings(self, document: Mapping[str, Any], keys: set[str] | None = None) -> list[StatusWarning]:
+    def warnings(
+        self, document: Mapping[str, Any], keys: set[str] | None = None, received_traits: Collection[str] = ()
+    ) -> list[StatusWarning]:
         keys = self.existing_keys() if keys is None else keys
         return status_warnings(
             document,
             has_write_key="write-key" in keys,
             has_api_key="api-key" in keys,
             prefix=self.target.parameter_prefix,
+            received_traits=received_traits,
         )
 
     # -- the table: ProfileStore -------------------------------------------------------------------

@@ -55,8 +55,10 @@ def _report(command: Command) -> dict[str, Any]:
     import time
     from datetime import UTC, datetime
 
+    from segment_connector.ops.status import computed_trait_names
     from segment_connector.store import deletions_pending
     from segment_connector.views.jobs import replay_view
+    from segment_connector.views.profiles import received_trait_names
 
     target = command.target
     text = command.settings_text()
@@ -65,8 +67,10 @@ def _report(command: Command) -> dict[str, Any]:
         if text is not None
         else (None, [{"field": "(document)", "error": f"{target.parameter(SETTINGS_PARAMETER)} does not exist"}])
     )
-    warnings = command.warnings(document or {})
     store = command.store()
+    # computed_trait_shadows: the computed traits' names users send too, in a sample of the profiles
+    received = received_trait_names(store, computed_trait_names(document or {}))
+    warnings = command.warnings(document or {}, received_traits=received)
     counted = store.inventory.count_kinds(COUNTED_KINDS.values())
     counts = {label: counted[kind] for label, kind in COUNTED_KINDS.items()}
     counts["dead_letters"] = store.inventory.count_dead_letters()

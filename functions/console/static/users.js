@@ -39,15 +39,23 @@ export function definitionList(node, pairs) {
   });
 }
 
-export function traitRows(body, traits) {
+/** One row per trait; the names in `computed` (computed traits, from the user's events) are marked. */
+export function traitRows(body, traits, computed) {
   clear(body);
   var keys = Object.keys(traits || {}).sort();
+  var marked = Array.isArray(computed) ? computed : [];
   if (!keys.length) {
     body.appendChild(el("tr", {}, [el("td", { text: "No traits.", attrs: { colspan: 2 } })]));
   }
   keys.forEach(function (key) {
-    var row = el("tr", {}, [el("th", { text: key, attrs: { scope: "row" } }), el("td", { text: asText(traits[key]) })]);
+    var name = el("th", { text: key, attrs: { scope: "row" } });
+    if (marked.indexOf(key) >= 0) {
+      name.appendChild(document.createTextNode(" "));
+      name.appendChild(el("span", { className: "tag computed", text: "computed", attrs: { title: "Computed from the user's events" } }));
+    }
+    var row = el("tr", {}, [name, el("td", { text: asText(traits[key]) })]);
     row.setAttribute("data-trait", key);
+    if (marked.indexOf(key) >= 0) row.setAttribute("data-computed", "true");
     body.appendChild(row);
   });
 }
@@ -62,13 +70,13 @@ export function tagList(node, values) {
 }
 
 /** Whether the user is in the User Filter, and the traits of the identify call it is sent with. */
-export function renderSent(sent) {
+export function renderSent(sent, computed) {
   if (sent.in_user_filter) {
     message($("user-sent"), "In the User Filter: sent to Segment with these traits (and the events chosen in Settings).", "ok");
   } else {
     message($("user-sent"), "Not in the User Filter: this user and its events are not sent to Segment.", "warning");
   }
-  traitRows($("user-sent-traits"), sent.identify_traits || {});
+  traitRows($("user-sent-traits"), sent.identify_traits || {}, computed);
 }
 
 export function renderUser(data) {
@@ -87,8 +95,8 @@ export function renderUser(data) {
     ? "curl -u \"$PROFILE_TOKEN:\" '" + window.location.origin + profileApi.traits_path + "'"
     : "";
   tagList($("user-segments"), user.segments);
-  traitRows($("user-traits"), user.traits);
-  renderSent(data.sent || {});
+  traitRows($("user-traits"), user.traits, data.computed_traits);
+  renderSent(data.sent || {}, data.computed_traits);
 
   var account = $("user-account");
   clear(account);

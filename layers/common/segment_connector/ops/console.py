@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
@@ -26,7 +26,6 @@ from segment_connector.domain.models.segment_rules import (
     AccountSegmentDefinition,
     UserSegmentDefinition,
     account_segment_names,
-    user_segment_names,
 )
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.ops.dashboard_counts import CountsCache
@@ -40,7 +39,7 @@ from segment_connector.ops.settings_document import (
     with_defaults,
     write_settings,
 )
-from segment_connector.ops.status import status_warnings
+from segment_connector.ops.status import computed_trait_names, status_warnings
 from segment_connector.runtime import config
 from segment_connector.runtime.invoker import FunctionFailed, FunctionInvoker
 from segment_connector.runtime.parameter_store import ParameterStore
@@ -48,9 +47,6 @@ from segment_connector.store import deletions_pending, inventory
 from segment_connector.store import jobs as job_items
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.views import jobs
-
-if TYPE_CHECKING:
-    from segment_connector.domain.models.items import UserProfile
 
 # Every session's first call is the dashboard (then the status the page polls): console() imports
 # what they read (the settings document, the jobs, the inventory and the deletions in progress). What
@@ -65,6 +61,7 @@ DEAD_LETTERS_SHOWN = 50
 SAMPLE_PER_SEGMENT = 250  # users (or accounts, events) per scan segment of a sample
 SAMPLE_SEGMENTS = 4
 PREVIEW_EXAMPLES = 5
+EVENT_SAMPLE_PER_SEGMENT = 60  # users per scan segment when the rule reads events (a Query each)
 USER_EVENTS_SHOWN = 20
 MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
 MAX_NAME_LENGTH = 200  # longer names (senders choose them) are left out of the pickers: type them in
@@ -208,7 +205,7 @@ class Console:
 
     def preview(self, body: bytes) -> dict[str, Any]:
         """How many profiles of a sample a rule matches, and a few of them."""
-        from segment_connector.domain.models.items import Account, UserProfile
+        from segment_connector.domain.models.items import Account
 
         request = _json_object(body, "the body")
         kind = request.get("kind", "user")
@@ -223,35 +220,46 @@ class Console:
         except ValidationError as error:
             problems = field_errors(error)
             raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems) from None
-        items = self.store.inventory.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
         if kind == "user":
-            matched = self._matching_users([UserProfile.model_validate(item) for item in items], user_definition)
-        else:
-            matched = [
-                {"id": account.group_id, "traits": account.traits}
-                for account in (Account.model_validate(item) for item in items)
-                if account_segment_names([account_definition], traits=account.traits)
-            ]
+            return self._preview_users(user_definition)
+        items = self.store.inventory.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
+        matched = [
+            {"id": account.group_id, "traits": account.traits}
+            for account in (Account.model_validate(item) for item in items)
+            if account_segment_names([account_definition], traits=account.traits)
+        ]
         return {"kind": kind, "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
 
-    def _matching_users(self, users: list[UserProfile], definition: UserSegmentDefinition) -> list[dict[str, Any]]:
-        account_traits: dict[str, dict[str, Any]] = {}
-        if any((leaf.trait or "").startswith("account.") for _, leaf in definition.rule.leaves()):
-            ids = {user.account_id for user in users if user.account_id}
-            account_traits = {
-                group_id: account.traits for group_id, account in self.store.profiles.accounts(ids).items()
-            }
-        return [
-            {"id": user.uid, "user_id": user.user_id, "email": user.email, "traits": user.traits}
-            for user in users
-            if user_segment_names(
-                [definition],
-                traits=user.traits,
-                email=user.email,
-                user_id=user.user_id,
-                account_traits=account_traits.get(user.account_id or ""),
-            )
-        ]
+    def _preview_users(self, definition: UserSegmentDefinition) -> dict[str, Any]:
+        """The rule on a sample of users, with the stored settings' computed traits in place of
+        received ones. A rule that reads events (an event leaf, or a trait leaf on a computed trait)
+        reads each sampled user's events: one Query per event partition, so a smaller sample."""
+        from segment_connector.domain.models.items import Account, UserProfile
+        from segment_connector.domain.outbound_view import Rules
+        from segment_connector.views import profiles
+
+        stored = self._valid_settings()
+        fields = {name: getattr(stored, name) for name in type(stored).model_fields}
+        settings = type(stored).model_construct(**{**fields, "segments": [definition]})  # nothing cached
+        problems = _window_problems(definition, settings.event_retention_days)
+        if problems:
+            raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems)
+        reads = _reads_events(definition, settings)
+        items = self.store.inventory.sample_kinds(
+            ["user"], EVENT_SAMPLE_PER_SEGMENT if reads else SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS
+        )
+        users = [UserProfile.model_validate(item) for item in items]
+        rules = Rules(settings)
+        accounts: dict[str, Account] = {}
+        if rules.uses_account_traits:
+            accounts = self.store.profiles.accounts({user.account_id for user in users if user.account_id})
+        matched = []
+        for user in users:
+            activity = profiles.user_activity(self.store, settings, user) if reads else None
+            if rules.user_segments(user, accounts.get(user.account_id or ""), activity):
+                traits = rules.user_traits(user, activity)
+                matched.append({"id": user.uid, "user_id": user.user_id, "email": user.email, "traits": traits})
+        return {"kind": "user", "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -282,6 +290,7 @@ class Console:
                 "events": events,
                 "account": account,
                 "sent": _what_is_sent(settings, user),
+                "computed_traits": sorted(t.name for t in settings.computed_traits if t.name in user["traits"]),
                 "profile_api": {"traits_path": segment_traits_path(user)},
             }
         raise NotFound(profiles.not_found_message(text, candidates))
@@ -306,9 +315,23 @@ class Console:
         existing = self.parameters.existing(["write-key"])
         return list(
             status_warnings(
-                document, has_write_key="write-key" in existing, has_api_key=has_api_key, prefix=self.parameters.prefix
+                document,
+                has_write_key="write-key" in existing,
+                has_api_key=has_api_key,
+                prefix=self.parameters.prefix,
+                received_traits=self._received_traits(document),
             )
         )
+
+    def _received_traits(self, document: Mapping[str, Any]) -> set[str]:
+        """The computed traits' names that users send as traits too, in a sample of the profiles
+        (computed_trait_shadows); no read when no trait is computed."""
+        names = computed_trait_names(document)
+        if not names:
+            return set()
+        from segment_connector.views.profiles import received_trait_names
+
+        return received_trait_names(self.store, names)
 
 
 def segment_traits_path(user: Mapping[str, Any]) -> str:
@@ -355,6 +378,28 @@ def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[
         "in_user_filter": in_filter,
         "identify_traits": rules.sent_traits(user["traits"], user["segments"]) if in_filter else None,
     }
+
+
+def _reads_events(definition: UserSegmentDefinition, settings: ConnectorSettings) -> bool:
+    """Whether a rule reads the user's events: an event leaf, or a trait leaf on a computed trait."""
+    computed = {trait.name for trait in settings.computed_traits}
+    return any(
+        leaf.events is not None or (leaf.trait or "").split(".")[0] in computed or (leaf.trait or "") in computed
+        for _, leaf in definition.rule.leaves()
+    )
+
+
+def _window_problems(definition: UserSegmentDefinition, retention_days: int) -> list[dict[str, str]]:
+    """An event leaf looking further back than the stored settings keep events (as saving would say)."""
+    return [
+        {
+            "field": f"{loc}.within_days",
+            "error": f"{leaf.events.within_days} is more than event_retention_days ({retention_days}): "
+            "older events are no longer stored",
+        }
+        for loc, leaf in definition.rule.leaves()
+        if leaf.events is not None and (leaf.events.within_days or 0) > retention_days
+    ]
 
 
 def _most_frequent(counter: Counter[str]) -> list[str]:

@@ -8,7 +8,7 @@ AWS call, no key value, only whether a key exists.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from segment_connector import LIBRARY_NAME, OPT_OUT_INTEGRATIONS
@@ -20,6 +20,7 @@ CODES = (
     "no_users_in_filter",
     "nothing_to_send",
     "unknown_segment",
+    "computed_trait_shadows",
     "forward_events_loop",
     "forward_events_off",
     "no_api_key",
@@ -46,11 +47,17 @@ Warning = StatusWarning  # noqa: A001 - the name the contract uses; the builtin 
 
 
 def status_warnings(
-    document: Mapping[str, Any], *, has_write_key: bool, has_api_key: bool, prefix: str = "<prefix>"
+    document: Mapping[str, Any],
+    *,
+    has_write_key: bool,
+    has_api_key: bool,
+    prefix: str = "<prefix>",
+    received_traits: Collection[str] = (),
 ) -> list[StatusWarning]:
     """The warnings for a settings document (missing keys take their defaults), in CODES order.
 
     `prefix` (the SSM parameter prefix) only makes the messages name the parameters exactly.
+    `received_traits`: trait names users were seen sending (the caller's sample of profiles).
     """
     settings = with_defaults(document if isinstance(document, Mapping) else {})
     segments = _definition_names(settings["segments"])
@@ -108,6 +115,7 @@ def status_warnings(
                         ),
                     )
                 )
+    warnings += computed_trait_shadows(settings, received_traits)
     if _is_true(settings["forward_events"]):
         opt_out = json.dumps(dict.fromkeys(OPT_OUT_INTEGRATIONS, False))
         warnings.append(
@@ -149,6 +157,30 @@ def status_warnings(
             )
         )
     return warnings
+
+
+def computed_trait_shadows(document: Mapping[str, Any], received_traits: Collection[str]) -> list[StatusWarning]:
+    """One warning per computed trait whose name users also send as a trait: the computed value
+    replaces the received one everywhere a user's traits are seen."""
+    received = set(received_traits)
+    return [
+        StatusWarning(
+            "computed_trait_shadows",
+            (
+                f"The computed trait {name!r} shadows a trait of the same name that users send: the computed value "
+                "replaces the received one in the Profile API, segment rules, synchronized_properties, the console "
+                f"and `users get` (the received value is kept, unseen). Rename the computed trait in computed_traits "
+                f"to keep both, or stop sending {name!r}."
+            ),
+        )
+        for name in dict.fromkeys(computed_trait_names(document))
+        if name in received
+    ]
+
+
+def computed_trait_names(document: Mapping[str, Any]) -> list[str]:
+    """The names of a settings document's computed traits (raw or parsed; [] when missing)."""
+    return _definition_names(document.get("computed_traits", []))
 
 
 def user_filter_sends_nobody(document: Mapping[str, Any]) -> bool:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from segment_connector.domain.errors import BadRequest, NotFound
-from segment_connector.domain.models.items import IDENTITY_ORDER, StoredEvent, UserProfile, identity_pk
-from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.domain.models.items import IDENTITY_ORDER, Account, StoredEvent, UserProfile, identity_pk
+from segment_connector.domain.models.segment_rules import account_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.store import deletions_pending
 from segment_connector.store.identities import user_at
 from segment_connector.store.profile_store import ProfileStore
+
+if TYPE_CHECKING:
+    from segment_connector.domain.activity import Activity
 
 DEFAULT_EVENT_LIMIT = 50
 MAX_EVENT_LIMIT = 500
@@ -72,25 +77,44 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
     raise NotFound(f"no user {unquote(reference)}")
 
 
+def user_activity(store: ProfileStore, settings: ConnectorSettings, user: UserProfile) -> Activity | None:
+    """The user's events as the settings' event leaves and computed traits see them now: one Query
+    of the index `by_activity` per event partition; None (no request) when the settings read no
+    events. What the views of a user (the console's, `users get`, both Profile APIs) evaluate with."""
+    if not settings.reads_events():
+        return None
+    from segment_connector.domain.activity import Activity
+
+    now = datetime.now(UTC)
+    since = settings.activity_spec.since(now, settings.event_retention_days)
+    occurrences = store.activity.occurrences(user.event_partitions() or [user.pk], since)
+    return Activity(now, occurrences, settings.event_retention_days)
+
+
+def rules_account(store: ProfileStore, settings: ConnectorSettings, user: UserProfile) -> Account | None:
+    """The user's account when the segment rules read its traits (one BatchGet), else None."""
+    if not (user.account_id and settings.segments_use_account_traits()):
+        return None
+    return store.profiles.accounts([user.account_id]).get(user.account_id)
+
+
 def user_view(store: ProfileStore, settings: ConnectorSettings, reference: str) -> dict[str, Any]:
+    """The user as the settings make it: its traits are the received ones with the computed traits
+    in their place (a received trait of a computed trait's name is shadowed), its segments evaluated
+    on those traits and on its events."""
+    from segment_connector.domain.outbound_view import Rules
+
     profile = find_user(store, reference)
-    account_traits = None
-    if profile.account_id and settings.segments_use_account_traits():
-        account = store.profiles.accounts([profile.account_id]).get(profile.account_id)
-        account_traits = account.traits if account else None
-    segments = user_segment_names(
-        settings.segments,
-        traits=profile.traits,
-        email=profile.email,
-        user_id=profile.user_id,
-        account_traits=account_traits,
-    )
+    rules = Rules(settings)
+    activity = user_activity(store, settings, profile)
+    traits = rules.user_traits(profile, activity)
+    segments = rules.user_segments(profile, rules_account(store, settings, profile), activity)
     return {
         "id": profile.uid,
         "user_id": profile.user_id,
         "anonymous_ids": profile.anonymous_ids,
         "email": profile.email,
-        "traits": profile.traits,
+        "traits": traits,
         "segments": segments,
         "account_id": profile.account_id,
         "created_at": profile.created_at or None,
@@ -189,3 +213,23 @@ def account_view(store: ProfileStore, settings: ConnectorSettings, group_id: str
         "traits": account.traits,
         "segments": account_segment_names(settings.account_segments, traits=account.traits),
     }
+
+
+TRAIT_SAMPLE_PER_SEGMENT = 250  # user profiles per parallel-scan segment, one page (1 MB) at most
+TRAIT_SAMPLE_SEGMENTS = 4
+
+
+def received_trait_names(store: ProfileStore, names: Iterable[str]) -> set[str]:
+    """Which of `names` users send as (top-level) traits, as far as a bounded sample of the user
+    profiles shows: one page of a parallel Scan per segment, spread over the whole table (the
+    console's name pickers sample the same way). No request when `names` is empty."""
+    wanted = set(names)
+    if not wanted:
+        return set()
+    sample = store.inventory.sample_kinds(["user"], TRAIT_SAMPLE_PER_SEGMENT, TRAIT_SAMPLE_SEGMENTS, max_pages=1)
+    found: set[str] = set()
+    for item in sample:
+        traits = item.get("traits")
+        if isinstance(traits, dict):
+            found.update(wanted.intersection(traits))
+    return found

@@ -4,14 +4,17 @@ metadata and links (events: events.py). A profile is a user (UserProfile) or an 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from segment_connector.domain.models.items import Account, UserProfile
-from segment_connector.domain.models.segment_rules import account_segment_names, user_segment_names
+from segment_connector.domain.models.segment_rules import account_segment_names
 from segment_connector.domain.models.settings import ConnectorSettings
+from segment_connector.domain.times import format_time
 from segment_connector.domain.traits import encode_path
 from segment_connector.store.event_pages import EventRange, ordered_events
 from segment_connector.store.profile_store import ProfileStore
+from segment_connector.views import profiles
 from segment_connector.views.segment_profiles.request import (
     ProfileRequest,
     cursor,
@@ -23,6 +26,9 @@ from segment_connector.views.segment_profiles.request import (
     sized,
     take,
 )
+
+if TYPE_CHECKING:
+    from segment_connector.domain.activity import Activity
 
 Subject = UserProfile | Account
 TRAIT_LIMITS = (10, 200)  # (default, most)
@@ -45,17 +51,18 @@ def traits(
         raise invalid("class", f"must be one of {', '.join(TRAIT_CLASSES)}")
     include = request.names("include")
     after = decode_cursor(request, is_text)
+    seen = _Seen.of(store, subject, settings())
     if kind == "audience":
-        values: dict[str, Any] = dict.fromkeys(audiences(store, subject, settings()), True)
+        values: dict[str, Any] = dict.fromkeys(seen.audiences(), True)
     elif kind == "computed_trait":
-        values = computed_traits(subject)
+        values = seen.computed
     else:
-        values = subject.traits
+        values = seen.traits
 
     def shown(name: str) -> Any:
         if not verbose:
             return values[name]
-        at = trait_time(subject, name) if kind is None else None
+        at = seen.trait_time(name) if kind != "audience" else None
         return {"value": values[name], "updated_at": at}
 
     names = sorted(name for name in values if (include is None or name in include) and (after is None or name > after))
@@ -64,27 +71,48 @@ def traits(
     return {"traits": {name: shown(name) for name in page}, "cursor": cursor(request, limit, following)}
 
 
-def computed_traits(subject: Subject) -> dict[str, Any]:
-    """The computed traits of a user or account. The connector computes none yet (issue 15 adds
-    them): `class=computed_trait` answers `{}` until then."""
-    return {}
+@dataclass
+class _Seen:
+    """A user or account as the settings make it: a user's traits are the received ones with the
+    computed traits in their place (`computed`: those with a value; a received trait of a computed
+    trait's name is shadowed), evaluated on its events (read only when the settings read events)."""
 
+    store: ProfileStore
+    subject: Subject
+    settings: ConnectorSettings
+    activity: Activity | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+    computed: dict[str, Any] = field(default_factory=dict)
 
-def audiences(store: ProfileStore, subject: Subject, settings: ConnectorSettings) -> list[str]:
-    """The names of the segments (the connector's audiences) the user or account is in now."""
-    if isinstance(subject, Account):
-        return account_segment_names(settings.account_segments, traits=subject.traits)
-    account_traits = None
-    if subject.account_id and settings.segments_use_account_traits():
-        account = store.profiles.accounts([subject.account_id]).get(subject.account_id)
-        account_traits = account.traits if account else None
-    return user_segment_names(
-        settings.segments,
-        traits=subject.traits,
-        email=subject.email,
-        user_id=subject.user_id,
-        account_traits=account_traits,
-    )
+    @classmethod
+    def of(cls, store: ProfileStore, subject: Subject, settings: ConnectorSettings) -> _Seen:
+        if isinstance(subject, Account) or not settings.computed_traits:
+            return cls(store, subject, settings, traits=subject.traits)
+        from segment_connector.domain.outbound_view import Rules
+
+        activity = profiles.user_activity(store, settings, subject)
+        computed = activity.computed_traits(settings.computed_traits) if activity else {}
+        return cls(store, subject, settings, activity, Rules(settings).user_traits(subject, activity), computed)
+
+    def audiences(self) -> list[str]:
+        """The names of the segments (the connector's audiences) the user or account is in now."""
+        if isinstance(self.subject, Account):
+            return account_segment_names(self.settings.account_segments, traits=self.subject.traits)
+        from segment_connector.domain.outbound_view import Rules
+
+        if self.activity is None:
+            self.activity = profiles.user_activity(self.store, self.settings, self.subject)
+        account = profiles.rules_account(self.store, self.settings, self.subject)
+        return Rules(self.settings).user_segments(self.subject, account, self.activity)
+
+    def trait_time(self, name: str) -> str | None:
+        """When the trait last changed: a computed trait's newest counted event (None: none
+        counted), else the newest time at the received trait's path or below, else the profile's."""
+        for trait in self.settings.computed_traits if isinstance(self.subject, UserProfile) else ():
+            if trait.name == name:
+                counted = self.activity.selected(trait.event_filter()) if self.activity else []
+                return format_time(counted[-1].at) if counted else None
+        return trait_time(self.subject, name)
 
 
 def trait_time(subject: Subject, name: str) -> str | None:
