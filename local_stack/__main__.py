@@ -42,7 +42,7 @@ from local_stack.lambda_runtime import (
     function_names,
     load_function,
 )
-from local_stack.schedules import Schedule, interval_from, scheduled_inputs
+from local_stack.schedules import DEFAULT_RECOMPUTE_INTERVAL, RECOMPUTE_ENV, Schedule, interval_from, scheduled_inputs
 from local_stack.settings_watcher import SettingsWatcher
 from local_stack.stream import MappingSettings, StreamWorker
 from local_stack.template import ROOT, load_template
@@ -219,6 +219,16 @@ def _run(
     )
     schedule.start()
     cleanups.append(lambda: schedule.stop(timeout=5))
+
+    # EventBridge's schedule of OutboundFunction (Recompute): users whose event windows ended.
+    recompute = Schedule(
+        scheduled_inputs(template, "OutboundFunction"),
+        lambda payload: lambdas.invoke_async("OutboundFunction", payload),
+        interval_from(os.environ, RECOMPUTE_ENV, DEFAULT_RECOMPUTE_INTERVAL),
+        log=say,
+    )
+    recompute.start()
+    cleanups.append(lambda: recompute.stop(timeout=5))
 
     pid = os.getpid()
     write_state(

@@ -1,7 +1,8 @@
 """What EventBridge's schedules do for the deployed stack: a function's `Schedule` event invokes it
-(asynchronously) with the event's Input, here every RESYNC_CHECK_EVERY_S seconds (default 60)
-instead of the template's rate, so that a local run sees a stuck resync resumed without waiting
-ten minutes.
+(asynchronously) with the event's Input, here every RESYNC_CHECK_EVERY_S seconds (default 60) for
+ResyncFunction instead of the template's rate, so that a local run sees a stuck resync resumed
+without waiting ten minutes, and every RECOMPUTE_EVERY_S seconds (default 10) for
+OutboundFunction's re-evaluation of users whose event windows ended (hourly on AWS).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 INTERVAL_ENV = "RESYNC_CHECK_EVERY_S"
 DEFAULT_INTERVAL = 60.0
+RECOMPUTE_ENV = "RECOMPUTE_EVERY_S"
+DEFAULT_RECOMPUTE_INTERVAL = 10.0
 
 
 def scheduled_inputs(template: Mapping[str, Any], logical_id: str) -> list[dict[str, Any]]:
@@ -27,14 +30,14 @@ def scheduled_inputs(template: Mapping[str, Any], logical_id: str) -> list[dict[
     return inputs
 
 
-def interval_from(environ: Mapping[str, str]) -> float:
-    raw = environ.get(INTERVAL_ENV) or ""
+def interval_from(environ: Mapping[str, str], name: str = INTERVAL_ENV, default: float = DEFAULT_INTERVAL) -> float:
+    raw = environ.get(name) or ""
     try:
-        value = float(raw) if raw else DEFAULT_INTERVAL
+        value = float(raw) if raw else default
     except ValueError:
-        raise ValueError(f"{INTERVAL_ENV} must be a number of seconds, got {raw!r}") from None
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{INTERVAL_ENV} must be positive, got {raw!r}")
+        raise ValueError(f"{name} must be positive, got {raw!r}")
     return value
 
 
@@ -48,7 +51,7 @@ class Schedule(threading.Thread):
         interval: float,
         log: Callable[[str], None] = print,
     ) -> None:
-        super().__init__(name="schedule", daemon=True)
+        super().__init__(name=f"schedule-{interval:g}s", daemon=True)
         self.payloads, self.invoke, self.interval, self.log = payloads, invoke, interval, log
         self._stopping = threading.Event()
         self.fired = 0

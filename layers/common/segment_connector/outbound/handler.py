@@ -4,7 +4,8 @@
 steps: plan every record (planner.py: reads shared by the whole batch, one profiles_at, one
 accounts read), record the Entered/Left Segment events (announce.py), then deliver (delivery.py)
 and report the records that Lambda must retry (ReportBatchItemFailures). `{"action": "replay"}`
-starts a replay of the dead letters, `{"action": "replay_work"}` works it (replay.py).
+starts a replay of the dead letters, `{"action": "replay_work"}` works it (replay.py);
+`{"action": "recompute"}` (a schedule) re-evaluates the users whose windows ended (recompute.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def handle(event: Any, context: Any, store: ProfileStore, clients: ClientPool, n
     if isinstance(event, Mapping) and event.get("action") == "replay_work":
         answer, replayed = replay.work(event, context, store, clients)
         return Result(answer, {"DeadLettersReplayed": replayed} if replayed else {})
+    if isinstance(event, Mapping) and event.get("action") == "recompute":
+        return _recompute(store, clients, context, now)
     records = list(event.get("Records") or []) if isinstance(event, Mapping) else []
     # GDPR deletions in progress: one step each, nothing sent to Segment for them (deletion.py)
     records, tombstones = deletion.split(records)
@@ -124,6 +127,19 @@ def _process(
             extra={"sequence_number": first},
         )
     return settlement.failed
+
+
+def _recompute(store: ProfileStore, clients: ClientPool, context: Any, now: datetime) -> Result:
+    """{"action": "recompute"}: the users whose windows ended (recompute.py); invalid settings wait."""
+    from segment_connector.outbound import recompute  # only the schedule's invocations need it
+
+    try:
+        settings = config.load_settings()
+    except SettingsInvalid as error:
+        log.error("recompute: %s: the due users wait for valid settings", error.message)
+        return Result({"due": None, "error": error.message}, {})
+    answer, metrics = recompute.run(settings, store, clients, context, now)
+    return Result(answer, {name: value for name, value in metrics.items() if value})
 
 
 def _unplanned(

@@ -8,12 +8,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from segment_connector.domain.activity import Activity
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.domain.models.outbound import GroupCall, IdentifyCall
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.domain.outbound_view import message_id, send_ids
-from segment_connector.domain.times import format_time
+from segment_connector.outbound.activity import ActivityPlans
 from segment_connector.outbound.announce import SegmentHistories
 from segment_connector.outbound.events import plan_event
 from segment_connector.outbound.reads import BatchReads
@@ -32,8 +31,7 @@ class Planner:
         self.reads = BatchReads(settings, store, now)
         self.rules = self.reads.rules
         self.histories = SegmentHistories()
-        self.due: list[Due] = []  # users to evaluate again when an event leaves a window
-        self.arrivals: dict[str, tuple[UserProfile, frozenset[str]]] = {}  # by uid: new events not yet evaluated
+        self.activity = ActivityPlans(self.reads, self.histories, self._identify)
 
     def plan(self, records: list[dict[str, Any]]) -> list[RecordPlan]:
         changes: list[Change] = []
@@ -52,7 +50,7 @@ class Planner:
             plans.append(change.plan)
         self.reads.read(changes)
         self.histories.load(self.reads.found)
-        self.arrivals = self._arrivals()
+        self.activity.find_arrivals()
         for change in changes:
             try:
                 if isinstance(change.new, UserProfile):
@@ -66,9 +64,16 @@ class Planner:
                     "outbound: record %s cannot be planned", change.seq, extra={"sequence_number": change.seq}
                 )
                 change.plan.fail(f"record cannot be planned: {error!r}")
-        self._plan_arrivals(changes)
-        if self.due:
-            self.reads.store.due.schedule(self.due)
+        self.activity.plan_arrivals(changes)
+        self.activity.schedule()
+        return plans
+
+    def plan_due(self, due: list[Due]) -> list[tuple[RecordPlan, list[Due]]]:
+        """A re-evaluation of the users whose windows ended (recompute.py): a plan per user."""
+        self.reads.read_users([item.profile_pk for item in due])
+        self.histories.load(self.reads.found)
+        plans = self.activity.plan_due(due)
+        self.activity.schedule()
         return plans
 
     # -- users ------------------------------------------------------------------------------------
@@ -79,7 +84,7 @@ class Planner:
         is_moved = moved(change)
         activity = self.reads.activity(new)
         # the user's first record here also takes in the batch's new events (then evaluated once)
-        arrived = self.arrivals.pop(new.uid, (new, frozenset[str]()))[1]
+        arrived = self.activity.take_arrivals(new.uid)
         before = self.reads.activity(new, without=arrived) if arrived else activity
         new_segments = self.rules.user_segments(new, self.reads.account(new.account_id), activity)
         if is_moved:
@@ -89,7 +94,7 @@ class Planner:
         else:
             assert isinstance(old, UserProfile)
             old_segments = self.rules.user_segments(old, self.reads.account(old.account_id), before)
-        self._note_due(new, activity)
+        self.activity.note_due(new, activity)
         # a moved profile's previous state is its own history: none recorded means nothing was told
         # (its first records may still be in another shard), so it is diffed from nothing
         fallback = [] if is_moved else old_segments
@@ -139,61 +144,6 @@ class Planner:
             traits=self.rules.group_traits(self.reads.account(group_id)),
         )
         change.plan.entries.append(Entry(call.message_id, user.uid, call.payload()))
-
-    # -- what users did (issue 15) -----------------------------------------------------------------
-
-    def _arrivals(self) -> dict[str, tuple[UserProfile, frozenset[str]]]:
-        """By uid: the stored users whose new events (in this batch) the rules read, and their ids."""
-        arrivals = {}
-        for user in self.reads.users_with_arrivals():
-            partitions = user.event_partitions() or [user.pk]
-            arrivals[user.uid] = (
-                user,
-                frozenset(o.message_id for pk in partitions for o in self.reads.arrived.get(pk, [])),
-            )
-        return arrivals
-
-    def _plan_arrivals(self, changes: list[Change]) -> None:
-        """Users whose new events (in this batch) the rules read, and no record of whose profile here
-        took them in: their segments and computed traits before and after those events, announced
-        and sent like a change of the profile (on the plan of the user's last event record here:
-        its retry sends the same message ids)."""
-        last: dict[str, Change] = {}
-        for change in changes:
-            event = change.new
-            if isinstance(event, StoredEvent) and event.pk in self.reads.arrived and change.plan.error is None:
-                last[event.pk] = change
-        at = format_time(self.reads.now)
-        for user, arrived in self.arrivals.values():
-            partitions = user.event_partitions() or [user.pk]
-            record = next((last[pk] for pk in reversed(partitions) if pk in last), None)
-            if record is None:
-                continue
-            try:
-                self._plan_arrival(record, user, arrived, at)
-            except Exception as error:
-                log.exception("outbound: the events of %s cannot be evaluated", user.uid)
-                record.plan.fail(f"events cannot be evaluated: {error!r}")
-
-    def _plan_arrival(self, change: Change, user: UserProfile, arrived: frozenset[str], at: str) -> None:
-        before, after = self.reads.activity(user, without=arrived), self.reads.activity(user)
-        account = self.reads.account(user.account_id)
-        old_segments = self.rules.user_segments(user, account, before)
-        new_segments = self.rules.user_segments(user, account, after)
-        self.histories.change(change, user, at, old_segments, new_segments, [], False, "activity:")
-        self._note_due(user, after)
-        is_in, was_in = self.rules.in_filter(new_segments), self.rules.in_filter(old_segments)
-        if not any(send_ids(user)) or not (is_in or was_in):
-            return
-        traits = self.rules.identify_traits(user, new_segments, after)
-        if not (is_in and was_in and traits == self.rules.identify_traits(user, old_segments, before)):
-            self._identify(change, user, traits, at, "activity:identify")
-
-    def _note_due(self, user: UserProfile, activity: Activity | None) -> None:
-        """When an event of the user leaves a window: evaluated again then (store/due.py)."""
-        edge = activity.next_change(self.rules.settings.event_filters()) if activity else None
-        if edge is not None:
-            self.due.append(Due(edge, user.uid, user.pk))
 
     # -- accounts ---------------------------------------------------------------------------------
 

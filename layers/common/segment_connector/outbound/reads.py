@@ -24,6 +24,7 @@ class BatchReads:
         self.settings = settings
         self.store = store
         self.now = now or datetime.now(UTC)
+        self.looks_back_from = self.now  # the earliest moment an evaluation of this batch looks at
         self.rules = Rules(settings)
         self.arrived: dict[str, list[Occurrence]] = {}  # by partition: the batch's events that rules read
         self._occurrences: dict[str, list[Occurrence]] = {}  # by uid: the user's, as read
@@ -144,6 +145,17 @@ class BatchReads:
         users = {user.uid: user for pk in self.arrived if (user := self.profiles.get(pk)) is not None}
         return list(users.values())
 
+    def read_users(self, pks: list[str]) -> None:
+        """For a re-evaluation without records (recompute.py): the users at these pks, their
+        accounts when the rules read them, their segment histories."""
+        self.profiles = profiles_at(self.store, list(dict.fromkeys(pks)))
+        users = [user for user in self.profiles.values() if user is not None]
+        if self.rules.uses_account_traits or self.settings.handle_accounts:
+            group_ids = sorted({user.account_id for user in users if user.account_id})
+            self.accounts = self.store.profiles.accounts(group_ids) if group_ids else {}
+        uids = list(dict.fromkeys(user.uid for user in users))
+        self.found = segment_history.read(self.store, uids) if uids else {}
+
     def activity(self, user: UserProfile, without: frozenset[str] = frozenset()) -> Activity | None:
         """The user's events as the rules see them now (None when no rule reads events), read once
         per batch: the index `by_activity` of every partition of the user, plus this batch's
@@ -152,9 +164,14 @@ class BatchReads:
             return None
         if user.uid not in self._occurrences:
             partitions = user.event_partitions() or [user.pk]
-            since = self.settings.activity_spec.since(self.now, self.settings.event_retention_days)
+            since = self.settings.activity_spec.since(self.looks_back_from, self.settings.event_retention_days)
             read = self.store.activity.occurrences(partitions, since)
             self._occurrences[user.uid] = read + [o for pk in partitions for o in self.arrived.get(pk, [])]
         found = self._occurrences[user.uid]
         kept = [o for o in found if o.message_id not in without] if without else found
         return Activity(self.now, kept, self.settings.event_retention_days)
+
+    def activity_at(self, user: UserProfile, moment: datetime) -> Activity | None:
+        """The user's events (as read now) as the rules saw them at an earlier `moment`."""
+        now = self.activity(user)
+        return None if now is None else Activity(moment, now.occurrences, self.settings.event_retention_days)
