@@ -15,7 +15,7 @@ from stream_helpers import outbound_context
 BUYER = {"name": "Buyer", "rule": {"event": "Order Completed", "within_days": 30}}
 ORDERS = {"name": "orders_30d", "type": "count", "event": "Order Completed", "within_days": 30}
 ANNOUNCEMENTS = ["Entered Segment", "Left Segment"]
-UNAVAILABLE = (503, {}, {"error": "unavailable"})
+UNAVAILABLE: tuple[int, dict[str, str], Any] = (503, {}, {"error": "unavailable"})
 
 
 def order(message: Any, at: datetime, user_id: str = "u1") -> dict[str, Any]:
@@ -94,7 +94,7 @@ def test_a_run_killed_after_announcing_is_safe_to_run_again(connector, buyer, mo
     from segment_connector.store.due import DueItems
 
     done = DueItems.done
-    killed = []
+    killed: list[Any] = []
 
     def crash_once(self, due):
         if not killed:

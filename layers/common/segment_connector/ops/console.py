@@ -18,15 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
 from segment_connector.domain.errors import BadRequest, NotFound, ReplayFailed, SettingsInvalid, SettingsRejected
-from segment_connector.domain.explain import field_errors, json_error, summary
-from segment_connector.domain.models.segment_rules import (
-    AccountSegmentDefinition,
-    UserSegmentDefinition,
-    account_segment_names,
-)
+from segment_connector.domain.explain import json_error, summary
 from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.ops.dashboard_counts import CountsCache
 from segment_connector.ops.settings_document import MAX_SETTINGS_BYTES as MAX_SETTINGS_BYTES  # its limit, for callers
@@ -60,8 +53,6 @@ COUNT_SEGMENTS = 16
 DEAD_LETTERS_SHOWN = 50
 SAMPLE_PER_SEGMENT = 250  # users (or accounts, events) per scan segment of a sample
 SAMPLE_SEGMENTS = 4
-PREVIEW_EXAMPLES = 5
-EVENT_SAMPLE_PER_SEGMENT = 60  # users per scan segment when the rule reads events (a Query each)
 USER_EVENTS_SHOWN = 20
 MAX_NAMES = 500  # names offered per picker (the most frequent in the sample)
 MAX_NAME_LENGTH = 200  # longer names (senders choose them) are left out of the pickers: type them in
@@ -140,7 +131,7 @@ class Console:
 
     def save_settings(self, body: bytes, has_api_key: bool) -> dict[str, Any]:
         """Validate with the functions' model and store; a change starts a resync (EventBridge)."""
-        document = _json_object(body, "the settings document")
+        document = json_object(body, "the settings document")
         errors = validate_document(document)
         if errors:
             raise SettingsRejected(f"nothing was saved: fix the settings first ({summary(errors)})", errors)
@@ -159,7 +150,7 @@ class Console:
         }
 
     def set_write_key(self, body: bytes) -> dict[str, Any]:
-        value = _json_object(body, "the body").get("write_key")
+        value = json_object(body, "the body").get("write_key")
         if not isinstance(value, str) or not value.strip():
             raise BadRequest("write_key must be a non-empty string", [{"field": "write_key", "error": "missing"}])
         if len(value.encode("utf-8", "surrogatepass")) > MAX_WRITE_KEY_BYTES:
@@ -204,62 +195,10 @@ class Console:
     # -- segments --------------------------------------------------------------------------------
 
     def preview(self, body: bytes) -> dict[str, Any]:
-        """How many profiles of a sample a rule matches, and a few of them."""
-        from segment_connector.domain.models.items import Account
+        """How many profiles of a sample a rule matches, and a few of them (ops/preview.py)."""
+        from segment_connector.ops import preview
 
-        request = _json_object(body, "the body")
-        kind = request.get("kind", "user")
-        if kind not in ("user", "account"):
-            raise BadRequest("kind must be user or account", [{"field": "kind", "error": f"got {kind!r}"}])
-        rule = {"name": "preview", "rule": request.get("rule")}
-        try:
-            if kind == "user":
-                user_definition = UserSegmentDefinition.model_validate(rule)
-            else:
-                account_definition = AccountSegmentDefinition.model_validate(rule)
-        except ValidationError as error:
-            problems = field_errors(error)
-            raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems) from None
-        if kind == "user":
-            return self._preview_users(user_definition)
-        items = self.store.inventory.sample_kinds([kind], SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS)
-        matched = [
-            {"id": account.group_id, "traits": account.traits}
-            for account in (Account.model_validate(item) for item in items)
-            if account_segment_names([account_definition], traits=account.traits)
-        ]
-        return {"kind": kind, "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
-
-    def _preview_users(self, definition: UserSegmentDefinition) -> dict[str, Any]:
-        """The rule on a sample of users, with the stored settings' computed traits in place of
-        received ones. A rule that reads events (an event leaf, or a trait leaf on a computed trait)
-        reads each sampled user's events: one Query per event partition, so a smaller sample."""
-        from segment_connector.domain.models.items import Account, UserProfile
-        from segment_connector.domain.outbound_view import Rules
-        from segment_connector.views import profiles
-
-        stored = self._valid_settings()
-        fields = {name: getattr(stored, name) for name in type(stored).model_fields}
-        settings = type(stored).model_construct(**{**fields, "segments": [definition]})  # nothing cached
-        problems = _window_problems(definition, settings.event_retention_days)
-        if problems:
-            raise BadRequest(f"the rule cannot be previewed: {summary(problems)}", problems)
-        reads = _reads_events(definition, settings)
-        items = self.store.inventory.sample_kinds(
-            ["user"], EVENT_SAMPLE_PER_SEGMENT if reads else SAMPLE_PER_SEGMENT, SAMPLE_SEGMENTS
-        )
-        users = [UserProfile.model_validate(item) for item in items]
-        rules = Rules(settings)
-        accounts: dict[str, Account] = {}
-        if rules.uses_account_traits:
-            accounts = self.store.profiles.accounts({user.account_id for user in users if user.account_id})
-        matched = []
-        for user in users:
-            activity = profiles.user_activity(self.store, settings, user) if reads else None
-            if rules.user_segments(user, accounts.get(user.account_id or ""), activity):
-                traits = rules.user_traits(user, activity)
-                matched.append({"id": user.uid, "user_id": user.user_id, "email": user.email, "traits": traits})
-        return {"kind": "user", "sampled": len(items), "matched": len(matched), "examples": matched[:PREVIEW_EXAMPLES]}
+        return preview.preview(self.store, self._valid_settings, body)
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -380,28 +319,6 @@ def _what_is_sent(settings: ConnectorSettings, user: Mapping[str, Any]) -> dict[
     }
 
 
-def _reads_events(definition: UserSegmentDefinition, settings: ConnectorSettings) -> bool:
-    """Whether a rule reads the user's events: an event leaf, or a trait leaf on a computed trait."""
-    computed = {trait.name for trait in settings.computed_traits}
-    return any(
-        leaf.events is not None or (leaf.trait or "").split(".")[0] in computed or (leaf.trait or "") in computed
-        for _, leaf in definition.rule.leaves()
-    )
-
-
-def _window_problems(definition: UserSegmentDefinition, retention_days: int) -> list[dict[str, str]]:
-    """An event leaf looking further back than the stored settings keep events (as saving would say)."""
-    return [
-        {
-            "field": f"{loc}.within_days",
-            "error": f"{leaf.events.within_days} is more than event_retention_days ({retention_days}): "
-            "older events are no longer stored",
-        }
-        for loc, leaf in definition.rule.leaves()
-        if leaf.events is not None and (leaf.events.within_days or 0) > retention_days
-    ]
-
-
 def _most_frequent(counter: Counter[str]) -> list[str]:
     """At most MAX_NAMES names of at most MAX_NAME_LENGTH characters: the answer stays small
     whatever names senders made up."""
@@ -409,7 +326,7 @@ def _most_frequent(counter: Counter[str]) -> list[str]:
     return [name for name, _ in sorted(offered, key=lambda pair: (-pair[1], pair[0]))[:MAX_NAMES]]
 
 
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
+def json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(body or b"null")
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
