@@ -19,6 +19,7 @@ from segment_connector.outbound.reads import BatchReads
 from segment_connector.outbound.records import Change, moved, parse, people, sequence_number
 from segment_connector.segment_api.delivery import Entry, RecordPlan
 from segment_connector.store.due import Due
+from segment_connector.store.event_facts import EventFacts
 from segment_connector.store.profile_store import ProfileStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class Planner:
                 change.plan.fail(f"record cannot be planned: {error!r}")
         self.activity.plan_arrivals(changes)
         self.activity.schedule()
+        if self.reads.tags:  # so that later evaluations read what the settings of now read
+            EventFacts(self.reads.store.db).write_all(self.reads.tags)
         return plans
 
     def plan_due(self, due: list[Due]) -> list[tuple[RecordPlan, list[Due]]]:

@@ -12,6 +12,7 @@ from segment_connector.domain.outbound_view import Rules
 from segment_connector.domain.times import parse_time
 from segment_connector.outbound.records import Change, moved, people
 from segment_connector.store import segment_history
+from segment_connector.store.event_facts import Tag
 from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
@@ -33,6 +34,7 @@ class BatchReads:
         self.account_users: dict[str, list[str]] = {}
         self.linked: set[tuple[str, str]] = set()  # (profile uid, group id) linked by a user record here
         self.found: dict[str, Announced] = {}  # the segment histories as read (by uid)
+        self.tags: list[Tag] = []  # events stored with an older settings document (store/event_facts.py)
 
     def read(self, changes: list[Change]) -> None:
         """One users_of_account per changed account, one profiles_at, one accounts read."""
@@ -137,6 +139,7 @@ class BatchReads:
             at = parse_time(event.timestamp)
             if facts is not None and at is not None:
                 arrived.setdefault(event.pk, []).append(Occurrence(at, name, event.message_id, facts))
+                self.tags += [tag] if (tag := Tag.of(event, facts)) else []
         return arrived
 
     def users_with_arrivals(self) -> list[UserProfile]:

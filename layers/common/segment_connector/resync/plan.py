@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from segment_connector.domain.activity import Activity
+from segment_connector.domain.activity import Activity, Occurrence
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.domain.models.outbound import GroupCall, IdentifyCall
 from segment_connector.domain.models.settings import ConnectorSettings
@@ -30,6 +30,7 @@ from segment_connector.domain.outbound_view import Rules, message_id, segment_ev
 from segment_connector.domain.times import parse_time
 from segment_connector.segment_api.delivery import Entry
 from segment_connector.store import segment_history
+from segment_connector.store.event_facts import EventFacts, reads_more
 from segment_connector.store.identities import profiles_at
 from segment_connector.store.profile_store import ProfileStore
 from segment_connector.store.segment_history import Announced
@@ -227,11 +228,25 @@ class PagePlanner:
             return None, None
         now = parse_time(self.now) or datetime.now(UTC)
         since = min(rules.settings.activity_spec.since(now, rules.settings.event_retention_days) for rules in readers)
-        occurrences = self.store.activity.occurrences(user.event_partitions() or [user.pk], since)
+        read = self._occurrences(user.event_partitions() or [user.pk], old, new, now, since)
         before, after = (
             Activity(now, occurrences, rules.settings.event_retention_days) if rules.reads_events else None
-            for rules in (old, new)
+            for rules, occurrences in zip((old, new), read, strict=True)
         )
+        return before, after
+
+    def _occurrences(
+        self, partitions: list[str], old: Rules, new: Rules, now: datetime, since: datetime
+    ) -> tuple[list[Occurrence], list[Occurrence]]:
+        """From the index; when the settings after read an event name or a property path that those
+        before did not, the stored events lack it: they are tagged (store/event_facts.py), and each
+        settings sees what it reads of the events' properties as read."""
+        specs = (old.settings.activity_spec, new.settings.activity_spec)
+        if not (new.reads_events and reads_more(*specs)):
+            occurrences = self.store.activity.occurrences(partitions, since)
+            return occurrences, occurrences
+        kept = min(since, now - timedelta(days=new.settings.event_retention_days))
+        before, after = EventFacts(self.store.db).retag(partitions, specs[1], kept, specs, since).occurrences
         return before, after
 
     # -- accounts ---------------------------------------------------------------------------------
