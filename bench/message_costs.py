@@ -84,6 +84,59 @@ def _context_keep() -> dict[str, Any]:
 
 What = Callable[[list[Call]], list[Call]]
 
+# Issue 15's budgets, and the settings they are measured with: 5 event rules and 5 computed traits
+# a shop would configure (the workload's events: Product Viewed, Checkout Started, Order Completed...).
+BUDGET_TRACK_REQUESTS, BUDGET_TRACK_WRU = 2, 3  # a single track of a known user, under 1 KB
+BUDGET_MIX, BUDGET_MIX_EVENT_RULES = 1.60, 2.20  # $ per million messages, the batched mix
+EVENT_RULES: dict[str, Any] = {
+    "segments": [
+        {"name": "Buyers", "rule": {"event": "Order Completed", "within_days": 30}},
+        {
+            "name": "Repeat buyers",
+            "rule": {"event": "Order Completed", "count": {"op": "gte", "value": 2}, "within_days": 90},
+        },
+        {
+            "name": "Browsing, not buying",
+            "rule": {
+                "all": [
+                    {"event": "Product Viewed", "within_days": 7},
+                    {"not": {"event": "Order Completed", "within_days": 7}},
+                ]
+            },
+        },
+        {
+            "name": "Tent shoppers",
+            "rule": {
+                "event": "Product Viewed",
+                "within_days": 30,
+                "where": {"property": "category", "op": "eq", "value": "Tents"},
+            },
+        },
+        {
+            "name": "Abandoned checkout",
+            "rule": {
+                "all": [
+                    {"event": "Checkout Started", "within_days": 3},
+                    {"not": {"event": "Order Completed", "within_days": 3}},
+                ]
+            },
+        },
+    ],
+    "computed_traits": [
+        {"name": "orders_90d", "type": "count", "event": "Order Completed", "within_days": 90},
+        {"name": "revenue_365d", "type": "sum", "event": "Order Completed", "property": "revenue"},
+        {"name": "last_viewed_category", "type": "last", "event": "Product Viewed", "property": "category"},
+        {
+            "name": "favourite_category",
+            "type": "most_frequent",
+            "event": "Product Viewed",
+            "property": "category",
+            "within_days": 90,
+        },
+        {"name": "pages_7d", "type": "count", "event": "page", "within_days": 7},
+    ],
+}
+
 
 def what_ifs(table: TableModel) -> list[tuple[str, TableModel, What]]:
     lsi = next((ix for ix in table.indexes if ix.hash_key == table.keys[0] and ix.range_key), None)
@@ -147,6 +200,7 @@ def main() -> int:
         run = run_batch(seed, batch, None, model)
     print_per_message(measured, table)
     print_batched(run, measured, table)
+    print_event_rule_budgets(table, run, traffic)
     print_what_ifs(run, measured, table)
     return 0
 
@@ -214,6 +268,44 @@ def print_batched(run: BatchRun, measured: list[scenarios.Measured], table: Tabl
             f"  storage: an event keeps {stored / 1024:.1f} KB (table + indexes) = "
             f"${stored * 1e6 / 1e9 * PRICE_STORAGE_GB_MONTH:.2f}/month per million events kept "
             f"({expiring or 'none'} of {len(events)} with a TTL), point-in-time recovery on top."
+        )
+
+
+def _mix_dollars(run: BatchRun, table: TableModel) -> float:
+    per = total_usage(run.calls, table).scaled(1 / run.messages)
+    http = math.ceil(run.body_bytes / HTTP_API_METERING_BYTES) * PRICE_HTTP_API_REQUEST / run.messages
+    return per.dollars() + http + lambda_dollars(batch_lambda_seconds(run)) / run.messages
+
+
+def print_event_rule_budgets(table: TableModel, plain: BatchRun, traffic: Traffic) -> None:
+    """Issue 15: a single track of a known user under 1 KB, and the batched mix, with 5 event rules
+    and 5 computed traits configured, against the budgets (and the mix without them)."""
+    names = ["Order Completed under 1 KB, known user", "track, known user (userId only)"]
+    with ModelledDynamoDB(table, LATENCY, images=True, sleep=False) as model:
+        measured = scenarios.run(model, names, settings=EVENT_RULES)
+    ruled = Traffic()
+    seed, batch = ruled.seed(), ruled.batch(BATCH_SIZE)
+    with ModelledDynamoDB(table, LATENCY, images=True) as model:
+        run = run_batch(seed, batch, None, model, settings=EVENT_RULES)
+    print("\nwith 5 event rules and 5 computed traits (issue 15's budgets)")
+    for m in measured:
+        usage = total_usage(m.calls, table)
+        within = len(m.calls) <= BUDGET_TRACK_REQUESTS and usage.write_total <= BUDGET_TRACK_WRU
+        flag = ("within" if within else "OVER") if m.message_bytes < 1024 else "(over 1 KB: not the budget's)"
+        print(
+            f"  {m.name:40} {m.message_bytes / 1024:4.1f}K {_ops(m.calls):12} WRU {_units(usage)}  "
+            f"budget {BUDGET_TRACK_REQUESTS} requests, {BUDGET_TRACK_WRU} WRU for a message under 1 KB: {flag}"
+        )
+    for label, batch_run, budget in (
+        ("without event rules", plain, BUDGET_MIX),
+        ("with them", run, BUDGET_MIX_EVENT_RULES),
+    ):
+        dollars = _mix_dollars(batch_run, table) * 1e6
+        per = total_usage(batch_run.calls, table).scaled(1 / batch_run.messages)
+        verdict = "within" if dollars <= budget else "OVER"
+        print(
+            f"  batched mix {label:20} ${dollars:.2f}/M (WRU {per.write:.2f}+{per.index_write:.2f}, "
+            f"RRU {per.read:.2f}; budget ${budget:.2f}/M: {verdict})"
         )
 
 

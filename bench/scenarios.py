@@ -63,6 +63,11 @@ _dup_identify = _redelivered(_one(lambda t, u: t.identify(u)))
 
 SCENARIOS = [
     Scenario("track, known user (userId only)", _known, _one(lambda t, u: t.track(u, ids="user"))),
+    Scenario(
+        "Order Completed under 1 KB, known user",
+        _known,
+        _one(lambda t, u: t.small_order(u)),
+    ),
     Scenario("page, known user (userId only)", _known, _one(lambda t, u: t.page(u, ids="user"))),
     Scenario("track, userId + linked anonymousId", _known, _one(lambda t, u: t.track(u))),
     Scenario("page, userId + linked anonymousId", _known, _one(lambda t, u: t.page(u))),
@@ -99,13 +104,15 @@ class Measured:
     operations: list[str] = field(default_factory=list)
 
 
-def run(model: ModelledDynamoDB, names: list[str] | None = None) -> list[Measured]:
-    """Each scenario on fresh users, in one stack (settings: SETTINGS)."""
+def run(
+    model: ModelledDynamoDB, names: list[str] | None = None, settings: dict[str, object] | None = None
+) -> list[Measured]:
+    """Each scenario on fresh users, in one stack (settings: SETTINGS and `settings`)."""
     chosen = [s for s in SCENARIOS if names is None or s.name in names]
     traffic = Traffic(users=len(chosen) * (REPEATS + 1), known_share=1.0, seed=7)
     users = iter(traffic.users)
     results = []
-    with InboundStack(SETTINGS) as stack:
+    with InboundStack({**SETTINGS, **(settings or {})}) as stack:
         model.recording = False
         warm = next(users)
         for message in [*_known(traffic, warm), traffic.track(warm), traffic.page(warm), traffic.group(warm, "w")]:

@@ -191,6 +191,14 @@ class Traffic:
             "traits": {"source": "order-service"},
         }
 
+    def small_order(self, user: User) -> dict[str, Any]:
+        """A server-side Order Completed of one product, under 1 KB as Segment sends it."""
+        message = self._base(user, "track", True, "user")
+        product = self.rng.choice(PRODUCTS)
+        message["event"] = "Order Completed"
+        message["properties"] = {"order_id": f"ord-{self.sequence:07d}", "revenue": product[6], "currency": "USD"}
+        return message
+
     def track(self, user: User, server: bool = False, ids: str = "both") -> dict[str, Any]:
         message = self._base(user, "track", server, ids)
         event = self.rng.choice(TRACK_EVENTS)
