@@ -29,8 +29,6 @@ from bench.capacity import (
     drop_transact_items,
     eventually_consistent,
     item_size,
-    keep_map_keys,
-    map_written_items,
     starts_with,
     stored_bytes,
     table_model,
@@ -62,24 +60,6 @@ def single_lambda_seconds(measured: scenarios.Measured) -> float:
 def batch_lambda_seconds(run: BatchRun) -> float:
     """Parallel writers: at least the stretched CPU, or the busiest writer's latencies."""
     return max(run.floor, run.cpu_at(MEMORY_MB))
-
-
-def _context_keep() -> dict[str, Any]:
-    """The context fields the outbound sends back (segment_connector.outbound.events), if it says."""
-    try:
-        from segment_connector.outbound import events as outbound
-
-        keep: dict[str, Any] = dict.fromkeys(outbound.CONTEXT_KEYS)
-        keep["page"] = dict.fromkeys(outbound.PAGE_KEYS)
-        return keep
-    except (ImportError, AttributeError):
-        return {
-            "ip": None,
-            "userAgent": None,
-            "locale": None,
-            "timezone": None,
-            "page": {"url": None, "referrer": None, "path": None, "title": None, "search": None},
-        }
 
 
 What = Callable[[list[Call]], list[Call]]
@@ -143,8 +123,6 @@ def what_ifs(table: TableModel) -> list[tuple[str, TableModel, What]]:
     same: What = lambda calls: calls  # noqa: E731
     no_dedup: What = lambda calls: drop_transact_items(calls, starts_with(table.keys[0], "msg#"))  # noqa: E731
     no_check: What = lambda calls: drop_transact_items(calls, lambda kind, body: kind == "ConditionCheck")  # noqa: E731
-    keep = _context_keep()
-    trim: What = lambda calls: map_written_items(calls, keep_map_keys("context", keep))  # noqa: E731
     options: list[tuple[str, TableModel, What]] = [("as is", table, same)]
     if lsi and lsi.projection != "KEYS_ONLY":
         options.append((f"LSI {lsi.name} projects KEYS_ONLY", table.with_index(lsi.name, "KEYS_ONLY"), same))
@@ -152,7 +130,6 @@ def what_ifs(table: TableModel) -> list[tuple[str, TableModel, What]]:
     options += [
         ("no dedup markers (msg# items)", table, no_dedup),
         ("linked anonymousIds cached, no ConditionCheck", table, no_check),
-        ("events keep only the context outbound sends", table, trim),
         ("identity reads eventually consistent", table, eventually_consistent),
     ]
     if lsi:
@@ -160,7 +137,7 @@ def what_ifs(table: TableModel) -> list[tuple[str, TableModel, What]]:
             (
                 f"all of the above, without LSI {lsi.name}",
                 table.with_index(lsi.name, None),
-                lambda calls: eventually_consistent(trim(no_check(no_dedup(calls)))),
+                lambda calls: eventually_consistent(no_check(no_dedup(calls))),
             )
         )
     return options

@@ -246,6 +246,7 @@ class ConsoleUser(_Schema):
     account: Account | None
     sent: Sent
     profile_api: ConsoleProfileApi
+    computed_traits: list[str] = Field(description="The names of the user's traits that are computed from its events")
 
 
 ANSWERS: dict[str, Any] = {

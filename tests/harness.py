@@ -156,13 +156,30 @@ class Aws:
         config.clear_caches()
 
     def items(self) -> list[dict[str, Any]]:
+        """Every item, as the table keeps it; an event with its body unpacked (its `properties` and
+        `context`, and `message_id`: as StoredEvent.from_item reads it)."""
         from segment_connector.store.table import deserialize
 
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=TABLE)
-        return [deserialize(item) for page in pages for item in page["Items"]]
+        return [_readable(deserialize(item)) for page in pages for item in page["Items"]]
 
     def items_of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [item for item in self.items() if item.get("kind") == kind]
+
+
+def _readable(item: dict[str, Any]) -> dict[str, Any]:
+    if item.get("kind") != "event" or "body" not in item:
+        return item
+    from segment_connector.domain.models.items import StoredEvent
+
+    unpacked = StoredEvent.from_item(item)
+    readable = {key: value for key, value in item.items() if key != "body"}
+    return {
+        **readable,
+        "properties": unpacked.properties,
+        "context": unpacked.context,
+        "message_id": unpacked.message_id,
+    }
 
 
 class FakeTime:

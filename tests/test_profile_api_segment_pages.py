@@ -178,6 +178,7 @@ def test_an_events_answer_stays_under_5_mb(segment_profiles: Api):
     # Given a user with 40 events of about 300 KB each (12 MB in all)
     store = store_of(segment_profiles)
     put_user(store, "heavy")
+    from segment_connector.domain.models.items import StoredEvent
     from segment_connector.store.table import serialize
 
     partition = identity_pk("user_id", "heavy")
@@ -185,8 +186,9 @@ def test_an_events_answer_stays_under_5_mb(segment_profiles: Api):
     for message_id in ids:
         item = store.db.get({"pk": {"S": partition}, "sk": {"S": f"event#{message_id}"}})
         assert item is not None
-        item["properties"] = {"blob": "\u00e9" * 100_000}  # escaped as \u00e9 twice over: about 1 MB as sent
-        store.client.put_item(TableName=store.table, Item=serialize(item))
+        event = StoredEvent.from_item(item)
+        event.properties = {"blob": "\u00e9" * 100_000}  # escaped as \u00e9 twice over: about 1 MB as sent
+        store.client.put_item(TableName=store.table, Item=serialize(event.to_item()))
     # When all pages of 100 are read
     answers = pages(segment_profiles, path("user_id:heavy", "events", limit=100))
     # Then each answer (as Lambda returns it) stays under 5 MB and every event still comes once

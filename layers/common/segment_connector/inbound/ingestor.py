@@ -146,7 +146,6 @@ class Ingestor:
             anonymous_id=message.anonymous_id,
             original_timestamp=original if original != at else None,
             facts=facts,
-            activity_at=None if facts is None else f"{at}#{message.message_id}",
             expires_at=expiry(at, self.settings.event_retention_days),
         )
 

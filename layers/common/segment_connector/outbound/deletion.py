@@ -31,7 +31,7 @@ from segment_connector.domain.times import format_time
 from segment_connector.store import segment_history
 from segment_connector.store.deletion import KIND, PAGE_EVENTS, DeletionStore
 from segment_connector.store.profile_store import ProfileStore
-from segment_connector.store.table import WRITE_BATCH, deserialize
+from segment_connector.store.table import WRITE_BATCH, deserialize_image
 
 if TYPE_CHECKING:
     pass
@@ -62,7 +62,7 @@ def work(records: list[dict[str, Any]], context: Any, store: ProfileStore) -> tu
     for record in records:
         dynamodb = record.get("dynamodb") or {}
         seq = str(dynamodb.get("SequenceNumber", ""))
-        image = deserialize(dynamodb.get("NewImage") or {})
+        image = deserialize_image(dynamodb.get("NewImage") or {})
         try:
             steps += Sweep(DeletionStore(store), image, Budget.of(context)).run()
         except Exception as error:

@@ -20,7 +20,7 @@ from segment_connector.domain.models.settings import ConnectorSettings
 from segment_connector.outbound.announce import announce
 from segment_connector.outbound.planner import Planner
 from segment_connector.runtime import config
-from segment_connector.segment_api.delivery import ClientPool, Outcome, deliver, settle
+from segment_connector.segment_api.delivery import ClientPool, Outcome, RecordPlan, deliver, settle
 from segment_connector.store.due import hour_start
 from segment_connector.store.profile_store import ProfileStore
 
@@ -39,14 +39,7 @@ def run(
     planned = planner.plan_due(due)
     plans = [plan for plan, _ in planned]
     metrics["SegmentEventsRecorded"] += announce(store, planner.histories, plans)
-    entries = [entry for plan in plans for entry in plan.entries]
-    outcome = Outcome()
-    write_key = config.get_secret("write-key") if entries else None
-    if entries and write_key:
-        client = clients.client(write_key, config.segment_api_url(settings))
-        outcome = deliver(entries, client, clients.deadline(context))
-    elif entries:  # as for stream records: nothing is sent without a write key
-        log.warning("recompute: no write key: the calls of %d due users are not sent", len(planned))
+    outcome = _deliver(plans, settings, clients, context)
     # an evaluation that failed is not settled (it has no record to keep): its due items wait
     settlement = settle([plan for plan in plans if not plan.error], outcome, store, now)
     failed = {plan.seq for plan in plans if plan.error or plan.seq in settlement.failed}
@@ -58,3 +51,15 @@ def run(
     if failed:
         log.warning("recompute: %d of %d due users not done: tried again at the next run", len(failed), len(planned))
     return {"due": len(due), "users": len(planned), "failed": len(failed)}, metrics
+
+
+def _deliver(plans: list[RecordPlan], settings: ConnectorSettings, clients: ClientPool, context: Any) -> Outcome:
+    entries = [entry for plan in plans for entry in plan.entries]
+    if not entries:
+        return Outcome()
+    write_key = config.get_secret("write-key")
+    if not write_key:  # as for stream records: nothing is sent without a write key
+        log.warning("recompute: no write key: the calls of %d due users are not sent", len(plans))
+        return Outcome()
+    client = clients.client(write_key, config.segment_api_url(settings))
+    return deliver(entries, client, clients.deadline(context))

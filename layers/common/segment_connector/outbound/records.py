@@ -8,7 +8,7 @@ from typing import Any
 
 from segment_connector.domain.models.items import Account, StoredEvent, UserProfile
 from segment_connector.segment_api.delivery import RecordPlan
-from segment_connector.store.table import deserialize
+from segment_connector.store.table import deserialize_image
 
 
 @dataclass
@@ -36,8 +36,8 @@ def parse(raw: dict[str, Any]) -> Change:
     dynamodb = raw.get("dynamodb") or {}
     created = dynamodb.get("ApproximateCreationDateTime")
     plan = RecordPlan(seq=sequence_number(raw), created=float(created) if created is not None else None, raw=raw)
-    new_image = deserialize(dynamodb["NewImage"]) if dynamodb.get("NewImage") else {}
-    old_image = deserialize(dynamodb["OldImage"]) if dynamodb.get("OldImage") else {}
+    new_image = deserialize_image(dynamodb["NewImage"]) if dynamodb.get("NewImage") else {}
+    old_image = deserialize_image(dynamodb["OldImage"]) if dynamodb.get("OldImage") else {}
     kind = str(new_image.get("kind", ""))
     change = Change(plan, str(new_image.get("pk", "")), kind, str(raw.get("eventName", "")))
     if kind == "user":
@@ -47,7 +47,7 @@ def parse(raw: dict[str, Any]) -> Change:
         change.new = Account.model_validate(new_image)
         change.old = Account.model_validate(old_image) if old_image.get("kind") == "account" else None
     elif kind == "event" and change.event_name == "INSERT":
-        change.new = StoredEvent.model_validate(new_image)
+        change.new = StoredEvent.from_item(new_image)
     return change
 
 

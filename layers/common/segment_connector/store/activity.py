@@ -1,6 +1,6 @@
-"""A user's events as rules see them: the sparse LSI `by_activity` (only the events that segment
-rules and computed traits read, with the properties they read), one Query per event partition
-from the oldest moment a window can reach."""
+"""A user's events as rules see them: the entries of LSI `by_time` of the events that segment rules
+and computed traits read (those with `facts`, the properties they read), one Query per event
+partition from the oldest moment a window can reach."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from segment_connector.domain.activity import Occurrence
+from segment_connector.domain.models.items import EVENT_SK_PREFIX
 from segment_connector.domain.times import format_time, parse_time
 from segment_connector.store.table import Table, deserialize
 
-INDEX = "by_activity"
+INDEX = "by_time"
 
 
 def occurrence(item: dict[str, object]) -> Occurrence | None:
@@ -26,7 +27,7 @@ def occurrence(item: dict[str, object]) -> Occurrence | None:
     return Occurrence(
         at,
         Occurrence.rule_name(str(item.get("type", "")), str(item.get("event", ""))),
-        str(item.get("message_id", "")),
+        str(item.get("sk", "")).removeprefix(EVENT_SK_PREFIX),
         facts if isinstance(facts, dict) else {},
     )
 
@@ -43,7 +44,8 @@ class ActivityReads:
         for pk in dict.fromkeys(partitions):
             items = self.table.query_all(
                 IndexName=INDEX,
-                KeyConditionExpression="pk = :pk AND activity_at > :since",
+                KeyConditionExpression="pk = :pk AND event_time > :since",
+                FilterExpression="attribute_exists(facts)",
                 ExpressionAttributeValues={":pk": {"S": pk}, ":since": {"S": format_time(since)}},
             )
             found += [o for raw in items if (o := occurrence(deserialize(raw))) is not None]

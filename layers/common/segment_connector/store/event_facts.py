@@ -1,12 +1,13 @@
 """Keeping what rules read of stored events in step with the settings (issue 15).
 
-An event keeps `facts` (the properties segment rules and computed traits read) and `activity_at`
-(the sort key of the sparse LSI `by_activity`) as the settings of its arrival saw it. When newer
+An event keeps `facts` (the properties segment rules and computed traits read, projected into its
+entry of LSI `by_time`) as the settings of its arrival saw it. When newer
 settings read an event name or a property path that older ones did not, the stored events lack
 it. Two writers bring them up to date:
 - the resync (resync/plan.py): for each user whose transition's settings read something new, it
   reads the user's stored events of the names the settings read (LSI `by_time`, page by page,
-  within the retention), tags them, and evaluates the user with what it read;
+  within the retention, then the events themselves by their keys), tags them, and evaluates the
+  user with what it read;
 - outbound (outbound/reads.py, planner.py): an event stored with an older (cached) settings
   document is tagged when its stream record is planned.
 
@@ -28,25 +29,14 @@ from typing import Any
 from segment_connector.domain.activity import PAGE_AND_SCREEN, ActivitySpec, Occurrence
 from segment_connector.domain.models.items import StoredEvent
 from segment_connector.domain.times import format_time, parse_time
+from segment_connector.store.event_pages import whole_events
 from segment_connector.store.table import Table, deserialize, serialize_value
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3  # writes of one event whose facts another writer changed meanwhile
 MAX_NAMES = 99  # operands of the IN of the reads' filter (DynamoDB allows 100)
-FIELDS = (
-    "pk",
-    "sk",
-    "type",
-    "event",
-    "message_id",
-    "timestamp",
-    "event_time",
-    "properties",
-    "source",
-    "facts",
-    "activity_at",
-)
+FIELDS = ("pk", "sk", "type", "event", "event_time")  # of the index entries read first
 
 
 def merged(stored: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,21 +61,19 @@ class Tag:
     pk: str
     sk: str
     facts: dict[str, Any]
-    activity_at: str
     stored: dict[str, Any] | None = None
-    indexed: bool = False  # whether it has its activity_at already
 
     @classmethod
     def of(cls, event: StoredEvent, facts: Mapping[str, Any]) -> Tag | None:
         """The tag an event (as stored) needs for `facts`; None when it has them already."""
-        if not _needs(event.facts, event.activity_at is not None, facts):
+        if not _needs(event.facts, facts):
             return None
         stored = serialize_value(event.facts) if event.facts is not None else None
-        return cls(event.pk, event.sk, dict(facts), event.event_time, stored, event.activity_at is not None)
+        return cls(event.pk, event.sk, dict(facts), stored)
 
 
-def _needs(stored: Mapping[str, Any] | None, indexed: bool, facts: Mapping[str, Any]) -> bool:
-    return not indexed or stored is None or merged(stored, facts) != stored
+def _needs(stored: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> bool:
+    return stored is None or merged(stored, facts) != stored
 
 
 @dataclass
@@ -117,30 +105,26 @@ class EventFacts:
         names = set(tag.paths).union(*(view.paths for view in views))
         done = Retagged([[] for _ in views])
         for pk in dict.fromkeys(partitions):
-            for raw in self._events(pk, names, kept_since):
-                self._one(raw, tag, views, since, done)
+            for event in self._events(pk, names, kept_since):
+                self._one(event, tag, views, since, done)
         return done
 
     def _one(
-        self, raw: dict[str, Any], tag: ActivitySpec, views: Sequence[ActivitySpec], since: datetime, done: Retagged
+        self, event: StoredEvent, tag: ActivitySpec, views: Sequence[ActivitySpec], since: datetime, done: Retagged
     ) -> None:
-        item = deserialize(raw)
-        if item.get("source") == "connector":
+        if event.source == "connector":
             return  # Entered/Left Segment: the connector's own announcements are no activity
-        name = Occurrence.rule_name(str(item.get("type", "")), str(item.get("event", "")))
-        found = item.get("properties")
-        properties: dict[str, Any] = found if isinstance(found, dict) else {}
+        name = Occurrence.rule_name(event.type, event.event)
+        properties = event.properties
         facts = tag.facts(name, properties)
-        stored = item.get("facts") if isinstance(item.get("facts"), dict) else None
-        if facts is not None and _needs(stored, "activity_at" in item, facts):
-            indexed = "activity_at" in item
-            wanted = Tag(str(item["pk"]), str(item["sk"]), facts, str(item["event_time"]), raw.get("facts"), indexed)
-            if not self.write(wanted, strict=True):
+        if facts is not None and _needs(event.facts, facts):
+            stored = serialize_value(event.facts) if event.facts is not None else None
+            if not self.write(Tag(event.pk, event.sk, facts, stored), strict=True):
                 done.gone += 1
                 return  # deleted meanwhile: it no longer counts
             done.tagged += 1
         try:
-            at = parse_time(item.get("timestamp"))
+            at = parse_time(event.timestamp)
         except ValueError:
             return
         if at is None or at <= since:
@@ -148,11 +132,11 @@ class EventFacts:
         for view, occurrences in zip(views, done.occurrences, strict=True):
             seen = view.facts(name, properties)
             if seen is not None:
-                occurrences.append(Occurrence(at, name, str(item.get("message_id", "")), seen))
+                occurrences.append(Occurrence(at, name, event.message_id, seen))
 
-    def _events(self, pk: str, names: set[str], since: datetime) -> Iterator[dict[str, Any]]:
-        """The partition's events later than `since` whose rule name may be in `names` (raw items,
-        page by page: LSI `by_time`, at most 1 MB a page)."""
+    def _events(self, pk: str, names: set[str], since: datetime) -> Iterator[StoredEvent]:
+        """The partition's events later than `since` whose rule name may be in `names`, page by
+        page: entries of LSI `by_time` (at most 1 MB a page), then those events by their keys."""
         if not names:
             return
         request: dict[str, Any] = {
@@ -167,7 +151,7 @@ class EventFacts:
             _filter(request, names)
         while True:
             response = self.table.call("query", **request)
-            yield from response.get("Items", [])
+            yield from whole_events(self.table, [deserialize(raw) for raw in response.get("Items", [])])
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -178,15 +162,15 @@ class EventFacts:
             self.write(tag, strict=False)
 
     def write(self, tag: Tag, strict: bool) -> bool:
-        """Add the tag's facts to its event (and its activity_at); False when the event is gone.
-        Still changing under other writers after ATTEMPTS: raised when `strict`, else logged."""
-        stored, indexed = tag.stored, tag.indexed
+        """Add the tag's facts to its event; False when the event is gone. Still changing under
+        other writers after ATTEMPTS: raised when `strict`, else logged."""
+        stored = tag.stored
         for _ in range(ATTEMPTS):
             current = deserialize({"facts": stored})["facts"] if stored is not None else None
             facts = merged(current, tag.facts)
-            if not _needs(current, indexed, tag.facts):
+            if not _needs(current, tag.facts):
                 return True
-            values: dict[str, Any] = {":facts": serialize_value(facts), ":at": {"S": tag.activity_at}}
+            values: dict[str, Any] = {":facts": serialize_value(facts)}
             condition = "attribute_exists(pk) AND "
             if stored is None:
                 condition += "attribute_not_exists(facts)"
@@ -196,7 +180,7 @@ class EventFacts:
             if self.table.conditional(
                 "update_item",
                 Key={"pk": {"S": tag.pk}, "sk": {"S": tag.sk}},
-                UpdateExpression="SET facts = :facts, activity_at = :at",
+                UpdateExpression="SET facts = :facts",
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
             ):
@@ -206,11 +190,11 @@ class EventFacts:
                 TableName=self.table.name,
                 Key={"pk": {"S": tag.pk}, "sk": {"S": tag.sk}},
                 ConsistentRead=True,
-                ProjectionExpression="facts, activity_at",
+                ProjectionExpression="facts",
             )
             if "Item" not in response:
                 return False
-            stored, indexed = response["Item"].get("facts"), "activity_at" in response["Item"]
+            stored = response["Item"].get("facts")
         if strict:
             raise RuntimeError(f"the facts of event {tag.pk} {tag.sk} kept changing under other writers")
         log.warning("the facts of event %s %s kept changing under other writers; left as they are", tag.pk, tag.sk)

@@ -20,7 +20,9 @@ class Events:
 
     def recent(self, partitions: Iterable[str], limit: int) -> list[StoredEvent]:
         """Newest first across the partitions (LSI `by_time`)."""
-        events: list[StoredEvent] = []
+        from segment_connector.store.event_pages import whole_events
+
+        entries: list[dict[str, Any]] = []
         for pk in dict.fromkeys(partitions):
             response = self.table.call(
                 "query",
@@ -31,9 +33,9 @@ class Events:
                 ScanIndexForward=False,
                 Limit=limit,
             )
-            events.extend(StoredEvent.model_validate(deserialize(raw)) for raw in response.get("Items", []))
-        events.sort(key=lambda event: event.event_time, reverse=True)
-        return events[:limit]
+            entries.extend(deserialize(raw) for raw in response.get("Items", []))
+        entries.sort(key=lambda entry: str(entry["event_time"]), reverse=True)
+        return list(whole_events(self.table, entries[:limit]))
 
     def newest_first(
         self, partitions: Iterable[str], before: tuple[str, str] | None = None, page: int = 100

@@ -107,7 +107,7 @@ def read(store: ProfileStore, uids: Iterable[str]) -> dict[str, Announced]:
             at=str(raw.get("at") or ""),
             merged_into=str(merged_into) if merged_into else None,
             version=int(raw.get("version") or 0),
-            pending=[StoredEvent.model_validate(event) for event in raw.get("pending") or []],
+            pending=[StoredEvent.from_item(event) for event in raw.get("pending") or []],
             stored=True,
             seq=int(raw.get("seq") or 0),
         )

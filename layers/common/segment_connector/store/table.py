@@ -4,6 +4,7 @@ inventory) make their requests through it; it is the only place that calls Dynam
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from decimal import Decimal
@@ -66,6 +67,26 @@ def serialize_value(value: Any) -> dict[str, Any]:
     """One attribute value in DynamoDB's typed form (an expression's value)."""
     result: dict[str, Any] = _serializer.serialize(to_dynamo(value))
     return result
+
+
+def deserialize_image(image: dict[str, Any]) -> dict[str, Any]:
+    """A stream record's image as Lambda passes it (binary values as base64 text) -> an item."""
+    return deserialize({key: _binary_decoded(value) for key, value in image.items()})
+
+
+def _binary_decoded(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((kind, inner),) = value.items()
+    if kind == "B" and isinstance(inner, str):
+        return {"B": base64.b64decode(inner)}
+    if kind == "BS" and isinstance(inner, list):
+        return {"BS": [base64.b64decode(v) if isinstance(v, str) else v for v in inner]}
+    if kind == "M" and isinstance(inner, dict):
+        return {"M": {k: _binary_decoded(v) for k, v in inner.items()}}
+    if kind == "L" and isinstance(inner, list):
+        return {"L": [_binary_decoded(v) for v in inner]}
+    return value
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from segment_connector.domain.event_body import pack, unpack
+
 IdentityType = Literal["user_id", "anonymous_id", "email"]
 PROFILE_SK = "identity"
 ACCOUNT_SK = "account"
@@ -94,11 +96,28 @@ class StoredEvent(_Item):
     source: Literal["segment", "api", "connector"]
     user_id: str | None = None
     anonymous_id: str | None = None
-    # Events that segment rules or computed traits read (issue 15): the properties they read
-    # (`facts`) and the sort key of the sparse LSI `by_activity` (= event_time), see domain/activity.py
+    # What segment rules and computed traits read of the event (issue 15: domain/activity.py), in
+    # the LSI `by_time` with its name, type and timestamp; absent when no rule reads the event
     facts: dict[str, Any] | None = None
-    activity_at: str | None = None
     expires_at: int | None = None  # the table's TTL: the timestamp plus event_retention_days
+
+    def to_item(self) -> dict[str, Any]:
+        """As stored: `properties` and `context` in one compressed `body` (domain/event_body.py),
+        no `message_id` (the sort key holds it)."""
+        item = self.model_dump(exclude_none=True, exclude={"properties", "context", "message_id"})
+        item["body"] = pack(self.properties, self.context)
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "StoredEvent":
+        """A stored event (or a stream image of one); an item stored before bodies were packed
+        has its `properties` and `context` as they are."""
+        fields = dict(item)
+        body = fields.pop("body", None)
+        if body is not None:
+            fields["properties"], fields["context"] = unpack(body)
+        fields.setdefault("message_id", str(fields.get("sk", "")).removeprefix(EVENT_SK_PREFIX))
+        return cls.model_validate(fields)
 
     @classmethod
     def build(cls, partition_pk: str, message_id: str, timestamp: str, **fields: Any) -> "StoredEvent":
