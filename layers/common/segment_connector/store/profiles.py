@@ -3,6 +3,8 @@ one transaction, and the scan that resync pages through."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,9 +24,10 @@ from segment_connector.domain.models.items import (
     account_pk,
 )
 from segment_connector.domain.storable import MAX_ITEM_BYTES, ProfileTooLarge, item_size
-from segment_connector.store.table import UNAVAILABLE, Table, deserialize, serialize
+from segment_connector.store.table import UNAVAILABLE, Table, deserialize, is_condition_failure, serialize
 
 DEDUP_DAYS = 8
+RECENT_MESSAGES = 8  # messageId hashes a profile keeps (a redelivery comes within a few hours)
 OVERFLOW_BYTES = 100_000  # of identity pks in one overflow item (DynamoDB's item: 400 KB)
 
 
@@ -134,7 +137,11 @@ class Profiles:
         another writer got there first (the caller reads again and retries), ProfileTooLarge when
         a profile or account would exceed DynamoDB's 400 KB item (checked before writing).
         """
+        _remember_message(change)
         _check_item_sizes(change)
+        if _one_profile_only(change):
+            self._put_profile(change)
+            return
         try:
             self.table.call("transact_write_items", TransactItems=self._commit_actions(change))
         except BadRequest as error:
@@ -150,6 +157,22 @@ class Profiles:
 
             retired = [alias.pk for alias, _ in change.retired]
             repoint(self.table, change.stale_aliases, retired, change.profiles[0][0].pk)
+
+    def _put_profile(self, change: ProfileChange) -> None:
+        """A change of one stored profile alone: one conditional PutItem (a transaction would bill
+        every item twice); its messageId is deduplicated by the profile's `recent_messages`."""
+        profile, expected = change.profiles[0]
+        put = self._versioned_put(profile.to_item(), expected)["Put"]
+        try:
+            self.table.call("put_item", **put)
+        except BadRequest as error:
+            if "item size" in error.message.lower():
+                raise ProfileTooLarge(profile.pk) from error
+            raise
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            raise VersionConflict(profile.pk) from None
 
     def _commit_actions(self, change: ProfileChange) -> list[dict[str, Any]]:
         table = self.table
@@ -213,6 +236,34 @@ def _identity_item(raw: dict[str, Any]) -> UserProfile | IdentityAlias | None:
     if kind == "alias":
         return IdentityAlias.model_validate(raw)
     return None
+
+
+def message_hash(message_id: str) -> str:
+    """48 bits of the messageId's SHA-256, base64url (8 characters)."""
+    digest = hashlib.sha256(message_id.encode()).digest()[:6]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def _remember_message(change: ProfileChange) -> None:
+    """DuplicateMessage when the message's profile applied it already; else note it there."""
+    if not (change.message_id and change.profiles):
+        return
+    profile = change.profiles[0][0]
+    mark = message_hash(change.message_id)
+    recent = list(profile.recent_messages or [])
+    if mark in recent:
+        raise DuplicateMessage(change.message_id)
+    profile.recent_messages = [*recent, mark][-RECENT_MESSAGES:]
+
+
+def _one_profile_only(change: ProfileChange) -> bool:
+    """A change of one profile that exists (its version read), and nothing else."""
+    return (
+        len(change.profiles) == 1
+        and change.profiles[0][1] is not None
+        and not (change.retired or change.aliases or change.accounts or change.dropped or change.merged_uids)
+        and not (change.tombstone or change.registration or change.deleted)
+    )
 
 
 def _check_item_sizes(change: ProfileChange) -> None:

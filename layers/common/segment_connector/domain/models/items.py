@@ -53,6 +53,9 @@ class UserProfile(_Item):
     # uids of the profiles merged into this one (the newest last, bounded): outbound unites their
     # segment history into this one's (segment_history.py)
     merged_uids: list[str] | None = None
+    # short hashes of the newest messageIds applied to it (store/profiles.py: a redelivery of one is a
+    # duplicate, without a marker item and a transaction for a change of this profile alone)
+    recent_messages: list[str] | None = None
     created_at: str
     updated_at: str
     version: int = 0
