@@ -138,3 +138,16 @@ def test_the_schedule_invokes_recompute_hourly_on_aws_and_every_ten_seconds_loca
     assert parameter_default(template, "RecomputeSchedule") == "rate(1 hour)"
     assert interval_from({}, RECOMPUTE_ENV, DEFAULT_RECOMPUTE_INTERVAL) == 10
     assert interval_from({RECOMPUTE_ENV: "2"}, RECOMPUTE_ENV, DEFAULT_RECOMPUTE_INTERVAL) == 2
+
+
+def test_a_user_deleted_before_its_edge_is_not_told_anything(connector, message, buyer):
+    # Given u1 deleted (GDPR) before its order leaves the window
+    connector.post(message("delete", userId="u1"))
+    connector.drain()
+    sent = len(connector.sent())
+    # When the edge passes
+    answer = recompute(connector, buyer + timedelta(seconds=1))
+    # Then nothing is sent for it, and its due item is done
+    assert answer["failed"] == 0
+    assert len(connector.sent()) == sent
+    assert [item["profile_pk"] for item in connector.aws.items_of_kind("due")] == ["id#user_id#u2"]
