@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,11 +20,15 @@ if TYPE_CHECKING:  # the counts come from the store's inventory, made on the das
 COUNTS_MAX_AGE = 60.0  # seconds a count is shown before the next dashboard read counts again
 
 
-@dataclass(frozen=True)
 class TakenCounts:
-    counts: KindCounts
-    taken: float  # the clock's time (seconds since the epoch) when the count was taken
-    age: float  # seconds between the count and this read
+    """A count as a dashboard read shows it. (A plain class: see store.inventory.KindCounts.)"""
+
+    __slots__ = ("age", "counts", "taken")
+
+    def __init__(self, counts: KindCounts, taken: float, age: float) -> None:
+        self.counts = counts
+        self.taken = taken  # the clock's time (seconds since the epoch) when the count was taken
+        self.age = age  # seconds between the count and this read
 
     @property
     def counted_at(self) -> str:

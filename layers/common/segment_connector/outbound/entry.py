@@ -9,8 +9,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+# runtime.config first: it imports boto3, which then loads at the shallowest depth of the flow's
+# import chain (see runtime/config.py; ~600-1,000 fewer page faults per cold start).
+from segment_connector.runtime import config  # isort: skip
+
 from segment_connector.outbound import handler as outbound
-from segment_connector.runtime import config
 from segment_connector.runtime.logs import LOGGER_OPTIONS, function_logs, route_package_logs
 from segment_connector.segment_api.delivery import ClientPool
 from segment_connector.store.profile_store import ProfileStore, shared_store

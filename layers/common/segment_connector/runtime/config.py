@@ -7,6 +7,13 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+# boto3 before Powertools' parameters, which import it two modules further down. Every handler's
+# entry imports this module before any other that loads boto3 (Outbound's and Resync's put it first),
+# so botocore and urllib3, whose imports compile regular expressions (a deep recursion), load at the
+# shallowest depth our import chain allows. Deeper, that recursion kept crossing a boundary of
+# CPython's frame stack, which maps and unmaps a 16 KB chunk on each crossing: 600 to 1,400 page
+# faults per cold start (docs/design.md, Cold start).
+import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from segment_connector.domain.errors import SettingsInvalid
@@ -86,8 +93,6 @@ def current_settings_document() -> str:
 def oldest_valid_settings_document() -> str | None:
     """The oldest version of the settings document still in the parameter's history that is
     valid (what the stack was deployed with, before any save), if any."""
-    import boto3
-
     pages = boto3.client("ssm").get_paginator("get_parameter_history").paginate(Name=parameter_name("settings"))
     versions = sorted((v for page in pages for v in page.get("Parameters", [])), key=lambda v: v["Version"])
     for version in versions:

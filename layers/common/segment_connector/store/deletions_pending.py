@@ -20,7 +20,6 @@ partition lists exactly the deletions not finished, and is as small as their num
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,12 +49,15 @@ def registration_key(tombstone_pk: str) -> dict[str, Any]:
     return {"pk": {"S": PK}, "sk": {"S": tombstone_pk}}
 
 
-@dataclass(frozen=True)
 class InProgress:
-    """How many deletions are not finished, and since when the oldest waits."""
+    """How many deletions are not finished, and since when the oldest waits. (A plain class: see
+    inventory.KindCounts.)"""
 
-    count: int
-    oldest_deleted_at: str | None
+    __slots__ = ("count", "oldest_deleted_at")
+
+    def __init__(self, count: int, oldest_deleted_at: str | None) -> None:
+        self.count = count
+        self.oldest_deleted_at = oldest_deleted_at
 
     def public(self, now: datetime) -> dict[str, Any]:
         oldest = parse_time(self.oldest_deleted_at) if self.oldest_deleted_at else None
