@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, field_validator, model_validator
 
-from segment_connector.domain.models.rule_predicates import Op, dig, leaf_test
+from segment_connector.domain.models.rule_predicates import Op, combinator, dig, dotted_path, leaf_test, not_null
 
 CountOp = Literal["eq", "neq", "gt", "gte", "lt", "lte"]
 ComputedType = Literal[
@@ -36,12 +36,6 @@ _COUNT_TESTS: dict[str, Callable[[int, int], bool]] = {
 }
 
 
-def _dotted(value: str, what: str) -> str:
-    if not all(value.split(".")):
-        raise ValueError(f"{what} path {value!r} must be a name or a dotted path like 'a.b'")
-    return value
-
-
 class PropertyRule(BaseModel):
     """One node of a `where`: `all`/`any`/`not`, or a leaf `{"property", "op", "value"}`."""
 
@@ -56,32 +50,19 @@ class PropertyRule(BaseModel):
 
     _match: Callable[[Mapping[str, Any]], bool] = PrivateAttr()
 
-    @field_validator("all_", "any_", "not_", "property", "op", mode="before")
-    @classmethod
-    def _not_null(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("must not be null")
-        return v
+    _not_null = field_validator("all_", "any_", "not_", "property", "op", mode="before")(not_null)
 
     @field_validator("property")
     @classmethod
     def _dotted_path(cls, v: str) -> str:
-        return _dotted(v, "property")
+        return dotted_path(v, "property")
 
     @model_validator(mode="after")
     def _compile(self) -> "PropertyRule":
         given = self.model_fields_set
-        kinds = [k for k in ("all", "any", "not") if f"{k}_" in given]
-        if len(kinds) > 1:
-            raise ValueError(f"a rule takes only one of 'all', 'any', 'not'; got {kinds}")
-        if kinds and given & {"property", "op", "value"}:
-            raise ValueError(f"'{kinds[0]}' cannot be combined with 'property'/'op'/'value'")
-        if kinds in (["all"], ["any"]):
-            children, combine = (self.all_ or [], all) if kinds == ["all"] else (self.any_ or [], any)
-            self._match = lambda properties: combine(c.matches(properties) for c in children)
-        elif kinds == ["not"] and self.not_ is not None:
-            child = self.not_
-            self._match = lambda properties: not child.matches(properties)
+        combined = combinator(self, given, "'property'/'op'/'value'")
+        if combined is not None:
+            self._match = combined
         elif self.property is None or self.op is None:
             raise ValueError("a `where` rule needs 'all', 'any', 'not', or a leaf's 'property' and 'op'")
         else:
@@ -149,7 +130,7 @@ class ComputedTrait(BaseModel):
     @field_validator("property")
     @classmethod
     def _dotted_path(cls, v: str | None) -> str | None:
-        return None if v is None else _dotted(v, "property")
+        return None if v is None else dotted_path(v, "property")
 
     @model_validator(mode="after")
     def _property_for_type(self) -> "ComputedTrait":

@@ -137,6 +137,38 @@ def _scalar_test(op: Op, value: Any) -> Callable[[Any], bool]:
     return (lambda a: not _equals(a, expected)) if op == "neq" else (lambda a: _equals(a, expected))
 
 
+def not_null(value: Any) -> Any:
+    """A rule key given as null is an error (absent is the way to leave a key out)."""
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
+def dotted_path(value: str, what: str) -> str:
+    if not all(value.split(".")):
+        raise ValueError(f"{what} path {value!r} must be a name or a dotted path like 'a.b'")
+    return value
+
+
+def combinator(node: Any, given: set[str], leaf_keys: str) -> Callable[..., bool] | None:
+    """The predicate of an `all`/`any`/`not` node (its children's `matches`, called with the same
+    arguments); None for a leaf. `given`: the node's keys given (field names, `all_`...);
+    `leaf_keys`: how the error names the keys a combinator cannot take."""
+    kinds = [kind for kind in ("all", "any", "not") if f"{kind}_" in given]
+    if len(kinds) > 1:
+        raise ValueError(f"a rule takes only one of 'all', 'any', 'not'; got {kinds}")
+    if not kinds:
+        return None
+    others = sorted(key.rstrip("_") for key in given - {f"{kinds[0]}_"})
+    if others:
+        raise ValueError(f"'{kinds[0]}' cannot be combined with {leaf_keys} (got {', '.join(others)})")
+    if kinds[0] == "not":
+        child = node.not_
+        return lambda *facts: not child.matches(*facts)
+    children, combine = (node.all_, all) if kinds[0] == "all" else (node.any_, any)
+    return lambda *facts: combine(c.matches(*facts) for c in children)
+
+
 def dig(obj: Any, parts: Sequence[str]) -> Any:
     """The value at a split dotted path (None when any step is missing or not an object)."""
     for part in parts:

@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from segment_connector.domain.models.event_rules import AT_LEAST_ONE, CountTest, EventFilter, PropertyRule
-from segment_connector.domain.models.rule_predicates import Op, dig, leaf_test
+from segment_connector.domain.models.rule_predicates import Op, combinator, dig, dotted_path, leaf_test, not_null
 
 Lookup = Callable[[tuple[str, ...]], Any]
 """Resolves a split trait path to its value (None when missing)."""
@@ -86,38 +86,21 @@ class Rule(BaseModel):
     _match: Callable[[Lookup, EventCount], bool] = PrivateAttr()
     _events: EventFilter | None = PrivateAttr(None)
 
-    @field_validator("all_", "any_", "not_", "trait", "op", "event", "count", "within_days", "where", mode="before")
-    @classmethod
-    def _not_null(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("must not be null")
-        return v
+    _not_null = field_validator(
+        "all_", "any_", "not_", "trait", "op", "event", "count", "within_days", "where", mode="before"
+    )(not_null)
 
     @field_validator("trait")
     @classmethod
     def _dotted_path(cls, v: str) -> str:
-        if not all(v.split(".")):
-            raise ValueError(f"trait path {v!r} must be a name or a dotted path like 'a.b'")
-        return v
+        return dotted_path(v, "trait")
 
     @model_validator(mode="after")
     def _compile(self) -> "Rule":
         given = self.model_fields_set
-        kinds = [k for k in ("all", "any", "not") if f"{k}_" in given]
-        if len(kinds) > 1:
-            raise ValueError(f"a rule takes only one of 'all', 'any', 'not'; got {kinds}")
-        if kinds and given - {f"{kinds[0]}_"}:
-            others = "/".join(f"'{key}'" for key in _keys(given - {f"{kinds[0]}_"}))
-            raise ValueError(
-                f"'{kinds[0]}' cannot be combined with 'trait'/'op'/'value' or 'event'/'count'/'within_days'/'where'"
-                f" (got {others})"
-            )
-        if kinds == ["all"] or kinds == ["any"]:
-            children, combine = (self.all_ or [], all) if kinds == ["all"] else (self.any_ or [], any)
-            self._match = lambda lookup, count: combine(c.matches(lookup, count) for c in children)
-        elif kinds == ["not"] and self.not_ is not None:
-            child = self.not_
-            self._match = lambda lookup, count: not child.matches(lookup, count)
+        combined = combinator(self, given, "'trait'/'op'/'value' or 'event'/'count'/'within_days'/'where'")
+        if combined is not None:
+            self._match = combined
         elif self.event is not None:
             self._compile_event_leaf(given)
         elif self.trait is None or self.op is None:
