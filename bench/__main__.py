@@ -4,6 +4,7 @@ cold-start  import + init of each handler against boto3's own (bench/cold_start.
 inbound     batches and single messages with modelled DynamoDB latency (bench/inbound_latency.py)
 capacity    DynamoDB units and cost per message type, and what would save (bench/message_costs.py)
 profile-api DynamoDB requests per route of the Segment-compatible Profile API (bench/profile_api.py)
+recompute   DynamoDB requests of a scheduled re-evaluation, by users due (bench/recompute.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PARTS = {
     "inbound": "bench.inbound_latency",
     "capacity": "bench.message_costs",
     "profile-api": "bench.profile_api",
+    "recompute": "bench.recompute",
 }
 
 

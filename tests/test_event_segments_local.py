@@ -71,8 +71,13 @@ def test_a_user_leaves_a_one_day_segment_within_a_minute_of_the_edge(stack: Stac
         lambda line: line.startswith(f"segment <- identify userId={user} ") and '"orders_1d": 1' in line, WAIT_SECONDS
     ), stack.output
     # And the Profile API shows the computed trait
-    traits = requests.get(f"{stack.url}/v1/users/user_id:{user}", auth=AUTH, timeout=WAIT_SECONDS)
+    profile = requests.get(f"{stack.url}/v1/users/user_id:{user}", auth=AUTH, timeout=WAIT_SECONDS)
+    assert profile.status_code == 200, profile.text
+    assert profile.json()["traits"]["orders_1d"] == 1
+    segment_api = f"{stack.url}/v1/spaces/local/collections/users/profiles/user_id:{user}/traits"
+    traits = requests.get(segment_api, auth=("local-profile-token", ""), timeout=WAIT_SECONDS)
     assert traits.status_code == 200, traits.text
+    assert traits.json()["traits"]["orders_1d"] == 1
     # When the edge passes, it leaves within a minute, with a Left Segment event
     left = stack.wait_for_line(
         lambda line: f"userId={user} " in line and "Left Segment" in line and "Ordered today" in line,
