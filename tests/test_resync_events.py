@@ -1,5 +1,5 @@
 """A settings change resyncs event conditions and computed traits like trait rules (issue 15): the
-stored events get what the new rules read of them (`facts`, the index `by_activity`), and each user
+stored events get what the new rules read of them (`facts`, in their `by_time` entries), and each user
 is evaluated with them; outbound tags an event stored with an older (cached) settings document."""
 
 from __future__ import annotations

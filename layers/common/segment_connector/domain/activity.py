@@ -61,7 +61,7 @@ class Occurrence:
 @dataclass(frozen=True)
 class ActivitySpec:
     """What the settings read of events: by rule name, the property paths (the `facts` an event
-    keeps for the sparse LSI `by_activity`; an event whose name no rule reads keeps none), and
+    keeps in its LSI `by_time` entry; an event whose name no rule reads keeps none), and
     how far back the windows look (`since`)."""
 
     paths: Mapping[str, frozenset[str]]

@@ -161,7 +161,7 @@ class BatchReads:
 
     def activity(self, user: UserProfile, without: frozenset[str] = frozenset()) -> Activity | None:
         """The user's events as the rules see them now (None when no rule reads events), read once
-        per batch: the index `by_activity` of every partition of the user, plus this batch's
+        per batch: the `by_time` entries with facts of every partition of the user, plus this batch's
         arrivals (the index may not show them yet); `without` leaves those messageIds out."""
         if not self.rules.reads_events:
             return None

@@ -2,7 +2,7 @@
 
 store.profiles      identity items, accounts, a message's ProfileChange, the resync scan
 store.events        event reads and writes
-store.activity      the events segment rules and computed traits read (LSI by_activity)
+store.activity      the events segment rules and computed traits read (their LSI by_time entries)
 store.due           when users must be evaluated again because time passes (issue 15)
 store.dead_letters  delivery attempts and the dead-letter queue
 store.replay        the dead-letter replay's job item

@@ -79,7 +79,7 @@ def find_user(store: ProfileStore, reference: str) -> UserProfile:
 
 def user_activity(store: ProfileStore, settings: ConnectorSettings, user: UserProfile) -> Activity | None:
     """The user's events as the settings' event leaves and computed traits see them now: one Query
-    of the index `by_activity` per event partition; None (no request) when the settings read no
+    of the index `by_time` per event partition; None (no request) when the settings read no
     events. What the views of a user (the console's, `users get`, both Profile APIs) evaluate with."""
     if not settings.reads_events():
         return None
