@@ -15,7 +15,7 @@ the retention is its window (the table's TTL removes them up to two days later).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
@@ -123,6 +123,7 @@ class Activity:
     occurrences: Iterable[Occurrence] = ()
     retention_days: int | None = None  # a filter without a window reads the events still kept
     _by_name: dict[str, list[Occurrence]] = field(init=False, repr=False)
+    _computed: dict[int, dict[str, Any]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -157,10 +158,13 @@ class Activity:
         values = [value for o in selected if (value := dig(o.properties, parts)) is not None]
         return _COMPUTE[trait.type](values)
 
-    def computed_traits(self, traits: Iterable[ComputedTrait]) -> dict[str, Any]:
-        """name -> value of every computed trait that has one."""
-        values = {trait.name: self.computed(trait) for trait in traits}
-        return {name: value for name, value in values.items() if value is not MISSING}
+    def computed_traits(self, traits: Sequence[ComputedTrait]) -> dict[str, Any]:
+        """name -> value of every computed trait that has one (computed once per list of traits:
+        segments, identify traits and views all ask for them)."""
+        if id(traits) not in self._computed:
+            values = {trait.name: self.computed(trait) for trait in traits}
+            self._computed[id(traits)] = {name: value for name, value in values.items() if value is not MISSING}
+        return self._computed[id(traits)]
 
     def next_change(self, filters: Iterable[EventFilter]) -> datetime | None:
         """When the first occurrence leaves a windowed filter (None: nothing will leave)."""

@@ -48,7 +48,7 @@ class ActivityPlans:
         """By uid: the stored users whose new events the rules read, and those events' ids."""
         self.arrivals = {}
         for user in self.reads.users_with_arrivals():
-            arrived = (o.message_id for pk in self._partitions(user) for o in self.reads.arrived.get(pk, []))
+            arrived = (o.message_id for pk in user.activity_partitions() for o in self.reads.arrived.get(pk, []))
             self.arrivals[user.uid] = (user, frozenset(arrived))
 
     def take_arrivals(self, uid: str) -> frozenset[str]:
@@ -63,7 +63,7 @@ class ActivityPlans:
                 last[event.pk] = change
         at = format_time(self.reads.now)
         for user, arrived in self.arrivals.values():
-            record = next((last[pk] for pk in reversed(self._partitions(user)) if pk in last), None)
+            record = next((last[pk] for pk in reversed(user.activity_partitions()) if pk in last), None)
             if record is None:
                 continue
             try:
@@ -135,7 +135,3 @@ class ActivityPlans:
         if self.due:
             self.reads.store.due.schedule(self.due)
             self.due = []
-
-    @staticmethod
-    def _partitions(user: UserProfile) -> list[str]:
-        return user.event_partitions() or [user.pk]

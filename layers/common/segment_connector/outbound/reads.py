@@ -166,7 +166,7 @@ class BatchReads:
         if not self.rules.reads_events:
             return None
         if user.uid not in self._occurrences:
-            partitions = user.event_partitions() or [user.pk]
+            partitions = user.activity_partitions()
             since = self.settings.activity_spec.since(self.looks_back_from, self.settings.event_retention_days)
             read = self.store.activity.occurrences(partitions, since)
             self._occurrences[user.uid] = read + [o for pk in partitions for o in self.arrived.get(pk, [])]

@@ -228,7 +228,7 @@ class PagePlanner:
             return None, None
         now = parse_time(self.now) or datetime.now(UTC)
         since = min(rules.settings.activity_spec.since(now, rules.settings.event_retention_days) for rules in readers)
-        read = self._occurrences(user.event_partitions() or [user.pk], old, new, now, since)
+        read = self._occurrences(user.activity_partitions(), old, new, now, since)
         before, after = (
             Activity(now, occurrences, rules.settings.event_retention_days) if rules.reads_events else None
             for rules, occurrences in zip((old, new), read, strict=True)

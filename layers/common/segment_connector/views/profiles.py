@@ -87,7 +87,7 @@ def user_activity(store: ProfileStore, settings: ConnectorSettings, user: UserPr
 
     now = datetime.now(UTC)
     since = settings.activity_spec.since(now, settings.event_retention_days)
-    occurrences = store.activity.occurrences(user.event_partitions() or [user.pk], since)
+    occurrences = store.activity.occurrences(user.activity_partitions(), since)
     return Activity(now, occurrences, settings.event_retention_days)
 
 

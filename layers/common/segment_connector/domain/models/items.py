@@ -71,6 +71,11 @@ class UserProfile(_Item):
         """Identity pks under which this user's events are stored (events never arrive by email)."""
         return [pk for pk in self.identities if not pk.startswith("id#email#")]
 
+    def activity_partitions(self) -> list[str]:
+        """Where segment rules read the user's events: its event partitions, else its own pk (a
+        visitor seen only through events, whose profile lists no identities)."""
+        return self.event_partitions() or [self.pk]
+
 
 class IdentityAlias(_Item):
     """Another identity of a user: points at the pk of the user's profile."""
